@@ -1,0 +1,85 @@
+//! The wire contract: JSON shapes, error codes, timestamp format, and the `LedgerApi` trait.
+//!
+//! Only this crate defines JSON shapes. The in-process `LedgerService` and the
+//! HTTP SDK both implement [`LedgerApi`] with these types, so code written
+//! against the trait behaves the same over either.
+
+mod dto;
+mod error;
+mod json;
+mod time;
+
+pub use dto::*;
+pub use error::{ApiError, ErrorBody};
+pub use json::canonical_json;
+pub use time::{format_timestamp, parse_timestamp};
+
+use async_trait::async_trait;
+
+/// The ledger's interface. Every method validates its raw inputs (names,
+/// amounts, limits, timestamps) and reports failures as [`ApiError`], so both
+/// implementations refuse the same inputs with the same codes.
+///
+/// Authorization is not part of the trait: the HTTP layer decides scope before
+/// calling it, and the SDK presents its token to that layer.
+#[async_trait]
+pub trait LedgerApi: Send + Sync {
+    /// Registers an asset; `created` is false for an identical re-registration.
+    async fn register_asset(&self, request: AssetRequest) -> Result<Created<AssetDto>, ApiError>;
+
+    /// Every registered asset.
+    async fn assets(&self) -> Result<AssetList, ApiError>;
+
+    /// Opens an account; `created` is false for an identical re-open.
+    async fn open_account(
+        &self,
+        book: &str,
+        request: OpenAccountRequest,
+    ) -> Result<Created<AccountDto>, ApiError>;
+
+    /// A page of a book's accounts, by name.
+    async fn accounts(&self, book: &str, page: NamePage) -> Result<AccountList, ApiError>;
+
+    /// One account with its current balances.
+    async fn account(&self, book: &str, account: &str) -> Result<AccountDto, ApiError>;
+
+    /// Posts a transaction; a replay of a committed request comes back with
+    /// `deduplicated: true` and the original commit.
+    async fn post_transaction(
+        &self,
+        book: &str,
+        request: PostTransactionRequest,
+    ) -> Result<TransactionDto, ApiError>;
+
+    /// A page of a book's transactions in seq order.
+    async fn transactions(&self, book: &str, page: SeqPage) -> Result<TransactionList, ApiError>;
+
+    /// One transaction by id (any book).
+    async fn transaction(&self, tx_id: &str) -> Result<TransactionDto, ApiError>;
+
+    /// An account's balances now or as of a commit time.
+    async fn balances(
+        &self,
+        book: &str,
+        account: &str,
+        as_of: Option<&str>,
+    ) -> Result<BalancesDto, ApiError>;
+
+    /// A page of an account's postings with running balances.
+    async fn account_postings(
+        &self,
+        book: &str,
+        account: &str,
+        page: SeqPage,
+    ) -> Result<PostingList, ApiError>;
+
+    /// Totals per account and asset, now or as of a commit time.
+    async fn trial_balance(&self, book: &str, as_of: Option<&str>)
+        -> Result<TrialBalanceDto, ApiError>;
+
+    /// A page of a book's event log.
+    async fn events(&self, book: &str, page: SeqPage) -> Result<EventList, ApiError>;
+
+    /// Every book with at least one event.
+    async fn books(&self) -> Result<BookList, ApiError>;
+}

@@ -1,0 +1,38 @@
+//! The ledger's domain: names, exact amounts, assets, accounts, drafts, commits and events.
+//!
+//! This crate does no IO, knows nothing of async, JSON or SQL. Every value is
+//! parsed once at the edge (`BookName::parse`, `Amount::parse`) and is valid
+//! from then on, so the layers above never re-check what a type guarantees.
+
+mod amount;
+mod model;
+mod names;
+mod time;
+
+pub use amount::{Amount, AmountError, Decimal, Scale, SCALE_MAX};
+pub use model::{
+    Account, AccountKind, Asset, Commit, Draft, DraftError, DraftPosting, Event, EventKind, NewAccount,
+    NormalSide, Side, StoredPosting, TxId,
+};
+pub use names::{AccountName, AssetCode, BookName, IdempotencyKey, NameError};
+pub use time::Timestamp;
+
+/// Request and field limits that are part of the contract.
+pub mod limits {
+    /// Fewest postings a transaction may carry.
+    pub const POSTINGS_MIN: usize = 2;
+    /// Most postings a transaction may carry.
+    pub const POSTINGS_MAX: usize = 256;
+    /// Longest memo, in bytes of UTF-8.
+    pub const MEMO_BYTES_MAX: usize = 1024;
+    /// Largest metadata object, in bytes of its compact JSON serialization.
+    pub const METADATA_BYTES_MAX: usize = 16 * 1024;
+    /// Largest request body, in bytes.
+    pub const BODY_BYTES_MAX: usize = 1024 * 1024;
+    /// Largest page a list route returns.
+    pub const PAGE_LIMIT_MAX: u32 = 1000;
+    /// Page size when the caller does not say.
+    pub const PAGE_LIMIT_DEFAULT: u32 = 100;
+    /// Longest asset display name, in bytes.
+    pub const ASSET_NAME_BYTES_MAX: usize = 256;
+}

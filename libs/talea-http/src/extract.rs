@@ -1,0 +1,165 @@
+//! Extractors that turn every malformed input into the contract's JSON errors.
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, FailedToBufferBody};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use talea_api::ApiError;
+use talea_auth::Principal;
+
+use crate::{AppState, HttpError};
+
+/// The authenticated principal of a request (401 when the token is missing or
+/// unknown, 503 when the authenticator cannot decide).
+#[derive(Debug, Clone)]
+pub struct Auth(pub Principal);
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, HttpError> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let (scheme, token) = v.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+            })
+            .filter(|t| !t.is_empty())
+            .ok_or(ApiError::Unauthorized)?;
+        match state.auth.authenticate(token).await {
+            Ok(Some(principal)) => Ok(Self(principal)),
+            Ok(None) => Err(ApiError::Unauthorized.into()),
+            Err(_) => Err(ApiError::unavailable("the token scope service is unavailable").into()),
+        }
+    }
+}
+
+/// A request body of at most 1 MiB, read whole; parsed later with [`parse_json`]
+/// so that authorization is decided before the body is looked at.
+#[derive(Debug)]
+pub struct Body(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = HttpError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, HttpError> {
+        match Bytes::from_request(req, state).await {
+            Ok(bytes) => Ok(Self(bytes)),
+            Err(BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_))) => {
+                Err(ApiError::PayloadTooLarge.into())
+            }
+            Err(e) => Err(ApiError::invalid("", format!("cannot read the body: {e}")).into()),
+        }
+    }
+}
+
+/// Query parameters; a malformed one is a 400 naming the query.
+#[derive(Debug)]
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, HttpError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| Self(q.0))
+            .map_err(|e| ApiError::invalid("query", e.body_text()).into())
+    }
+}
+
+/// Path parameters; undecodable ones are a 400.
+#[derive(Debug)]
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, HttpError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| Self(p.0))
+            .map_err(|e| ApiError::invalid("path", e.body_text()).into())
+    }
+}
+
+/// Parses a JSON body, naming the offending field as a JSON pointer.
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let mut pointer = pointer(e.path());
+        let inner = e.into_inner();
+        let message = inner.to_string();
+        // serde reports a missing field at its parent; name the field itself.
+        if message.starts_with("missing field") {
+            if let Some(name) = message.split('`').nth(1) {
+                pointer.push('/');
+                pointer.push_str(&escape(name));
+            }
+        }
+        ApiError::invalid(pointer, message)
+    })?;
+    de.end()
+        .map_err(|e| ApiError::invalid("", format!("trailing characters after the JSON value: {e}")))?;
+    Ok(value)
+}
+
+fn escape(segment: &str) -> String {
+    segment.replace('~', "~0").replace('/', "~1")
+}
+
+fn pointer(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => {
+                out.push('/');
+                out.push_str(&index.to_string());
+            }
+            Segment::Map { key } => {
+                out.push('/');
+                out.push_str(&escape(key));
+            }
+            Segment::Enum { variant } => {
+                out.push('/');
+                out.push_str(&escape(variant));
+            }
+            Segment::Unknown => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use talea_api::PostTransactionRequest;
+
+    fn field(body: &str) -> Option<String> {
+        match parse_json::<PostTransactionRequest>(body.as_bytes()) {
+            Err(ApiError::InvalidRequest { field, .. }) => field,
+            other => panic!("expected invalid_request, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn pointers_name_the_culprit() {
+        assert_eq!(field(r#"{"postings":[]}"#).as_deref(), Some("/idempotency_key"));
+        assert_eq!(
+            field(r#"{"idempotency_key":"k","postings":[{"account":"a","asset":"B","debit":1}]}"#)
+                .as_deref(),
+            Some("/postings/0/debit")
+        );
+        assert_eq!(
+            field(r#"{"idempotency_key":"k","postings":[],"extra":1}"#).as_deref(),
+            Some("/extra")
+        );
+        assert_eq!(field("{").as_deref(), Some(""));
+        assert_eq!(field(r#"{"idempotency_key":"k","postings":[]} x"#).as_deref(), Some(""));
+    }
+}

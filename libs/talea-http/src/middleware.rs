@@ -1,0 +1,116 @@
+//! Request middleware: observation (logs and metrics), admission, timeout, backend header.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::HeaderName;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use talea_api::ApiError;
+
+use crate::{AppState, ErrorCode, HttpError};
+
+/// Logs each request once (errors with their code) and records metrics by
+/// route template, so label values stay bounded.
+pub(crate) async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let response = next.run(req).await;
+    let status = response.status();
+    let elapsed = started.elapsed();
+    let metrics = state.ledger.metrics();
+    metrics
+        .http_requests_total
+        .with_label_values(&[method.as_str(), &route, status.as_str()])
+        .inc();
+    metrics
+        .http_request_duration_seconds
+        .with_label_values(&[method.as_str(), &route])
+        .observe(elapsed.as_secs_f64());
+    let code = response.extensions().get::<ErrorCode>().map(|c| c.0);
+    let duration_ms = elapsed.as_millis() as u64;
+    if status.is_server_error() {
+        tracing::warn!(%method, %route, status = status.as_u16(), error = code, duration_ms, request_id, "request failed");
+    } else if status.is_client_error() {
+        tracing::info!(%method, %route, status = status.as_u16(), error = code, duration_ms, request_id, "request refused");
+    } else {
+        tracing::debug!(%method, %route, status = status.as_u16(), duration_ms, request_id, "request served");
+    }
+    response
+}
+
+/// Sheds requests beyond the in-flight limit with 503 before they queue.
+pub(crate) async fn admission(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let Ok(_permit) = state.inflight.clone().try_acquire_owned() else {
+        state
+            .ledger
+            .metrics()
+            .shed_total
+            .with_label_values(&["inflight"])
+            .inc();
+        return HttpError(ApiError::Overloaded {
+            status: 503,
+            retry_after_s: 1,
+        })
+        .into_response();
+    };
+    let _inflight = InflightGauge::enter(state.ledger.metrics().http_inflight_requests.clone());
+    next.run(req).await
+}
+
+/// Counts a request in the in-flight gauge until dropped, even when the
+/// client disconnects and the request future is dropped midway.
+struct InflightGauge(prometheus::IntGauge);
+
+impl InflightGauge {
+    fn enter(gauge: prometheus::IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for InflightGauge {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Answers 408 when a request outlives its deadline. A post cut off here may
+/// still commit; its caller retries with the same key and gets the original.
+pub(crate) async fn timeout(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(state.request_timeout, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => {
+            state
+                .ledger
+                .metrics()
+                .shed_total
+                .with_label_values(&["timeout"])
+                .inc();
+            HttpError(ApiError::Timeout).into_response()
+        }
+    }
+}
+
+/// Adds `X-Talea-Backend` to every response.
+pub(crate) async fn backend_header(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let mut response = next.run(req).await;
+    response
+        .headers_mut()
+        .insert(HeaderName::from_static("x-talea-backend"), state.backend.clone());
+    response
+}

@@ -1,0 +1,247 @@
+//! Route table and handlers: scope first, then the body, then the ledger.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::get;
+use serde::Deserialize;
+use talea_api::{
+    ApiError, AssetRequest, BookList, HealthDto, LedgerApi, NamePage, OpenAccountRequest,
+    PostTransactionRequest, SeqPage,
+};
+
+use crate::extract::{Auth, Body, Path, Query, parse_json};
+use crate::{AppState, HttpError, json_response};
+
+type Result<T = Response> = std::result::Result<T, HttpError>;
+
+pub(crate) fn api() -> Router<AppState> {
+    Router::new()
+        .route("/health", get(health))
+        .route("/v1/assets", get(list_assets).post(register_asset))
+        .route("/v1/books", get(list_books))
+        .route(
+            "/v1/books/{book}/accounts",
+            get(list_accounts).post(open_account),
+        )
+        .route("/v1/books/{book}/accounts/{account}", get(get_account))
+        .route(
+            "/v1/books/{book}/accounts/{account}/balances",
+            get(get_balances),
+        )
+        .route(
+            "/v1/books/{book}/accounts/{account}/postings",
+            get(list_postings),
+        )
+        .route(
+            "/v1/books/{book}/transactions",
+            get(list_transactions).post(post_transaction),
+        )
+        .route("/v1/books/{book}/trial-balance", get(trial_balance))
+        .route("/v1/books/{book}/events", get(list_events))
+        .route("/v1/transactions/{tx_id}", get(get_transaction))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+fn ok<T: serde::Serialize>(body: &T) -> Result {
+    Ok(json_response(StatusCode::OK, body))
+}
+
+fn created_or_ok<T: serde::Serialize>(created: bool, body: &T) -> Result {
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(json_response(status, body))
+}
+
+pub(crate) async fn livez() -> Response {
+    json_response(
+        StatusCode::OK,
+        &serde_json::json!({"status": "alive"}),
+    )
+}
+
+async fn health(State(state): State<AppState>) -> Result {
+    state.ledger.ping().await?;
+    ok(&HealthDto {
+        status: "ok".to_owned(),
+        backend: state.ledger.backend().as_str().to_owned(),
+    })
+}
+
+async fn not_found() -> HttpError {
+    HttpError(ApiError::not_found("no such route"))
+}
+
+async fn method_not_allowed() -> HttpError {
+    HttpError(ApiError::MethodNotAllowed {
+        allow: String::new(),
+    })
+}
+
+async fn register_asset(State(state): State<AppState>, Auth(p): Auth, body: Body) -> Result {
+    p.check_global_write()?;
+    let request: AssetRequest = parse_json(&body.0)?;
+    let created = state.ledger.register_asset(request).await?;
+    created_or_ok(created.created, &created.value)
+}
+
+async fn list_assets(State(state): State<AppState>, Auth(_): Auth) -> Result {
+    ok(&state.ledger.assets().await?)
+}
+
+async fn list_books(State(state): State<AppState>, Auth(p): Auth) -> Result {
+    let all = state.ledger.books().await?;
+    ok(&BookList {
+        books: all.books.into_iter().filter(|b| p.covers(&b.book)).collect(),
+    })
+}
+
+async fn open_account(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path(book): Path<String>,
+    body: Body,
+) -> Result {
+    p.check_write(&book)?;
+    let request: OpenAccountRequest = parse_json(&body.0)?;
+    let created = state.ledger.open_account(&book, request).await?;
+    created_or_ok(created.created, &created.value)
+}
+
+#[derive(Debug, Deserialize)]
+struct AccountsQuery {
+    after: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn list_accounts(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path(book): Path<String>,
+    Query(q): Query<AccountsQuery>,
+) -> Result {
+    p.check_read(&book)?;
+    let page = NamePage {
+        after: q.after,
+        limit: q.limit,
+    };
+    ok(&state.ledger.accounts(&book, page).await?)
+}
+
+async fn get_account(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path((book, account)): Path<(String, String)>,
+) -> Result {
+    p.check_read(&book)?;
+    ok(&state.ledger.account(&book, &account).await?)
+}
+
+#[derive(Debug, Deserialize)]
+struct AsOfQuery {
+    as_of: Option<String>,
+}
+
+async fn get_balances(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path((book, account)): Path<(String, String)>,
+    Query(q): Query<AsOfQuery>,
+) -> Result {
+    p.check_read(&book)?;
+    ok(&state
+        .ledger
+        .balances(&book, &account, q.as_of.as_deref())
+        .await?)
+}
+
+#[derive(Debug, Deserialize)]
+struct SeqQuery {
+    after_seq: Option<u64>,
+    limit: Option<u32>,
+}
+
+impl From<SeqQuery> for SeqPage {
+    fn from(q: SeqQuery) -> Self {
+        Self {
+            after_seq: q.after_seq,
+            limit: q.limit,
+        }
+    }
+}
+
+async fn list_postings(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path((book, account)): Path<(String, String)>,
+    Query(q): Query<SeqQuery>,
+) -> Result {
+    p.check_read(&book)?;
+    ok(&state
+        .ledger
+        .account_postings(&book, &account, q.into())
+        .await?)
+}
+
+async fn post_transaction(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path(book): Path<String>,
+    body: Body,
+) -> Result {
+    p.check_write(&book)?;
+    let request: PostTransactionRequest = parse_json(&body.0)?;
+    let tx = state.ledger.post_transaction(&book, request).await?;
+    created_or_ok(tx.deduplicated != Some(true), &tx)
+}
+
+async fn list_transactions(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path(book): Path<String>,
+    Query(q): Query<SeqQuery>,
+) -> Result {
+    p.check_read(&book)?;
+    ok(&state.ledger.transactions(&book, q.into()).await?)
+}
+
+async fn get_transaction(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path(tx_id): Path<String>,
+) -> Result {
+    let tx = state.ledger.transaction(&tx_id).await?;
+    // Out of scope looks exactly like unknown, so ids cannot be probed.
+    if !p.covers(&tx.book) {
+        return Err(ApiError::not_found("transaction not found").into());
+    }
+    ok(&tx)
+}
+
+async fn trial_balance(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path(book): Path<String>,
+    Query(q): Query<AsOfQuery>,
+) -> Result {
+    p.check_read(&book)?;
+    ok(&state
+        .ledger
+        .trial_balance(&book, q.as_of.as_deref())
+        .await?)
+}
+
+async fn list_events(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path(book): Path<String>,
+    Query(q): Query<SeqQuery>,
+) -> Result {
+    p.check_read(&book)?;
+    ok(&state.ledger.events(&book, q.into()).await?)
+}

@@ -1,0 +1,206 @@
+//! `spawn_app`: a real talead router on port 0 over a fresh database, with typed helpers.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use talea_auth::{Secret, TokenSet};
+use talea_http::{AppState, HttpConfig};
+use talea_ledger::{LedgerConfig, LedgerService};
+use talea_store_pg::PgStore;
+
+pub const ROOT: &str = "root-token";
+pub const PAY_RW: &str = "pay-rw-token";
+pub const PAY_RO: &str = "pay-ro-token";
+pub const OTHER_RW: &str = "other-rw-token";
+
+const TOKENS: &str = r#"
+[tokens.payments]
+token = "pay-rw-token"
+books = ["payments"]
+access = "rw"
+
+[tokens.payments-reader]
+token = "pay-ro-token"
+books = ["payments"]
+access = "ro"
+
+[tokens.other]
+token = "other-rw-token"
+books = ["other"]
+access = "rw"
+"#;
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub http: HttpConfig,
+    pub ledger: LedgerConfig,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            http: HttpConfig::default(),
+            ledger: LedgerConfig::default(),
+        }
+    }
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub db_url: String,
+    pub metrics: talea_telemetry::Metrics,
+}
+
+pub struct Resp {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn error(&self) -> &str {
+        self.body["error"].as_str().unwrap_or("")
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Options::default()).await
+}
+
+pub async fn spawn_app_with(options: Options) -> TestApp {
+    let db = talea_testkit::fresh_database()
+        .await
+        .expect("a fresh test database");
+    let store = PgStore::connect(&db.url, 5).await.expect("connects");
+    store.migrate().await.expect("migrates");
+    spawn_on(&db.url, options).await
+}
+
+/// Another talead instance on an existing database: shares nothing but Postgres.
+pub async fn spawn_on(db_url: &str, options: Options) -> TestApp {
+    let store = PgStore::connect(db_url, 10).await.expect("connects");
+    store.check_migrated().await.expect("migrated");
+    let metrics = talea_telemetry::Metrics::new();
+    let ledger = LedgerService::new(Arc::new(store), options.ledger, metrics.clone());
+    let tokens = TokenSet::parse_file(TOKENS)
+        .expect("test tokens parse")
+        .with_api_token(&Secret::new(ROOT));
+    let state = AppState::new(ledger, Arc::new(tokens), &options.http);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binds");
+    let addr = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        axum::serve(listener, talea_http::router(state))
+            .await
+            .expect("serves");
+    });
+    TestApp {
+        base: format!("http://{addr}"),
+        client: reqwest::Client::new(),
+        db_url: db_url.to_owned(),
+        metrics,
+    }
+}
+
+impl TestApp {
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> Resp {
+        let resp = req.send().await.expect("request is answered");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await.expect("body");
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+                panic!(
+                    "non-JSON body with status {status}: {}",
+                    String::from_utf8_lossy(&bytes)
+                )
+            })
+        };
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Resp {
+        self.send(
+            self.client
+                .get(format!("{}{path}", self.base))
+                .bearer_auth(token),
+        )
+        .await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: &Value) -> Resp {
+        self.send(
+            self.client
+                .post(format!("{}{path}", self.base))
+                .bearer_auth(token)
+                .json(body),
+        )
+        .await
+    }
+
+    pub async fn post_raw(&self, path: &str, token: &str, body: impl Into<reqwest::Body>) -> Resp {
+        self.send(
+            self.client
+                .post(format!("{}{path}", self.base))
+                .bearer_auth(token)
+                .header("content-type", "application/json")
+                .body(body),
+        )
+        .await
+    }
+
+    /// Registers BTC (scale 8) and opens the usual accounts in `book`.
+    pub async fn setup_book(&self, book: &str) {
+        let r = self
+            .post("/v1/assets", ROOT, &json!({"code": "BTC", "scale": 8, "name": "Bitcoin"}))
+            .await;
+        assert!(r.status == 201 || r.status == 200, "{:?}", r.body);
+        for (name, kind, min) in [
+            ("treasury", "equity", Value::Null),
+            ("hot-wallet", "asset", Value::Null),
+            ("customers:alice", "liability", json!("0")),
+            ("customers:bob", "liability", json!("0")),
+        ] {
+            let r = self
+                .post(
+                    &format!("/v1/books/{book}/accounts"),
+                    ROOT,
+                    &json!({"name": name, "kind": kind, "min_balance": min}),
+                )
+                .await;
+            assert!(r.status == 201 || r.status == 200, "{:?}", r.body);
+        }
+    }
+
+    /// Posts `amount` BTC from `from` (debit) to `to` (credit).
+    pub async fn transfer(&self, book: &str, key: &str, from: &str, to: &str, amount: &str) -> Resp {
+        self.post(
+            &format!("/v1/books/{book}/transactions"),
+            ROOT,
+            &transfer_body(key, from, to, amount),
+        )
+        .await
+    }
+}
+
+pub fn transfer_body(key: &str, debit: &str, credit: &str, amount: &str) -> Value {
+    json!({
+        "idempotency_key": key,
+        "postings": [
+            {"account": debit, "asset": "BTC", "debit": amount},
+            {"account": credit, "asset": "BTC", "credit": amount}
+        ]
+    })
+}

@@ -1,0 +1,193 @@
+//! Per-book committer tasks: bounded queues drained into batched storage transactions.
+//!
+//! Each active book has one task that owns a bounded queue of drafts. The task
+//! takes up to `write_batch_max` drafts at a time and commits them in one
+//! storage transaction, so the book's lock and the fsync are paid once per
+//! batch instead of once per draft. A task with nothing to do for
+//! `committer_idle_ms` removes itself, which keeps memory bounded with many books.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use talea_core::{BookName, Draft};
+use talea_store::{Outcome, Store, StoreError};
+use talea_telemetry::Metrics;
+use tokio::sync::{mpsc, oneshot};
+
+/// A draft waiting for its batch, and where to send its outcome.
+struct Job {
+    draft: Draft,
+    reply: oneshot::Sender<Result<Outcome, Arc<StoreError>>>,
+}
+
+/// Why a draft was not accepted into a queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EnqueueError {
+    /// The book's queue is full.
+    QueueFull,
+}
+
+/// The registry of live committers, one per book with recent writes.
+#[derive(Debug)]
+pub(crate) struct Committers {
+    store: Arc<dyn Store>,
+    metrics: Metrics,
+    queue_depth: usize,
+    batch_max: usize,
+    idle: Duration,
+    // A std mutex: it is held only for a map lookup and a non-blocking send.
+    senders: Mutex<HashMap<BookName, mpsc::Sender<Job>>>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("key", &self.draft.idempotency_key)
+            .finish()
+    }
+}
+
+impl Committers {
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        metrics: Metrics,
+        queue_depth: usize,
+        batch_max: usize,
+        idle: Duration,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            metrics,
+            queue_depth: queue_depth.max(1),
+            batch_max: batch_max.max(1),
+            idle,
+            senders: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Queues `draft` on its book's committer (starting one if needed) and
+    /// returns where its outcome will arrive.
+    pub(crate) fn enqueue(
+        self: &Arc<Self>,
+        book: &BookName,
+        draft: Draft,
+    ) -> Result<oneshot::Receiver<Result<Outcome, Arc<StoreError>>>, EnqueueError> {
+        let (reply, outcome) = oneshot::channel();
+        let job = Job { draft, reply };
+        let mut senders = self.lock();
+        let sender = match senders.get(book) {
+            Some(sender) if !sender.is_closed() => sender.clone(),
+            _ => {
+                let (tx, rx) = mpsc::channel(self.queue_depth);
+                senders.insert(book.clone(), tx.clone());
+                self.metrics.committers.inc();
+                tokio::spawn(Arc::clone(self).run(book.clone(), rx));
+                tx
+            }
+        };
+        match sender.try_send(job) {
+            Ok(()) => {
+                self.metrics.write_queue_depth.inc();
+                Ok(outcome)
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => Err(EnqueueError::QueueFull),
+            // The task ended between the lookup and the send: it removes its
+            // own entry under this lock before ending, so this cannot happen;
+            // report it as a full queue (retryable) rather than panic.
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(EnqueueError::QueueFull),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<BookName, mpsc::Sender<Job>>> {
+        // A poisoned lock only means another thread panicked while holding
+        // it; the map itself is always consistent, so keep using it.
+        self.senders.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The committer loop for one book.
+    async fn run(self: Arc<Self>, book: BookName, mut rx: mpsc::Receiver<Job>) {
+        let mut jobs: Vec<Job> = Vec::with_capacity(self.batch_max);
+        loop {
+            match tokio::time::timeout(self.idle, rx.recv()).await {
+                Ok(Some(job)) => jobs.push(job),
+                Ok(None) => break,
+                Err(_) => {
+                    // Idle: leave, unless a draft slipped in. Senders only send
+                    // while holding the lock, so checking under it is exact.
+                    let mut senders = self.lock();
+                    if rx.is_empty() {
+                        senders.remove(&book);
+                        break;
+                    }
+                    continue;
+                }
+            }
+            while jobs.len() < self.batch_max {
+                match rx.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
+            }
+            self.metrics.write_queue_depth.sub(jobs.len() as i64);
+            // A caller that gave up (timeout, disconnect) no longer waits; its
+            // draft is skipped. Retrying with the same key later is still safe.
+            jobs.retain(|job| !job.reply.is_closed());
+            if jobs.is_empty() {
+                continue;
+            }
+            self.commit(&book, &mut jobs).await;
+        }
+        self.metrics.committers.dec();
+    }
+
+    async fn commit(&self, book: &BookName, jobs: &mut Vec<Job>) {
+        let drafts: Vec<Draft> = jobs.iter().map(|job| job.draft.clone()).collect();
+        let started = Instant::now();
+        let result = self.store.commit_batch(book, &drafts).await;
+        let elapsed = started.elapsed();
+        self.metrics
+            .commit_duration_seconds
+            .observe(elapsed.as_secs_f64());
+        self.metrics.batch_size.observe(drafts.len() as f64);
+        match result {
+            Ok(outcomes) if outcomes.len() == jobs.len() => {
+                let committed = outcomes
+                    .iter()
+                    .filter(|o| matches!(o, Outcome::Committed(_)))
+                    .count();
+                self.metrics.commits_total.inc_by(committed as u64);
+                tracing::debug!(
+                    book = %book,
+                    drafts = jobs.len(),
+                    committed,
+                    duration_ms = elapsed.as_millis() as u64,
+                    "batch committed"
+                );
+                for (job, outcome) in jobs.drain(..).zip(outcomes) {
+                    // The caller may have gone away meanwhile; nothing to do then.
+                    let _ = job.reply.send(Ok(outcome));
+                }
+            }
+            Ok(outcomes) => {
+                tracing::error!(
+                    book = %book,
+                    drafts = jobs.len(),
+                    outcomes = outcomes.len(),
+                    "store returned the wrong number of outcomes"
+                );
+                let err = Arc::new(StoreError::Other("outcome count mismatch".to_owned()));
+                for job in jobs.drain(..) {
+                    let _ = job.reply.send(Err(Arc::clone(&err)));
+                }
+            }
+            Err(err) => {
+                tracing::warn!(book = %book, drafts = jobs.len(), error = %err, "batch failed");
+                let err = Arc::new(err);
+                for job in jobs.drain(..) {
+                    let _ = job.reply.send(Err(Arc::clone(&err)));
+                }
+            }
+        }
+    }
+}

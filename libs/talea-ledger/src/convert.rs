@@ -1,0 +1,190 @@
+//! Conversions between wire DTOs and domain values, done once at the edge.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+use talea_api::{
+    AccountDto, AccountPostingDto, ApiError, PostingDto, TransactionDto, canonical_json,
+    format_timestamp, parse_timestamp,
+};
+use talea_core::{
+    Account, AccountName, AmountError, AssetCode, BookName, Commit, Decimal, IdempotencyKey,
+    NameError, Scale, Side, Timestamp, limits,
+};
+use talea_store::AccountPosting;
+
+/// Parses a path or body name, reporting `field` on failure.
+pub(crate) fn name<T>(
+    parse: impl Fn(&str) -> Result<T, NameError>,
+    text: &str,
+    field: &str,
+    what: &str,
+) -> Result<T, ApiError> {
+    parse(text).map_err(|e| ApiError::invalid(field, format!("{what} {e}")))
+}
+
+pub(crate) fn book(text: &str) -> Result<BookName, ApiError> {
+    name(BookName::parse, text, "book", "book name")
+}
+
+pub(crate) fn account_path(text: &str) -> Result<AccountName, ApiError> {
+    name(AccountName::parse, text, "account", "account name")
+}
+
+pub(crate) fn key(text: &str) -> Result<IdempotencyKey, ApiError> {
+    name(
+        IdempotencyKey::parse,
+        text,
+        "/idempotency_key",
+        "idempotency_key",
+    )
+}
+
+pub(crate) fn asset_code(text: &str, field: &str) -> Result<AssetCode, ApiError> {
+    name(AssetCode::parse, text, field, "asset code")
+}
+
+/// Maps an amount parse failure to the contract's codes.
+pub(crate) fn amount_error(e: AmountError, field: &str) -> ApiError {
+    match e {
+        AmountError::OutOfRange => ApiError::AmountOutOfRange {
+            field: Some(field.to_owned()),
+            message: format!("{field} {e}"),
+        },
+        _ => ApiError::invalid(field, format!("amount {e}")),
+    }
+}
+
+pub(crate) fn decimal(text: &str, field: &str) -> Result<Decimal, ApiError> {
+    Decimal::parse(text).map_err(|e| amount_error(e, field))
+}
+
+/// Parses an optional RFC 3339 timestamp.
+pub(crate) fn timestamp(text: &str, field: &str) -> Result<Timestamp, ApiError> {
+    parse_timestamp(text)
+        .ok_or_else(|| ApiError::invalid(field, "must be an RFC 3339 timestamp"))
+}
+
+/// Checks a memo: at most 1 KiB, and no NUL (which no store can hold as text).
+pub(crate) fn memo(memo: Option<String>) -> Result<Option<String>, ApiError> {
+    match memo {
+        Some(m) if m.len() > limits::MEMO_BYTES_MAX => Err(ApiError::invalid(
+            "/memo",
+            format!("memo must be at most {} bytes", limits::MEMO_BYTES_MAX),
+        )),
+        Some(m) if m.contains('\0') => {
+            Err(ApiError::invalid("/memo", "memo must not contain NUL"))
+        }
+        other => Ok(other),
+    }
+}
+
+/// Serializes a metadata object compactly (as given) and canonically (for
+/// fingerprints), enforcing the 16 KiB limit on the compact form.
+pub(crate) fn metadata(map: &Map<String, Value>) -> Result<(String, String), ApiError> {
+    let value = Value::Object(map.clone());
+    let given = value.to_string();
+    if given.len() > limits::METADATA_BYTES_MAX {
+        return Err(ApiError::invalid(
+            "/metadata",
+            format!(
+                "metadata must be at most {} bytes serialized",
+                limits::METADATA_BYTES_MAX
+            ),
+        ));
+    }
+    Ok((given, canonical_json(&value)))
+}
+
+/// Reads stored metadata text back into an object (stored text is always an object).
+pub(crate) fn metadata_value(text: &str) -> Map<String, Value> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(map)) => map,
+        _ => {
+            tracing::error!("stored metadata is not a JSON object");
+            Map::new()
+        }
+    }
+}
+
+/// The scales of the assets a response mentions.
+pub(crate) type Scales = BTreeMap<AssetCode, Scale>;
+
+pub(crate) fn scale_of(scales: &Scales, asset: &AssetCode) -> Scale {
+    // Every stored posting's asset was registered before it was accepted and
+    // assets are never removed, so the lookup succeeds; scale 0 is a safe
+    // fallback that still prints an exact integer of minor units.
+    scales.get(asset).copied().unwrap_or(Scale::ZERO)
+}
+
+pub(crate) fn account_dto(account: &Account) -> AccountDto {
+    AccountDto {
+        book: account.book.to_string(),
+        name: account.name.to_string(),
+        kind: account.kind.as_str().to_owned(),
+        min_balance: account.min_balance.map(|d| d.to_string()),
+        metadata: metadata_value(&account.metadata),
+        seq: account.seq,
+        opened_at: format_timestamp(account.opened_at),
+        balances: None,
+    }
+}
+
+pub(crate) fn transaction_dto(commit: &Commit, scales: &Scales) -> TransactionDto {
+    TransactionDto {
+        tx_id: commit.tx_id.0.to_string(),
+        book: commit.book.to_string(),
+        seq: commit.seq,
+        committed_at: format_timestamp(commit.committed_at),
+        deduplicated: None,
+        idempotency_key: commit.idempotency_key.to_string(),
+        postings: commit
+            .postings
+            .iter()
+            .map(|p| {
+                let text = p.amount.format(scale_of(scales, &p.asset));
+                let (debit, credit) = match p.side {
+                    Side::Debit => (Some(text), None),
+                    Side::Credit => (None, Some(text)),
+                };
+                PostingDto {
+                    account: p.account.to_string(),
+                    asset: p.asset.to_string(),
+                    debit,
+                    credit,
+                }
+            })
+            .collect(),
+        occurred_at: commit.occurred_at.map(format_timestamp),
+        memo: commit.memo.clone(),
+        metadata: commit.metadata.as_deref().map(metadata_value),
+    }
+}
+
+pub(crate) fn account_posting_dto(
+    p: &AccountPosting,
+    kind: talea_core::AccountKind,
+    scale: Scale,
+) -> AccountPostingDto {
+    let (debit, credit) = if p.amount.minor() >= 0 {
+        (Some(p.amount.format(scale)), None)
+    } else {
+        let magnitude = p.amount.checked_neg().unwrap_or(p.amount);
+        (None, Some(magnitude.format(scale)))
+    };
+    AccountPostingDto {
+        seq: p.seq,
+        tx_id: p.tx_id.0.to_string(),
+        committed_at: format_timestamp(p.committed_at),
+        asset: p.asset.to_string(),
+        debit,
+        credit,
+        balance_after: normal(kind, p.balance_after).format(scale),
+    }
+}
+
+/// A storage balance on the account's normal side. The one value without a
+/// negation (`i128::MIN`) cannot arise: balances are bounded by checked sums.
+pub(crate) fn normal(kind: talea_core::AccountKind, storage: talea_core::Amount) -> talea_core::Amount {
+    kind.to_normal(storage).unwrap_or(storage)
+}

@@ -1,0 +1,196 @@
+//! Conversions between SQL values and domain values: amounts as text, times, seqs, names.
+//!
+//! Every value read back is parsed into its domain type again, so a row that
+//! somehow holds an impossible value surfaces as `StoreError::Corrupt` instead
+//! of travelling further.
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+use talea_core::{
+    AccountKind, AccountName, Amount, AssetCode, BookName, Decimal, IdempotencyKey, Scale,
+    Timestamp,
+};
+use talea_store::StoreError;
+
+use crate::error::{corrupt, store_error};
+
+/// Reads a column, mapping failures to the store's error.
+pub(crate) fn get<'r, T>(row: &'r PgRow, column: &str) -> Result<T, StoreError>
+where
+    T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+{
+    row.try_get(column).map_err(store_error)
+}
+
+/// Parses an i128 held as `numeric(39,0)` and read as text.
+pub(crate) fn amount(text: &str) -> Result<Amount, StoreError> {
+    text.parse::<i128>().map(Amount::from_minor).map_err(|_| {
+        corrupt(format!(
+            "amount {text:?} is not an integer of minor units within 128 bits"
+        ))
+    })
+}
+
+/// Reads an amount column that the query cast to text.
+pub(crate) fn get_amount(row: &PgRow, column: &str) -> Result<Amount, StoreError> {
+    amount(&get::<String>(row, column)?)
+}
+
+/// The text form in which amounts are bound (`$n::text[]::numeric[]`).
+pub(crate) fn amount_text(minor: i128) -> String {
+    minor.to_string()
+}
+
+/// A seq read from a `bigint` column.
+pub(crate) fn seq(value: i64) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| corrupt(format!("negative seq {value}")))
+}
+
+/// Reads a seq column.
+pub(crate) fn get_seq(row: &PgRow, column: &str) -> Result<u64, StoreError> {
+    seq(get::<i64>(row, column)?)
+}
+
+/// A seq to bind as a `bigint`. Seqs above `i64::MAX` cannot exist in the
+/// database, so saturating keeps "after this seq" meaning exactly that.
+pub(crate) fn seq_param(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// A seq that this store assigns, checked against the column type.
+pub(crate) fn new_seq_param(value: u64) -> Result<i64, StoreError> {
+    i64::try_from(value)
+        .map_err(|_| StoreError::Other(format!("seq {value} exceeds the bigint range")))
+}
+
+/// A commit time read from the database (whose precision is already microseconds).
+pub(crate) fn timestamp(value: DateTime<Utc>) -> Timestamp {
+    Timestamp::from_micros(value.timestamp_micros())
+}
+
+/// A timestamp to store, or `None` if chrono (and so sqlx) cannot represent it.
+pub(crate) fn datetime(value: Timestamp) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp_micros(value.micros())
+}
+
+/// The earliest instant Postgres can hold (4714-11-24 00:00:00 BC, UTC), in µs.
+const PG_MIN_MICROS: i64 = -210_866_803_200_000_000;
+
+/// An `as_of` bound, clamped into what both chrono and Postgres represent.
+/// Clamping keeps the meaning: nothing is committed before Postgres's first
+/// instant, and every commit is before chrono's last.
+pub(crate) fn as_of_bound(value: Timestamp) -> DateTime<Utc> {
+    let max = DateTime::<Utc>::MAX_UTC.timestamp_micros();
+    let micros = value.micros().clamp(PG_MIN_MICROS, max);
+    // Within [PG_MIN_MICROS, MAX_UTC] chrono always has a value; the fallback
+    // only exists so this cannot panic.
+    DateTime::from_timestamp_micros(micros).unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// Parses a stored book name.
+pub(crate) fn book(text: &str) -> Result<BookName, StoreError> {
+    BookName::parse(text).map_err(|e| corrupt(format!("book name {text:?}: {e}")))
+}
+
+/// Parses a stored account name.
+pub(crate) fn account_name(text: &str) -> Result<AccountName, StoreError> {
+    AccountName::parse(text).map_err(|e| corrupt(format!("account name {text:?}: {e}")))
+}
+
+/// Parses a stored asset code.
+pub(crate) fn asset_code(text: &str) -> Result<AssetCode, StoreError> {
+    AssetCode::parse(text).map_err(|e| corrupt(format!("asset code {text:?}: {e}")))
+}
+
+/// Parses a stored idempotency key.
+pub(crate) fn idempotency_key(text: &str) -> Result<IdempotencyKey, StoreError> {
+    IdempotencyKey::parse(text).map_err(|e| corrupt(format!("idempotency key {text:?}: {e}")))
+}
+
+/// Parses a stored account kind.
+pub(crate) fn account_kind(text: &str) -> Result<AccountKind, StoreError> {
+    AccountKind::parse(text).ok_or_else(|| corrupt(format!("account kind {text:?}")))
+}
+
+/// Parses a stored asset scale.
+pub(crate) fn scale(value: i16) -> Result<Scale, StoreError> {
+    Scale::new(i64::from(value)).ok_or_else(|| corrupt(format!("asset scale {value}")))
+}
+
+/// Rebuilds a `min_balance` from its stored parts (both null: unbounded).
+pub(crate) fn min_balance(
+    mantissa: Option<String>,
+    scale: Option<i16>,
+) -> Result<Option<Decimal>, StoreError> {
+    match (mantissa, scale) {
+        (None, None) => Ok(None),
+        (Some(mantissa), Some(scale)) => {
+            let m = amount(&mantissa)?.minor();
+            u8::try_from(scale)
+                .ok()
+                .and_then(|s| Decimal::from_parts(m, s))
+                .map(Some)
+                .ok_or_else(|| corrupt(format!("min_balance scale {scale}")))
+        }
+        _ => Err(corrupt("min_balance has only one of its two parts")),
+    }
+}
+
+/// The stored parts of a `min_balance`: mantissa as text and scale.
+pub(crate) fn min_balance_parts(value: Option<Decimal>) -> (Option<String>, Option<i16>) {
+    match value {
+        Some(d) => (Some(amount_text(d.mantissa())), Some(i16::from(d.scale()))),
+        None => (None, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_round_trip_through_text() {
+        for minor in [0, 1, -1, i128::MAX, i128::MIN] {
+            assert_eq!(
+                amount(&amount_text(minor)).map(Amount::minor).ok(),
+                Some(minor)
+            );
+        }
+        assert!(amount("1.5").is_err());
+        assert!(amount("170141183460469231731687303715884105728").is_err());
+    }
+
+    #[test]
+    fn as_of_bounds_clamp_instead_of_failing() {
+        assert_eq!(
+            as_of_bound(Timestamp::from_micros(i64::MAX)).timestamp_micros(),
+            DateTime::<Utc>::MAX_UTC.timestamp_micros()
+        );
+        assert_eq!(
+            as_of_bound(Timestamp::from_micros(i64::MIN)).timestamp_micros(),
+            PG_MIN_MICROS
+        );
+        assert_eq!(
+            as_of_bound(Timestamp::from_micros(1_234_567)).timestamp_micros(),
+            1_234_567
+        );
+    }
+
+    #[test]
+    fn min_balance_parts_round_trip() {
+        let d = Decimal::parse("-10.25").ok();
+        let (m, s) = min_balance_parts(d);
+        assert_eq!(min_balance(m, s).ok(), Some(d));
+        assert_eq!(min_balance(None, None).ok(), Some(None));
+        assert!(min_balance(Some("1".into()), None).is_err());
+        assert!(min_balance(Some("1".into()), Some(31)).is_err());
+    }
+
+    #[test]
+    fn seq_params_saturate() {
+        assert_eq!(seq_param(u64::MAX), i64::MAX);
+        assert_eq!(seq_param(7), 7);
+        assert!(seq(-1).is_err());
+    }
+}

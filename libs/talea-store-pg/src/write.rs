@@ -1,0 +1,618 @@
+//! The write side of `PgStore`: asset registration, account opening and group commit.
+//!
+//! Every write to a book first locks the book's counter row; see `lock_book`.
+//! `commit_batch` then follows the design's fast path (a handful of round
+//! trips whatever the batch size) and falls back to per-draft savepoints only
+//! when the database refuses the set-based write.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use sqlx::{Connection, PgConnection};
+use talea_core::{Account, AccountName, Asset, AssetCode, BookName, Draft, NewAccount};
+use talea_store::{Opened, Outcome, Registered, Rejection, StoreError};
+
+use crate::PgStore;
+use crate::codec::{self, amount_text, get, get_seq, new_seq_param};
+use crate::error::{Class, classify, constraint, corrupt, describe, store_error};
+use crate::plan::{AccountRule, Loaded, Pair, Planned, Planner, StoredKey, Totals, Verdict};
+use crate::read;
+
+/// The channel commit notifications go to; the payload is `<book>:<last seq>`.
+pub const NOTIFY_CHANNEL: &str = "talea_events";
+
+/// Registers an asset unless its code exists.
+pub(crate) async fn register_asset(
+    conn: &mut PgConnection,
+    asset: &Asset,
+) -> Result<Registered<Asset>, StoreError> {
+    let inserted = sqlx::query(
+        "INSERT INTO assets (code, scale, name) VALUES ($1, $2, $3) \
+         ON CONFLICT ON CONSTRAINT assets_pkey DO NOTHING",
+    )
+    .bind(asset.code.as_str())
+    .bind(i16::from(asset.scale.digits()))
+    .bind(asset.name.as_deref())
+    .execute(&mut *conn)
+    .await
+    .map_err(store_error)?
+    .rows_affected();
+    if inserted == 1 {
+        return Ok(Registered::Created(asset.clone()));
+    }
+    // The conflicting row is committed by now (ON CONFLICT waits for a
+    // concurrent inserter), and this new statement's snapshot sees it.
+    read::asset(conn, &asset.code)
+        .await?
+        .map(Registered::Existing)
+        .ok_or_else(|| {
+            StoreError::Other(format!(
+                "asset {} conflicted but cannot be read",
+                asset.code
+            ))
+        })
+}
+
+/// The state of a book's counter row, locked for this transaction.
+#[derive(Debug, Clone, Copy)]
+struct Head {
+    last_seq: u64,
+    /// The commit time of everything this transaction appends.
+    committed_at: DateTime<Utc>,
+}
+
+/// Locks the book's counter row (creating it if needed) and reads the clock.
+///
+/// The lock serializes every writer of the book, on every instance: after it
+/// is granted, each READ COMMITTED statement of this transaction sees every
+/// commit made to the book before, so key and balance lookups are
+/// authoritative. The commit time is the database clock truncated to
+/// microseconds (the contract's unit), raised to the previous commit time of
+/// the book so it never goes backwards with seq, whatever the clock does.
+/// If the row was locked by another writer, Postgres re-evaluates the row
+/// (and so the clock and `last_committed_at`) once that writer is done.
+async fn lock_book(conn: &mut PgConnection, book: &BookName) -> Result<Head, StoreError> {
+    const LOCK: &str = "SELECT last_seq, \
+           greatest(date_trunc('microseconds', clock_timestamp()), last_committed_at) AS now \
+         FROM books WHERE book = $1 FOR UPDATE";
+    let mut row = sqlx::query(LOCK)
+        .bind(book.as_str())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(store_error)?;
+    if row.is_none() {
+        // A new book. Inserting only when the row is missing keeps the common
+        // path at one round trip; a concurrent creator makes this a no-op.
+        sqlx::query(
+            "INSERT INTO books (book) VALUES ($1) ON CONFLICT ON CONSTRAINT books_pkey DO NOTHING",
+        )
+        .bind(book.as_str())
+        .execute(&mut *conn)
+        .await
+        .map_err(store_error)?;
+        row = sqlx::query(LOCK)
+            .bind(book.as_str())
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(store_error)?;
+    }
+    let row = row.ok_or_else(|| {
+        StoreError::Other(format!("book {book}: counter row missing after insert"))
+    })?;
+    Ok(Head {
+        last_seq: get_seq(&row, "last_seq")?,
+        committed_at: get(&row, "now")?,
+    })
+}
+
+/// The statement that moves the counter and notifies once, used when
+/// drafts were written one by one.
+const ADVANCE_BOOK: &str = "WITH bump AS ( \
+       UPDATE books SET last_seq = $2, last_committed_at = $3 WHERE book = $1 \
+     ) SELECT pg_notify('talea_events', $4)";
+
+/// Opens an account, appending its event, unless the name exists.
+pub(crate) async fn open_account(
+    store: &PgStore,
+    book: &BookName,
+    new: &NewAccount,
+) -> Result<Opened, StoreError> {
+    let mut conn = store.connection().await?;
+    // Accounts are never changed or deleted, so one that exists without the
+    // lock exists under it too: re-opens (seeding, retries) skip the lock.
+    if let Some(existing) = read::account(&mut conn, book, &new.name).await? {
+        return Ok(Opened::Existing(existing));
+    }
+    let mut tx = conn.begin().await.map_err(store_error)?;
+    let head = lock_book(&mut tx, book).await?;
+    if let Some(existing) = read::account(&mut tx, book, &new.name).await? {
+        tx.rollback().await.map_err(store_error)?;
+        return Ok(Opened::Existing(existing));
+    }
+    let seq = head.last_seq + 1;
+    let (mantissa, scale) = codec::min_balance_parts(new.min_balance);
+    sqlx::query(
+        "WITH event AS ( \
+           INSERT INTO events (book, seq, type, committed_at) VALUES ($1, $2, 'account_opened', $3) \
+         ), account AS ( \
+           INSERT INTO accounts (book, name, kind, min_balance_mantissa, min_balance_scale, metadata, seq, opened_at) \
+           VALUES ($1, $4, $5, $6::text::numeric, $7, $8, $2, $3) \
+         ), bump AS ( \
+           UPDATE books SET last_seq = $2, last_committed_at = $3 WHERE book = $1 \
+         ) SELECT pg_notify('talea_events', $9)",
+    )
+    .bind(book.as_str())
+    .bind(new_seq_param(seq)?)
+    .bind(head.committed_at)
+    .bind(new.name.as_str())
+    .bind(new.kind.as_str())
+    .bind(mantissa)
+    .bind(scale)
+    .bind(new.metadata.as_str())
+    .bind(format!("{book}:{seq}"))
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| write_error(book, e))?;
+    tx.commit().await.map_err(store_error)?;
+    Ok(Opened::Created(Account {
+        book: book.clone(),
+        name: new.name.clone(),
+        kind: new.kind,
+        min_balance: new.min_balance,
+        metadata: new.metadata.clone(),
+        seq,
+        opened_at: codec::timestamp(head.committed_at),
+    }))
+}
+
+/// Runs transaction-control SQL (savepoints) with the simple protocol: no
+/// statement to prepare, and several statements may share one round trip.
+async fn control(conn: &mut PgConnection, sql: &'static str) -> Result<(), StoreError> {
+    sqlx::Executor::execute(conn, sql)
+        .await
+        .map(|_| ())
+        .map_err(store_error)
+}
+
+/// Constraints whose violation means a seq was taken twice: some writer
+/// bypassed the counter lock. No draft is to blame, so the batch fails whole.
+const SEQ_CONSTRAINTS: &[&str] = &[
+    "events_pkey",
+    "transactions_pkey",
+    "postings_pkey",
+    "accounts_seq_key",
+];
+
+/// Whether a failed write may be retried draft by draft: the database
+/// refused the data (not the connection, not the schema), and not because
+/// the log itself is inconsistent.
+fn isolatable(error: &sqlx::Error) -> bool {
+    classify(error) == Class::Refused
+        && !constraint(error).is_some_and(|c| SEQ_CONSTRAINTS.contains(&c))
+}
+
+/// The store error for a write that cannot be blamed on one draft.
+fn write_error(book: &BookName, error: sqlx::Error) -> StoreError {
+    match constraint(&error) {
+        Some(c) if SEQ_CONSTRAINTS.contains(&c) => StoreError::Other(format!(
+            "book {book}: a seq was already taken ({}); a writer bypassed the book's counter lock",
+            describe(&error)
+        )),
+        _ => store_error(error),
+    }
+}
+
+/// Commits a batch of drafts to one book; see `Store::commit_batch`.
+pub(crate) async fn commit_batch(
+    store: &PgStore,
+    book: &BookName,
+    drafts: &[Draft],
+) -> Result<Vec<Outcome>, StoreError> {
+    if drafts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut accounts: HashSet<&str> = HashSet::new();
+    let mut assets: HashSet<&AssetCode> = HashSet::new();
+    let mut keys: HashSet<&str> = HashSet::new();
+    for draft in drafts {
+        keys.insert(draft.idempotency_key.as_str());
+        for p in &draft.postings {
+            accounts.insert(p.account.as_str());
+            assets.insert(&p.asset);
+        }
+    }
+    let accounts: Vec<&str> = accounts.into_iter().collect();
+    let assets: Vec<&AssetCode> = assets.into_iter().collect();
+    let keys: Vec<&str> = keys.into_iter().collect();
+
+    let mut conn = store.connection().await?;
+    // Scales never change and assets are never deleted, so they are read
+    // (mostly from cache) before the lock, keeping the lock's hold short.
+    let scales = store.scales(&mut conn, &assets).await?;
+
+    let mut tx = conn.begin().await.map_err(store_error)?;
+    let head = lock_book(&mut tx, book).await?;
+    let stored = read::transactions_by_key(&mut tx, book, &keys)
+        .await?
+        .into_iter()
+        .map(|(commit, request_hash)| {
+            (
+                commit.idempotency_key.clone(),
+                StoredKey {
+                    request_hash,
+                    commit,
+                },
+            )
+        })
+        .collect();
+    let (rules, balances) = load_accounts(&mut tx, book, &accounts, &assets).await?;
+    let loaded = Loaded {
+        accounts: rules,
+        balances,
+        scales,
+        stored,
+    };
+    let committed_at = codec::timestamp(head.committed_at);
+
+    // The fast path: decide every draft in memory, then write all passing
+    // drafts with one set-based statement.
+    let mut planner = Planner::new(book, &loaded, head.last_seq, committed_at);
+    let verdicts: Vec<Verdict> = drafts
+        .iter()
+        .enumerate()
+        .map(|(i, draft)| {
+            let verdict = planner.evaluate(draft);
+            if let Verdict::Write(planned) = &verdict {
+                planner.accept(i, planned);
+            }
+            verdict
+        })
+        .collect();
+    let last_seq = planner.last_seq();
+    if last_seq == head.last_seq {
+        // Nothing passed: nothing to write, and no counter row to keep.
+        tx.rollback().await.map_err(store_error)?;
+        return Ok(outcomes(verdicts));
+    }
+
+    // A savepoint costs one round trip and lets a refused set-based write be
+    // retried draft by draft inside the same lock. Raw SQL rather than a
+    // nested sqlx transaction, which would also cost a RELEASE on success.
+    control(&mut tx, "SAVEPOINT batch").await?;
+    let plans: Vec<&Planned> = verdicts
+        .iter()
+        .filter_map(|v| match v {
+            Verdict::Write(planned) => Some(planned.as_ref()),
+            _ => None,
+        })
+        .collect();
+    let rows = Rows::of(&plans)?;
+    let advance = Advance {
+        last_seq: new_seq_param(last_seq)?,
+        payload: format!("{book}:{last_seq}"),
+    };
+    match rows
+        .write(&mut tx, book, head.committed_at, Some(&advance))
+        .await
+    {
+        Ok(()) => {
+            tx.commit().await.map_err(store_error)?;
+            return Ok(outcomes(verdicts));
+        }
+        Err(error) if isolatable(&error) => {
+            tracing::warn!(
+                %book,
+                drafts = drafts.len(),
+                error = %describe(&error),
+                "the database refused a batch; writing its drafts one by one"
+            );
+            control(&mut tx, "ROLLBACK TO SAVEPOINT batch").await?;
+        }
+        Err(error) => return Err(write_error(book, error)),
+    }
+
+    // The careful path: decide and write each draft in turn, each in its own
+    // savepoint. A draft the database refuses is rejected alone, and the
+    // drafts after it are decided without it (seqs stay dense, balances and
+    // in-batch keys never include it).
+    let mut planner = Planner::new(book, &loaded, head.last_seq, committed_at);
+    let mut verdicts = Vec::with_capacity(drafts.len());
+    for (i, draft) in drafts.iter().enumerate() {
+        let verdict = match planner.evaluate(draft) {
+            Verdict::Write(planned) => {
+                control(&mut tx, "SAVEPOINT draft").await?;
+                match Rows::of(&[planned.as_ref()])?
+                    .write(&mut tx, book, head.committed_at, None)
+                    .await
+                {
+                    Ok(()) => {
+                        control(&mut tx, "RELEASE SAVEPOINT draft").await?;
+                        planner.accept(i, &planned);
+                        Verdict::Write(planned)
+                    }
+                    Err(error) if isolatable(&error) => {
+                        control(
+                            &mut tx,
+                            "ROLLBACK TO SAVEPOINT draft; RELEASE SAVEPOINT draft",
+                        )
+                        .await?;
+                        Verdict::Settled(Outcome::Rejected(Rejection::Failed(format!(
+                            "the database refused this transaction: {}",
+                            describe(&error)
+                        ))))
+                    }
+                    Err(error) => return Err(write_error(book, error)),
+                }
+            }
+            other => other,
+        };
+        verdicts.push(verdict);
+    }
+    let last_seq = planner.last_seq();
+    if last_seq > head.last_seq {
+        sqlx::query(ADVANCE_BOOK)
+            .bind(book.as_str())
+            .bind(new_seq_param(last_seq)?)
+            .bind(head.committed_at)
+            .bind(format!("{book}:{last_seq}"))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| write_error(book, e))?;
+        tx.commit().await.map_err(store_error)?;
+    } else {
+        tx.rollback().await.map_err(store_error)?;
+    }
+    Ok(outcomes(verdicts))
+}
+
+/// Reads the rules of the named accounts and their balance rows in the
+/// batch's assets, in one statement.
+///
+/// No `FOR UPDATE` on the balance rows: every writer of the book holds the
+/// counter lock, which already excludes concurrent changes, and row locks
+/// would cost a WAL record per row for nothing.
+async fn load_accounts(
+    conn: &mut PgConnection,
+    book: &BookName,
+    accounts: &[&str],
+    assets: &[&AssetCode],
+) -> Result<(HashMap<AccountName, AccountRule>, HashMap<Pair, Totals>), StoreError> {
+    let assets: Vec<&str> = assets.iter().map(|a| a.as_str()).collect();
+    let rows = sqlx::query(
+        "SELECT a.name, a.kind, a.min_balance_mantissa::text AS min_balance_mantissa, a.min_balance_scale, \
+                b.asset, b.balance::text AS balance, b.debits::text AS debits, b.credits::text AS credits \
+         FROM accounts a \
+         LEFT JOIN balances b ON b.book = a.book AND b.account = a.name AND b.asset = ANY($3) \
+         WHERE a.book = $1 AND a.name = ANY($2)",
+    )
+    .bind(book.as_str())
+    .bind(accounts)
+    .bind(&assets)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(store_error)?;
+    let mut rules = HashMap::new();
+    let mut balances = HashMap::new();
+    for row in &rows {
+        let name = codec::account_name(&get::<String>(row, "name")?)?;
+        if let Some(asset) = get::<Option<String>>(row, "asset")? {
+            let totals = Totals {
+                balance: codec::get_amount(row, "balance")?.minor(),
+                debits: codec::get_amount(row, "debits")?.minor(),
+                credits: codec::get_amount(row, "credits")?.minor(),
+            };
+            balances.insert((name.clone(), codec::asset_code(&asset)?), totals);
+        }
+        // An account with several balance rows comes once per row.
+        if let std::collections::hash_map::Entry::Vacant(slot) = rules.entry(name) {
+            slot.insert(AccountRule {
+                kind: codec::account_kind(&get::<String>(row, "kind")?)?,
+                min_balance: codec::min_balance(
+                    get(row, "min_balance_mantissa")?,
+                    get(row, "min_balance_scale")?,
+                )?,
+            });
+        }
+    }
+    Ok((rules, balances))
+}
+
+/// Turns the verdicts into outcomes, answering in-batch retries with the
+/// commit of the draft they repeat.
+fn outcomes(verdicts: Vec<Verdict>) -> Vec<Outcome> {
+    let mut out: Vec<Outcome> = Vec::with_capacity(verdicts.len());
+    for verdict in verdicts {
+        let outcome = match verdict {
+            Verdict::Write(planned) => Outcome::Committed(planned.commit),
+            Verdict::Settled(outcome) => outcome,
+            Verdict::SameAsInBatch(index) => match out.get(index) {
+                Some(Outcome::Committed(commit)) => Outcome::Deduplicated(commit.clone()),
+                // The planner only points at earlier drafts that it accepted.
+                _ => Outcome::Rejected(Rejection::Failed(format!(
+                    "internal error: retry of draft {index} which did not commit"
+                ))),
+            },
+        };
+        out.push(outcome);
+    }
+    out
+}
+
+/// The counter move and notification that close a fast-path batch.
+#[derive(Debug)]
+struct Advance {
+    last_seq: i64,
+    payload: String,
+}
+
+/// The rows of some passing drafts, as the parallel arrays `UNNEST` takes.
+#[derive(Debug, Default)]
+struct Rows<'a> {
+    seqs: Vec<i64>,
+    tx_ids: Vec<uuid::Uuid>,
+    keys: Vec<&'a str>,
+    hashes: Vec<&'a [u8]>,
+    occurred_at: Vec<Option<DateTime<Utc>>>,
+    memos: Vec<Option<&'a str>>,
+    metadata: Vec<Option<&'a str>>,
+    posting_seqs: Vec<i64>,
+    legs: Vec<i16>,
+    posting_accounts: Vec<&'a str>,
+    posting_assets: Vec<&'a str>,
+    amounts: Vec<String>,
+    balances_after: Vec<String>,
+    debits_after: Vec<String>,
+    balance_accounts: Vec<&'a str>,
+    balance_assets: Vec<&'a str>,
+    balances: Vec<String>,
+    debits: Vec<String>,
+    credits: Vec<String>,
+}
+
+/// The set-based write of drafts: events, transactions, postings and the
+/// balance upsert in one statement, so a batch costs one round trip to
+/// write and a draft's rows can never be half written (every
+/// data-modifying CTE runs, atomically with the rest of the statement).
+macro_rules! write_drafts {
+    () => {
+        "WITH event AS ( \
+           INSERT INTO events (book, seq, type, committed_at) \
+           SELECT $1, seq, 'transaction', $2 FROM unnest($3::bigint[]) AS seq \
+         ), tx AS ( \
+           INSERT INTO transactions \
+             (book, seq, tx_id, idempotency_key, request_hash, committed_at, occurred_at, memo, metadata) \
+           SELECT $1, u.seq, u.tx_id, u.key, u.hash, $2, u.occurred_at, u.memo, u.metadata \
+           FROM unnest($3::bigint[], $4::uuid[], $5::text[], $6::bytea[], $7::timestamptz[], $8::text[], $9::text[]) \
+             AS u (seq, tx_id, key, hash, occurred_at, memo, metadata) \
+         ), posting AS ( \
+           INSERT INTO postings (book, seq, leg, account, asset, amount, balance_after, debits_after) \
+           SELECT $1, u.seq, u.leg, u.account, u.asset, u.amount::numeric, u.balance_after::numeric, \
+                  u.debits_after::numeric \
+           FROM unnest($10::bigint[], $11::smallint[], $12::text[], $13::text[], $14::text[], $15::text[], \
+                       $16::text[]) \
+             AS u (seq, leg, account, asset, amount, balance_after, debits_after) \
+         ), balance AS ( \
+           INSERT INTO balances (book, account, asset, balance, debits, credits) \
+           SELECT $1, u.account, u.asset, u.balance::numeric, u.debits::numeric, u.credits::numeric \
+           FROM unnest($17::text[], $18::text[], $19::text[], $20::text[], $21::text[]) \
+             AS u (account, asset, balance, debits, credits) \
+           ON CONFLICT ON CONSTRAINT balances_pkey DO UPDATE \
+             SET balance = excluded.balance, debits = excluded.debits, credits = excluded.credits \
+         )"
+    };
+}
+
+/// Writes drafts and closes the batch: counter, commit time and one notification.
+const WRITE_BATCH: &str = concat!(
+    write_drafts!(),
+    ", bump AS ( \
+       UPDATE books SET last_seq = $22, last_committed_at = $2 WHERE book = $1 \
+     ) SELECT pg_notify('talea_events', $23)"
+);
+
+/// Writes drafts only (the careful path closes the batch with `ADVANCE_BOOK`).
+const WRITE_DRAFTS: &str = concat!(write_drafts!(), " SELECT 1");
+
+impl<'a> Rows<'a> {
+    /// The rows of `plans`, with each touched balance row once, at its final value.
+    fn of(plans: &[&'a Planned]) -> Result<Self, StoreError> {
+        let mut rows = Rows::default();
+        let mut balance_index: HashMap<&'a Pair, usize> = HashMap::new();
+        for planned in plans {
+            let commit = &planned.commit;
+            let seq = new_seq_param(commit.seq)?;
+            rows.seqs.push(seq);
+            rows.tx_ids.push(commit.tx_id.0);
+            rows.keys.push(commit.idempotency_key.as_str());
+            rows.hashes.push(&planned.request_hash);
+            rows.occurred_at.push(match commit.occurred_at {
+                Some(at) => Some(codec::datetime(at).ok_or_else(|| {
+                    corrupt(format!("occurred_at {} is out of range", at.micros()))
+                })?),
+                None => None,
+            });
+            rows.memos.push(commit.memo.as_deref());
+            rows.metadata.push(commit.metadata.as_deref());
+            for (leg, (posting, stored)) in
+                planned.postings.iter().zip(&commit.postings).enumerate()
+            {
+                rows.posting_seqs.push(seq);
+                rows.legs.push(
+                    i16::try_from(leg)
+                        .map_err(|_| StoreError::Other(format!("leg {leg} exceeds smallint")))?,
+                );
+                rows.posting_accounts.push(stored.account.as_str());
+                rows.posting_assets.push(stored.asset.as_str());
+                rows.amounts.push(amount_text(posting.amount));
+                rows.balances_after.push(amount_text(posting.balance_after));
+                rows.debits_after.push(amount_text(posting.debits_after));
+            }
+            for (pair, totals) in &planned.touched {
+                // ON CONFLICT DO UPDATE may touch a row once per statement,
+                // so a pair touched by several drafts is written once, last value.
+                let (balance, debits, credits) = (
+                    amount_text(totals.balance),
+                    amount_text(totals.debits),
+                    amount_text(totals.credits),
+                );
+                match balance_index.get(pair) {
+                    Some(&i) => {
+                        rows.balances[i] = balance;
+                        rows.debits[i] = debits;
+                        rows.credits[i] = credits;
+                    }
+                    None => {
+                        balance_index.insert(pair, rows.balances.len());
+                        rows.balance_accounts.push(pair.0.as_str());
+                        rows.balance_assets.push(pair.1.as_str());
+                        rows.balances.push(balance);
+                        rows.debits.push(debits);
+                        rows.credits.push(credits);
+                    }
+                }
+            }
+        }
+        Ok(rows)
+    }
+
+    /// Writes the rows; with `advance`, also moves the counter and notifies.
+    async fn write(
+        &self,
+        conn: &mut PgConnection,
+        book: &BookName,
+        committed_at: DateTime<Utc>,
+        advance: Option<&Advance>,
+    ) -> Result<(), sqlx::Error> {
+        let query = sqlx::query(if advance.is_some() {
+            WRITE_BATCH
+        } else {
+            WRITE_DRAFTS
+        })
+        .bind(book.as_str())
+        .bind(committed_at)
+        .bind(&self.seqs)
+        .bind(&self.tx_ids)
+        .bind(&self.keys)
+        .bind(&self.hashes)
+        .bind(&self.occurred_at)
+        .bind(&self.memos)
+        .bind(&self.metadata)
+        .bind(&self.posting_seqs)
+        .bind(&self.legs)
+        .bind(&self.posting_accounts)
+        .bind(&self.posting_assets)
+        .bind(&self.amounts)
+        .bind(&self.balances_after)
+        .bind(&self.debits_after)
+        .bind(&self.balance_accounts)
+        .bind(&self.balance_assets)
+        .bind(&self.balances)
+        .bind(&self.debits)
+        .bind(&self.credits);
+        let query = match advance {
+            Some(advance) => query.bind(advance.last_seq).bind(advance.payload.as_str()),
+            None => query,
+        };
+        query.execute(conn).await.map(|_| ())
+    }
+}

@@ -1,0 +1,33 @@
+//! Integration tests of `PgStore` against a real PostgreSQL: every
+//! conformance case, plus what only Postgres has (migrations, several
+//! instances on one database, NOTIFY).
+
+mod conformance;
+mod postgres;
+
+use std::sync::Arc;
+
+use talea_store::Store;
+use talea_store_pg::PgStore;
+use talea_testkit::TestDb;
+
+/// Pool size of test stores: the conformance suite runs up to 40 writers at
+/// once, and two tests run in parallel within Postgres's default 100 connections.
+const POOL_MAX: u32 = 20;
+
+/// A store on a fresh database with the schema applied.
+pub async fn migrated_store() -> (PgStore, TestDb) {
+    let db = talea_testkit::fresh_database()
+        .await
+        .expect("a fresh test database");
+    let store = PgStore::connect(&db.url, POOL_MAX)
+        .await
+        .expect("connect to the test database");
+    store.migrate().await.expect("migrate the test database");
+    (store, db)
+}
+
+/// A fresh store for a conformance case.
+pub async fn fresh_store() -> Arc<dyn Store> {
+    Arc::new(migrated_store().await.0)
+}

@@ -1,0 +1,287 @@
+//! The persistence boundary: the `Store` trait every backend implements, and its errors.
+//!
+//! A store owns the book logs and their projections (accounts, postings,
+//! balances, idempotency keys). Writes arrive in batches so that a backend can
+//! amortise its lock and its fsync over many drafts; see `commit_batch`.
+
+use async_trait::async_trait;
+use talea_core::{
+    Account, AccountName, Amount, Asset, AssetCode, BookName, Commit, Draft, Event, NewAccount,
+    Timestamp, TxId,
+};
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+/// Which backend a store is, reported in `X-Talea-Backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// PostgreSQL, the distributed production store.
+    Postgres,
+    /// SQLite, the embedded default.
+    Sqlite,
+    /// The append-log store.
+    Log,
+}
+
+impl Backend {
+    /// The header value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Postgres => "postgres",
+            Self::Sqlite => "sqlite",
+            Self::Log => "log",
+        }
+    }
+}
+
+/// A failure of the store itself (not a refusal of a draft, see [`Rejection`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The store cannot be reached or its connection broke; retrying later may work.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// The schema is missing or older than this binary expects.
+    #[error("storage schema is not migrated: {0}")]
+    NotMigrated(String),
+    /// Stored data could not be decoded into domain values (a bug or corruption).
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    /// Anything else the backend reported.
+    #[error("storage error: {0}")]
+    Other(String),
+}
+
+/// The result of registering an asset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Registered<T> {
+    /// Newly created by this call.
+    Created(T),
+    /// Already present; the stored definition is returned unchanged, for the
+    /// caller to compare with what it asked for.
+    Existing(T),
+}
+
+/// Why one draft of a batch was refused by the store (the batch goes on without it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// The key was used before with a different request; the original's id.
+    IdempotencyKeyReused(TxId),
+    /// A posting names an account not opened in this book.
+    UnknownAccount(AccountName),
+    /// A posting would take `account` below its `min_balance` in `asset`;
+    /// `balance` is the storage balance before the draft.
+    InsufficientBalance {
+        /// The account.
+        account: AccountName,
+        /// The asset.
+        asset: AssetCode,
+        /// Storage balance (debits minus credits) before the draft.
+        balance: Amount,
+    },
+    /// A resulting balance would not fit 128 bits.
+    AmountOutOfRange,
+    /// The database refused this draft alone (it was isolated with a savepoint).
+    Failed(String),
+}
+
+/// What became of one draft of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Committed now.
+    Committed(Commit),
+    /// The same request was committed before (or earlier in this batch): the original.
+    Deduplicated(Commit),
+    /// Refused; nothing was written for it and its key stays free.
+    Rejected(Rejection),
+}
+
+/// The result of opening an account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Opened {
+    /// Opened by this call, with its new event's seq.
+    Created(Account),
+    /// An account of that name already exists; the stored one, for comparison.
+    Existing(Account),
+}
+
+/// Connection pool usage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Open connections.
+    pub size: u32,
+    /// Open connections not in use.
+    pub idle: u32,
+    /// The most connections the pool will open.
+    pub max: u32,
+}
+
+/// A book and the seq of its last event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BookInfo {
+    /// The book.
+    pub book: BookName,
+    /// Its last event's seq.
+    pub last_seq: u64,
+}
+
+/// A posting as listed on an account's history page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountPosting {
+    /// The transaction's seq.
+    pub seq: u64,
+    /// The transaction's id.
+    pub tx_id: TxId,
+    /// Its commit time.
+    pub committed_at: Timestamp,
+    /// The asset.
+    pub asset: AssetCode,
+    /// Signed storage amount: above zero for a debit, below for a credit.
+    pub amount: Amount,
+    /// The account's storage balance in this asset right after the posting.
+    pub balance_after: Amount,
+}
+
+/// One row of a trial balance: an account's totals in one asset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrialRow {
+    /// The account.
+    pub account: AccountName,
+    /// Its kind (for the normal-side balance).
+    pub kind: talea_core::AccountKind,
+    /// The asset.
+    pub asset: AssetCode,
+    /// Sum of debits, at or above zero.
+    pub debits: Amount,
+    /// Sum of credits, at or above zero.
+    pub credits: Amount,
+}
+
+/// A storage-side balance of one account in one asset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Balance {
+    /// The asset.
+    pub asset: AssetCode,
+    /// Debits minus credits.
+    pub balance: Amount,
+}
+
+/// The persistence trait. Every method is safe to call concurrently from many
+/// tasks and (for Postgres) from many processes: the store is the arbiter.
+///
+/// Paging arguments (`limit`) are already validated by the caller (1..=1000).
+/// Methods on an unknown book behave as on an empty book; the caller decides
+/// whether that is a 404.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    /// Which backend this is.
+    fn backend(&self) -> Backend;
+
+    /// Checks that the store answers (readiness).
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Connection pool usage, for metrics; `None` where the backend has no pool.
+    fn pool_stats(&self) -> Option<PoolStats> {
+        None
+    }
+
+    /// Registers an asset, or returns the existing definition of that code unchanged.
+    async fn register_asset(&self, asset: &Asset) -> Result<Registered<Asset>, StoreError>;
+
+    /// One asset by code.
+    async fn asset(&self, code: &AssetCode) -> Result<Option<Asset>, StoreError>;
+
+    /// Every asset, by code.
+    async fn assets(&self) -> Result<Vec<Asset>, StoreError>;
+
+    /// Opens an account: appends its `account_opened` event (taking the next
+    /// seq of the book, creating the book with its first event). If the name
+    /// exists, writes nothing and returns the stored account.
+    async fn open_account(&self, book: &BookName, account: &NewAccount)
+        -> Result<Opened, StoreError>;
+
+    /// Commits a batch of drafts to one book in one storage transaction.
+    ///
+    /// Returns one outcome per draft, in order. Drafts are applied in order:
+    /// a later draft sees the balances left by the earlier committed ones. A
+    /// draft whose key was committed before with the same request hash (or
+    /// earlier in this batch) is `Deduplicated` with the original commit; with
+    /// another hash, `Rejected(IdempotencyKeyReused)`. Only committed drafts
+    /// take seqs, so the log stays dense. The whole batch shares one commit
+    /// time, taken from the store's clock under the book's lock, never earlier
+    /// than the book's previous commit time. `Err` means nothing of the batch
+    /// was written.
+    async fn commit_batch(
+        &self,
+        book: &BookName,
+        drafts: &[Draft],
+    ) -> Result<Vec<Outcome>, StoreError>;
+
+    /// Books with at least one event, by name.
+    async fn books(&self) -> Result<Vec<BookInfo>, StoreError>;
+
+    /// A book's last seq, or `None` if it has no events.
+    async fn last_seq(&self, book: &BookName) -> Result<Option<u64>, StoreError>;
+
+    /// One account.
+    async fn account(&self, book: &BookName, name: &AccountName)
+        -> Result<Option<Account>, StoreError>;
+
+    /// Accounts by name, strictly after `after`, at most `limit`.
+    async fn accounts(
+        &self,
+        book: &BookName,
+        after: Option<&AccountName>,
+        limit: u32,
+    ) -> Result<Vec<Account>, StoreError>;
+
+    /// An account's storage balances per asset, as of `as_of` (inclusive,
+    /// by commit time) or now. Assets it never touched are absent.
+    async fn balances(
+        &self,
+        book: &BookName,
+        account: &AccountName,
+        as_of: Option<Timestamp>,
+    ) -> Result<Vec<Balance>, StoreError>;
+
+    /// An account's postings with seq above `after_seq`, in (seq, leg) order.
+    /// Returns at least `limit` postings when that many exist, plus any further
+    /// postings of the last transaction included, so a transaction is never
+    /// split across pages.
+    async fn account_postings(
+        &self,
+        book: &BookName,
+        account: &AccountName,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<AccountPosting>, StoreError>;
+
+    /// Totals per account and asset over commits at or before `as_of` (or all),
+    /// ordered by account then asset.
+    async fn trial_balance(
+        &self,
+        book: &BookName,
+        as_of: Option<Timestamp>,
+    ) -> Result<Vec<TrialRow>, StoreError>;
+
+    /// Transactions with seq above `after_seq`, in seq order, at most `limit`.
+    async fn transactions(
+        &self,
+        book: &BookName,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<Commit>, StoreError>;
+
+    /// One transaction by id, in whatever book it is.
+    async fn transaction(&self, tx_id: TxId) -> Result<Option<Commit>, StoreError>;
+
+    /// Events with seq above `after_seq`, in seq order, at most `limit`.
+    async fn events(
+        &self,
+        book: &BookName,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError>;
+}

@@ -1,0 +1,130 @@
+-- The naive baseline's schema, in its own schema `naive` so it never meets
+-- talea's tables (run-hot-book.sh also gives it its own database).
+--
+-- The tables mirror talea's migrations/0001_ledger.sql (same columns, keys,
+-- constraints, foreign keys and indexes), so that the comparison with talea
+-- is about the commit strategy alone: one database transaction per request
+-- here (commit.sql) against talea's group commit.
+--
+-- Load it with: psql -v ON_ERROR_STOP=1 -f loadtest/naive/schema.sql <db>
+-- It drops and recreates schema `naive`, then opens the hot book's two
+-- accounts (hot:a, an asset account; hot:b, a liability) and the asset BTC.
+
+DROP SCHEMA IF EXISTS naive CASCADE;
+CREATE SCHEMA naive;
+SET search_path = naive;
+
+CREATE TABLE assets (
+    code        text COLLATE "C" NOT NULL,
+    scale       smallint NOT NULL,
+    name        text NULL,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT assets_pkey PRIMARY KEY (code),
+    CONSTRAINT assets_scale_range CHECK (scale BETWEEN 0 AND 30)
+);
+
+-- The book's counter row: every commit updates it, which serializes the
+-- writers of one book (the "hot book").
+CREATE TABLE books (
+    book               text COLLATE "C" NOT NULL,
+    last_seq           bigint NOT NULL DEFAULT 0,
+    last_committed_at  timestamptz NULL,
+    CONSTRAINT books_pkey PRIMARY KEY (book),
+    CONSTRAINT books_last_seq_nonnegative CHECK (last_seq >= 0),
+    CONSTRAINT books_committed_when_seq CHECK ((last_seq = 0) = (last_committed_at IS NULL))
+);
+
+CREATE TABLE events (
+    book          text COLLATE "C" NOT NULL,
+    seq           bigint NOT NULL,
+    type          text NOT NULL,
+    committed_at  timestamptz NOT NULL,
+    CONSTRAINT events_pkey PRIMARY KEY (book, seq),
+    CONSTRAINT events_seq_positive CHECK (seq > 0),
+    CONSTRAINT events_type_known CHECK (type IN ('account_opened', 'transaction')),
+    CONSTRAINT events_book_fkey FOREIGN KEY (book) REFERENCES books (book)
+);
+CREATE INDEX events_book_committed_at_idx ON events (book, committed_at, seq);
+
+CREATE TABLE accounts (
+    book                  text COLLATE "C" NOT NULL,
+    name                  text COLLATE "C" NOT NULL,
+    kind                  text NOT NULL,
+    min_balance_mantissa  numeric(39,0) NULL,
+    min_balance_scale     smallint NULL,
+    metadata              text NOT NULL,
+    seq                   bigint NOT NULL,
+    opened_at             timestamptz NOT NULL,
+    CONSTRAINT accounts_pkey PRIMARY KEY (book, name),
+    CONSTRAINT accounts_kind_known
+        CHECK (kind IN ('asset', 'expense', 'liability', 'equity', 'revenue')),
+    CONSTRAINT accounts_min_balance_parts
+        CHECK ((min_balance_mantissa IS NULL) = (min_balance_scale IS NULL)),
+    CONSTRAINT accounts_min_balance_scale_range CHECK (min_balance_scale BETWEEN 0 AND 30),
+    CONSTRAINT accounts_seq_key UNIQUE (book, seq),
+    CONSTRAINT accounts_event_fkey FOREIGN KEY (book, seq) REFERENCES events (book, seq)
+);
+
+-- One row per transaction; it carries the idempotency key, unique per book,
+-- and the hash of the canonical request.
+CREATE TABLE transactions (
+    book             text COLLATE "C" NOT NULL,
+    seq              bigint NOT NULL,
+    tx_id            uuid NOT NULL,
+    idempotency_key  text COLLATE "C" NOT NULL,
+    request_hash     bytea NOT NULL,
+    committed_at     timestamptz NOT NULL,
+    occurred_at      timestamptz NULL,
+    memo             text NULL,
+    metadata         text NULL,
+    CONSTRAINT transactions_pkey PRIMARY KEY (book, seq),
+    CONSTRAINT transactions_idempotency_key_key UNIQUE (book, idempotency_key),
+    CONSTRAINT transactions_request_hash_length CHECK (octet_length(request_hash) = 32),
+    CONSTRAINT transactions_event_fkey FOREIGN KEY (book, seq) REFERENCES events (book, seq)
+);
+CREATE INDEX transactions_tx_id_idx ON transactions (tx_id);
+
+CREATE TABLE postings (
+    book           text COLLATE "C" NOT NULL,
+    seq            bigint NOT NULL,
+    leg            smallint NOT NULL,
+    account        text COLLATE "C" NOT NULL,
+    asset          text COLLATE "C" NOT NULL,
+    amount         numeric(39,0) NOT NULL,
+    balance_after  numeric(39,0) NOT NULL,
+    debits_after   numeric(39,0) NOT NULL,
+    CONSTRAINT postings_pkey PRIMARY KEY (book, seq, leg),
+    CONSTRAINT postings_leg_nonnegative CHECK (leg >= 0),
+    CONSTRAINT postings_amount_nonzero CHECK (amount <> 0),
+    CONSTRAINT postings_transaction_fkey FOREIGN KEY (book, seq) REFERENCES transactions (book, seq),
+    CONSTRAINT postings_account_fkey FOREIGN KEY (book, account) REFERENCES accounts (book, name)
+);
+CREATE INDEX postings_account_asset_idx ON postings (book, account, asset, seq, leg);
+CREATE INDEX postings_account_idx ON postings (book, account, seq, leg);
+
+CREATE TABLE balances (
+    book     text COLLATE "C" NOT NULL,
+    account  text COLLATE "C" NOT NULL,
+    asset    text COLLATE "C" NOT NULL,
+    balance  numeric(39,0) NOT NULL,
+    debits   numeric(39,0) NOT NULL,
+    credits  numeric(39,0) NOT NULL,
+    CONSTRAINT balances_pkey PRIMARY KEY (book, account, asset),
+    CONSTRAINT balances_totals_nonnegative CHECK (debits >= 0 AND credits >= 0),
+    CONSTRAINT balances_identity CHECK (balance = debits - credits),
+    CONSTRAINT balances_account_fkey FOREIGN KEY (book, account) REFERENCES accounts (book, name)
+);
+
+-- The hot book, as talea's setup leaves it: asset BTC (scale 8), accounts
+-- hot:a (asset, unbounded) and hot:b (liability, unbounded), opened as
+-- events 1 and 2.
+INSERT INTO assets (code, scale, name) VALUES ('BTC', 8, 'Bitcoin');
+INSERT INTO books (book, last_seq, last_committed_at) VALUES ('hot', 2, now());
+INSERT INTO events (book, seq, type, committed_at) VALUES
+    ('hot', 1, 'account_opened', now()),
+    ('hot', 2, 'account_opened', now());
+INSERT INTO accounts (book, name, kind, metadata, seq, opened_at) VALUES
+    ('hot', 'hot:a', 'asset', '{}', 1, now()),
+    ('hot', 'hot:b', 'liability', '{}', 2, now());
+
+ANALYZE;

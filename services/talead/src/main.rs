@@ -1,0 +1,124 @@
+//! `talead`: the ledger daemon. `init` prepares a database, `serve` runs the API.
+
+mod envfile;
+mod init;
+mod seed;
+mod serve;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use talea_auth::Secret;
+
+/// The talea ledger daemon.
+#[derive(Debug, Parser)]
+#[command(name = "talead", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Migrate the database, generate an API token, write `.env`, apply the seed file.
+    Init(InitArgs),
+    /// Serve the HTTP API.
+    Serve(Box<ServeArgs>),
+}
+
+/// Options of `talead init`.
+#[derive(Debug, Args)]
+pub(crate) struct InitArgs {
+    /// Database URL (postgres://…).
+    #[arg(long, env = "TALEA_DB_URL", hide_env_values = true)]
+    pub db_url: Option<Secret>,
+    /// Generate a new API token even if `.env` already has one.
+    #[arg(long)]
+    pub force: bool,
+    /// Seed file with assets and accounts to create (skipped when absent).
+    #[arg(long, default_value = "talea.seed.toml")]
+    pub seed: PathBuf,
+    /// Where to write the environment file.
+    #[arg(long, default_value = ".env")]
+    pub env_file: PathBuf,
+    /// Address `serve` will listen on, written to `.env`.
+    #[arg(long, env = "TALEA_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+}
+
+/// Options of `talead serve`; each has its `TALEA_*` variable.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "TALEA_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+    /// Database URL (postgres://…).
+    #[arg(long, env = "TALEA_DB_URL", hide_env_values = true)]
+    pub db_url: Option<Secret>,
+    /// Most database connections.
+    #[arg(long, env = "TALEA_DB_POOL", default_value_t = 10)]
+    pub db_pool: u32,
+    /// Requests in flight at once before 503 `overloaded`.
+    #[arg(long, env = "TALEA_MAX_INFLIGHT", default_value_t = 256)]
+    pub max_inflight: usize,
+    /// Drafts queued per book before 429 `overloaded`.
+    #[arg(long, env = "TALEA_WRITE_QUEUE_DEPTH", default_value_t = 256)]
+    pub write_queue_depth: usize,
+    /// Most drafts per storage transaction.
+    #[arg(long, env = "TALEA_WRITE_BATCH_MAX", default_value_t = 64)]
+    pub write_batch_max: usize,
+    /// Deadline per request before 408 `timeout`, in milliseconds.
+    #[arg(long, env = "TALEA_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
+    pub request_timeout_ms: u64,
+    /// Address of the Prometheus metrics listener (none when unset).
+    #[arg(long, env = "TALEA_METRICS_BIND")]
+    pub metrics_bind: Option<SocketAddr>,
+    /// TOML tokens file with scoped tokens.
+    #[arg(long, env = "TALEA_TOKENS_FILE")]
+    pub tokens_file: Option<PathBuf>,
+    /// The token-scope service (not supported by this build yet).
+    #[arg(long, env = "TALEA_SCOPE_URL")]
+    pub scope_url: Option<String>,
+    /// The all-books read-write API token.
+    #[arg(long, env = "TALEA_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<Secret>,
+    /// `json` for JSON log lines, anything else for text.
+    #[arg(long, env = "TALEA_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+}
+
+fn main() -> ExitCode {
+    // `.env` in the working directory fills in variables; real ones win.
+    let env_loaded = dotenvy::dotenv();
+    let cli = Cli::parse();
+    let json_logs = matches!(&cli.command, Command::Serve(a) if a.log_format == "json");
+    talea_telemetry::init_tracing(json_logs);
+    if let Err(e) = &env_loaded {
+        if !e.not_found() {
+            eprintln!("talead: cannot read .env: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("talead: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Init(args) => init::run(args).await,
+            Command::Serve(args) => serve::run(*args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("talead: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -215,7 +215,10 @@ impl ApiError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Self::Timeout | Self::Overloaded { .. } | Self::RateLimited { .. } | Self::Unavailable { .. }
+            Self::Timeout
+                | Self::Overloaded { .. }
+                | Self::RateLimited { .. }
+                | Self::Unavailable { .. }
         )
     }
 
@@ -285,9 +288,13 @@ impl ApiError {
             "unauthorized" => Self::Unauthorized,
             "forbidden" => Self::Forbidden { book: text("book") },
             "not_found" => Self::NotFound { message },
-            "method_not_allowed" => Self::MethodNotAllowed { allow: String::new() },
+            "method_not_allowed" => Self::MethodNotAllowed {
+                allow: String::new(),
+            },
             "timeout" => Self::Timeout,
-            "idempotency_key_reused" => Self::IdempotencyKeyReused { tx_id: text("tx_id") },
+            "idempotency_key_reused" => Self::IdempotencyKeyReused {
+                tx_id: text("tx_id"),
+            },
             "conflict" => Self::Conflict { message },
             "payload_too_large" => Self::PayloadTooLarge,
             "unbalanced" => Self::Unbalanced {
@@ -302,8 +309,12 @@ impl ApiError {
                     })
                     .unwrap_or_default(),
             },
-            "unknown_account" => Self::UnknownAccount { account: text("account") },
-            "unknown_asset" => Self::UnknownAsset { asset: text("asset") },
+            "unknown_account" => Self::UnknownAccount {
+                account: text("account"),
+            },
+            "unknown_asset" => Self::UnknownAsset {
+                asset: text("asset"),
+            },
             "insufficient_balance" => Self::InsufficientBalance {
                 account: text("account"),
                 asset: text("asset"),
@@ -338,7 +349,9 @@ mod tests {
             ApiError::Forbidden { book: "b".into() },
             ApiError::IdempotencyKeyReused { tx_id: "t".into() },
             ApiError::Unbalanced {
-                imbalances: [("BTC".to_owned(), "0.001".to_owned())].into_iter().collect(),
+                imbalances: [("BTC".to_owned(), "0.001".to_owned())]
+                    .into_iter()
+                    .collect(),
             },
             ApiError::InsufficientBalance {
                 account: "a".into(),
@@ -346,7 +359,10 @@ mod tests {
                 balance: "1".into(),
                 min_balance: "0".into(),
             },
-            ApiError::Overloaded { status: 429, retry_after_s: 1 },
+            ApiError::Overloaded {
+                status: 429,
+                retry_after_s: 1,
+            },
         ];
         for e in errors {
             let body = e.to_body();

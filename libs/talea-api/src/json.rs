@@ -32,9 +32,12 @@ mod tests {
     fn key_order_and_whitespace_do_not_matter() {
         let a: Value = serde_json::from_str(r#"{"b": {"y": 1, "x": [ {"q":1,"p":2} ]}, "a": "z"}"#)
             .expect("json");
-        let b: Value = serde_json::from_str(r#"{"a":"z","b":{"x":[{"p":2,"q":1}],"y":1}}"#)
-            .expect("json");
+        let b: Value =
+            serde_json::from_str(r#"{"a":"z","b":{"x":[{"p":2,"q":1}],"y":1}}"#).expect("json");
         assert_eq!(canonical_json(&a), canonical_json(&b));
-        assert_eq!(canonical_json(&b), r#"{"a":"z","b":{"x":[{"p":2,"q":1}],"y":1}}"#);
+        assert_eq!(
+            canonical_json(&b),
+            r#"{"a":"z","b":{"x":[{"p":2,"q":1}],"y":1}}"#
+        );
     }
 }

@@ -74,8 +74,11 @@ pub trait LedgerApi: Send + Sync {
     ) -> Result<PostingList, ApiError>;
 
     /// Totals per account and asset, now or as of a commit time.
-    async fn trial_balance(&self, book: &str, as_of: Option<&str>)
-        -> Result<TrialBalanceDto, ApiError>;
+    async fn trial_balance(
+        &self,
+        book: &str,
+        as_of: Option<&str>,
+    ) -> Result<TrialBalanceDto, ApiError>;
 
     /// A page of a book's event log.
     async fn events(&self, book: &str, page: SeqPage) -> Result<EventList, ApiError>;

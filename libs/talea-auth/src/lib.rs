@@ -103,7 +103,9 @@ impl Principal {
         if self.covers(book) {
             Ok(())
         } else {
-            Err(Forbidden { book: book.to_owned() })
+            Err(Forbidden {
+                book: book.to_owned(),
+            })
         }
     }
 
@@ -112,7 +114,9 @@ impl Principal {
         if self.covers(book) && self.access == Access::Rw {
             Ok(())
         } else {
-            Err(Forbidden { book: book.to_owned() })
+            Err(Forbidden {
+                book: book.to_owned(),
+            })
         }
     }
 
@@ -121,7 +125,9 @@ impl Principal {
         if self.books == Books::All && self.access == Access::Rw {
             Ok(())
         } else {
-            Err(Forbidden { book: "*".to_owned() })
+            Err(Forbidden {
+                book: "*".to_owned(),
+            })
         }
     }
 }
@@ -201,7 +207,9 @@ impl TokenSet {
                     message,
                 })?
             }
-            None => Self { entries: Vec::new() },
+            None => Self {
+                entries: Vec::new(),
+            },
         };
         if let Some(token) = api_token {
             set = set.with_api_token(token);
@@ -234,7 +242,9 @@ impl TokenSet {
                     let bytes = hex::decode(hex_digest.trim()).ok();
                     bytes
                         .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                        .ok_or_else(|| format!("tokens.{name}.token_sha256 must be 64 hex digits"))?
+                        .ok_or_else(|| {
+                            format!("tokens.{name}.token_sha256 must be 64 hex digits")
+                        })?
                 }
                 _ => {
                     return Err(format!(

@@ -68,11 +68,18 @@ fn split(text: &str) -> Result<(bool, &[u8], &[u8]), AmountError> {
 }
 
 /// `digits` followed by `zeros` zeros, as an integer, or `OutOfRange`.
-fn to_int(digits: impl Iterator<Item = u8>, zeros: u32, negative: bool) -> Result<i128, AmountError> {
+fn to_int(
+    digits: impl Iterator<Item = u8>,
+    zeros: u32,
+    negative: bool,
+) -> Result<i128, AmountError> {
     let mut value: i128 = 0;
     // Accumulate with the final sign so that i128::MIN itself is reachable.
     let sign: i128 = if negative { -1 } else { 1 };
-    for digit in digits.map(|d| i128::from(d - b'0')).chain((0..zeros).map(|_| 0)) {
+    for digit in digits
+        .map(|d| i128::from(d - b'0'))
+        .chain((0..zeros).map(|_| 0))
+    {
         value = value
             .checked_mul(10)
             .and_then(|v| v.checked_add(sign * digit))
@@ -210,11 +217,13 @@ impl Decimal {
         let (a, s) = (amount.minor(), scale.digits());
         match s.cmp(&self.scale) {
             Ordering::Equal => a.cmp(&self.mantissa),
-            Ordering::Greater => match pow10(s - self.scale).and_then(|p| self.mantissa.checked_mul(p)) {
-                Some(m) => a.cmp(&m),
-                // |mantissa * 10^k| exceeds every i128, so its sign decides.
-                None => 0.cmp(&self.mantissa),
-            },
+            Ordering::Greater => {
+                match pow10(s - self.scale).and_then(|p| self.mantissa.checked_mul(p)) {
+                    Some(m) => a.cmp(&m),
+                    // |mantissa * 10^k| exceeds every i128, so its sign decides.
+                    None => 0.cmp(&self.mantissa),
+                }
+            }
             Ordering::Less => match pow10(self.scale - s).and_then(|p| a.checked_mul(p)) {
                 Some(x) => x.cmp(&self.mantissa),
                 None => a.cmp(&0),
@@ -257,8 +266,14 @@ mod tests {
 
     #[test]
     fn refuses_bad_text() {
-        for bad in ["", "-", "+1", "1.", ".5", "1e5", " 1", "1 ", "--1", "0x1", "1.2.3", "١"] {
-            assert_eq!(Amount::parse(bad, s(2)), Err(AmountError::Syntax), "{bad:?}");
+        for bad in [
+            "", "-", "+1", "1.", ".5", "1e5", " 1", "1 ", "--1", "0x1", "1.2.3", "١",
+        ] {
+            assert_eq!(
+                Amount::parse(bad, s(2)),
+                Err(AmountError::Syntax),
+                "{bad:?}"
+            );
         }
         assert_eq!(
             Amount::parse("0.001", s(2)),

@@ -9,10 +9,10 @@ mod model;
 mod names;
 mod time;
 
-pub use amount::{Amount, AmountError, Decimal, Scale, SCALE_MAX};
+pub use amount::{Amount, AmountError, Decimal, SCALE_MAX, Scale};
 pub use model::{
-    Account, AccountKind, Asset, Commit, Draft, DraftError, DraftPosting, Event, EventKind, NewAccount,
-    NormalSide, Side, StoredPosting, TxId,
+    Account, AccountKind, Asset, Commit, Draft, DraftError, DraftPosting, Event, EventKind,
+    NewAccount, NormalSide, Side, StoredPosting, TxId,
 };
 pub use names::{AccountName, AssetCode, BookName, IdempotencyKey, NameError};
 pub use time::Timestamp;

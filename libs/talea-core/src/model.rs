@@ -282,7 +282,13 @@ fn fingerprint(
         field(&mut h, p.asset.as_str().as_bytes());
         h.update(p.signed().minor().to_be_bytes());
     }
-    optional(&mut h, occurred_at.map(|t| t.micros().to_be_bytes()).as_ref().map(|b| &b[..]));
+    optional(
+        &mut h,
+        occurred_at
+            .map(|t| t.micros().to_be_bytes())
+            .as_ref()
+            .map(|b| &b[..]),
+    );
     optional(&mut h, memo.map(str::as_bytes));
     optional(&mut h, metadata.map(str::as_bytes));
     h.finalize().into()
@@ -379,8 +385,14 @@ mod tests {
             posting("a", "BTC", Side::Debit, 5),
             posting("b", "BTC", Side::Credit, 5),
         ];
-        let meta = Some(("{\"b\":1,\"a\":2}".to_owned(), "{\"a\":2,\"b\":1}".to_owned()));
-        let meta2 = Some(("{\"a\":2,\"b\":1}".to_owned(), "{\"a\":2,\"b\":1}".to_owned()));
+        let meta = Some((
+            "{\"b\":1,\"a\":2}".to_owned(),
+            "{\"a\":2,\"b\":1}".to_owned(),
+        ));
+        let meta2 = Some((
+            "{\"a\":2,\"b\":1}".to_owned(),
+            "{\"a\":2,\"b\":1}".to_owned(),
+        ));
         let one = Draft::new(key(), legs.clone(), None, None, meta).expect("draft");
         let two = Draft::new(key(), legs.clone(), None, None, meta2).expect("draft");
         assert_eq!(one.request_hash(), two.request_hash());
@@ -403,16 +415,28 @@ mod tests {
             None,
         );
         let mut expected = BTreeMap::new();
-        expected.insert(AssetCode::parse("BTC").expect("asset"), Amount::from_minor(1));
+        expected.insert(
+            AssetCode::parse("BTC").expect("asset"),
+            Amount::from_minor(1),
+        );
         assert_eq!(err, Err(DraftError::Unbalanced(expected)));
         assert_eq!(
-            Draft::new(key(), vec![posting("a", "BTC", Side::Debit, 5)], None, None, None),
+            Draft::new(
+                key(),
+                vec![posting("a", "BTC", Side::Debit, 5)],
+                None,
+                None,
+                None
+            ),
             Err(DraftError::PostingCount)
         );
         assert_eq!(
             Draft::new(
                 key(),
-                vec![posting("a", "B", Side::Debit, 0), posting("b", "B", Side::Credit, 0)],
+                vec![
+                    posting("a", "B", Side::Debit, 0),
+                    posting("b", "B", Side::Credit, 0)
+                ],
                 None,
                 None,
                 None

@@ -103,8 +103,9 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         }
         ApiError::invalid(pointer, message)
     })?;
-    de.end()
-        .map_err(|e| ApiError::invalid("", format!("trailing characters after the JSON value: {e}")))?;
+    de.end().map_err(|e| {
+        ApiError::invalid("", format!("trailing characters after the JSON value: {e}"))
+    })?;
     Ok(value)
 }
 
@@ -149,7 +150,10 @@ mod tests {
 
     #[test]
     fn pointers_name_the_culprit() {
-        assert_eq!(field(r#"{"postings":[]}"#).as_deref(), Some("/idempotency_key"));
+        assert_eq!(
+            field(r#"{"postings":[]}"#).as_deref(),
+            Some("/idempotency_key")
+        );
         assert_eq!(
             field(r#"{"idempotency_key":"k","postings":[{"account":"a","asset":"B","debit":1}]}"#)
                 .as_deref(),
@@ -160,6 +164,9 @@ mod tests {
             Some("/extra")
         );
         assert_eq!(field("{").as_deref(), Some(""));
-        assert_eq!(field(r#"{"idempotency_key":"k","postings":[]} x"#).as_deref(), Some(""));
+        assert_eq!(
+            field(r#"{"idempotency_key":"k","postings":[]} x"#).as_deref(),
+            Some("")
+        );
     }
 }

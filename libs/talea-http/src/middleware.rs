@@ -109,8 +109,9 @@ pub(crate) async fn backend_header(
     next: Next,
 ) -> Response {
     let mut response = next.run(req).await;
-    response
-        .headers_mut()
-        .insert(HeaderName::from_static("x-talea-backend"), state.backend.clone());
+    response.headers_mut().insert(
+        HeaderName::from_static("x-talea-backend"),
+        state.backend.clone(),
+    );
     response
 }

@@ -59,10 +59,7 @@ fn created_or_ok<T: serde::Serialize>(created: bool, body: &T) -> Result {
 }
 
 pub(crate) async fn livez() -> Response {
-    json_response(
-        StatusCode::OK,
-        &serde_json::json!({"status": "alive"}),
-    )
+    json_response(StatusCode::OK, &serde_json::json!({"status": "alive"}))
 }
 
 async fn health(State(state): State<AppState>) -> Result {
@@ -97,7 +94,11 @@ async fn list_assets(State(state): State<AppState>, Auth(_): Auth) -> Result {
 async fn list_books(State(state): State<AppState>, Auth(p): Auth) -> Result {
     let all = state.ledger.books().await?;
     ok(&BookList {
-        books: all.books.into_iter().filter(|b| p.covers(&b.book)).collect(),
+        books: all
+            .books
+            .into_iter()
+            .filter(|b| p.covers(&b.book))
+            .collect(),
     })
 }
 

@@ -61,8 +61,7 @@ pub(crate) fn decimal(text: &str, field: &str) -> Result<Decimal, ApiError> {
 
 /// Parses an optional RFC 3339 timestamp.
 pub(crate) fn timestamp(text: &str, field: &str) -> Result<Timestamp, ApiError> {
-    parse_timestamp(text)
-        .ok_or_else(|| ApiError::invalid(field, "must be an RFC 3339 timestamp"))
+    parse_timestamp(text).ok_or_else(|| ApiError::invalid(field, "must be an RFC 3339 timestamp"))
 }
 
 /// Checks a memo: at most 1 KiB, and no NUL (which no store can hold as text).
@@ -72,9 +71,7 @@ pub(crate) fn memo(memo: Option<String>) -> Result<Option<String>, ApiError> {
             "/memo",
             format!("memo must be at most {} bytes", limits::MEMO_BYTES_MAX),
         )),
-        Some(m) if m.contains('\0') => {
-            Err(ApiError::invalid("/memo", "memo must not contain NUL"))
-        }
+        Some(m) if m.contains('\0') => Err(ApiError::invalid("/memo", "memo must not contain NUL")),
         other => Ok(other),
     }
 }
@@ -185,6 +182,9 @@ pub(crate) fn account_posting_dto(
 
 /// A storage balance on the account's normal side. The one value without a
 /// negation (`i128::MIN`) cannot arise: balances are bounded by checked sums.
-pub(crate) fn normal(kind: talea_core::AccountKind, storage: talea_core::Amount) -> talea_core::Amount {
+pub(crate) fn normal(
+    kind: talea_core::AccountKind,
+    storage: talea_core::Amount,
+) -> talea_core::Amount {
     kind.to_normal(storage).unwrap_or(storage)
 }

@@ -15,9 +15,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use talea_api::{
     AccountDto, AccountList, ApiError, AssetDto, AssetList, AssetRequest, BalancesDto, BookDto,
-    BookList, Created, EventDto, EventList, LedgerApi, NamePage, OpenAccountRequest, PostingList,
-    PostTransactionRequest, SeqPage, TotalsDto, TransactionDto, TransactionList, TrialBalanceDto,
-    TrialRowDto, format_timestamp,
+    BookList, Created, EventDto, EventList, LedgerApi, NamePage, OpenAccountRequest,
+    PostTransactionRequest, PostingList, SeqPage, TotalsDto, TransactionDto, TransactionList,
+    TrialBalanceDto, TrialRowDto, format_timestamp,
 };
 use talea_core::{
     AccountKind, AccountName, Amount, Asset, AssetCode, BookName, Commit, Draft, DraftError,
@@ -155,7 +155,12 @@ impl LedgerService {
         if let Some(asset) = self.read_cache().get(code) {
             return Ok(Some(asset.clone()));
         }
-        let found = self.inner.store.asset(code).await.map_err(|e| store_error(&e))?;
+        let found = self
+            .inner
+            .store
+            .asset(code)
+            .await
+            .map_err(|e| store_error(&e))?;
         if let Some(asset) = &found {
             self.write_cache().insert(code.clone(), asset.clone());
         }
@@ -247,7 +252,11 @@ impl LedgerService {
             .map(|t| convert::timestamp(t, "/occurred_at"))
             .transpose()?;
         let memo = convert::memo(request.memo)?;
-        let metadata = request.metadata.as_ref().map(convert::metadata).transpose()?;
+        let metadata = request
+            .metadata
+            .as_ref()
+            .map(convert::metadata)
+            .transpose()?;
         let scales = self.scales(codes(parsed.iter().map(|p| &p.1))).await?;
         let mut postings = Vec::with_capacity(count);
         for (account, asset, side, text, field) in parsed {
@@ -273,7 +282,10 @@ impl LedgerService {
                 imbalances: sums
                     .iter()
                     .map(|(asset, sum)| {
-                        (asset.to_string(), sum.format(convert::scale_of(&scales, asset)))
+                        (
+                            asset.to_string(),
+                            sum.format(convert::scale_of(&scales, asset)),
+                        )
                     })
                     .collect(),
             },
@@ -282,10 +294,9 @@ impl LedgerService {
                 message: "a per-asset total does not fit 128 bits of minor units".to_owned(),
             },
             DraftError::PostingCount => ApiError::invalid("/postings", "wrong number of postings"),
-            DraftError::NotPositive(i) => ApiError::invalid(
-                format!("/postings/{i}"),
-                "amount must be greater than zero",
-            ),
+            DraftError::NotPositive(i) => {
+                ApiError::invalid(format!("/postings/{i}"), "amount must be greater than zero")
+            }
             _ => ApiError::invalid("/postings", "invalid postings"),
         })
     }
@@ -309,7 +320,13 @@ impl LedgerService {
                 balance,
             } => {
                 // Rare path: fetch the account's kind and floor for the details.
-                let found = self.inner.store.account(book, &account).await.ok().flatten();
+                let found = self
+                    .inner
+                    .store
+                    .account(book, &account)
+                    .await
+                    .ok()
+                    .flatten();
                 let scale = match self.asset(&asset).await {
                     Ok(Some(a)) => a.scale,
                     _ => Scale::ZERO,
@@ -341,7 +358,9 @@ impl LedgerService {
     }
 
     async fn commit_dto(&self, commit: &Commit) -> Result<TransactionDto, ApiError> {
-        let scales = self.scales(codes(commit.postings.iter().map(|p| &p.asset))).await?;
+        let scales = self
+            .scales(codes(commit.postings.iter().map(|p| &p.asset)))
+            .await?;
         Ok(convert::transaction_dto(commit, &scales))
     }
 
@@ -390,7 +409,10 @@ impl LedgerApi for LedgerService {
     async fn register_asset(&self, request: AssetRequest) -> Result<Created<AssetDto>, ApiError> {
         let code = convert::asset_code(&request.code, "/code")?;
         let scale = Scale::new(request.scale).ok_or_else(|| {
-            ApiError::invalid("/scale", format!("scale must be 0..={}", talea_core::SCALE_MAX))
+            ApiError::invalid(
+                "/scale",
+                format!("scale must be 0..={}", talea_core::SCALE_MAX),
+            )
         })?;
         if let Some(name) = &request.name {
             if name.len() > limits::ASSET_NAME_BYTES_MAX || name.contains('\0') {
@@ -427,7 +449,8 @@ impl LedgerApi for LedgerService {
                 ),
             });
         }
-        self.write_cache().insert(stored.code.clone(), stored.clone());
+        self.write_cache()
+            .insert(stored.code.clone(), stored.clone());
         Ok(Created {
             value: asset_dto(&stored),
             created,
@@ -435,7 +458,12 @@ impl LedgerApi for LedgerService {
     }
 
     async fn assets(&self) -> Result<AssetList, ApiError> {
-        let assets = self.inner.store.assets().await.map_err(|e| store_error(&e))?;
+        let assets = self
+            .inner
+            .store
+            .assets()
+            .await
+            .map_err(|e| store_error(&e))?;
         Ok(AssetList {
             assets: assets.iter().map(asset_dto).collect(),
         })
@@ -540,7 +568,9 @@ impl LedgerApi for LedgerService {
             .balances(&book, &name, None)
             .await
             .map_err(|e| store_error(&e))?;
-        let scales = self.scales(codes(balances.iter().map(|b| &b.asset))).await?;
+        let scales = self
+            .scales(codes(balances.iter().map(|b| &b.asset)))
+            .await?;
         let mut dto = convert::account_dto(&account);
         dto.balances = Some(balance_map(account.kind, &balances, &scales));
         Ok(dto)
@@ -619,7 +649,11 @@ impl LedgerApi for LedgerService {
             None
         };
         let scales = self
-            .scales(codes(commits.iter().flat_map(|c| c.postings.iter().map(|p| &p.asset))))
+            .scales(codes(
+                commits
+                    .iter()
+                    .flat_map(|c| c.postings.iter().map(|p| &p.asset)),
+            ))
             .await?;
         Ok(TransactionList {
             transactions: commits
@@ -659,7 +693,9 @@ impl LedgerApi for LedgerService {
             .balances(&book, &name, as_of)
             .await
             .map_err(|e| store_error(&e))?;
-        let scales = self.scales(codes(balances.iter().map(|b| &b.asset))).await?;
+        let scales = self
+            .scales(codes(balances.iter().map(|b| &b.asset)))
+            .await?;
         Ok(BalancesDto {
             account: name.to_string(),
             as_of: format_timestamp(as_of.unwrap_or_else(now)),
@@ -694,12 +730,18 @@ impl LedgerApi for LedgerService {
             }
             _ => None,
         };
-        let scales = self.scales(codes(postings.iter().map(|p| &p.asset))).await?;
+        let scales = self
+            .scales(codes(postings.iter().map(|p| &p.asset)))
+            .await?;
         Ok(PostingList {
             postings: postings
                 .iter()
                 .map(|p| {
-                    convert::account_posting_dto(p, account.kind, convert::scale_of(&scales, &p.asset))
+                    convert::account_posting_dto(
+                        p,
+                        account.kind,
+                        convert::scale_of(&scales, &p.asset),
+                    )
                 })
                 .collect(),
             next_after_seq,
@@ -795,7 +837,12 @@ impl LedgerApi for LedgerService {
     }
 
     async fn books(&self) -> Result<BookList, ApiError> {
-        let books = self.inner.store.books().await.map_err(|e| store_error(&e))?;
+        let books = self
+            .inner
+            .store
+            .books()
+            .await
+            .map_err(|e| store_error(&e))?;
         Ok(BookList {
             books: books
                 .into_iter()

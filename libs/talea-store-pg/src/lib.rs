@@ -31,6 +31,7 @@ use talea_core::{
     Account, AccountName, Asset, AssetCode, BookName, Commit, Draft, Event, NewAccount, Scale,
     Timestamp, TxId,
 };
+pub use talea_store::PoolStats;
 use talea_store::{
     AccountPosting, Backend, Balance, BookInfo, Opened, Outcome, Registered, Store, StoreError,
     TrialRow,
@@ -45,17 +46,6 @@ static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
 /// How long a caller waits for a pooled connection (and for the first
 /// connection in `connect`) before the store reports itself unavailable.
 pub const ACQUIRE_TIMEOUT_MS: u64 = 5_000;
-
-/// Connection pool figures, for metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PoolStats {
-    /// Connections currently open (idle or in use).
-    pub size: u32,
-    /// Open connections not in use.
-    pub idle: u32,
-    /// The most connections the pool will open.
-    pub max: u32,
-}
 
 /// The PostgreSQL store. Cheap to clone: clones share the pool and caches.
 #[derive(Clone)]
@@ -227,6 +217,10 @@ impl PgStore {
 impl Store for PgStore {
     fn backend(&self) -> Backend {
         Backend::Postgres
+    }
+
+    fn pool_stats(&self) -> Option<PoolStats> {
+        Some(PgStore::pool_stats(self))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

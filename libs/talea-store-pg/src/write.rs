@@ -297,6 +297,13 @@ pub(crate) async fn commit_batch(
     {
         Ok(()) => {
             tx.commit().await.map_err(store_error)?;
+            tracing::debug!(
+                %book,
+                drafts = drafts.len(),
+                committed = plans.len(),
+                last_seq,
+                "batch committed"
+            );
             return Ok(outcomes(verdicts));
         }
         Err(error) if isolatable(&error) => {
@@ -311,44 +318,7 @@ pub(crate) async fn commit_batch(
         Err(error) => return Err(write_error(book, error)),
     }
 
-    // The careful path: decide and write each draft in turn, each in its own
-    // savepoint. A draft the database refuses is rejected alone, and the
-    // drafts after it are decided without it (seqs stay dense, balances and
-    // in-batch keys never include it).
-    let mut planner = Planner::new(book, &loaded, head.last_seq, committed_at);
-    let mut verdicts = Vec::with_capacity(drafts.len());
-    for (i, draft) in drafts.iter().enumerate() {
-        let verdict = match planner.evaluate(draft) {
-            Verdict::Write(planned) => {
-                control(&mut tx, "SAVEPOINT draft").await?;
-                match Rows::of(&[planned.as_ref()])?
-                    .write(&mut tx, book, head.committed_at, None)
-                    .await
-                {
-                    Ok(()) => {
-                        control(&mut tx, "RELEASE SAVEPOINT draft").await?;
-                        planner.accept(i, &planned);
-                        Verdict::Write(planned)
-                    }
-                    Err(error) if isolatable(&error) => {
-                        control(
-                            &mut tx,
-                            "ROLLBACK TO SAVEPOINT draft; RELEASE SAVEPOINT draft",
-                        )
-                        .await?;
-                        Verdict::Settled(Outcome::Rejected(Rejection::Failed(format!(
-                            "the database refused this transaction: {}",
-                            describe(&error)
-                        ))))
-                    }
-                    Err(error) => return Err(write_error(book, error)),
-                }
-            }
-            other => other,
-        };
-        verdicts.push(verdict);
-    }
-    let last_seq = planner.last_seq();
+    let (verdicts, last_seq) = write_one_by_one(&mut tx, book, &loaded, head, drafts).await?;
     if last_seq > head.last_seq {
         sqlx::query(ADVANCE_BOOK)
             .bind(book.as_str())
@@ -363,6 +333,54 @@ pub(crate) async fn commit_batch(
         tx.rollback().await.map_err(store_error)?;
     }
     Ok(outcomes(verdicts))
+}
+
+/// The careful path: decides and writes each draft in turn, each in its own
+/// savepoint. A draft the database refuses is rejected alone, and the drafts
+/// after it are decided without it (seqs stay dense; balances and in-batch
+/// keys never include it). Returns the verdicts and the last seq written.
+async fn write_one_by_one(
+    tx: &mut PgConnection,
+    book: &BookName,
+    loaded: &Loaded,
+    head: Head,
+    drafts: &[Draft],
+) -> Result<(Vec<Verdict>, u64), StoreError> {
+    let mut planner = Planner::new(
+        book,
+        loaded,
+        head.last_seq,
+        codec::timestamp(head.committed_at),
+    );
+    let mut verdicts = Vec::with_capacity(drafts.len());
+    for (i, draft) in drafts.iter().enumerate() {
+        let verdict = match planner.evaluate(draft) {
+            Verdict::Write(planned) => {
+                control(tx, "SAVEPOINT draft").await?;
+                match Rows::of(&[planned.as_ref()])?
+                    .write(tx, book, head.committed_at, None)
+                    .await
+                {
+                    Ok(()) => {
+                        control(tx, "RELEASE SAVEPOINT draft").await?;
+                        planner.accept(i, &planned);
+                        Verdict::Write(planned)
+                    }
+                    Err(error) if isolatable(&error) => {
+                        control(tx, "ROLLBACK TO SAVEPOINT draft; RELEASE SAVEPOINT draft").await?;
+                        Verdict::Settled(Outcome::Rejected(Rejection::Failed(format!(
+                            "the database refused this transaction: {}",
+                            describe(&error)
+                        ))))
+                    }
+                    Err(error) => return Err(write_error(book, error)),
+                }
+            }
+            other => other,
+        };
+        verdicts.push(verdict);
+    }
+    Ok((verdicts, planner.last_seq()))
 }
 
 /// Reads the rules of the named accounts and their balance rows in the

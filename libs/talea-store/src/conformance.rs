@@ -34,13 +34,18 @@ macro_rules! cases {
         pub const ALL: &[(&str, Case)] = &[$((stringify!($name), |store| Box::pin($name(store)))),*];
 
         /// Expands to one `#[tokio::test]` per conformance case (named after
-        /// the case), each calling `$make_store().await` for a fresh, empty
-        /// `Arc<dyn Store>`. The calling crate needs `tokio` (with the
-        /// `macros` and `rt-multi-thread` features) as a dev-dependency.
+        /// the case). The calling crate needs `tokio` (with the `macros` and
+        /// `rt-multi-thread` features) as a dev-dependency.
         ///
-        /// ```ignore
+        /// With one argument, `$make_store().await` yields a fresh, empty
+        /// `Arc<dyn Store>`. With two, it yields `(store, fixture)`, and
+        /// `$teardown(fixture).await` runs after the case passes (to drop a
+        /// test database, say; a failed case leaves it for inspection).
+        ///
+        /// ```text
         /// mod conformance {
         ///     talea_store::conformance_tests!(super::fresh_store);
+        ///     // or: talea_store::conformance_tests!(super::fresh_store, super::teardown);
         /// }
         /// ```
         #[macro_export]
@@ -51,6 +56,17 @@ macro_rules! cases {
                     async fn $name() {
                         let store: ::std::sync::Arc<dyn $d crate::Store> = ($d make_store)().await;
                         $d crate::conformance::$name(store).await;
+                    }
+                )*
+            };
+            ($d make_store:expr, $d teardown:expr) => {
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                    async fn $name() {
+                        let (store, fixture): (::std::sync::Arc<dyn $d crate::Store>, _) =
+                            ($d make_store)().await;
+                        $d crate::conformance::$name(store).await;
+                        ($d teardown)(fixture).await;
                     }
                 )*
             };

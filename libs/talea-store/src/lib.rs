@@ -199,8 +199,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Opens an account: appends its `account_opened` event (taking the next
     /// seq of the book, creating the book with its first event). If the name
     /// exists, writes nothing and returns the stored account.
-    async fn open_account(&self, book: &BookName, account: &NewAccount)
-        -> Result<Opened, StoreError>;
+    async fn open_account(
+        &self,
+        book: &BookName,
+        account: &NewAccount,
+    ) -> Result<Opened, StoreError>;
 
     /// Commits a batch of drafts to one book in one storage transaction.
     ///
@@ -211,8 +214,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// another hash, `Rejected(IdempotencyKeyReused)`. Only committed drafts
     /// take seqs, so the log stays dense. The whole batch shares one commit
     /// time, taken from the store's clock under the book's lock, never earlier
-    /// than the book's previous commit time. `Err` means nothing of the batch
-    /// was written.
+    /// than the book's previous commit time. `Err` means the batch was not
+    /// acknowledged: nothing was written, except when the connection broke
+    /// during the commit itself, where the outcome is unknown. Either way the
+    /// callers retry with the same keys, which is safe.
     async fn commit_batch(
         &self,
         book: &BookName,
@@ -226,8 +231,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn last_seq(&self, book: &BookName) -> Result<Option<u64>, StoreError>;
 
     /// One account.
-    async fn account(&self, book: &BookName, name: &AccountName)
-        -> Result<Option<Account>, StoreError>;
+    async fn account(
+        &self,
+        book: &BookName,
+        name: &AccountName,
+    ) -> Result<Option<Account>, StoreError>;
 
     /// Accounts by name, strictly after `after`, at most `limit`.
     async fn accounts(
@@ -237,8 +245,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         limit: u32,
     ) -> Result<Vec<Account>, StoreError>;
 
-    /// An account's storage balances per asset, as of `as_of` (inclusive,
-    /// by commit time) or now. Assets it never touched are absent.
+    /// An account's storage balances per asset, ordered by asset code, as of
+    /// `as_of` (inclusive, by commit time) or now. Assets it never touched are absent.
     async fn balances(
         &self,
         book: &BookName,

@@ -194,7 +194,10 @@ mod tests {
         m.db_pool_connections.with_label_values(&["idle"]).set(1);
         let text = m.render();
         assert!(text.contains("talea_commits_total 1"));
-        for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
             assert!(line.starts_with("talea_"), "{line}");
         }
     }

@@ -49,7 +49,10 @@ mod tests {
         let text = "# mine\nA=1\nTALEA_BIND=0.0.0.0:1\n";
         let text = set(text, "TALEA_BIND", "127.0.0.1:8080");
         let text = set(&text, "TALEA_API_TOKEN", "t");
-        assert_eq!(text, "# mine\nA=1\nTALEA_BIND=127.0.0.1:8080\nTALEA_API_TOKEN=t\n");
+        assert_eq!(
+            text,
+            "# mine\nA=1\nTALEA_BIND=127.0.0.1:8080\nTALEA_API_TOKEN=t\n"
+        );
         assert_eq!(get(&text, "TALEA_API_TOKEN").as_deref(), Some("t"));
         assert_eq!(get(&text, "NOPE"), None);
     }

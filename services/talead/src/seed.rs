@@ -39,8 +39,8 @@ pub(crate) struct Applied {
 pub(crate) async fn apply(ledger: &dyn LedgerApi, path: &Path) -> anyhow::Result<Applied> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read seed file {}", path.display()))?;
-    let seed: SeedFile =
-        toml::from_str(&text).with_context(|| format!("seed file {} is invalid", path.display()))?;
+    let seed: SeedFile = toml::from_str(&text)
+        .with_context(|| format!("seed file {} is invalid", path.display()))?;
     let mut applied = Applied::default();
     for asset in seed.assets {
         let code = asset.code.clone();

@@ -58,7 +58,9 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {addr} for metrics"))?;
         let app = talea_http::metrics_router(ledger.clone());
+        let addr = listener.local_addr().context("metrics listener address")?;
         tracing::info!(%addr, "metrics listening");
+        println!("talead metrics on http://{addr}/metrics");
         tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!(error = %e, "metrics listener failed");
@@ -71,7 +73,10 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", args.bind))?;
     let addr = listener.local_addr().context("listener address")?;
     tracing::info!(%addr, backend = ledger.backend().as_str(), "talead listening");
-    println!("talead listening on http://{addr} (backend {})", ledger.backend().as_str());
+    println!(
+        "talead listening on http://{addr} (backend {})",
+        ledger.backend().as_str()
+    );
     axum::serve(listener, talea_http::router(state))
         .with_graceful_shutdown(shutdown_signal())
         .await

@@ -15,7 +15,10 @@ use crate::harness::*;
 /// Opens a transaction that holds `book`'s counter row until dropped or committed.
 async fn lock_book(db_url: &str, book: &str) -> (sqlx::PgConnection, ()) {
     let mut conn = sqlx::PgConnection::connect(db_url).await.expect("connects");
-    sqlx::query("BEGIN").execute(&mut conn).await.expect("begin");
+    sqlx::query("BEGIN")
+        .execute(&mut conn)
+        .await
+        .expect("begin");
     sqlx::query("SELECT last_seq FROM books WHERE book = $1 FOR UPDATE")
         .bind(book)
         .fetch_one(&mut conn)
@@ -25,14 +28,20 @@ async fn lock_book(db_url: &str, book: &str) -> (sqlx::PgConnection, ()) {
 }
 
 async fn unlock(mut conn: sqlx::PgConnection) {
-    sqlx::query("COMMIT").execute(&mut conn).await.expect("commit");
+    sqlx::query("COMMIT")
+        .execute(&mut conn)
+        .await
+        .expect("commit");
 }
 
 /// Polls `f` until it holds, failing after a deadline.
 async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !f() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -56,7 +65,12 @@ async fn in_flight_limit_sheds_with_503_and_health_is_inside_it() {
                 reqwest::Client::new()
                     .post(format!("{app_base}/v1/books/payments/transactions"))
                     .bearer_auth(ROOT)
-                    .json(&transfer_body(&format!("s{i}"), "hot-wallet", "treasury", "1"))
+                    .json(&transfer_body(
+                        &format!("s{i}"),
+                        "hot-wallet",
+                        "treasury",
+                        "1",
+                    ))
                     .send()
                     .await
                     .expect("answered")
@@ -67,7 +81,9 @@ async fn in_flight_limit_sheds_with_503_and_health_is_inside_it() {
         .collect();
     let gauge = app.metrics.http_inflight_requests.clone();
     eventually("two requests in flight", || gauge.get() == 2).await;
-    let r = app.transfer("payments", "extra", "hot-wallet", "treasury", "1").await;
+    let r = app
+        .transfer("payments", "extra", "hot-wallet", "treasury", "1")
+        .await;
     assert_eq!((r.status, r.error()), (503, "overloaded"));
     assert_eq!(r.header("retry-after"), Some("1"));
     let r = app.get("/health", "").await;
@@ -78,7 +94,9 @@ async fn in_flight_limit_sheds_with_503_and_health_is_inside_it() {
     for status in join_all(stuck).await {
         assert_eq!(status.expect("task"), 201);
     }
-    let r = app.transfer("payments", "extra", "hot-wallet", "treasury", "1").await;
+    let r = app
+        .transfer("payments", "extra", "hot-wallet", "treasury", "1")
+        .await;
     assert_eq!(r.status, 201, "the shed request did not consume its key");
 }
 
@@ -102,7 +120,12 @@ async fn a_full_book_queue_answers_429_then_everything_lands_on_retry() {
                 let resp = reqwest::Client::new()
                     .post(format!("{base}/v1/books/payments/transactions"))
                     .bearer_auth(ROOT)
-                    .json(&transfer_body(&format!("q{i}"), "hot-wallet", "treasury", "1"))
+                    .json(&transfer_body(
+                        &format!("q{i}"),
+                        "hot-wallet",
+                        "treasury",
+                        "1",
+                    ))
                     .send()
                     .await
                     .expect("answered");
@@ -137,7 +160,9 @@ async fn a_full_book_queue_answers_429_then_everything_lands_on_retry() {
             .await;
         assert_eq!(r.status, 201, "{}", r.body);
     }
-    let r = app.get("/v1/books/payments/transactions?limit=100", ROOT).await;
+    let r = app
+        .get("/v1/books/payments/transactions?limit=100", ROOT)
+        .await;
     assert_eq!(r.body["transactions"].as_array().map(Vec::len), Some(12));
 }
 
@@ -153,14 +178,20 @@ async fn a_request_past_its_deadline_gets_408_and_a_retry_finds_the_commit() {
     .await;
     app.setup_book("payments").await;
     let (conn, ()) = lock_book(&app.db_url, "payments").await;
-    let r = app.transfer("payments", "slow", "hot-wallet", "treasury", "1").await;
+    let r = app
+        .transfer("payments", "slow", "hot-wallet", "treasury", "1")
+        .await;
     assert_eq!((r.status, r.error()), (408, "timeout"));
     unlock(conn).await;
     // The draft was already inside a storage transaction when the deadline
     // passed, so it committed: the retry gets the original.
-    let r = app.transfer("payments", "slow", "hot-wallet", "treasury", "1").await;
+    let r = app
+        .transfer("payments", "slow", "hot-wallet", "treasury", "1")
+        .await;
     assert!(r.status == 200 || r.status == 201, "{}", r.body);
-    let r2 = app.transfer("payments", "slow", "hot-wallet", "treasury", "1").await;
+    let r2 = app
+        .transfer("payments", "slow", "hot-wallet", "treasury", "1")
+        .await;
     assert_eq!(r2.status, 200);
     assert_eq!(r2.body["tx_id"], r.body["tx_id"]);
     let r = app.get("/v1/books/payments/transactions", ROOT).await;

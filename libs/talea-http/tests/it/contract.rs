@@ -12,7 +12,10 @@ async fn every_response_carries_backend_and_request_id() {
     assert_eq!(r.body, json!({"status": "ok", "backend": "postgres"}));
     assert_eq!(r.header("x-talea-backend"), Some("postgres"));
     assert!(r.header("x-request-id").is_some_and(|v| !v.is_empty()));
-    assert!(r.header("content-type").is_some_and(|v| v.starts_with("application/json")));
+    assert!(
+        r.header("content-type")
+            .is_some_and(|v| v.starts_with("application/json"))
+    );
 
     let r = app
         .send(
@@ -42,7 +45,11 @@ async fn assets_register_idempotently_and_conflict_on_change() {
     let r = app.post("/v1/assets", ROOT, &btc).await;
     assert_eq!(r.status, 200);
     let r = app
-        .post("/v1/assets", ROOT, &json!({"code": "BTC", "scale": 2, "name": "Bitcoin"}))
+        .post(
+            "/v1/assets",
+            ROOT,
+            &json!({"code": "BTC", "scale": 2, "name": "Bitcoin"}),
+        )
         .await;
     assert_eq!((r.status, r.error()), (409, "conflict"));
     for bad in [
@@ -57,7 +64,9 @@ async fn assets_register_idempotently_and_conflict_on_change() {
         assert!(r.body.get("field").is_some(), "{bad}: {}", r.body);
     }
     // Registering needs rw and ["*"].
-    let r = app.post("/v1/assets", PAY_RW, &json!({"code": "ETH", "scale": 18})).await;
+    let r = app
+        .post("/v1/assets", PAY_RW, &json!({"code": "ETH", "scale": 18}))
+        .await;
     assert_eq!(r.status, 403);
     assert_eq!(r.body["error"], "forbidden");
     let r = app.get("/v1/assets", PAY_RO).await;
@@ -77,7 +86,11 @@ async fn accounts_open_list_and_conflict() {
     assert_eq!(r.body["min_balance"], "0");
     assert_eq!(r.body["metadata"], json!({"tier": "gold", "a": 1}));
     let opened_at = r.body["opened_at"].as_str().expect("opened_at").to_owned();
-    assert_eq!(opened_at.len(), "2026-11-22T10:00:00.123456Z".len(), "{opened_at}");
+    assert_eq!(
+        opened_at.len(),
+        "2026-11-22T10:00:00.123456Z".len(),
+        "{opened_at}"
+    );
     // Same definition (other key order) again: 200 with the original.
     let same = json!({"metadata": {"a": 1, "tier": "gold"}, "min_balance": "0.0", "kind": "liability", "name": "customers:carol"});
     let r = app.post("/v1/books/payments/accounts", PAY_RW, &same).await;
@@ -104,12 +117,17 @@ async fn accounts_open_list_and_conflict() {
     assert_eq!(names, ["customers:alice", "customers:bob"]);
     assert_eq!(r.body["next"], "customers:bob");
     let r = app
-        .get("/v1/books/payments/accounts?after=customers:bob&limit=10", PAY_RO)
+        .get(
+            "/v1/books/payments/accounts?after=customers:bob&limit=10",
+            PAY_RO,
+        )
         .await;
     assert_eq!(r.body["accounts"].as_array().map(Vec::len), Some(3));
     assert_eq!(r.body["next"], Value::Null);
 
-    let r = app.get("/v1/books/payments/accounts/customers:carol", PAY_RO).await;
+    let r = app
+        .get("/v1/books/payments/accounts/customers:carol", PAY_RO)
+        .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.body["balances"], json!({}));
     let r = app.get("/v1/books/payments/accounts/nobody", PAY_RO).await;
@@ -126,7 +144,11 @@ async fn accounts_open_list_and_conflict() {
         assert_eq!((r.status, r.error()), (400, "invalid_request"), "{bad}");
     }
     let r = app
-        .post("/v1/books/Bad/accounts", ROOT, &json!({"name": "x", "kind": "asset"}))
+        .post(
+            "/v1/books/Bad/accounts",
+            ROOT,
+            &json!({"name": "x", "kind": "asset"}),
+        )
         .await;
     assert_eq!((r.status, r.error()), (400, "invalid_request"));
 }
@@ -145,7 +167,9 @@ async fn transactions_commit_replay_and_reuse() {
         "memo": "deposit",
         "metadata": {"chain_tx": "ab12", "n": 1}
     });
-    let r = app.post("/v1/books/payments/transactions", PAY_RW, &body).await;
+    let r = app
+        .post("/v1/books/payments/transactions", PAY_RW, &body)
+        .await;
     assert_eq!(r.status, 201, "{}", r.body);
     let tx = r.body.clone();
     assert_eq!(tx["deduplicated"], false);
@@ -156,7 +180,10 @@ async fn transactions_commit_replay_and_reuse() {
     assert_eq!(tx["metadata"], json!({"chain_tx": "ab12", "n": 1}));
     assert_eq!(tx["postings"], body["postings"]);
     let committed_at = tx["committed_at"].as_str().expect("committed_at");
-    assert!(committed_at.ends_with('Z') && committed_at.len() == 27, "{committed_at}");
+    assert!(
+        committed_at.ends_with('Z') && committed_at.len() == 27,
+        "{committed_at}"
+    );
 
     // Same request, other key order and whitespace: the original, deduplicated.
     let replay = r#"{ "metadata": {"n": 1, "chain_tx": "ab12"}, "memo": "deposit",
@@ -175,7 +202,9 @@ async fn transactions_commit_replay_and_reuse() {
     // Same key, different body.
     let mut other = body.clone();
     other["memo"] = json!("changed");
-    let r = app.post("/v1/books/payments/transactions", PAY_RW, &other).await;
+    let r = app
+        .post("/v1/books/payments/transactions", PAY_RW, &other)
+        .await;
     assert_eq!((r.status, r.error()), (409, "idempotency_key_reused"));
     assert_eq!(r.body["tx_id"], tx["tx_id"]);
 
@@ -185,19 +214,28 @@ async fn transactions_commit_replay_and_reuse() {
     assert_eq!(r.status, 200);
     assert_eq!(r.body["committed_at"], tx["committed_at"]);
     assert_eq!(r.body["postings"], tx["postings"]);
-    let r = app.get("/v1/books/payments/accounts/customers:alice", PAY_RO).await;
+    let r = app
+        .get("/v1/books/payments/accounts/customers:alice", PAY_RO)
+        .await;
     assert_eq!(r.body["balances"], json!({"BTC": "0.015"}));
-    let r = app.get("/v1/books/payments/accounts/hot-wallet", PAY_RO).await;
+    let r = app
+        .get("/v1/books/payments/accounts/hot-wallet", PAY_RO)
+        .await;
     assert_eq!(r.body["balances"], json!({"BTC": "0.015"}));
     let r = app.get("/v1/books/payments/transactions", PAY_RO).await;
     assert_eq!(r.body["transactions"].as_array().map(Vec::len), Some(1));
     assert_eq!(r.body["next_after_seq"], Value::Null);
-    let r = app.get("/v1/books/payments/events?after_seq=4", PAY_RO).await;
+    let r = app
+        .get("/v1/books/payments/events?after_seq=4", PAY_RO)
+        .await;
     assert_eq!(r.body["events"][0]["type"], "transaction");
     assert_eq!(r.body["events"][0]["seq"], 5);
     assert_eq!(r.body["events"][0]["data"]["tx_id"], tx["tx_id"]);
     let r = app.get("/v1/books", PAY_RO).await;
-    assert_eq!(r.body, json!({"books": [{"book": "payments", "last_seq": 5}]}));
+    assert_eq!(
+        r.body,
+        json!({"books": [{"book": "payments", "last_seq": 5}]})
+    );
 }
 
 #[tokio::test]
@@ -207,22 +245,91 @@ async fn rejections_use_the_contract_codes_and_do_not_consume_keys() {
     let path = "/v1/books/payments/transactions";
     let cases: Vec<(Value, u16, &str)> = vec![
         (json!({"postings": []}), 400, "invalid_request"),
-        (transfer_body("", "hot-wallet", "treasury", "1"), 400, "invalid_request"),
-        (transfer_body("k\u{7}", "hot-wallet", "treasury", "1"), 400, "invalid_request"),
-        (transfer_body("k", "hot-wallet", "treasury", "0.000000001"), 400, "invalid_request"),
-        (transfer_body("k", "hot-wallet", "treasury", "0"), 400, "invalid_request"),
-        (transfer_body("k", "hot-wallet", "treasury", "-1"), 400, "invalid_request"),
-        (transfer_body("k", "hot-wallet", "treasury", "1e3"), 400, "invalid_request"),
-        (transfer_body("k", "hot-wallet", "treasury", "99999999999999999999999999999999999"), 400, "amount_out_of_range"),
-        (json!({"idempotency_key": "k", "postings": [{"account": "hot-wallet", "asset": "BTC", "debit": 1}, {"account": "treasury", "asset": "BTC", "credit": "1"}]}), 400, "invalid_request"),
-        (json!({"idempotency_key": "k", "postings": [{"account": "hot-wallet", "asset": "BTC", "debit": "1", "credit": "1"}, {"account": "treasury", "asset": "BTC", "credit": "1"}]}), 400, "invalid_request"),
-        (json!({"idempotency_key": "k", "postings": [{"account": "hot-wallet", "asset": "BTC", "debit": "1"}]}), 400, "invalid_request"),
-        (json!({"idempotency_key": "k", "postings": [{"account": "hot-wallet", "asset": "BTC", "debit": "1"}, {"account": "treasury", "asset": "BTC", "credit": "0.9"}]}), 422, "unbalanced"),
-        (transfer_body("k", "hot-wallet", "ghost", "1"), 422, "unknown_account"),
-        (json!({"idempotency_key": "k", "postings": [{"account": "hot-wallet", "asset": "DOGE", "debit": "1"}, {"account": "treasury", "asset": "DOGE", "credit": "1"}]}), 422, "unknown_asset"),
-        (transfer_body("k", "customers:alice", "hot-wallet", "1"), 422, "insufficient_balance"),
-        (json!({"idempotency_key": "k", "postings": [], "surprise": 1}), 400, "invalid_request"),
-        (json!({"idempotency_key": "k", "memo": "x".repeat(1025), "postings": transfer_body("k", "hot-wallet", "treasury", "1")["postings"]}), 400, "invalid_request"),
+        (
+            transfer_body("", "hot-wallet", "treasury", "1"),
+            400,
+            "invalid_request",
+        ),
+        (
+            transfer_body("k\u{7}", "hot-wallet", "treasury", "1"),
+            400,
+            "invalid_request",
+        ),
+        (
+            transfer_body("k", "hot-wallet", "treasury", "0.000000001"),
+            400,
+            "invalid_request",
+        ),
+        (
+            transfer_body("k", "hot-wallet", "treasury", "0"),
+            400,
+            "invalid_request",
+        ),
+        (
+            transfer_body("k", "hot-wallet", "treasury", "-1"),
+            400,
+            "invalid_request",
+        ),
+        (
+            transfer_body("k", "hot-wallet", "treasury", "1e3"),
+            400,
+            "invalid_request",
+        ),
+        (
+            transfer_body(
+                "k",
+                "hot-wallet",
+                "treasury",
+                "99999999999999999999999999999999999",
+            ),
+            400,
+            "amount_out_of_range",
+        ),
+        (
+            json!({"idempotency_key": "k", "postings": [{"account": "hot-wallet", "asset": "BTC", "debit": 1}, {"account": "treasury", "asset": "BTC", "credit": "1"}]}),
+            400,
+            "invalid_request",
+        ),
+        (
+            json!({"idempotency_key": "k", "postings": [{"account": "hot-wallet", "asset": "BTC", "debit": "1", "credit": "1"}, {"account": "treasury", "asset": "BTC", "credit": "1"}]}),
+            400,
+            "invalid_request",
+        ),
+        (
+            json!({"idempotency_key": "k", "postings": [{"account": "hot-wallet", "asset": "BTC", "debit": "1"}]}),
+            400,
+            "invalid_request",
+        ),
+        (
+            json!({"idempotency_key": "k", "postings": [{"account": "hot-wallet", "asset": "BTC", "debit": "1"}, {"account": "treasury", "asset": "BTC", "credit": "0.9"}]}),
+            422,
+            "unbalanced",
+        ),
+        (
+            transfer_body("k", "hot-wallet", "ghost", "1"),
+            422,
+            "unknown_account",
+        ),
+        (
+            json!({"idempotency_key": "k", "postings": [{"account": "hot-wallet", "asset": "DOGE", "debit": "1"}, {"account": "treasury", "asset": "DOGE", "credit": "1"}]}),
+            422,
+            "unknown_asset",
+        ),
+        (
+            transfer_body("k", "customers:alice", "hot-wallet", "1"),
+            422,
+            "insufficient_balance",
+        ),
+        (
+            json!({"idempotency_key": "k", "postings": [], "surprise": 1}),
+            400,
+            "invalid_request",
+        ),
+        (
+            json!({"idempotency_key": "k", "memo": "x".repeat(1025), "postings": transfer_body("k", "hot-wallet", "treasury", "1")["postings"]}),
+            400,
+            "invalid_request",
+        ),
     ];
     for (body, status, code) in cases {
         let r = app.post(path, ROOT, &body).await;
@@ -235,13 +342,17 @@ async fn rejections_use_the_contract_codes_and_do_not_consume_keys() {
         .post(path, ROOT, &json!({"idempotency_key": "k", "postings": [{"account": "hot-wallet", "asset": "BTC", "debit": "1"}, {"account": "treasury", "asset": "BTC", "credit": "0.9"}]}))
         .await;
     assert_eq!(r.body["imbalances"], json!({"BTC": "0.1"}));
-    let r = app.transfer("payments", "k", "customers:alice", "hot-wallet", "1").await;
+    let r = app
+        .transfer("payments", "k", "customers:alice", "hot-wallet", "1")
+        .await;
     assert_eq!(r.body["account"], "customers:alice");
     assert_eq!(r.body["asset"], "BTC");
     assert_eq!(r.body["balance"], "0");
     assert_eq!(r.body["min_balance"], "0");
     // The key "k" was never consumed by any of those refusals.
-    let r = app.transfer("payments", "k", "hot-wallet", "treasury", "1").await;
+    let r = app
+        .transfer("payments", "k", "hot-wallet", "treasury", "1")
+        .await;
     assert_eq!(r.status, 201, "{}", r.body);
 
     let r = app.post_raw(path, ROOT, "{not json").await;
@@ -260,13 +371,18 @@ async fn scope_rules_answer_401_403_and_indistinguishable_404() {
     let app = spawn_app().await;
     app.setup_book("payments").await;
     app.setup_book("other").await;
-    let r = app.transfer("other", "o1", "hot-wallet", "treasury", "1").await;
+    let r = app
+        .transfer("other", "o1", "hot-wallet", "treasury", "1")
+        .await;
     let other_tx = r.body["tx_id"].as_str().expect("tx_id").to_owned();
 
     let r = app.get("/v1/books/payments/accounts", "wrong-token").await;
     assert_eq!((r.status, r.error()), (401, "unauthorized"));
     let r = app
-        .send(app.client.get(format!("{}/v1/books/payments/accounts", app.base)))
+        .send(
+            app.client
+                .get(format!("{}/v1/books/payments/accounts", app.base)),
+        )
         .await;
     assert_eq!(r.status, 401);
     let r = app.get("/v1/books/other/accounts", PAY_RW).await;
@@ -274,29 +390,47 @@ async fn scope_rules_answer_401_403_and_indistinguishable_404() {
     assert_eq!(r.body["error"], "forbidden");
     assert_eq!(r.body["book"], "other");
     let r = app
-        .post("/v1/books/payments/transactions", PAY_RO, &transfer_body("x", "hot-wallet", "treasury", "1"))
+        .post(
+            "/v1/books/payments/transactions",
+            PAY_RO,
+            &transfer_body("x", "hot-wallet", "treasury", "1"),
+        )
         .await;
     assert_eq!((r.status, r.error()), (403, "forbidden"));
     assert_eq!(r.body["book"], "payments");
     let r = app
-        .post("/v1/books/payments/accounts", PAY_RO, &json!({"name": "x", "kind": "asset"}))
+        .post(
+            "/v1/books/payments/accounts",
+            PAY_RO,
+            &json!({"name": "x", "kind": "asset"}),
+        )
         .await;
     assert_eq!(r.status, 403);
 
     let unknown = app
-        .get("/v1/transactions/01937e3c-0000-7000-8000-000000000000", PAY_RO)
+        .get(
+            "/v1/transactions/01937e3c-0000-7000-8000-000000000000",
+            PAY_RO,
+        )
         .await;
-    let hidden = app.get(&format!("/v1/transactions/{other_tx}"), PAY_RO).await;
+    let hidden = app
+        .get(&format!("/v1/transactions/{other_tx}"), PAY_RO)
+        .await;
     assert_eq!(unknown.status, 404);
     assert_eq!(hidden.status, 404);
     assert_eq!(unknown.body, hidden.body);
-    let visible = app.get(&format!("/v1/transactions/{other_tx}"), OTHER_RW).await;
+    let visible = app
+        .get(&format!("/v1/transactions/{other_tx}"), OTHER_RW)
+        .await;
     assert_eq!(visible.status, 200);
     let garbage = app.get("/v1/transactions/not-a-uuid", PAY_RO).await;
     assert_eq!(garbage.body, unknown.body);
 
     let r = app.get("/v1/books", PAY_RO).await;
-    assert_eq!(r.body, json!({"books": [{"book": "payments", "last_seq": 4}]}));
+    assert_eq!(
+        r.body,
+        json!({"books": [{"book": "payments", "last_seq": 4}]})
+    );
     let r = app.get("/v1/books", ROOT).await;
     assert_eq!(r.body["books"].as_array().map(Vec::len), Some(2));
 }
@@ -305,12 +439,20 @@ async fn scope_rules_answer_401_403_and_indistinguishable_404() {
 async fn balances_history_as_of_and_trial_balance() {
     let app = spawn_app().await;
     app.setup_book("payments").await;
-    let before = app.get("/v1/books/payments/accounts/hot-wallet/balances", ROOT).await;
+    let before = app
+        .get("/v1/books/payments/accounts/hot-wallet/balances", ROOT)
+        .await;
     assert_eq!(before.body["balances"], json!({}));
     let mut cuts = Vec::new();
     for (i, amount) in ["1", "2.5", "0.25"].iter().enumerate() {
         let r = app
-            .transfer("payments", &format!("d{i}"), "hot-wallet", "customers:alice", amount)
+            .transfer(
+                "payments",
+                &format!("d{i}"),
+                "hot-wallet",
+                "customers:alice",
+                amount,
+            )
             .await;
         assert_eq!(r.status, 201);
         cuts.push(r.body["committed_at"].as_str().expect("ts").to_owned());
@@ -319,12 +461,17 @@ async fn balances_history_as_of_and_trial_balance() {
         .transfer("payments", "w1", "customers:alice", "hot-wallet", "0.75")
         .await;
     assert_eq!(r.status, 201);
-    let r = app.get("/v1/books/payments/accounts/customers:alice/balances", ROOT).await;
+    let r = app
+        .get("/v1/books/payments/accounts/customers:alice/balances", ROOT)
+        .await;
     assert_eq!(r.body["balances"], json!({"BTC": "3"}));
     assert_eq!(r.body["account"], "customers:alice");
     let r = app
         .get(
-            &format!("/v1/books/payments/accounts/customers:alice/balances?as_of={}", cuts[1]),
+            &format!(
+                "/v1/books/payments/accounts/customers:alice/balances?as_of={}",
+                cuts[1]
+            ),
             ROOT,
         )
         .await;
@@ -344,12 +491,18 @@ async fn balances_history_as_of_and_trial_balance() {
         .await;
     assert_eq!(r.body["balances"], json!({"BTC": "3"}));
     let r = app
-        .get("/v1/books/payments/accounts/customers:alice/balances?as_of=yesterday", ROOT)
+        .get(
+            "/v1/books/payments/accounts/customers:alice/balances?as_of=yesterday",
+            ROOT,
+        )
         .await;
     assert_eq!((r.status, r.error()), (400, "invalid_request"));
 
     let r = app
-        .get("/v1/books/payments/accounts/customers:alice/postings?limit=2", ROOT)
+        .get(
+            "/v1/books/payments/accounts/customers:alice/postings?limit=2",
+            ROOT,
+        )
         .await;
     let postings = r.body["postings"].as_array().expect("postings");
     assert_eq!(postings.len(), 2);
@@ -372,7 +525,10 @@ async fn balances_history_as_of_and_trial_balance() {
     let r = app.get("/v1/books/payments/trial-balance", ROOT).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["balanced"], true);
-    assert_eq!(r.body["totals"]["BTC"], json!({"debits": "4.5", "credits": "4.5"}));
+    assert_eq!(
+        r.body["totals"]["BTC"],
+        json!({"debits": "4.5", "credits": "4.5"})
+    );
     let rows = r.body["rows"].as_array().expect("rows");
     let alice = rows
         .iter()
@@ -383,9 +539,15 @@ async fn balances_history_as_of_and_trial_balance() {
         &json!({"account": "customers:alice", "kind": "liability", "asset": "BTC", "debits": "0.75", "credits": "3.75", "balance": "3"})
     );
     let r = app
-        .get(&format!("/v1/books/payments/trial-balance?as_of={}", cuts[0]), ROOT)
+        .get(
+            &format!("/v1/books/payments/trial-balance?as_of={}", cuts[0]),
+            ROOT,
+        )
         .await;
-    assert_eq!(r.body["totals"]["BTC"], json!({"debits": "1", "credits": "1"}));
+    assert_eq!(
+        r.body["totals"]["BTC"],
+        json!({"debits": "1", "credits": "1"})
+    );
     assert_eq!(r.body["as_of"], cuts[0].as_str());
 }
 
@@ -397,7 +559,9 @@ async fn pages_enforce_their_limits() {
         app.transfer("payments", &format!("p{i}"), "hot-wallet", "treasury", "1")
             .await;
     }
-    let r = app.get("/v1/books/payments/transactions?limit=2", ROOT).await;
+    let r = app
+        .get("/v1/books/payments/transactions?limit=2", ROOT)
+        .await;
     assert_eq!(r.body["transactions"].as_array().map(Vec::len), Some(2));
     assert_eq!(r.body["next_after_seq"], 6);
     let r = app
@@ -414,7 +578,9 @@ async fn pages_enforce_their_limits() {
         .collect();
     assert_eq!(seqs, (1..=9).collect::<Vec<_>>());
     for bad in ["limit=0", "limit=1001", "limit=x", "after_seq=-1"] {
-        let r = app.get(&format!("/v1/books/payments/events?{bad}"), ROOT).await;
+        let r = app
+            .get(&format!("/v1/books/payments/events?{bad}"), ROOT)
+            .await;
         assert_eq!((r.status, r.error()), (400, "invalid_request"), "{bad}");
     }
 }

@@ -30,19 +30,10 @@ books = ["other"]
 access = "rw"
 "#;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Options {
     pub http: HttpConfig,
     pub ledger: LedgerConfig,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self {
-            http: HttpConfig::default(),
-            ledger: LedgerConfig::default(),
-        }
-    }
 }
 
 pub struct TestApp {
@@ -164,7 +155,11 @@ impl TestApp {
     /// Registers BTC (scale 8) and opens the usual accounts in `book`.
     pub async fn setup_book(&self, book: &str) {
         let r = self
-            .post("/v1/assets", ROOT, &json!({"code": "BTC", "scale": 8, "name": "Bitcoin"}))
+            .post(
+                "/v1/assets",
+                ROOT,
+                &json!({"code": "BTC", "scale": 8, "name": "Bitcoin"}),
+            )
             .await;
         assert!(r.status == 201 || r.status == 200, "{:?}", r.body);
         for (name, kind, min) in [
@@ -185,7 +180,14 @@ impl TestApp {
     }
 
     /// Posts `amount` BTC from `from` (debit) to `to` (credit).
-    pub async fn transfer(&self, book: &str, key: &str, from: &str, to: &str, amount: &str) -> Resp {
+    pub async fn transfer(
+        &self,
+        book: &str,
+        key: &str,
+        from: &str,
+        to: &str,
+        amount: &str,
+    ) -> Resp {
         self.post(
             &format!("/v1/books/{book}/transactions"),
             ROOT,

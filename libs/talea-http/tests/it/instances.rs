@@ -12,7 +12,10 @@ async fn all_events(app: &TestApp, book: &str) -> Vec<Value> {
     let mut after = 0;
     loop {
         let r = app
-            .get(&format!("/v1/books/{book}/events?after_seq={after}&limit=1000"), ROOT)
+            .get(
+                &format!("/v1/books/{book}/events?after_seq={after}&limit=1000"),
+                ROOT,
+            )
             .await;
         assert_eq!(r.status, 200, "{}", r.body);
         out.extend(r.body["events"].as_array().expect("events").iter().cloned());
@@ -28,7 +31,11 @@ fn assert_dense_and_monotonic(events: &[Value]) {
     for (i, e) in events.iter().enumerate() {
         assert_eq!(e["seq"].as_u64(), Some(i as u64 + 1), "gap at {i}");
         let t = e["committed_at"].as_str().expect("time").to_owned();
-        assert!(t >= last_time, "commit time went backwards at seq {}", i + 1);
+        assert!(
+            t >= last_time,
+            "commit time went backwards at seq {}",
+            i + 1
+        );
         last_time = t;
     }
 }
@@ -42,7 +49,13 @@ async fn sixteen_writers_on_one_book_get_a_dense_sequence() {
         async move {
             for i in 0..10 {
                 let r = app
-                    .transfer("payments", &format!("w{w}-{i}"), "hot-wallet", "treasury", "0.001")
+                    .transfer(
+                        "payments",
+                        &format!("w{w}-{i}"),
+                        "hot-wallet",
+                        "treasury",
+                        "0.001",
+                    )
                     .await;
                 assert_eq!(r.status, 201, "{}", r.body);
             }
@@ -60,13 +73,21 @@ async fn sixteen_writers_on_one_book_get_a_dense_sequence() {
 async fn racing_overdraws_never_overdraw() {
     let app = spawn_app().await;
     app.setup_book("payments").await;
-    let r = app.transfer("payments", "fund", "hot-wallet", "customers:alice", "10").await;
+    let r = app
+        .transfer("payments", "fund", "hot-wallet", "customers:alice", "10")
+        .await;
     assert_eq!(r.status, 201);
     let attempts = (0..40).map(|i| {
         let app = &app;
         async move {
-            app.transfer("payments", &format!("take{i}"), "customers:alice", "hot-wallet", "1")
-                .await
+            app.transfer(
+                "payments",
+                &format!("take{i}"),
+                "customers:alice",
+                "hot-wallet",
+                "1",
+            )
+            .await
         }
     });
     let results = join_all(attempts).await;
@@ -76,7 +97,9 @@ async fn racing_overdraws_never_overdraw() {
         .filter(|r| r.status == 422 && r.error() == "insufficient_balance")
         .count();
     assert_eq!((ok, refused), (10, 30));
-    let r = app.get("/v1/books/payments/accounts/customers:alice", ROOT).await;
+    let r = app
+        .get("/v1/books/payments/accounts/customers:alice", ROOT)
+        .await;
     assert_eq!(r.body["balances"]["BTC"], "0");
     assert_dense_and_monotonic(&all_events(&app, "payments").await);
 }
@@ -87,7 +110,10 @@ async fn concurrent_duplicates_yield_exactly_one_commit() {
     app.setup_book("payments").await;
     let results = join_all((0..24).map(|_| {
         let app = &app;
-        async move { app.transfer("payments", "same-key", "hot-wallet", "treasury", "5").await }
+        async move {
+            app.transfer("payments", "same-key", "hot-wallet", "treasury", "5")
+                .await
+        }
     }))
     .await;
     let created = results.iter().filter(|r| r.status == 201).count();
@@ -110,7 +136,9 @@ async fn two_instances_share_one_dense_log() {
     a.setup_book("payments").await;
 
     // A commit through A is visible through B the moment A answers.
-    let r = a.transfer("payments", "first", "hot-wallet", "treasury", "1").await;
+    let r = a
+        .transfer("payments", "first", "hot-wallet", "treasury", "1")
+        .await;
     assert_eq!(r.status, 201);
     let id = r.body["tx_id"].as_str().expect("tx_id").to_owned();
     let seen = b.get(&format!("/v1/transactions/{id}"), ROOT).await;
@@ -127,11 +155,23 @@ async fn two_instances_share_one_dense_log() {
             for i in 0..8 {
                 let app = if (w + i) % 2 == 0 { a } else { b };
                 let unique = app
-                    .transfer("payments", &format!("u{w}-{i}"), "hot-wallet", "treasury", "1")
+                    .transfer(
+                        "payments",
+                        &format!("u{w}-{i}"),
+                        "hot-wallet",
+                        "treasury",
+                        "1",
+                    )
                     .await;
                 assert_eq!(unique.status, 201, "{}", unique.body);
                 let shared = app
-                    .transfer("payments", &format!("shared-{i}"), "hot-wallet", "treasury", "1")
+                    .transfer(
+                        "payments",
+                        &format!("shared-{i}"),
+                        "hot-wallet",
+                        "treasury",
+                        "1",
+                    )
                     .await;
                 outcomes.push((shared.status, shared.body["tx_id"].clone()));
             }

@@ -5,9 +5,6 @@
 mod conformance;
 mod postgres;
 
-use std::sync::Arc;
-
-use talea_store::Store;
 use talea_store_pg::PgStore;
 use talea_testkit::TestDb;
 
@@ -25,9 +22,4 @@ pub async fn migrated_store() -> (PgStore, TestDb) {
         .expect("connect to the test database");
     store.migrate().await.expect("migrate the test database");
     (store, db)
-}
-
-/// A fresh store for a conformance case.
-pub async fn fresh_store() -> Arc<dyn Store> {
-    Arc::new(migrated_store().await.0)
 }

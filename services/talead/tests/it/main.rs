@@ -1,0 +1,313 @@
+//! The real `talead` binary: `init`, `serve`, start-up refusals, metrics, shutdown.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_talead");
+
+/// A `talead` command in `dir` with a clean `TALEA_*` environment.
+fn talead(dir: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(dir);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("TALEA_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("RUST_LOG", "warn");
+    cmd
+}
+
+fn env_value(dir: &Path, key: &str) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join(".env")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_owned))
+}
+
+const SEED: &str = r#"
+[[assets]]
+code = "BTC"
+scale = 8
+name = "Bitcoin"
+
+[[accounts]]
+book = "demo"
+name = "hot-wallet"
+kind = "asset"
+
+[[accounts]]
+book = "demo"
+name = "customers:alice"
+kind = "liability"
+min_balance = "0"
+"#;
+
+#[tokio::test]
+async fn init_migrates_writes_env_and_seeds_idempotently() {
+    let db = talea_testkit::fresh_database().await.expect("database");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("talea.seed.toml"), SEED).expect("seed");
+    std::fs::write(dir.path().join(".env"), "# kept\nOTHER=1\n").expect("env");
+
+    let out = talead(dir.path())
+        .args(["init", "--db-url", &db.url])
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("1 assets created"), "{stdout}");
+    assert!(stdout.contains("2 accounts opened"), "{stdout}");
+    let token = env_value(dir.path(), "TALEA_API_TOKEN").expect("token written");
+    assert!(token.starts_with("talea_") && token.len() > 40);
+    assert_eq!(
+        env_value(dir.path(), "TALEA_DB_URL").as_deref(),
+        Some(db.url.as_str())
+    );
+    assert_eq!(
+        env_value(dir.path(), "TALEA_BIND").as_deref(),
+        Some("127.0.0.1:8080")
+    );
+    assert_eq!(env_value(dir.path(), "OTHER").as_deref(), Some("1"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join(".env"))
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "the .env file holds secrets");
+    }
+
+    // Again: nothing changes, the token stays (TALEA_DB_URL now comes from .env).
+    let out = talead(dir.path()).arg("init").output().expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("1 already there"), "{stdout}");
+    assert!(stdout.contains("2 already there"), "{stdout}");
+    assert_eq!(
+        env_value(dir.path(), "TALEA_API_TOKEN").as_deref(),
+        Some(token.as_str())
+    );
+
+    let out = talead(dir.path())
+        .args(["init", "--force"])
+        .output()
+        .expect("runs");
+    assert!(out.status.success());
+    assert_ne!(
+        env_value(dir.path(), "TALEA_API_TOKEN").as_deref(),
+        Some(token.as_str())
+    );
+
+    // A conflicting seed stops init with a clear error.
+    std::fs::write(
+        dir.path().join("talea.seed.toml"),
+        "[[assets]]\ncode = \"BTC\"\nscale = 2\n",
+    )
+    .expect("seed");
+    let out = talead(dir.path()).arg("init").output().expect("runs");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("seeding asset BTC"));
+}
+
+#[tokio::test]
+async fn serve_refuses_an_unmigrated_database_and_a_missing_token() {
+    let db = talea_testkit::fresh_database().await.expect("database");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = talead(dir.path())
+        .arg("serve")
+        .env("TALEA_DB_URL", &db.url)
+        .env("TALEA_API_TOKEN", "t")
+        .env("TALEA_BIND", "127.0.0.1:0")
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("talead init"), "{stderr}");
+
+    let out = talead(dir.path())
+        .arg("serve")
+        .env("TALEA_DB_URL", &db.url)
+        .env("TALEA_BIND", "127.0.0.1:0")
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no API token"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    std::fs::write(dir.path().join("tokens.toml"), "").expect("tokens");
+    let out = talead(dir.path())
+        .arg("serve")
+        .env("TALEA_DB_URL", &db.url)
+        .env("TALEA_TOKENS_FILE", dir.path().join("tokens.toml"))
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tokens file"));
+}
+
+/// A running `talead serve`, stopped with SIGTERM when dropped.
+struct Server {
+    child: Child,
+    api: String,
+    metrics: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(dir: &Path) -> Server {
+    let mut child = talead(dir)
+        .arg("serve")
+        .env("TALEA_BIND", "127.0.0.1:0")
+        .env("TALEA_METRICS_BIND", "127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawns");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let (mut api, mut metrics) = (String::new(), String::new());
+    while api.is_empty() {
+        let line = lines
+            .next()
+            .expect("talead printed its address")
+            .expect("line");
+        if let Some(url) = line.strip_prefix("talead metrics on ") {
+            metrics = url.to_owned();
+        } else if let Some(rest) = line.strip_prefix("talead listening on ") {
+            api = rest
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+        }
+    }
+    Server {
+        child,
+        api,
+        metrics,
+    }
+}
+
+#[tokio::test]
+async fn serve_answers_exports_valid_metrics_and_stops_on_sigterm() {
+    let db = talea_testkit::fresh_database().await.expect("database");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("talea.seed.toml"), SEED).expect("seed");
+    let out = talead(dir.path())
+        .args(["init", "--db-url", &db.url])
+        .output()
+        .expect("runs");
+    assert!(out.status.success());
+    let token = env_value(dir.path(), "TALEA_API_TOKEN").expect("token");
+
+    let mut server = start(dir.path());
+    assert!(!server.metrics.is_empty(), "metrics address printed");
+    let client = reqwest::Client::new();
+    let r = client
+        .post(format!("{}/v1/books/demo/transactions", server.api))
+        .bearer_auth(&token)
+        .json(&json!({"idempotency_key": "k1", "postings": [
+            {"account": "hot-wallet", "asset": "BTC", "debit": "1"},
+            {"account": "customers:alice", "asset": "BTC", "credit": "1"}]}))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(r.status(), 201);
+    let r: Value = client
+        .get(format!("{}/v1/books/demo/trial-balance", server.api))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("answered")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(r["balanced"], true);
+    let r = client
+        .get(format!("{}/metrics", server.api))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(r.status(), 404, "metrics never on the API listener");
+
+    let text = client
+        .get(&server.metrics)
+        .send()
+        .await
+        .expect("answered")
+        .text()
+        .await
+        .expect("text");
+    for name in [
+        "talea_commits_total 1",
+        "talea_batch_size_bucket",
+        "talea_commit_duration_seconds_bucket",
+        "talea_write_queue_depth",
+        "talea_db_pool_connections{state=\"max\"} 10",
+        "talea_http_requests_total",
+    ] {
+        assert!(text.contains(name), "{name} missing from\n{text}");
+    }
+    assert!(!text.contains(&token), "tokens never appear in metrics");
+    promtool_check(&text);
+
+    // SIGTERM: a graceful stop with exit code 0.
+    let pid = server.child.id().to_string();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = server.child.try_wait().expect("wait") {
+            assert!(status.success(), "{status}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "talead did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn promtool_check(text: &str) {
+    use std::io::Write;
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is installed (Debian package `prometheus`; scripts/test installs it)");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("writes");
+    let out = child.wait_with_output().expect("promtool ran");
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,0 +1,157 @@
+//! The workspace's dependency rules (style.md), checked against `cargo metadata`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+
+use serde_json::Value;
+
+struct Workspace {
+    /// Package name -> its folder ("libs" or "services").
+    members: BTreeMap<String, String>,
+    /// Package name -> (dependency name, kind) for direct workspace and external deps.
+    direct: BTreeMap<String, Vec<(String, String)>>,
+    /// Package id -> package name, and the normal-dependency graph by id.
+    names: BTreeMap<String, String>,
+    normal_graph: BTreeMap<String, Vec<String>>,
+}
+
+fn load() -> Workspace {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.toml");
+    let out = Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--offline", "--manifest-path", manifest])
+        .output()
+        .expect("cargo metadata runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let meta: Value = serde_json::from_slice(&out.stdout).expect("metadata is JSON");
+    let member_ids: BTreeSet<&str> = meta["workspace_members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let mut members = BTreeMap::new();
+    let mut direct = BTreeMap::new();
+    let mut names = BTreeMap::new();
+    for package in meta["packages"].as_array().expect("packages") {
+        let id = package["id"].as_str().expect("id");
+        let name = package["name"].as_str().expect("name").to_owned();
+        names.insert(id.to_owned(), name.clone());
+        if !member_ids.contains(id) {
+            continue;
+        }
+        let path = package["manifest_path"].as_str().expect("path");
+        let folder = if path.contains("/services/") { "services" } else { "libs" };
+        // Each folder is named exactly like its package.
+        assert!(
+            path.ends_with(&format!("/{folder}/{name}/Cargo.toml")),
+            "{name} lives at {path}"
+        );
+        members.insert(name.clone(), folder.to_owned());
+        let deps = package["dependencies"]
+            .as_array()
+            .expect("dependencies")
+            .iter()
+            .map(|d| {
+                (
+                    d["name"].as_str().expect("dep name").to_owned(),
+                    d["kind"].as_str().unwrap_or("normal").to_owned(),
+                )
+            })
+            .collect();
+        direct.insert(name, deps);
+    }
+    let mut normal_graph = BTreeMap::new();
+    for node in meta["resolve"]["nodes"].as_array().expect("resolve") {
+        let id = node["id"].as_str().expect("id").to_owned();
+        let deps = node["deps"]
+            .as_array()
+            .expect("deps")
+            .iter()
+            .filter(|d| {
+                d["dep_kinds"]
+                    .as_array()
+                    .is_some_and(|kinds| kinds.iter().any(|k| k["kind"].is_null()))
+            })
+            .filter_map(|d| d["pkg"].as_str().map(str::to_owned))
+            .collect();
+        normal_graph.insert(id, deps);
+    }
+    Workspace {
+        members,
+        direct,
+        names,
+        normal_graph,
+    }
+}
+
+impl Workspace {
+    /// Every package a member pulls in through normal dependencies, transitively.
+    fn transitive(&self, member: &str) -> BTreeSet<String> {
+        let start = self
+            .names
+            .iter()
+            .find(|(id, name)| name.as_str() == member && self.normal_graph.contains_key(*id))
+            .map(|(id, _)| id.clone())
+            .expect("member in the resolve graph");
+        let mut seen = BTreeSet::new();
+        let mut stack = vec![start];
+        while let Some(id) = stack.pop() {
+            for dep in self.normal_graph.get(&id).into_iter().flatten() {
+                if seen.insert(dep.clone()) {
+                    stack.push(dep.clone());
+                }
+            }
+        }
+        seen.iter().filter_map(|id| self.names.get(id).cloned()).collect()
+    }
+}
+
+#[test]
+fn dependency_rules_hold() {
+    let ws = load();
+    assert!(ws.members.contains_key("talea-core"), "{:?}", ws.members);
+    for (name, deps) in &ws.direct {
+        let folder = &ws.members[name];
+        for (dep, kind) in deps {
+            let Some(dep_folder) = ws.members.get(dep) else {
+                continue;
+            };
+            assert!(
+                !(folder == "libs" && dep_folder == "services"),
+                "library {name} depends on service {dep}"
+            );
+            assert!(
+                !(folder == "services" && dep_folder == "services"),
+                "service {name} depends on service {dep}"
+            );
+            assert!(
+                !(dep == "talea-testkit" && kind != "dev"),
+                "{name} depends on talea-testkit outside [dev-dependencies]"
+            );
+            assert!(
+                !(name == "talea-core"),
+                "talea-core depends on workspace crate {dep}"
+            );
+        }
+    }
+    for backend in ["talea-store-pg", "talea-store-sqlite", "talea-store-log"] {
+        if !ws.members.contains_key(backend) {
+            continue;
+        }
+        let pulled = ws.transitive(backend);
+        for banned in ["axum", "talea-api"] {
+            assert!(!pulled.contains(banned), "{backend} pulls in {banned}");
+        }
+    }
+    if ws.members.contains_key("talea-client") {
+        let pulled = ws.transitive("talea-client");
+        for banned in ["axum", "sqlx"] {
+            assert!(!pulled.contains(banned), "talea-client pulls in {banned}");
+        }
+    }
+    let core = ws.transitive("talea-core");
+    for banned in ["serde", "sqlx", "tokio"] {
+        assert!(!core.contains(banned), "talea-core pulls in {banned}");
+    }
+}

@@ -22,6 +22,7 @@
 // are both fine, anything else aborts the run. Each iteration then posts
 // debit hot:a / credit hot:b 0.00000001 BTC and checks for 201. Failures are
 // counted, never retried: a retry would hide the rate the server sustains.
+// A client that sees 20 transport errors in a row aborts the run.
 
 import http from 'k6/http';
 import { check } from 'k6';
@@ -97,6 +98,9 @@ export function setup() {
 }
 
 let errorsLogged = 0;
+// A dead server answers in microseconds: stop rather than spin on it.
+let transportErrorsInARow = 0;
+const MAX_TRANSPORT_ERRORS_IN_A_ROW = 20;
 
 export default function (data) {
   const key = `hot-${data.runId}-${exec.vu.idInTest}-${exec.vu.iterationInScenario}`;
@@ -114,12 +118,19 @@ export default function (data) {
   });
   const ok = check(res, { 'status is 201': (r) => r.status === 201 });
   postFailed.add(!ok);
+  if (res.status !== 0) transportErrorsInARow = 0;
   if (ok) {
     postOk.add(1);
     postOkDuration.add(res.timings.duration);
     return;
   }
-  if (res.status === 0) postTransport.add(1);
+  if (res.status === 0) {
+    postTransport.add(1);
+    transportErrorsInARow += 1;
+    if (transportErrorsInARow >= MAX_TRANSPORT_ERRORS_IN_A_ROW) {
+      exec.test.abort(`VU ${exec.vu.idInTest}: ${transportErrorsInARow} transport errors in a row (${res.error}): is talea down?`);
+    }
+  }
   else if (res.status >= 500) post5xx.add(1);
   else post4xx.add(1);
   if (errorsLogged < 3) {

@@ -32,7 +32,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-# shellcheck source=../scripts/lib/services.sh
+# shellcheck source=scripts/lib/services.sh
 source "$ROOT/scripts/lib/services.sh"
 
 say() { printf '\n==== %s ====\n' "$*"; }
@@ -66,6 +66,8 @@ BOOK=${BOOK:-hot}
 KEEP_DB=${KEEP_DB:-0}
 RESULTS_DIR=${RESULTS_DIR:-$ROOT/loadtest/results}
 K6_VERSION=${K6_VERSION:-1.1.0}
+# k6 would otherwise send usage statistics out of the machine.
+export K6_NO_USAGE_REPORT=true
 
 case $DURATION in
 *[!0-9smh]* | "") die "DURATION must look like 30, 30s, 2m or 1h (got '$DURATION')" ;;
@@ -84,19 +86,48 @@ done
 stamp=$(date -u +%Y%m%d%H%M%S)
 work=$(mktemp -d "${TMPDIR:-/tmp}/talea-bench.XXXXXX")
 talead_pid=""
+child_pid=""
 dbs=()
+
+# stop_pid PID: SIGINT, then SIGKILL if it is still there 10 s later.
+stop_pid() {
+    local pid=$1 i
+    kill -INT "$pid" 2>/dev/null || return 0
+    for ((i = 0; i < 100; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+# run_child LIMIT_S CMD...: runs CMD in the background (so that a signal to
+# this script is handled at once and the trap can stop CMD), waits for it at
+# most LIMIT_S seconds, and returns its status (124 when it ran too long).
+run_child() {
+    local limit=$1 deadline rc=0
+    shift
+    "$@" &
+    child_pid=$!
+    deadline=$((SECONDS + limit))
+    while kill -0 "$child_pid" 2>/dev/null; do
+        if ((SECONDS >= deadline)); then
+            echo "run-hot-book: $1 still running after ${limit}s: stopping it" >&2
+            stop_pid "$child_pid"
+            child_pid=""
+            return 124
+        fi
+        sleep 0.5
+    done
+    wait "$child_pid" || rc=$?
+    child_pid=""
+    return "$rc"
+}
 
 cleanup() {
     local rc=$?
-    if [[ -n $talead_pid ]]; then
-        kill "$talead_pid" 2>/dev/null || true
-        for _ in $(seq 1 100); do
-            kill -0 "$talead_pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -9 "$talead_pid" 2>/dev/null || true
-        wait "$talead_pid" 2>/dev/null || true
-    fi
+    if [[ -n $child_pid ]]; then stop_pid "$child_pid"; fi
+    if [[ -n $talead_pid ]]; then stop_pid "$talead_pid"; fi
     if [[ $KEEP_DB != 1 && -n $admin_url ]]; then
         for db in "${dbs[@]}"; do
             timeout 60 psql "$admin_url" -XAtqc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true
@@ -188,7 +219,7 @@ if [[ " $phases " == *" talea "* ]]; then
 
     say "k6 hot-book: $VUS VUs for $DURATION"
     k6_rc=0
-    K6_NO_USAGE_REPORT=true timeout $((secs + 180)) k6 run --quiet --no-usage-report --address 127.0.0.1:0 \
+    run_child $((secs + 180)) k6 run --quiet --no-usage-report --address 127.0.0.1:0 \
         -e "TALEA_URL=http://$bind" -e "TALEA_TOKEN=$token" -e "BOOK=$BOOK" \
         -e "VUS=$VUS" -e "DURATION=$DURATION" -e "RUN_ID=$stamp" -e "SUMMARY=$talea_summary" \
         "$ROOT/loadtest/hot-book.js" || k6_rc=$?
@@ -198,8 +229,7 @@ if [[ " $phases " == *" talea "* ]]; then
         tail -n 50 "$work/talead.log" >&2
         die "k6 failed (status $k6_rc)"
     fi
-    kill "$talead_pid" 2>/dev/null || true
-    wait "$talead_pid" 2>/dev/null || true
+    stop_pid "$talead_pid"
     talead_pid=""
     talea_committed=$(psql "$(db_url "$talea_db")" -XAtc \
         "SELECT count(*) FROM transactions WHERE book = '$BOOK'" 2>/dev/null || echo "")
@@ -210,13 +240,14 @@ if [[ " $phases " == *" naive "* ]]; then
     say "pgbench naive commit: $NAIVE_CLIENTS clients for $DURATION"
     naive_db=talea_bench_${stamp}_naive
     create_db "$naive_db"
-    psql "$(db_url "$naive_db")" -Xq -v ON_ERROR_STOP=1 -f "$ROOT/loadtest/naive/schema.sql" >/dev/null ||
+    PGOPTIONS="-c client_min_messages=warning" psql "$(db_url "$naive_db")" -Xq -v ON_ERROR_STOP=1 -f "$ROOT/loadtest/naive/schema.sql" >/dev/null ||
         die "cannot load naive/schema.sql"
     naive_rc=0
-    timeout $((secs + 120)) pgbench -n -M prepared -c "$NAIVE_CLIENTS" -j "$NAIVE_JOBS" -T "$secs" -r -P 5 \
+    run_child $((secs + 120)) pgbench -n -M prepared -c "$NAIVE_CLIENTS" -j "$NAIVE_JOBS" -T "$secs" -r -P 5 \
         -l --log-prefix="$work/pgbench_log" \
         -D "run=$stamp" -D n=0 -D "notify=$NAIVE_NOTIFY" \
-        -f "$ROOT/loadtest/naive/commit.sql" "$(db_url "$naive_db")" 2>&1 | tee "$naive_out" || naive_rc=$?
+        -f "$ROOT/loadtest/naive/commit.sql" "$(db_url "$naive_db")" >"$naive_out" 2>&1 || naive_rc=$?
+    cat "$naive_out"
     ((naive_rc == 0)) || die "pgbench failed (status $naive_rc)"
 fi
 

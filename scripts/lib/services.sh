@@ -41,6 +41,7 @@ svc_redact() {
 
 # svc_tcp_open HOST PORT: true if something accepts a TCP connection there.
 svc_tcp_open() {
+    # shellcheck disable=SC2016 # $1 and $2 expand in the inner bash
     timeout 3 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "$1" "$2" 2>/dev/null
 }
 
@@ -69,6 +70,7 @@ svc_find_pg_bin() {
         echo "$found"
         return 0
     fi
+    # shellcheck disable=SC2012 # version directories: plain names
     for dir in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r); do
         if [[ -x $dir/$name ]]; then
             echo "$dir/$name"
@@ -110,6 +112,16 @@ svc_apt_install() {
         timeout 600 apt-get update -q </dev/null >&2 || true
         DEBIAN_FRONTEND=noninteractive timeout 900 apt-get install -y -q "$pkg" </dev/null >&2 && return 0
     fi
+    return 1
+}
+
+# svc_need_tool COMMAND PACKAGE: makes sure COMMAND is on PATH, installing
+# the Debian PACKAGE when it is not; fails with a message naming the package.
+svc_need_tool() {
+    local cmd=$1 pkg=$2
+    command -v "$cmd" >/dev/null 2>&1 && return 0
+    svc_apt_install "$pkg" && command -v "$cmd" >/dev/null 2>&1 && return 0
+    svc_log "FAIL: '$cmd' is missing. Install the Debian package '$pkg' (apt-get install $pkg)."
     return 1
 }
 
@@ -256,6 +268,7 @@ svc_setup_pg() {
 # connection with an `INFO {json}` line.
 svc_nats_answers() {
     local line
+    # shellcheck disable=SC2016 # $1 and $2 expand in the inner bash
     line=$(timeout 5 bash -c 'exec 3<>"/dev/tcp/$1/$2" || exit 1; IFS= read -r -t 3 line <&3; printf "%s" "$line"' _ "$1" "$2" 2>/dev/null) || return 1
     [[ $line == INFO* ]] || return 1
     [[ $line == *'"jetstream":true'* ]] || return 2

@@ -13,6 +13,7 @@
 
 mod codec;
 mod error;
+mod listen;
 mod plan;
 mod read;
 mod write;
@@ -33,8 +34,8 @@ use talea_core::{
 };
 pub use talea_store::PoolStats;
 use talea_store::{
-    AccountPosting, Backend, Balance, BookInfo, Opened, Outcome, Registered, Store, StoreError,
-    TrialRow,
+    AccountPosting, Backend, Balance, BookInfo, Notice, Opened, Outcome, Registered, Store,
+    StoreError, TrialRow,
 };
 
 use crate::error::{Class, MIGRATE_HINT, classify, store_error};
@@ -56,6 +57,8 @@ pub struct PgStore {
     /// round trip per batch. Only registered assets are cached, so the map
     /// is bounded by the (small) registry.
     scales: Arc<RwLock<HashMap<AssetCode, Scale>>>,
+    /// The one LISTEN connection of this store (and its clones), while watched.
+    listener: listen::Listener,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -93,6 +96,7 @@ impl PgStore {
         PgStore {
             pool,
             scales: Arc::new(RwLock::new(HashMap::new())),
+            listener: listen::Listener::default(),
         }
     }
 
@@ -329,6 +333,10 @@ impl Store for PgStore {
 
     async fn transaction(&self, tx_id: TxId) -> Result<Option<Commit>, StoreError> {
         read::transaction(&mut *self.connection().await?, tx_id).await
+    }
+
+    async fn watch(&self) -> Result<tokio::sync::broadcast::Receiver<Notice>, StoreError> {
+        self.listener.watch(&self.pool).await
     }
 
     async fn events(

@@ -12,6 +12,9 @@ use talea_core::{
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod feed;
+
+pub use feed::{EventStream, Notice, NoticeBus, subscribe};
 
 /// Which backend a store is, reported in `X-Talea-Backend`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -292,4 +295,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         after_seq: u64,
         limit: u32,
     ) -> Result<Vec<Event>, StoreError>;
+
+    /// A receiver of commit notices: after every durable commit or account
+    /// open (by this process, and for Postgres by any process), a
+    /// [`Notice`] with the book's new last seq. Notices are hints that may be
+    /// lost or repeated; [`subscribe`] builds the gapless event stream on
+    /// them. A backend keeps at most one listener of its own however many
+    /// receivers it hands out (Postgres: one LISTEN connection per store).
+    async fn watch(&self) -> Result<tokio::sync::broadcast::Receiver<Notice>, StoreError>;
 }

@@ -1,0 +1,271 @@
+//! The `talea` command line: every command, flag and environment variable.
+
+use std::path::PathBuf;
+
+use clap::{ArgGroup, Args, Parser, Subcommand};
+
+/// Command-line client for the talea ledger.
+///
+/// Exit codes: 0 success (a deduplicated replay included), 1 usage or input
+/// error, 2 refused by the server (its error code and message are printed),
+/// 3 the server could not be reached or stayed busy until the retries ran out.
+#[derive(Debug, Parser)]
+#[command(name = "talea", version, about, long_about)]
+pub(crate) struct Cli {
+    /// Base URL of a talead instance.
+    #[arg(
+        long,
+        global = true,
+        env = "TALEA_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub url: String,
+    /// Bearer token (falls back to TALEA_API_TOKEN, which `talead init` writes to .env).
+    #[arg(long, global = true, env = "TALEA_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Print the server's JSON response instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Give up retrying after this many milliseconds in all.
+    #[arg(
+        long,
+        global = true,
+        env = "TALEA_RETRY_DEADLINE_MS",
+        default_value_t = 60_000,
+        value_name = "MS"
+    )]
+    pub retry_deadline_ms: u64,
+    /// Most attempts per request, the first included.
+    #[arg(
+        long,
+        global = true,
+        env = "TALEA_MAX_ATTEMPTS",
+        default_value_t = 8,
+        value_parser = clap::value_parser!(u32).range(1..),
+        value_name = "N"
+    )]
+    pub max_attempts: u32,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Post a transaction (retry-safe: the same --idem never posts twice).
+    Post(PostArgs),
+    /// An account's balances, now or as of a commit time.
+    Balance(BalanceArgs),
+    /// Debits, credits and balances of every account in a book.
+    TrialBalance(TrialBalanceArgs),
+    /// One transaction by id.
+    Tx(TxArgs),
+    /// A page of a book's event log.
+    Log(LogArgs),
+    /// List assets, or register one with `assets add`.
+    Assets(AssetsArgs),
+    /// List a book's accounts, or open one with `accounts open`.
+    Accounts(AccountsArgs),
+    /// Books with at least one event.
+    Books,
+}
+
+/// `talea post`.
+#[derive(Debug, Args)]
+#[command(group(
+    ArgGroup::new("legs").required(true).multiple(true).args(["debits", "credits", "file"])
+))]
+pub(crate) struct PostArgs {
+    /// The book to post to.
+    #[arg(long)]
+    pub book: String,
+    /// Idempotency key: required and never generated, because a generated key
+    /// would make every retry a new transaction.
+    #[arg(long, value_name = "KEY")]
+    pub idem: String,
+    /// A debit leg; the account may contain colons (split from the right).
+    #[arg(long = "debit", value_name = "ACCOUNT:ASSET:AMOUNT", value_parser = parse_leg)]
+    pub debits: Vec<Leg>,
+    /// A credit leg.
+    #[arg(long = "credit", value_name = "ACCOUNT:ASSET:AMOUNT", value_parser = parse_leg)]
+    pub credits: Vec<Leg>,
+    /// A JSON request body from a file, or `-` for stdin. Its
+    /// idempotency_key, if present, must equal --idem.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["debits", "credits", "memo", "occurred_at", "metadata"])]
+    pub file: Option<PathBuf>,
+    /// Free text kept with the transaction (at most 1 KiB).
+    #[arg(long)]
+    pub memo: Option<String>,
+    /// Business time, RFC 3339 (for example 2026-11-22T09:59:58Z).
+    #[arg(long, value_name = "TIME")]
+    pub occurred_at: Option<String>,
+    /// A JSON object kept with the transaction.
+    #[arg(long, value_name = "JSON")]
+    pub metadata: Option<String>,
+}
+
+/// One `--debit`/`--credit` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Leg {
+    pub account: String,
+    pub asset: String,
+    pub amount: String,
+}
+
+/// Splits `ACCOUNT:ASSET:AMOUNT` from the right: account names may hold
+/// colons (`customers:alice`), asset codes and amounts never do.
+pub(crate) fn parse_leg(text: &str) -> Result<Leg, String> {
+    let mut parts = text.rsplitn(3, ':');
+    let amount = parts.next().unwrap_or_default();
+    let asset = parts.next().unwrap_or_default();
+    let account = parts.next().unwrap_or_default();
+    if account.is_empty() || asset.is_empty() || amount.is_empty() {
+        return Err(format!(
+            "expected ACCOUNT:ASSET:AMOUNT (for example customers:alice:BTC:0.015), got {text:?}"
+        ));
+    }
+    Ok(Leg {
+        account: account.to_owned(),
+        asset: asset.to_owned(),
+        amount: amount.to_owned(),
+    })
+}
+
+/// `talea balance`.
+#[derive(Debug, Args)]
+pub(crate) struct BalanceArgs {
+    /// The book.
+    #[arg(long)]
+    pub book: String,
+    /// The account.
+    #[arg(long)]
+    pub account: String,
+    /// Balances as of this commit time (RFC 3339), inclusive.
+    #[arg(long, value_name = "TIME")]
+    pub as_of: Option<String>,
+}
+
+/// `talea trial-balance`.
+#[derive(Debug, Args)]
+pub(crate) struct TrialBalanceArgs {
+    /// The book.
+    #[arg(long)]
+    pub book: String,
+    /// As of this commit time (RFC 3339), inclusive.
+    #[arg(long, value_name = "TIME")]
+    pub as_of: Option<String>,
+}
+
+/// `talea tx`.
+#[derive(Debug, Args)]
+pub(crate) struct TxArgs {
+    /// The transaction id.
+    pub tx_id: String,
+}
+
+/// `talea log`.
+#[derive(Debug, Args)]
+pub(crate) struct LogArgs {
+    /// The book.
+    #[arg(long)]
+    pub book: String,
+    /// Only events after this seq.
+    #[arg(long, value_name = "N")]
+    pub after_seq: Option<u64>,
+    /// Most events (1..=1000, default 100).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u32>,
+}
+
+/// `talea assets`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub(crate) struct AssetsArgs {
+    #[command(subcommand)]
+    pub action: Option<AssetsAction>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AssetsAction {
+    /// Register an asset (the identical definition again is a no-op).
+    Add {
+        /// Asset code (BTC, USDC, …).
+        #[arg(long)]
+        code: String,
+        /// Fractional digits, 0..=30; never changes.
+        #[arg(long)]
+        scale: i64,
+        /// Display name.
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+/// `talea accounts`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub(crate) struct AccountsArgs {
+    #[command(subcommand)]
+    pub action: Option<AccountsAction>,
+    /// The book to list.
+    #[arg(long, required = true)]
+    pub book: Option<String>,
+    /// List accounts after this name.
+    #[arg(long, value_name = "NAME")]
+    pub after: Option<String>,
+    /// Most accounts (1..=1000, default 100).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AccountsAction {
+    /// Open an account (the identical definition again is a no-op).
+    Open {
+        /// The book.
+        #[arg(long)]
+        book: String,
+        /// Account name (colons make a hierarchy: customers:alice).
+        #[arg(long)]
+        name: String,
+        /// asset, expense, liability, equity or revenue.
+        #[arg(long)]
+        kind: String,
+        /// Lowest normal-side balance per asset ("0": never overdrawn).
+        #[arg(long, value_name = "AMOUNT", allow_hyphen_values = true)]
+        min_balance: Option<String>,
+        /// A JSON object kept with the account.
+        #[arg(long, value_name = "JSON")]
+        metadata: Option<String>,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn legs_split_from_the_right() {
+        assert_eq!(
+            parse_leg("customers:alice:BTC:0.015"),
+            Ok(Leg {
+                account: "customers:alice".to_owned(),
+                asset: "BTC".to_owned(),
+                amount: "0.015".to_owned(),
+            })
+        );
+        assert_eq!(
+            parse_leg("hot-wallet:BTC:1").map(|l| l.account),
+            Ok("hot-wallet".to_owned())
+        );
+        assert!(parse_leg("BTC:1").is_err());
+        assert!(parse_leg("a::1").is_err());
+        assert!(parse_leg("a:BTC:").is_err());
+    }
+}

@@ -1,0 +1,392 @@
+//! `talea`: the command-line client of the talea ledger, built on the SDK.
+//!
+//! Exit codes are API for scripts: 0 success (a deduplicated replay is a
+//! success and says so), 1 usage or input error, 2 refused by the server,
+//! 3 unavailable after retries (no answer, or 408/429/503 until the retry
+//! policy ran out). Output is a table by default and the server's JSON with
+//! `--json`.
+
+mod cli;
+mod render;
+
+use std::io::Read as _;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser as _;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use talea_api::{
+    ApiError, AssetRequest, LedgerApi, NamePage, OpenAccountRequest, PostTransactionRequest,
+    PostingDto, SeqPage,
+};
+use talea_client::{RetryNotice, RetryPolicy, TaleaClient};
+
+use crate::cli::{AccountsAction, AssetsAction, Cli, Command, PostArgs};
+
+/// Exit code for usage and input errors (clap's own included).
+const EXIT_USAGE: u8 = 1;
+/// Exit code when the server refused the request.
+const EXIT_REJECTED: u8 = 2;
+/// Exit code when no final answer came before the retries ran out.
+const EXIT_UNAVAILABLE: u8 = 3;
+
+/// Why a command did not succeed.
+#[derive(Debug)]
+enum Failure {
+    /// Bad flags or input, found before anything was sent.
+    Usage(String),
+    /// The server's answer (or the SDK's, when it could not reach one).
+    Api(ApiError),
+}
+
+impl From<ApiError> for Failure {
+    fn from(e: ApiError) -> Self {
+        Self::Api(e)
+    }
+}
+
+/// What a command prints: the JSON for `--json`, the table otherwise, and
+/// notes for stderr (some only with `--json`, where stdout cannot say them).
+struct Rendered {
+    json: String,
+    human: String,
+    notes: Vec<String>,
+    json_notes: Vec<String>,
+}
+
+impl Rendered {
+    fn new<T: Serialize>(value: &T, human: String) -> Self {
+        Self {
+            // Serializing the wire DTOs cannot fail; `null` would show a bug.
+            json: serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned()),
+            human,
+            notes: Vec::new(),
+            json_notes: Vec::new(),
+        }
+    }
+
+    fn note(mut self, note: impl Into<String>) -> Self {
+        self.notes.push(note.into());
+        self
+    }
+
+    fn json_note(mut self, note: impl Into<String>) -> Self {
+        self.json_notes.push(note.into());
+        self
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // clap exits 2 on usage errors by default; 2 means "refused by
+            // the server" here, so usage errors are mapped to 1.
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let json = cli.json;
+    match run(cli) {
+        Ok(out) => {
+            if json {
+                println!("{}", out.json);
+            } else {
+                print!("{}", out.human);
+            }
+            let json_notes = if json { out.json_notes } else { Vec::new() };
+            for note in out.notes.into_iter().chain(json_notes) {
+                eprintln!("talea: {note}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(Failure::Usage(message)) => {
+            eprintln!("talea: {message}");
+            ExitCode::from(EXIT_USAGE)
+        }
+        Err(Failure::Api(e)) => report(&e, json),
+    }
+}
+
+/// Prints a refusal (code, message, details) and picks its exit code.
+fn report(e: &ApiError, json: bool) -> ExitCode {
+    let body = e.to_body();
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(&body).unwrap_or_else(|_| "null".to_owned())
+        );
+    }
+    let (what, code) = if e.is_retryable() {
+        ("unavailable after retries", EXIT_UNAVAILABLE)
+    } else {
+        ("refused by the server", EXIT_REJECTED)
+    };
+    eprintln!("talea: {what}: {} ({})", body.error, body.message);
+    for (key, value) in &body.details {
+        match value {
+            Value::String(s) => eprintln!("  {key}: {s}"),
+            other => eprintln!("  {key}: {other}"),
+        }
+    }
+    if matches!(e, ApiError::Unauthorized) {
+        eprintln!("  hint: set TALEA_TOKEN or pass --token");
+    }
+    ExitCode::from(code)
+}
+
+fn run(cli: Cli) -> Result<Rendered, Failure> {
+    // Input is read and checked before any request, so a bad file never
+    // reaches the server and never costs a retry budget.
+    let post_body = match &cli.command {
+        Command::Post(args) => Some(post_request(args)?),
+        _ => None,
+    };
+    let client = client(&cli)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Usage(format!("cannot start the runtime: {e}")))?;
+    runtime.block_on(execute(&client, cli.command, post_body))
+}
+
+/// The SDK client for the flags: URL, token, retry limits, and retry notes on stderr.
+fn client(cli: &Cli) -> Result<TaleaClient, Failure> {
+    let token = cli
+        .token
+        .clone()
+        .filter(|t| !t.is_empty())
+        // `talead init` writes TALEA_API_TOKEN to .env; accepting it means
+        // `set -a; . ./.env` is enough to use the CLI next to a fresh server.
+        .or_else(|| {
+            std::env::var("TALEA_API_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty())
+        });
+    let policy = RetryPolicy {
+        max_attempts: cli.max_attempts,
+        deadline: Duration::from_millis(cli.retry_deadline_ms),
+        ..RetryPolicy::default()
+    };
+    let mut builder = TaleaClient::builder(cli.url.clone())
+        .retry_policy(policy)
+        .on_retry(|n: &RetryNotice| {
+            eprintln!(
+                "talea: attempt {} of {} failed ({}); retrying in {} ms",
+                n.attempt,
+                n.max_attempts,
+                n.reason,
+                n.delay.as_millis()
+            );
+        });
+    if let Some(token) = token {
+        builder = builder.token(token);
+    }
+    builder.build().map_err(|e| Failure::Usage(e.to_string()))
+}
+
+/// Builds the post's body from legs and flags, or from `--file`.
+fn post_request(args: &PostArgs) -> Result<PostTransactionRequest, Failure> {
+    if let Some(path) = &args.file {
+        return file_request(path, &args.idem);
+    }
+    // Debits first, then credits, each in the order given: the same command
+    // line always builds the same body, so re-running it is a clean replay.
+    let leg = |l: &cli::Leg, debit: bool| PostingDto {
+        account: l.account.clone(),
+        asset: l.asset.clone(),
+        debit: debit.then(|| l.amount.clone()),
+        credit: (!debit).then(|| l.amount.clone()),
+    };
+    let postings = args
+        .debits
+        .iter()
+        .map(|l| leg(l, true))
+        .chain(args.credits.iter().map(|l| leg(l, false)))
+        .collect();
+    Ok(PostTransactionRequest {
+        idempotency_key: args.idem.clone(),
+        postings,
+        occurred_at: args.occurred_at.clone(),
+        memo: args.memo.clone(),
+        metadata: args.metadata.as_deref().map(metadata).transpose()?,
+    })
+}
+
+/// Reads a JSON body from `path` (`-`: stdin). `--idem` fills in a missing
+/// `idempotency_key`; a different one is refused rather than overridden,
+/// since two keys for one request means one of them is a mistake.
+fn file_request(path: &Path, idem: &str) -> Result<PostTransactionRequest, Failure> {
+    let text = if path == Path::new("-") {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| Failure::Usage(format!("cannot read stdin: {e}")))?;
+        text
+    } else {
+        std::fs::read_to_string(path)
+            .map_err(|e| Failure::Usage(format!("cannot read {}: {e}", path.display())))?
+    };
+    let what = if path == Path::new("-") {
+        "stdin".to_owned()
+    } else {
+        path.display().to_string()
+    };
+    let mut body: Value = serde_json::from_str(&text)
+        .map_err(|e| Failure::Usage(format!("{what} is not valid JSON: {e}")))?;
+    let Some(object) = body.as_object_mut() else {
+        return Err(Failure::Usage(format!("{what} must hold a JSON object")));
+    };
+    match object.get("idempotency_key") {
+        None | Some(Value::Null) => {
+            object.insert("idempotency_key".to_owned(), Value::from(idem));
+        }
+        Some(Value::String(key)) if key == idem => {}
+        Some(other) => {
+            return Err(Failure::Usage(format!(
+                "the body's idempotency_key {other} differs from --idem {idem:?}; \
+                 make them equal or drop it from the body"
+            )));
+        }
+    }
+    serde_json::from_value(body)
+        .map_err(|e| Failure::Usage(format!("{what} is not a transaction request: {e}")))
+}
+
+fn metadata(text: &str) -> Result<Map<String, Value>, Failure> {
+    serde_json::from_str(text)
+        .map_err(|e| Failure::Usage(format!("--metadata must be a JSON object: {e}")))
+}
+
+async fn execute(
+    client: &TaleaClient,
+    command: Command,
+    post_body: Option<PostTransactionRequest>,
+) -> Result<Rendered, Failure> {
+    Ok(match command {
+        Command::Post(args) => {
+            let Some(body) = post_body else {
+                return Err(Failure::Usage("no transaction to post".to_owned()));
+            };
+            let tx = client.post_transaction(&args.book, body).await?;
+            let out = Rendered::new(&tx, render::posted(&tx));
+            // The table says so itself; with --json, stderr does, so a
+            // script reading stdout still gets the server's JSON untouched.
+            if tx.deduplicated == Some(true) {
+                out.json_note(format!(
+                    "deduplicated: key {:?} was already committed as tx {}; nothing new was posted",
+                    tx.idempotency_key, tx.tx_id
+                ))
+            } else {
+                out
+            }
+        }
+        Command::Balance(args) => {
+            let b = client
+                .balances(&args.book, &args.account, args.as_of.as_deref())
+                .await?;
+            Rendered::new(&b, render::balances(&b, &args.book))
+        }
+        Command::TrialBalance(args) => {
+            let tb = client
+                .trial_balance(&args.book, args.as_of.as_deref())
+                .await?;
+            Rendered::new(&tb, render::trial_balance(&tb))
+        }
+        Command::Tx(args) => {
+            let tx = client.transaction(&args.tx_id).await?;
+            Rendered::new(&tx, render::transaction(&tx))
+        }
+        Command::Log(args) => {
+            let page = SeqPage {
+                after_seq: args.after_seq,
+                limit: args.limit,
+            };
+            let list = client.events(&args.book, page).await?;
+            let out = Rendered::new(&list, render::events(&list));
+            match list.next_after_seq {
+                Some(next) => out.note(format!("more events: --after-seq {next}")),
+                None => out,
+            }
+        }
+        Command::Assets(args) => match args.action {
+            None => {
+                let list = client.assets().await?;
+                Rendered::new(&list, render::assets(&list))
+            }
+            Some(AssetsAction::Add { code, scale, name }) => {
+                let created = client
+                    .register_asset(AssetRequest { code, scale, name })
+                    .await?;
+                let a = &created.value;
+                let line = format!(
+                    "{} asset {} (scale {})\n",
+                    if created.created {
+                        "registered"
+                    } else {
+                        "already registered, unchanged:"
+                    },
+                    a.code,
+                    a.scale
+                );
+                Rendered::new(a, line)
+            }
+        },
+        Command::Accounts(args) => match args.action {
+            None => {
+                let Some(book) = args.book else {
+                    return Err(Failure::Usage("--book is required".to_owned()));
+                };
+                let page = NamePage {
+                    after: args.after,
+                    limit: args.limit,
+                };
+                let list = client.accounts(&book, page).await?;
+                let out = Rendered::new(&list, render::accounts(&list));
+                match &list.next {
+                    Some(next) => out.note(format!("more accounts: --after {next}")),
+                    None => out,
+                }
+            }
+            Some(AccountsAction::Open {
+                book,
+                name,
+                kind,
+                min_balance,
+                metadata: meta,
+            }) => {
+                let request = OpenAccountRequest {
+                    name,
+                    kind,
+                    min_balance,
+                    metadata: meta.as_deref().map(metadata).transpose()?,
+                };
+                let created = client.open_account(&book, request).await?;
+                let a = &created.value;
+                let line = format!(
+                    "{} account {} ({}) in book {} at seq {}\n",
+                    if created.created {
+                        "opened"
+                    } else {
+                        "already open, unchanged:"
+                    },
+                    a.name,
+                    a.kind,
+                    a.book,
+                    a.seq
+                );
+                Rendered::new(a, line)
+            }
+        },
+        Command::Books => {
+            let list = client.books().await?;
+            Rendered::new(&list, render::books(&list))
+        }
+    })
+}

@@ -1,0 +1,279 @@
+//! Human-readable output: aligned tables, amounts right-aligned so digits line up.
+
+use std::fmt::Write as _;
+
+use serde_json::Value;
+use talea_api::{
+    AccountList, AssetList, BalancesDto, BookList, EventList, PostingDto, TransactionDto,
+    TrialBalanceDto,
+};
+
+/// A column: its heading and whether values align right (numbers).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Col(pub &'static str, pub bool);
+
+/// Formats rows under headings, columns two spaces apart, no trailing spaces.
+pub(crate) fn table(cols: &[Col], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = cols.iter().map(|c| c.0.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: Vec<&str>| {
+        let mut text = String::new();
+        for (i, (cell, col)) in cells.iter().zip(cols).enumerate() {
+            if i > 0 {
+                text.push_str("  ");
+            }
+            let pad = widths[i].saturating_sub(cell.chars().count());
+            if col.1 {
+                text.push_str(&" ".repeat(pad));
+                text.push_str(cell);
+            } else {
+                text.push_str(cell);
+                text.push_str(&" ".repeat(pad));
+            }
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    };
+    line(cols.iter().map(|c| c.0).collect());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+fn opt(value: Option<&str>) -> String {
+    value.unwrap_or("-").to_owned()
+}
+
+fn postings(legs: &[PostingDto]) -> String {
+    let rows: Vec<Vec<String>> = legs
+        .iter()
+        .map(|p| {
+            vec![
+                p.account.clone(),
+                p.asset.clone(),
+                p.debit.clone().unwrap_or_default(),
+                p.credit.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            Col("ACCOUNT", false),
+            Col("ASSET", false),
+            Col("DEBIT", true),
+            Col("CREDIT", true),
+        ],
+        &rows,
+    )
+}
+
+/// A transaction: its identity, then its legs.
+pub(crate) fn transaction(tx: &TransactionDto) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "tx_id            {}", tx.tx_id);
+    let _ = writeln!(out, "book             {}", tx.book);
+    let _ = writeln!(out, "seq              {}", tx.seq);
+    let _ = writeln!(out, "committed_at     {}", tx.committed_at);
+    let _ = writeln!(out, "idempotency_key  {}", tx.idempotency_key);
+    let _ = writeln!(out, "occurred_at      {}", opt(tx.occurred_at.as_deref()));
+    let _ = writeln!(out, "memo             {}", opt(tx.memo.as_deref()));
+    if let Some(metadata) = &tx.metadata {
+        let _ = writeln!(out, "metadata         {}", Value::Object(metadata.clone()));
+    }
+    out.push('\n');
+    out.push_str(&postings(&tx.postings));
+    out
+}
+
+/// The answer to a post: committed now, or the original of a replay.
+pub(crate) fn posted(tx: &TransactionDto) -> String {
+    let head = if tx.deduplicated == Some(true) {
+        format!(
+            "deduplicated: key {:?} was already committed as tx {} (seq {}); nothing new was posted\n\n",
+            tx.idempotency_key, tx.tx_id, tx.seq
+        )
+    } else {
+        format!("committed tx {} (seq {})\n\n", tx.tx_id, tx.seq)
+    };
+    head + &transaction(tx)
+}
+
+pub(crate) fn balances(b: &BalancesDto, book: &str) -> String {
+    let rows: Vec<Vec<String>> = b
+        .balances
+        .iter()
+        .map(|(asset, amount)| vec![asset.clone(), amount.clone()])
+        .collect();
+    let mut out = format!("account {} in book {book} as of {}\n\n", b.account, b.as_of);
+    if rows.is_empty() {
+        out.push_str("(no balances)\n");
+    } else {
+        out.push_str(&table(&[Col("ASSET", false), Col("BALANCE", true)], &rows));
+    }
+    out
+}
+
+pub(crate) fn trial_balance(tb: &TrialBalanceDto) -> String {
+    let rows: Vec<Vec<String>> = tb
+        .rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.account.clone(),
+                r.kind.clone(),
+                r.asset.clone(),
+                r.debits.clone(),
+                r.credits.clone(),
+                r.balance.clone(),
+            ]
+        })
+        .collect();
+    let mut out = format!("trial balance of book {} as of {}\n\n", tb.book, tb.as_of);
+    if rows.is_empty() {
+        out.push_str("(no postings yet)\n");
+        return out;
+    }
+    out.push_str(&table(
+        &[
+            Col("ACCOUNT", false),
+            Col("KIND", false),
+            Col("ASSET", false),
+            Col("DEBITS", true),
+            Col("CREDITS", true),
+            Col("BALANCE", true),
+        ],
+        &rows,
+    ));
+    let totals: Vec<Vec<String>> = tb
+        .totals
+        .iter()
+        .map(|(asset, t)| vec![asset.clone(), t.debits.clone(), t.credits.clone()])
+        .collect();
+    out.push('\n');
+    out.push_str(&table(
+        &[
+            Col("TOTAL", false),
+            Col("DEBITS", true),
+            Col("CREDITS", true),
+        ],
+        &totals,
+    ));
+    out.push('\n');
+    out.push_str(if tb.balanced {
+        "balanced: debits equal credits in every asset\n"
+    } else {
+        "NOT BALANCED: debits differ from credits\n"
+    });
+    out
+}
+
+pub(crate) fn events(list: &EventList) -> String {
+    let rows: Vec<Vec<String>> = list
+        .events
+        .iter()
+        .map(|e| {
+            let data = &e.data;
+            let text = |k: &str| data.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+            let detail = match e.kind.as_str() {
+                "account_opened" => format!("{} ({})", text("name"), text("kind")),
+                "transaction" => {
+                    let legs = data
+                        .get("postings")
+                        .and_then(Value::as_array)
+                        .map_or(0, Vec::len);
+                    format!(
+                        "tx {} key {:?}, {legs} postings",
+                        text("tx_id"),
+                        text("idempotency_key")
+                    )
+                }
+                _ => String::new(),
+            };
+            vec![
+                e.seq.to_string(),
+                e.kind.clone(),
+                e.committed_at.clone(),
+                detail,
+            ]
+        })
+        .collect();
+    table(
+        &[
+            Col("SEQ", true),
+            Col("TYPE", false),
+            Col("COMMITTED_AT", false),
+            Col("DETAIL", false),
+        ],
+        &rows,
+    )
+}
+
+pub(crate) fn assets(list: &AssetList) -> String {
+    let rows: Vec<Vec<String>> = list
+        .assets
+        .iter()
+        .map(|a| vec![a.code.clone(), a.scale.to_string(), opt(a.name.as_deref())])
+        .collect();
+    table(
+        &[Col("CODE", false), Col("SCALE", true), Col("NAME", false)],
+        &rows,
+    )
+}
+
+pub(crate) fn accounts(list: &AccountList) -> String {
+    let rows: Vec<Vec<String>> = list
+        .accounts
+        .iter()
+        .map(|a| {
+            vec![
+                a.name.clone(),
+                a.kind.clone(),
+                opt(a.min_balance.as_deref()),
+                a.seq.to_string(),
+                a.opened_at.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            Col("NAME", false),
+            Col("KIND", false),
+            Col("MIN_BALANCE", true),
+            Col("SEQ", true),
+            Col("OPENED_AT", false),
+        ],
+        &rows,
+    )
+}
+
+pub(crate) fn books(list: &BookList) -> String {
+    let rows: Vec<Vec<String>> = list
+        .books
+        .iter()
+        .map(|b| vec![b.book.clone(), b.last_seq.to_string()])
+        .collect();
+    table(&[Col("BOOK", false), Col("LAST_SEQ", true)], &rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_text_left_and_numbers_right() {
+        let out = table(
+            &[Col("ASSET", false), Col("BALANCE", true)],
+            &[
+                vec!["BTC".to_owned(), "0.015".to_owned()],
+                vec!["USDC".to_owned(), "1250".to_owned()],
+            ],
+        );
+        assert_eq!(out, "ASSET  BALANCE\nBTC      0.015\nUSDC      1250\n");
+    }
+}

@@ -1,0 +1,540 @@
+//! `TaleaClient`: `LedgerApi` over HTTP, with the retry policy of `retry.rs`.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use reqwest::{Method, Url};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use talea_api::{
+    AccountDto, AccountList, ApiError, AssetDto, AssetList, AssetRequest, BalancesDto, BookList,
+    Created, ErrorBody, EventList, HealthDto, LedgerApi, NamePage, OpenAccountRequest,
+    PostTransactionRequest, PostingList, SeqPage, TransactionDto, TransactionList, TrialBalanceDto,
+};
+
+use crate::path;
+use crate::retry::{self, Attempt, Observer, RetryNotice, RetryPolicy};
+
+/// Why a client could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The base URL is not an absolute `http` or `https` URL.
+    #[error("invalid base URL {url:?}: {reason}")]
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The token cannot be sent in an HTTP header (control characters, non-ASCII).
+    #[error("the token contains characters that cannot be sent in a header")]
+    InvalidToken,
+    /// The HTTP client could not be initialised (TLS roots, for instance).
+    #[error("cannot initialise the HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+/// The talea SDK: every [`LedgerApi`] method as one HTTP call, retried per
+/// its [`RetryPolicy`]. Cheap to clone; clones share connections.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use talea_client::{LedgerApi, TaleaClient};
+/// let client = TaleaClient::new("http://127.0.0.1:8080", "my-token")?;
+/// let tb = client.trial_balance("demo", None).await?;
+/// println!("balanced: {}", tb.balanced);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct TaleaClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    base: Url,
+    authorization: Option<HeaderValue>,
+    policy: RetryPolicy,
+    observer: Option<Observer>,
+}
+
+impl fmt::Debug for TaleaClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The token is deliberately absent: clients end up in logs.
+        f.debug_struct("TaleaClient")
+            .field("base", &self.inner.base.as_str())
+            .field("token", &self.inner.authorization.as_ref().map(|_| "***"))
+            .field("policy", &self.inner.policy)
+            .finish()
+    }
+}
+
+/// Configures a [`TaleaClient`].
+pub struct TaleaClientBuilder {
+    base_url: String,
+    token: Option<String>,
+    policy: RetryPolicy,
+    observer: Option<Observer>,
+}
+
+impl fmt::Debug for TaleaClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaleaClientBuilder")
+            .field("base_url", &self.base_url)
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("policy", &self.policy)
+            .finish()
+    }
+}
+
+impl TaleaClientBuilder {
+    /// The bearer token sent on every request.
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// Replaces the retry policy (default: [`RetryPolicy::default`]).
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Calls `observer` before each wait between attempts, for logs or metrics.
+    pub fn on_retry(mut self, observer: impl Fn(&RetryNotice) + Send + Sync + 'static) -> Self {
+        self.observer = Some(Arc::new(observer));
+        self
+    }
+
+    /// Builds the client.
+    pub fn build(self) -> Result<TaleaClient, BuildError> {
+        let invalid = |reason: &str| BuildError::InvalidUrl {
+            url: self.base_url.clone(),
+            reason: reason.to_owned(),
+        };
+        let base = Url::parse(&self.base_url).map_err(|e| invalid(&e.to_string()))?;
+        if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
+            return Err(invalid("the scheme must be http or https"));
+        }
+        if base.query().is_some() || base.fragment().is_some() {
+            return Err(invalid("a base URL takes no query or fragment"));
+        }
+        let authorization = match &self.token {
+            Some(token) => {
+                let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
+                    .map_err(|_| BuildError::InvalidToken)?;
+                // Keeps the token out of `Debug` output of headers.
+                value.set_sensitive(true);
+                Some(value)
+            }
+            None => None,
+        };
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("talea-client/", env!("CARGO_PKG_VERSION")))
+            // Redirects would resend a post somewhere the caller did not
+            // choose; talea never redirects, so one is an error to report.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(TaleaClient {
+            inner: Arc::new(Inner {
+                http,
+                base,
+                authorization,
+                policy: self.policy,
+                observer: self.observer,
+            }),
+        })
+    }
+}
+
+/// A successful answer: its status and body.
+struct Answer {
+    status: u16,
+    body: Vec<u8>,
+}
+
+impl TaleaClient {
+    /// A client of the talea at `base_url` (for example
+    /// `http://127.0.0.1:8080`) presenting `token`, with the default retry policy.
+    pub fn new(base_url: &str, token: &str) -> Result<Self, BuildError> {
+        Self::builder(base_url).token(token).build()
+    }
+
+    /// A builder for a client of the talea at `base_url`.
+    pub fn builder(base_url: impl Into<String>) -> TaleaClientBuilder {
+        TaleaClientBuilder {
+            base_url: base_url.into(),
+            token: None,
+            policy: RetryPolicy::default(),
+            observer: None,
+        }
+    }
+
+    /// The base URL requests go to.
+    pub fn base_url(&self) -> &str {
+        self.inner.base.as_str()
+    }
+
+    /// The retry policy in force.
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.inner.policy
+    }
+
+    /// `GET /health`: whether the instance is ready (its store answers).
+    pub async fn health(&self) -> Result<HealthDto, ApiError> {
+        self.get(&["health"], &[]).await
+    }
+
+    fn url(&self, segments: &[&str], query: &[(&str, String)]) -> Url {
+        path::url(&self.inner.base, segments, query)
+    }
+
+    /// Sends one request under the retry policy. The body is serialized once,
+    /// so every attempt carries exactly the same bytes (and the same key).
+    async fn call(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<Vec<u8>>,
+    ) -> Result<Answer, ApiError> {
+        let write = method != Method::GET;
+        retry::run(
+            &self.inner.policy,
+            self.inner.observer.as_ref(),
+            write,
+            || self.attempt(method.clone(), url.clone(), body.clone()),
+        )
+        .await
+    }
+
+    async fn attempt(&self, method: Method, url: Url, body: Option<Vec<u8>>) -> Attempt<Answer> {
+        let mut request = self.inner.http.request(method, url);
+        if let Some(auth) = &self.inner.authorization {
+            request = request.header(AUTHORIZATION, auth.clone());
+        }
+        if let Some(body) = body {
+            request = request
+                .header(CONTENT_TYPE, "application/json; charset=utf-8")
+                .body(body);
+        }
+        let response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => return transport(&e),
+        };
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        // A body cut off midway is a transport failure like any other: the
+        // request may have been applied, and resending it is safe.
+        let body = match response.bytes().await {
+            Ok(b) => b.to_vec(),
+            Err(e) => return transport(&e),
+        };
+        if (200..300).contains(&status) {
+            return Attempt::Done(Answer { status, body });
+        }
+        let retry_after_s = retry_after.map(|d| d.as_secs());
+        let error = ApiError::from_body(status, retry_after_s, &error_body(status, &body));
+        if matches!(status, 408 | 429 | 503) {
+            Attempt::Retry { error, retry_after }
+        } else {
+            Attempt::Fatal(error)
+        }
+    }
+
+    async fn get<T: DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        query: &[(&str, String)],
+    ) -> Result<T, ApiError> {
+        let answer = self
+            .call(Method::GET, self.url(segments, query), None)
+            .await?;
+        decode(&answer.body)
+    }
+
+    async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        body: &B,
+    ) -> Result<(u16, T), ApiError> {
+        // Serializing these plain DTOs cannot fail; if it ever did, that is a
+        // bug on this side, reported as the ledger reports its own bugs.
+        let bytes = serde_json::to_vec(body).map_err(|_| ApiError::Internal)?;
+        let answer = self
+            .call(Method::POST, self.url(segments, &[]), Some(bytes))
+            .await?;
+        Ok((answer.status, decode(&answer.body)?))
+    }
+}
+
+/// Maps a reqwest failure (no usable answer) to a retryable attempt.
+fn transport<T>(e: &reqwest::Error) -> Attempt<T> {
+    if e.is_builder() {
+        // A request that cannot even be built never succeeds on retry.
+        return Attempt::Fatal(ApiError::invalid(
+            "",
+            format!("cannot build the request: {e}"),
+        ));
+    }
+    // reqwest's own message names only the URL; the cause a person needs
+    // (refused, reset, timed out) is the innermost error of the chain.
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(inner) = cause.source() {
+        cause = inner;
+    }
+    let what = if e.is_connect() {
+        "cannot connect"
+    } else if e.is_timeout() {
+        "timed out"
+    } else {
+        "no answer"
+    };
+    match e.url() {
+        Some(url) => Attempt::Transport(format!("{url}: {what}: {cause}")),
+        None => Attempt::Transport(format!("{what}: {cause}")),
+    }
+}
+
+/// `Retry-After` as delay-seconds or an HTTP date (RFC 9110 allows both).
+fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let wait = at.signed_duration_since(chrono::Utc::now());
+    Some(wait.to_std().unwrap_or(Duration::ZERO))
+}
+
+/// The error body, or one made from the status when the body is not talea's
+/// (a proxy's HTML page, an empty 503 from a load balancer).
+fn error_body(status: u16, body: &[u8]) -> ErrorBody {
+    if let Ok(parsed) = serde_json::from_slice::<ErrorBody>(body) {
+        return parsed;
+    }
+    let code = match status {
+        400 => "invalid_request",
+        401 => "unauthorized",
+        404 => "not_found",
+        408 => "timeout",
+        413 => "payload_too_large",
+        429 => "overloaded",
+        503 => "unavailable",
+        _ => "internal",
+    };
+    let text = String::from_utf8_lossy(body);
+    let text: String = text.chars().take(200).collect();
+    ErrorBody {
+        error: code.to_owned(),
+        message: format!("HTTP {status} without a talea error body: {}", text.trim()),
+        details: serde_json::Map::new(),
+    }
+}
+
+/// Decodes a success body. A body that does not parse means the URL does not
+/// lead to a compatible talea; there is no more precise code for that.
+fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|_| ApiError::Internal)
+}
+
+fn seq_query(page: SeqPage) -> Vec<(&'static str, String)> {
+    let mut q = Vec::new();
+    if let Some(after) = page.after_seq {
+        q.push(("after_seq", after.to_string()));
+    }
+    if let Some(limit) = page.limit {
+        q.push(("limit", limit.to_string()));
+    }
+    q
+}
+
+fn as_of_query(as_of: Option<&str>) -> Vec<(&'static str, String)> {
+    as_of
+        .map(|t| vec![("as_of", t.to_owned())])
+        .unwrap_or_default()
+}
+
+#[async_trait]
+impl LedgerApi for TaleaClient {
+    async fn register_asset(&self, request: AssetRequest) -> Result<Created<AssetDto>, ApiError> {
+        let (status, value) = self.post(&["v1", "assets"], &request).await?;
+        Ok(Created {
+            value,
+            created: status == 201,
+        })
+    }
+
+    async fn assets(&self) -> Result<AssetList, ApiError> {
+        self.get(&["v1", "assets"], &[]).await
+    }
+
+    async fn open_account(
+        &self,
+        book: &str,
+        request: OpenAccountRequest,
+    ) -> Result<Created<AccountDto>, ApiError> {
+        path::check_book_account(book, None)?;
+        let (status, value) = self
+            .post(&["v1", "books", book, "accounts"], &request)
+            .await?;
+        Ok(Created {
+            value,
+            created: status == 201,
+        })
+    }
+
+    async fn accounts(&self, book: &str, page: NamePage) -> Result<AccountList, ApiError> {
+        path::check_book_account(book, None)?;
+        let mut q = Vec::new();
+        if let Some(after) = page.after {
+            q.push(("after", after));
+        }
+        if let Some(limit) = page.limit {
+            q.push(("limit", limit.to_string()));
+        }
+        self.get(&["v1", "books", book, "accounts"], &q).await
+    }
+
+    async fn account(&self, book: &str, account: &str) -> Result<AccountDto, ApiError> {
+        path::check_book_account(book, Some(account))?;
+        self.get(&["v1", "books", book, "accounts", account], &[])
+            .await
+    }
+
+    async fn post_transaction(
+        &self,
+        book: &str,
+        request: PostTransactionRequest,
+    ) -> Result<TransactionDto, ApiError> {
+        path::check_book_account(book, None)?;
+        let (status, mut tx): (u16, TransactionDto) = self
+            .post(&["v1", "books", book, "transactions"], &request)
+            .await?;
+        // The status is the contract's signal (201 new, 200 replay); the body
+        // says the same, and the status wins should they ever disagree.
+        tx.deduplicated = Some(status != 201);
+        Ok(tx)
+    }
+
+    async fn transactions(&self, book: &str, page: SeqPage) -> Result<TransactionList, ApiError> {
+        path::check_book_account(book, None)?;
+        self.get(&["v1", "books", book, "transactions"], &seq_query(page))
+            .await
+    }
+
+    async fn transaction(&self, tx_id: &str) -> Result<TransactionDto, ApiError> {
+        if path::unsendable(tx_id) {
+            // What the ledger answers for any id that is not a transaction's.
+            return Err(ApiError::not_found("transaction not found"));
+        }
+        self.get(&["v1", "transactions", tx_id], &[]).await
+    }
+
+    async fn balances(
+        &self,
+        book: &str,
+        account: &str,
+        as_of: Option<&str>,
+    ) -> Result<BalancesDto, ApiError> {
+        path::check_book_account(book, Some(account))?;
+        self.get(
+            &["v1", "books", book, "accounts", account, "balances"],
+            &as_of_query(as_of),
+        )
+        .await
+    }
+
+    async fn account_postings(
+        &self,
+        book: &str,
+        account: &str,
+        page: SeqPage,
+    ) -> Result<PostingList, ApiError> {
+        path::check_book_account(book, Some(account))?;
+        self.get(
+            &["v1", "books", book, "accounts", account, "postings"],
+            &seq_query(page),
+        )
+        .await
+    }
+
+    async fn trial_balance(
+        &self,
+        book: &str,
+        as_of: Option<&str>,
+    ) -> Result<TrialBalanceDto, ApiError> {
+        path::check_book_account(book, None)?;
+        self.get(&["v1", "books", book, "trial-balance"], &as_of_query(as_of))
+            .await
+    }
+
+    async fn events(&self, book: &str, page: SeqPage) -> Result<EventList, ApiError> {
+        path::check_book_account(book, None)?;
+        self.get(&["v1", "books", book, "events"], &seq_query(page))
+            .await
+    }
+
+    async fn books(&self) -> Result<BookList, ApiError> {
+        self.get(&["v1", "books"], &[]).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_takes_seconds_or_a_date() {
+        assert_eq!(parse_retry_after(" 3 "), Some(Duration::from_secs(3)));
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(Duration::ZERO)
+        );
+        let later = (chrono::Utc::now() + chrono::Duration::seconds(30)).to_rfc2822();
+        let wait = parse_retry_after(&later).expect("a date parses");
+        assert!(wait > Duration::from_secs(25) && wait <= Duration::from_secs(30));
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn foreign_error_bodies_map_by_status() {
+        let e = ApiError::from_body(503, Some(1), &error_body(503, b"<html>busy</html>"));
+        assert_eq!(e.code(), "unavailable");
+        let e = ApiError::from_body(429, Some(2), &error_body(429, b""));
+        assert_eq!(
+            e,
+            ApiError::Overloaded {
+                status: 429,
+                retry_after_s: 2
+            }
+        );
+        let e = ApiError::from_body(502, None, &error_body(502, b"bad gateway"));
+        assert_eq!(e, ApiError::Internal);
+    }
+
+    #[test]
+    fn bad_base_urls_and_tokens_are_refused() {
+        assert!(matches!(
+            TaleaClient::new("127.0.0.1:8080", "t"),
+            Err(BuildError::InvalidUrl { .. })
+        ));
+        assert!(matches!(
+            TaleaClient::new("ftp://host", "t"),
+            Err(BuildError::InvalidUrl { .. })
+        ));
+        assert!(matches!(
+            TaleaClient::new("http://host", "bad\ntoken"),
+            Err(BuildError::InvalidToken)
+        ));
+        let client = TaleaClient::new("http://host:1/", "secret-token").expect("builds");
+        assert!(!format!("{client:?}").contains("secret-token"));
+    }
+}

@@ -1,0 +1,439 @@
+//! The real `talea` binary against a real talead: output, `--json`, exit codes.
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+use crate::support::{self, ROOT, Server};
+
+const BIN: &str = env!("CARGO_BIN_EXE_talea");
+
+/// What a run of the binary left behind.
+#[derive(Debug)]
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    #[track_caller]
+    fn ok(self) -> Self {
+        assert_eq!(self.code, 0, "{self:#?}");
+        self
+    }
+
+    #[track_caller]
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:#?}"))
+    }
+}
+
+/// Runs `talea args…` against `base` with a clean `TALEA_*` environment.
+async fn talea(base: &str, args: &[&str]) -> Run {
+    talea_with(base, args, None).await
+}
+
+async fn talea_with(base: &str, args: &[&str], stdin: Option<&str>) -> Run {
+    let mut cmd = Command::new(BIN);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("TALEA_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("TALEA_URL", base)
+        .env("TALEA_TOKEN", ROOT)
+        .env("TALEA_RETRY_DEADLINE_MS", "5000")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let stdin = stdin.map(str::to_owned);
+    // The server runs on this test's runtime: wait for the process elsewhere.
+    tokio::task::spawn_blocking(move || {
+        let mut child = cmd.spawn().expect("talea starts");
+        if let Some(mut pipe) = child.stdin.take() {
+            if let Some(text) = stdin {
+                pipe.write_all(text.as_bytes()).expect("writes stdin");
+            }
+        }
+        let out = child.wait_with_output().expect("talea runs");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    })
+    .await
+    .expect("the runner does not panic")
+}
+
+/// A server with the example seed applied through the CLI itself.
+async fn seeded() -> (Server, talea_testkit::TestDb) {
+    let db = support::fresh_db().await;
+    let server = Server::start(&db.url, "127.0.0.1:0".parse().expect("addr")).await;
+    let base = server.base.clone();
+    talea(
+        &base,
+        &[
+            "assets", "add", "--code", "BTC", "--scale", "8", "--name", "Bitcoin",
+        ],
+    )
+    .await
+    .ok();
+    talea(&base, &["assets", "add", "--code", "USDC", "--scale", "6"])
+        .await
+        .ok();
+    for (name, kind, min) in [
+        ("treasury", "equity", None),
+        ("hot-wallet", "asset", None),
+        ("customers:alice", "liability", Some("0")),
+        ("customers:bob", "liability", Some("0")),
+    ] {
+        let mut args = vec![
+            "accounts", "open", "--book", "demo", "--name", name, "--kind", kind,
+        ];
+        if let Some(min) = min {
+            args.extend(["--min-balance", min]);
+        }
+        let run = talea(&base, &args).await.ok();
+        assert!(run.stdout.starts_with("opened account"), "{run:#?}");
+    }
+    (server, db)
+}
+
+async fn finish(server: Server, db: talea_testkit::TestDb) {
+    server.stop().await;
+    db.drop_database().await.expect("drops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn posts_replays_and_reads_back() {
+    let (server, db) = seeded().await;
+    let base = server.base.as_str();
+    let deposit = [
+        "post",
+        "--book",
+        "demo",
+        "--idem",
+        "deposit-1",
+        "--debit",
+        "hot-wallet:BTC:0.015",
+        "--credit",
+        "customers:alice:BTC:0.0150",
+        "--memo",
+        "first deposit",
+    ];
+    let first = talea(base, &deposit).await.ok();
+    assert!(first.stdout.starts_with("committed tx "), "{first:#?}");
+    assert!(first.stdout.contains("customers:alice"), "{first:#?}");
+    assert!(!first.stdout.contains("deduplicated"));
+
+    let again = talea(base, &deposit).await.ok();
+    assert!(again.stdout.starts_with("deduplicated"), "{again:#?}");
+
+    let tb = talea(base, &["trial-balance", "--book", "demo"]).await.ok();
+    assert!(tb.stdout.contains("customers:alice"), "{tb:#?}");
+    assert!(tb.stdout.contains("0.015"), "{tb:#?}");
+    assert!(
+        tb.stdout.contains("balanced: debits equal credits"),
+        "{tb:#?}"
+    );
+
+    let bal = talea(
+        base,
+        &["balance", "--book", "demo", "--account", "customers:alice"],
+    )
+    .await
+    .ok();
+    assert!(
+        bal.stdout.contains("BTC") && bal.stdout.contains("0.015"),
+        "{bal:#?}"
+    );
+
+    let log = talea(base, &["log", "--book", "demo", "--after-seq", "4"])
+        .await
+        .ok();
+    assert!(log.stdout.contains("transaction"), "{log:#?}");
+    assert!(log.stdout.contains("deposit-1"), "{log:#?}");
+
+    let assets = talea(base, &["assets"]).await.ok();
+    assert!(assets.stdout.contains("Bitcoin") && assets.stdout.contains("USDC"));
+    let accounts = talea(base, &["accounts", "--book", "demo"]).await.ok();
+    assert_eq!(accounts.stdout.lines().count(), 5, "{accounts:#?}");
+    let books = talea(base, &["books"]).await.ok();
+    assert!(books.stdout.contains("demo"), "{books:#?}");
+    finish(server, db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_output_is_the_servers_json() {
+    let (server, db) = seeded().await;
+    let base = server.base.as_str();
+    let post = [
+        "--json",
+        "post",
+        "--book",
+        "demo",
+        "--idem",
+        "j-1",
+        "--debit",
+        "hot-wallet:BTC:2",
+        "--credit",
+        "customers:alice:BTC:2",
+        "--occurred-at",
+        "2026-11-22T11:00:00+01:00",
+        "--metadata",
+        r#"{"chain_tx":"ab12"}"#,
+    ];
+    let tx = talea(base, &post).await.ok().json();
+    assert_eq!(tx["deduplicated"], false);
+    assert_eq!(tx["occurred_at"], "2026-11-22T10:00:00.000000Z");
+    assert_eq!(tx["metadata"]["chain_tx"], "ab12");
+    let tx_id = tx["tx_id"].as_str().expect("tx_id").to_owned();
+
+    let replay = talea(base, &post).await.ok();
+    assert_eq!(replay.json()["deduplicated"], true);
+    assert!(replay.stderr.contains("deduplicated"), "{replay:#?}");
+
+    // `tx` reads the same resource, without `deduplicated`.
+    let read = talea(base, &["tx", &tx_id, "--json"]).await.ok().json();
+    let mut expected = tx.clone();
+    expected
+        .as_object_mut()
+        .expect("object")
+        .remove("deduplicated");
+    assert_eq!(read, expected);
+    let human = talea(base, &["tx", &tx_id]).await.ok();
+    assert!(human.stdout.contains(&tx_id), "{human:#?}");
+
+    let tb = talea(base, &["trial-balance", "--book", "demo", "--json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(tb["balanced"], true);
+    assert_eq!(tb["totals"]["BTC"]["debits"], "2");
+    let at = tx["committed_at"].as_str().expect("committed_at");
+    let bal = talea(
+        base,
+        &[
+            "balance",
+            "--book",
+            "demo",
+            "--account",
+            "customers:alice",
+            "--as-of",
+            at,
+            "--json",
+        ],
+    )
+    .await
+    .ok()
+    .json();
+    assert_eq!(bal["balances"]["BTC"], "2");
+    assert_eq!(bal["as_of"], at);
+    let log = talea(base, &["log", "--book", "demo", "--limit", "2", "--json"])
+        .await
+        .ok();
+    assert_eq!(log.json()["next_after_seq"], 2);
+    assert!(log.stderr.contains("--after-seq 2"), "{log:#?}");
+    for args in [
+        &["assets", "--json"][..],
+        &["accounts", "--book", "demo", "--json"],
+        &["books", "--json"],
+    ] {
+        talea(base, args).await.ok().json();
+    }
+    finish(server, db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_exit_2_with_the_code() {
+    let (server, db) = seeded().await;
+    let base = server.base.as_str();
+    let overdraw = talea(
+        base,
+        &[
+            "post",
+            "--book",
+            "demo",
+            "--idem",
+            "r-1",
+            "--debit",
+            "customers:alice:BTC:1",
+            "--credit",
+            "customers:bob:BTC:1",
+        ],
+    )
+    .await;
+    assert_eq!(overdraw.code, 2, "{overdraw:#?}");
+    assert!(
+        overdraw.stderr.contains("insufficient_balance"),
+        "{overdraw:#?}"
+    );
+    assert!(overdraw.stderr.contains("min_balance: 0"), "{overdraw:#?}");
+
+    let unbalanced = talea(
+        base,
+        &[
+            "--json",
+            "post",
+            "--book",
+            "demo",
+            "--idem",
+            "r-2",
+            "--debit",
+            "hot-wallet:BTC:1",
+            "--credit",
+            "customers:bob:BTC:0.5",
+        ],
+    )
+    .await;
+    assert_eq!(unbalanced.code, 2, "{unbalanced:#?}");
+    let body = unbalanced.json();
+    assert_eq!(body["error"], "unbalanced");
+    assert_eq!(body["imbalances"]["BTC"], "0.5");
+
+    let missing = talea(base, &["tx", "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"]).await;
+    assert_eq!(missing.code, 2, "{missing:#?}");
+    assert!(missing.stderr.contains("not_found"), "{missing:#?}");
+
+    let conflict = talea(base, &["assets", "add", "--code", "BTC", "--scale", "2"]).await;
+    assert_eq!(conflict.code, 2, "{conflict:#?}");
+    assert!(conflict.stderr.contains("conflict"), "{conflict:#?}");
+
+    let wrong_token = talea(base, &["--token", "wrong", "books"]).await;
+    assert_eq!(wrong_token.code, 2, "{wrong_token:#?}");
+    assert!(
+        wrong_token.stderr.contains("unauthorized"),
+        "{wrong_token:#?}"
+    );
+    finish(server, db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_from_stdin_or_a_file_takes_the_key_from_idem() {
+    let (server, db) = seeded().await;
+    let base = server.base.as_str();
+    let body = r#"{"postings":[
+        {"account":"hot-wallet","asset":"USDC","debit":"10"},
+        {"account":"customers:bob","asset":"USDC","credit":"10"}],
+        "memo":"from stdin"}"#;
+    let run = talea_with(
+        base,
+        &[
+            "--json", "post", "--book", "demo", "--idem", "f-1", "--file", "-",
+        ],
+        Some(body),
+    )
+    .await
+    .ok();
+    let tx = run.json();
+    assert_eq!(tx["idempotency_key"], "f-1");
+    assert_eq!(tx["memo"], "from stdin");
+
+    let dir = std::env::temp_dir().join(format!("talea-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("body.json");
+    std::fs::write(
+        &file,
+        r#"{"idempotency_key":"f-1","postings":[
+        {"account":"hot-wallet","asset":"USDC","debit":"10"},
+        {"account":"customers:bob","asset":"USDC","credit":"10"}],
+        "memo":"from stdin"}"#,
+    )
+    .expect("writes");
+    let path = file.to_str().expect("utf-8 path");
+    let replay = talea(
+        base,
+        &["post", "--book", "demo", "--idem", "f-1", "--file", path],
+    )
+    .await
+    .ok();
+    assert!(replay.stdout.starts_with("deduplicated"), "{replay:#?}");
+
+    // A body whose key differs from --idem is refused before sending.
+    let mismatch = talea(
+        base,
+        &["post", "--book", "demo", "--idem", "other", "--file", path],
+    )
+    .await;
+    assert_eq!(mismatch.code, 1, "{mismatch:#?}");
+    assert!(
+        mismatch.stderr.contains("differs from --idem"),
+        "{mismatch:#?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    finish(server, db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_errors_exit_1() {
+    let base = "http://127.0.0.1:9";
+    for args in [
+        &[
+            "post", "--book", "demo", "--debit", "a:BTC:1", "--credit", "b:BTC:1",
+        ][..],
+        &["post", "--book", "demo", "--idem", "k"],
+        &["post", "--book", "demo", "--idem", "k", "--debit", "BTC:1"],
+        &[
+            "post", "--book", "demo", "--idem", "k", "--file", "-", "--debit", "a:BTC:1",
+        ],
+        &[
+            "post",
+            "--book",
+            "demo",
+            "--idem",
+            "k",
+            "--debit",
+            "a:B:1",
+            "--metadata",
+            "[1]",
+        ],
+        &["balance", "--book", "demo"],
+        &["accounts"],
+        &["no-such-command"],
+        &["books", "--max-attempts", "0"],
+        &[],
+    ] {
+        let run = talea(base, args).await;
+        assert_eq!(run.code, 1, "{args:?}: {run:#?}");
+        assert!(!run.stderr.is_empty(), "{args:?}");
+    }
+    let help = talea(base, &["post", "--help"]).await;
+    assert_eq!(help.code, 0, "{help:#?}");
+    assert!(help.stdout.contains("--idem"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_listening_exits_3_after_retries() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
+        l.local_addr().expect("address").port()
+    };
+    let base = format!("http://127.0.0.1:{port}");
+    let run = talea(
+        &base,
+        &[
+            "--retry-deadline-ms",
+            "300",
+            "post",
+            "--book",
+            "demo",
+            "--idem",
+            "down-1",
+            "--debit",
+            "hot-wallet:BTC:1",
+            "--credit",
+            "customers:alice:BTC:1",
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 3, "{run:#?}");
+    assert!(run.stderr.contains("retrying"), "{run:#?}");
+    assert!(run.stderr.contains("unavailable"), "{run:#?}");
+    let read = talea(&base, &["--max-attempts", "1", "books"]).await;
+    assert_eq!(read.code, 3, "{read:#?}");
+}

@@ -1,0 +1,121 @@
+//! Test fixtures: fresh databases, a real talead router on a socket, clients.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use talea_auth::{Secret, TokenSet};
+use talea_client::{RetryPolicy, TaleaClient};
+use talea_http::{AppState, HttpConfig};
+use talea_ledger::{LedgerConfig, LedgerService};
+use talea_store_pg::PgStore;
+use talea_testkit::TestDb;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The all-books read-write token every test server accepts.
+pub const ROOT: &str = "root-token";
+
+/// A fresh, migrated database.
+pub async fn fresh_db() -> TestDb {
+    let db = talea_testkit::fresh_database()
+        .await
+        .expect("a fresh test database");
+    let store = PgStore::connect(&db.url, 2).await.expect("connects");
+    store.migrate().await.expect("migrates");
+    store.pool().close().await;
+    db
+}
+
+/// The in-process ledger over `db`.
+pub async fn ledger(db: &TestDb) -> LedgerService {
+    let store = PgStore::connect(&db.url, 5).await.expect("connects");
+    store.check_migrated().await.expect("migrated");
+    LedgerService::new(
+        Arc::new(store),
+        LedgerConfig::default(),
+        talea_telemetry::Metrics::new(),
+    )
+}
+
+/// A talead router serving on a real socket until stopped.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub base: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl Server {
+    /// Serves `db` on `addr` (`127.0.0.1:0` for any free port).
+    pub async fn start(db_url: &str, addr: SocketAddr) -> Self {
+        Self::start_with(db_url, addr, HttpConfig::default()).await
+    }
+
+    pub async fn start_with(db_url: &str, addr: SocketAddr, http: HttpConfig) -> Self {
+        let store = PgStore::connect(db_url, 5).await.expect("connects");
+        store.check_migrated().await.expect("migrated");
+        let ledger = LedgerService::new(
+            Arc::new(store),
+            LedgerConfig::default(),
+            talea_telemetry::Metrics::new(),
+        );
+        let tokens = TokenSet::load(Some(&Secret::new(ROOT)), None).expect("root token");
+        let state = AppState::new(ledger, Arc::new(tokens), &http);
+        let listener = TcpListener::bind(addr).await.expect("binds");
+        let addr = listener.local_addr().expect("address");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, talea_http::router(state))
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("serves");
+        });
+        Self {
+            addr,
+            base: format!("http://{addr}"),
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    /// Stops accepting, closes every connection, and waits until the port is free.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(10), &mut self.task)
+            .await
+            .expect("the server stops within 10 s")
+            .expect("the server task ends cleanly");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Retries quick enough for tests, generous enough for a loaded machine.
+pub fn quick_policy() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 10,
+        deadline: Duration::from_secs(20),
+        base_delay: Duration::from_millis(20),
+        max_delay: Duration::from_millis(200),
+        attempt_timeout: Duration::from_secs(15),
+    }
+}
+
+/// A client of `base` with the root token and the quick policy.
+pub fn client(base: &str) -> TaleaClient {
+    TaleaClient::builder(base)
+        .token(ROOT)
+        .retry_policy(quick_policy())
+        .build()
+        .expect("client builds")
+}

@@ -4,6 +4,7 @@
 //! HTTP SDK both implement [`LedgerApi`] with these types, so code written
 //! against the trait behaves the same over either.
 
+pub mod bus;
 mod dto;
 mod error;
 mod json;

@@ -1,17 +1,30 @@
 //! Token scopes: the tokens file, principals, and the 401/403 decisions made from them.
 //!
 //! The embedded build and `talea-scope` both evaluate tokens with [`TokenSet`];
-//! the HTTP layer asks an [`Authenticator`] (local, or later the scope
-//! service's client) and decides scope with [`Principal`].
+//! the HTTP layer asks an [`Authenticator`] (the local [`TokenSet`], or the
+//! scope service's [`ScopeClient`], which caches answers behind a circuit
+//! breaker) and decides scope with [`Principal`].
+
+mod breaker;
+mod cache;
+pub mod introspect;
+mod scope_client;
 
 use std::collections::BTreeSet;
 use std::fmt;
 use std::path::Path;
 
 use async_trait::async_trait;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+
+mod source;
+pub use scope_client::{
+    BREAKER_FAILURES_TO_OPEN, BREAKER_OPEN_MS, CACHE_ENTRIES_MAX, INTROSPECT_TIMEOUT_MS,
+    NEGATIVE_TTL_S, POSITIVE_TTL_MAX_S, ScopeClient, ScopeClientConfig, ScopeClientError,
+};
+pub use source::{SourceError, TokenSource};
 
 /// A secret string that never prints itself.
 #[derive(Clone, PartialEq, Eq)]
@@ -26,6 +39,26 @@ impl Secret {
     /// The secret itself; call only where it must leave the process.
     pub fn expose(&self) -> &str {
         &self.0
+    }
+
+    /// Whether `presented` equals this secret, compared in constant time (on
+    /// SHA-256 digests, so the lengths leak nothing either).
+    pub fn verify(&self, presented: &str) -> bool {
+        digest(&self.0).ct_eq(&digest(presented)).into()
+    }
+}
+
+// The wire form is the bare string: the introspection request carries the
+// token it asks about. `Debug` stays redacted.
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Self)
     }
 }
 
@@ -43,7 +76,7 @@ impl std::str::FromStr for Secret {
 }
 
 /// Read-only or read-write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Access {
     /// Reads only.
@@ -59,6 +92,31 @@ pub enum Books {
     All,
     /// Exactly these names.
     Only(BTreeSet<String>),
+}
+
+impl Books {
+    /// Parses a list as the tokens file writes it: `["*"]` alone, or a
+    /// non-empty list of exact names. The error names no token.
+    pub fn from_list(list: Vec<String>) -> Result<Self, String> {
+        if list.iter().any(|b| b == "*") {
+            if list.len() != 1 {
+                return Err("\"*\" must stand alone".to_owned());
+            }
+            Ok(Self::All)
+        } else if list.is_empty() {
+            Err("must not be empty".to_owned())
+        } else {
+            Ok(Self::Only(list.into_iter().collect()))
+        }
+    }
+
+    /// The list form: `["*"]`, or the names in order.
+    pub fn to_list(&self) -> Vec<String> {
+        match self {
+            Self::All => vec!["*".to_owned()],
+            Self::Only(names) => names.iter().cloned().collect(),
+        }
+    }
 }
 
 /// Who a request is on behalf of, and what it may touch.
@@ -252,16 +310,8 @@ impl TokenSet {
                     ));
                 }
             };
-            let books = if entry.books.iter().any(|b| b == "*") {
-                if entry.books.len() != 1 {
-                    return Err(format!("tokens.{name}.books: \"*\" must stand alone"));
-                }
-                Books::All
-            } else if entry.books.is_empty() {
-                return Err(format!("tokens.{name}.books must not be empty"));
-            } else {
-                Books::Only(entry.books.into_iter().collect())
-            };
+            let books = Books::from_list(entry.books)
+                .map_err(|why| format!("tokens.{name}.books: {why}"))?;
             entries.push(Entry {
                 digest,
                 principal: Principal {
@@ -277,6 +327,11 @@ impl TokenSet {
     /// Whether no token is configured at all.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// How many tokens are configured.
+    pub fn len(&self) -> usize {
+        self.entries.len()
     }
 
     /// The principal for `token`, if any. Compares against every entry in
@@ -297,7 +352,7 @@ impl TokenSet {
 
 /// Authentication could not be decided (the scope service is unreachable);
 /// the caller fails closed with 503.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("token scope service unavailable")]
 pub struct Undecided;
 
@@ -371,6 +426,28 @@ access = "ro"
         ] {
             assert!(TokenSet::parse_file(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn secrets_verify_in_constant_time_and_serialize_bare() {
+        let s = Secret::new("service-token");
+        assert!(s.verify("service-token"));
+        assert!(!s.verify("service-token "));
+        assert!(!s.verify(""));
+        assert_eq!(
+            serde_json::to_string(&s).expect("serializes"),
+            "\"service-token\""
+        );
+    }
+
+    #[test]
+    fn books_lists_round_trip() {
+        assert_eq!(Books::from_list(vec!["*".into()]), Ok(Books::All));
+        assert!(Books::from_list(vec!["*".into(), "a".into()]).is_err());
+        assert!(Books::from_list(vec![]).is_err());
+        let only = Books::from_list(vec!["b".into(), "a".into()]).expect("parses");
+        assert_eq!(only.to_list(), vec!["a".to_owned(), "b".to_owned()]);
+        assert_eq!(Books::All.to_list(), vec!["*".to_owned()]);
     }
 
     #[test]

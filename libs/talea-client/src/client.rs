@@ -189,6 +189,18 @@ impl TaleaClient {
         self.get(&["health"], &[]).await
     }
 
+    pub(crate) fn base(&self) -> &Url {
+        &self.inner.base
+    }
+
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.inner.http
+    }
+
+    pub(crate) fn authorization(&self) -> Option<&HeaderValue> {
+        self.inner.authorization.as_ref()
+    }
+
     fn url(&self, segments: &[&str], query: &[(&str, String)]) -> Url {
         path::url(&self.inner.base, segments, query)
     }
@@ -304,7 +316,7 @@ fn transport<T>(e: &reqwest::Error) -> Attempt<T> {
 }
 
 /// `Retry-After` as delay-seconds or an HTTP date (RFC 9110 allows both).
-fn parse_retry_after(value: &str) -> Option<Duration> {
+pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
     let value = value.trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
@@ -316,7 +328,7 @@ fn parse_retry_after(value: &str) -> Option<Duration> {
 
 /// The error body, or one made from the status when the body is not talea's
 /// (a proxy's HTML page, an empty 503 from a load balancer).
-fn error_body(status: u16, body: &[u8]) -> ErrorBody {
+pub(crate) fn error_body(status: u16, body: &[u8]) -> ErrorBody {
     if let Ok(parsed) = serde_json::from_slice::<ErrorBody>(body) {
         return parsed;
     }

@@ -16,9 +16,11 @@
 mod client;
 mod path;
 mod retry;
+mod stream;
 
 pub use client::{BuildError, TaleaClient, TaleaClientBuilder};
 pub use retry::{RetryNotice, RetryPolicy, RetryReason};
+pub use stream::{SSE_LINE_BYTES_MAX, StreamEvent, StreamItem};
 /// The wire types and the trait, re-exported so one dependency is enough.
 pub use talea_api;
 pub use talea_api::{ApiError, LedgerApi};

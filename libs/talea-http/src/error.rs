@@ -34,9 +34,13 @@ impl IntoResponse for HttpError {
         if let Some(secs) = self.0.retry_after_s() {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
+        // An empty `allow` leaves the header to axum's method router, which
+        // knows the route's methods and adds it when none is set.
         if let ApiError::MethodNotAllowed { allow } = &self.0 {
             if let Ok(v) = HeaderValue::from_str(allow) {
-                headers.insert(header::ALLOW, v);
+                if !allow.is_empty() {
+                    headers.insert(header::ALLOW, v);
+                }
             }
         }
         response.extensions_mut().insert(ErrorCode(self.0.code()));

@@ -3,13 +3,65 @@
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, FailedToBufferBody};
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::header;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
 use serde::de::DeserializeOwned;
 use talea_api::ApiError;
 use talea_auth::Principal;
 
 use crate::{AppState, HttpError};
+
+/// What authentication decided for a request. The `authenticate`
+/// middleware decides once and leaves this in the request's extensions, for
+/// the rate limiter (its key) and the [`Auth`] extractor (its answer).
+#[derive(Debug, Clone)]
+pub(crate) enum Authn {
+    /// A known token.
+    Authenticated(Principal),
+    /// No token, or an unknown one: 401.
+    Unauthorized,
+    /// The authenticator could not decide (scope service unreachable): 503.
+    Unavailable,
+}
+
+impl Authn {
+    /// Decides for `token` (the bearer token, if any) and counts the decision.
+    pub(crate) async fn decide(state: &AppState, token: Option<&str>) -> Self {
+        let outcome = match token {
+            None => Self::Unauthorized,
+            Some(token) => match state.auth.authenticate(token).await {
+                Ok(Some(principal)) => Self::Authenticated(principal),
+                Ok(None) => Self::Unauthorized,
+                Err(_) => Self::Unavailable,
+            },
+        };
+        let label = match outcome {
+            Self::Authenticated(_) => "authenticated",
+            Self::Unauthorized => "unauthorized",
+            Self::Unavailable => "unavailable",
+        };
+        state
+            .ledger
+            .metrics()
+            .auth
+            .decisions_total
+            .with_label_values(&[label])
+            .inc();
+        outcome
+    }
+}
+
+/// The bearer token of a request, if it carries a non-empty one.
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, token) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        })
+        .filter(|t| !t.is_empty())
+}
 
 /// The authenticated principal of a request (401 when the token is missing or
 /// unknown, 503 when the authenticator cannot decide).
@@ -20,20 +72,17 @@ impl FromRequestParts<AppState> for Auth {
     type Rejection = HttpError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, HttpError> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                let (scheme, token) = v.split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-            })
-            .filter(|t| !t.is_empty())
-            .ok_or(ApiError::Unauthorized)?;
-        match state.auth.authenticate(token).await {
-            Ok(Some(principal)) => Ok(Self(principal)),
-            Ok(None) => Err(ApiError::Unauthorized.into()),
-            Err(_) => Err(ApiError::unavailable("the token scope service is unavailable").into()),
+        let outcome = match parts.extensions.get::<Authn>() {
+            Some(outcome) => outcome.clone(),
+            // A route outside the `authenticate` middleware decides here.
+            None => Authn::decide(state, bearer(&parts.headers)).await,
+        };
+        match outcome {
+            Authn::Authenticated(principal) => Ok(Self(principal)),
+            Authn::Unauthorized => Err(ApiError::Unauthorized.into()),
+            Authn::Unavailable => {
+                Err(ApiError::unavailable("the token scope service is unavailable").into())
+            }
         }
     }
 }

@@ -1,5 +1,5 @@
-//! The HTTP face of talea: axum routes, authentication and scope, admission,
-//! timeouts, request ids and the metrics listener.
+//! The HTTP face of talea: axum routes, authentication and scope, rate
+//! limits, roles, admission, timeouts, request ids and the metrics listener.
 //!
 //! Handlers stay thin: they decide scope, parse the body and call
 //! `LedgerApi`; every refusal is an `ApiError` mapped in `error.rs`.
@@ -7,7 +7,10 @@
 mod error;
 mod extract;
 mod middleware;
+mod ratelimit;
+mod role;
 mod routes;
+mod stream;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +27,9 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 
 pub use error::{ErrorCode, HttpError};
 pub use extract::parse_json;
+pub use ratelimit::RateLimit;
+pub use role::Role;
+pub use stream::{FULL_RETRY_AFTER_S, MetricsObserver, RECHECK_DEFAULT_S};
 
 /// Limits of the HTTP layer, with the contract's defaults.
 #[derive(Debug, Clone)]
@@ -32,6 +38,10 @@ pub struct HttpConfig {
     pub max_inflight: usize,
     /// How long a request may take before it is answered 408 (`TALEA_REQUEST_TIMEOUT_MS`).
     pub request_timeout_ms: u64,
+    /// What this instance serves (`TALEA_ROLE`).
+    pub role: Role,
+    /// Per-token rate limit (`TALEA_RATE_LIMIT_PER_S`, `TALEA_RATE_LIMIT_BURST`); none when unset.
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl Default for HttpConfig {
@@ -39,6 +49,8 @@ impl Default for HttpConfig {
         Self {
             max_inflight: 256,
             request_timeout_ms: 10_000,
+            role: Role::All,
+            rate_limit: None,
         }
     }
 }
@@ -53,6 +65,9 @@ pub struct AppState {
     inflight: Arc<Semaphore>,
     request_timeout: Duration,
     backend: HeaderValue,
+    role: Role,
+    rate_limit: Option<RateLimit>,
+    stream: Option<talea_stream::Hub>,
 }
 
 impl AppState {
@@ -65,13 +80,48 @@ impl AppState {
             inflight: Arc::new(Semaphore::new(config.max_inflight.max(1))),
             request_timeout: Duration::from_millis(config.request_timeout_ms.max(1)),
             backend,
+            role: config.role,
+            rate_limit: config.rate_limit,
+            stream: None,
         }
+    }
+
+    /// Serves `GET /v1/books/{book}/stream` from `hub` too.
+    pub fn with_stream(mut self, hub: talea_stream::Hub) -> Self {
+        self.stream = Some(hub);
+        self
+    }
+
+    /// What this instance serves.
+    pub fn role(&self) -> Role {
+        self.role
     }
 }
 
 /// The public API router.
+///
+/// Layers, outermost first: request id, backend header; then on `/health`
+/// and the `/v1` routes: observe, admission, timeout, body limit; then on
+/// the `/v1` routes only: authenticate, rate limit. `/health` is never
+/// rate limited (a balancer's probes must not be refused as a client's
+/// would), and a 405 is answered before authentication.
+///
+/// Serve it with `into_make_service_with_connect_info::<SocketAddr>()` so
+/// that requests without a usable token are rate limited by peer address.
 pub fn router(state: AppState) -> Router {
-    let api = routes::api()
+    let mut v1 = routes::v1(state.role);
+    if let Some(limit) = state.rate_limit {
+        v1 = ratelimit::apply(v1, limit, state.ledger.metrics().clone());
+    }
+    let v1 = v1.route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        middleware::authenticate,
+    ));
+    let api = Router::new()
+        .route("/health", get(routes::health))
+        .merge(v1)
+        .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(
             talea_core::limits::BODY_BYTES_MAX,
         ))
@@ -88,9 +138,18 @@ pub fn router(state: AppState) -> Router {
             middleware::observe,
         ))
         .with_state(state.clone());
-    Router::new()
+    let mut outer = Router::new()
         // Liveness sits outside admission: a saturated process is busy, not dead.
-        .route("/livez", get(routes::livez))
+        .route("/livez", get(routes::livez));
+    if let Some(hub) = state.stream.clone() {
+        // Streams outlive any request deadline and are capped by their own
+        // connection limit, so they sit outside admission and the timeout.
+        outer = outer.merge(stream::stream_routes(stream::StreamState {
+            app: state.clone(),
+            hub,
+        }));
+    }
+    outer
         .merge(api)
         .layer(axum::middleware::from_fn_with_state(
             state,
@@ -98,6 +157,29 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+/// The fan-out's router: `/livez`, `/health` and the stream route only
+/// (`state` must carry a hub, see [`AppState::with_stream`]), with the same
+/// request id and backend headers as [`router`].
+pub fn stream_router(state: AppState) -> Router {
+    let mut app = Router::new()
+        .route("/livez", get(routes::livez))
+        .route("/health", get(routes::health))
+        .fallback(routes::not_found)
+        .with_state(state.clone());
+    if let Some(hub) = state.stream.clone() {
+        app = app.merge(stream::stream_routes(stream::StreamState {
+            app: state.clone(),
+            hub,
+        }));
+    }
+    app.layer(axum::middleware::from_fn_with_state(
+        state,
+        middleware::backend_header,
+    ))
+    .layer(PropagateRequestIdLayer::x_request_id())
+    .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }
 
 /// The metrics listener's router: `GET /metrics` only.

@@ -1,4 +1,5 @@
-//! Request middleware: observation (logs and metrics), admission, timeout, backend header.
+//! Request middleware: observation (logs and metrics), admission, timeout,
+//! authentication, backend header.
 
 use std::time::Instant;
 
@@ -8,6 +9,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use talea_api::ApiError;
 
+use crate::extract::{Authn, bearer};
 use crate::{AppState, ErrorCode, HttpError};
 
 /// Logs each request once (errors with their code) and records metrics by
@@ -100,6 +102,23 @@ pub(crate) async fn timeout(State(state): State<AppState>, req: Request, next: N
             HttpError(ApiError::Timeout).into_response()
         }
     }
+}
+
+/// Decides who the request is on behalf of, once, before the rate limiter
+/// (which keys on the answer) and the handler (which refuses with 401/503
+/// through the `Auth` extractor). Refuses nothing itself.
+pub(crate) async fn authenticate(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    // Copied out: the request body is not `Sync`, so the headers cannot be
+    // borrowed across the await.
+    let token = bearer(req.headers()).map(str::to_owned);
+    let outcome = Authn::decide(&state, token.as_deref()).await;
+    drop(token);
+    req.extensions_mut().insert(outcome);
+    next.run(req).await
 }
 
 /// Adds `X-Talea-Backend` to every response.

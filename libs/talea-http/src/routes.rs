@@ -4,7 +4,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{MethodRouter, get, post};
 use serde::Deserialize;
 use talea_api::{
     ApiError, AssetRequest, BookList, HealthDto, LedgerApi, NamePage, OpenAccountRequest,
@@ -12,18 +12,27 @@ use talea_api::{
 };
 
 use crate::extract::{Auth, Body, Path, Query, parse_json};
-use crate::{AppState, HttpError, json_response};
+use crate::{AppState, HttpError, Role, json_response};
 
 type Result<T = Response> = std::result::Result<T, HttpError>;
 
-pub(crate) fn api() -> Router<AppState> {
+/// The `/v1` routes. A read instance registers only their GET handlers, so
+/// axum's method routing answers a write with 405 and the route's `Allow`.
+pub(crate) fn v1(role: Role) -> Router<AppState> {
+    // Adds the write handler only where writes are served.
+    let writes = |reads: MethodRouter<AppState>, write: MethodRouter<AppState>| {
+        if role.serves_writes() {
+            reads.merge(write)
+        } else {
+            reads
+        }
+    };
     Router::new()
-        .route("/health", get(health))
-        .route("/v1/assets", get(list_assets).post(register_asset))
+        .route("/v1/assets", writes(get(list_assets), post(register_asset)))
         .route("/v1/books", get(list_books))
         .route(
             "/v1/books/{book}/accounts",
-            get(list_accounts).post(open_account),
+            writes(get(list_accounts), post(open_account)),
         )
         .route("/v1/books/{book}/accounts/{account}", get(get_account))
         .route(
@@ -36,13 +45,11 @@ pub(crate) fn api() -> Router<AppState> {
         )
         .route(
             "/v1/books/{book}/transactions",
-            get(list_transactions).post(post_transaction),
+            writes(get(list_transactions), post(post_transaction)),
         )
         .route("/v1/books/{book}/trial-balance", get(trial_balance))
         .route("/v1/books/{book}/events", get(list_events))
         .route("/v1/transactions/{tx_id}", get(get_transaction))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
 }
 
 fn ok<T: serde::Serialize>(body: &T) -> Result {
@@ -62,7 +69,7 @@ pub(crate) async fn livez() -> Response {
     json_response(StatusCode::OK, &serde_json::json!({"status": "alive"}))
 }
 
-async fn health(State(state): State<AppState>) -> Result {
+pub(crate) async fn health(State(state): State<AppState>) -> Result {
     state.ledger.ping().await?;
     ok(&HealthDto {
         status: "ok".to_owned(),
@@ -70,11 +77,14 @@ async fn health(State(state): State<AppState>) -> Result {
     })
 }
 
-async fn not_found() -> HttpError {
+pub(crate) async fn not_found() -> HttpError {
     HttpError(ApiError::not_found("no such route"))
 }
 
-async fn method_not_allowed() -> HttpError {
+/// The 405 answer. `allow` stays empty: axum's method router then adds the
+/// route's own `Allow` header (on a read instance, `GET,HEAD` for routes
+/// that take writes elsewhere).
+pub(crate) async fn method_not_allowed() -> HttpError {
     HttpError(ApiError::MethodNotAllowed {
         allow: String::new(),
     })

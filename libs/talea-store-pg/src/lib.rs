@@ -16,6 +16,7 @@ mod error;
 mod listen;
 mod plan;
 mod read;
+mod relay;
 mod write;
 
 use std::collections::HashMap;
@@ -39,6 +40,7 @@ use talea_store::{
 };
 
 use crate::error::{Class, MIGRATE_HINT, classify, store_error};
+pub use crate::relay::{Backlog, CommitListener, PROBE_TIMEOUT_MS, RELAY_LOCK_KEY, RelayLease};
 pub use crate::write::NOTIFY_CHANNEL;
 
 /// The schema migrations, embedded at build time (see `build.rs`).

@@ -15,7 +15,10 @@ use talea_store::{Opened, Outcome, Registered, Rejection, StoreError};
 use crate::PgStore;
 use crate::codec::{self, amount_text, get, get_seq, new_seq_param};
 use crate::error::{Class, classify, constraint, corrupt, describe, store_error};
-use crate::plan::{AccountRule, Loaded, Pair, Planned, Planner, StoredKey, Totals, Verdict};
+use crate::plan::{
+    AccountRule, Loaded, Pair, Planned, StoredKey, Totals, Verdict, final_balances, outcomes,
+    planner,
+};
 use crate::read;
 
 /// The channel commit notifications go to; the payload is `<book>:<last seq>`.
@@ -256,18 +259,8 @@ pub(crate) async fn commit_batch(
 
     // The fast path: decide every draft in memory, then write all passing
     // drafts with one set-based statement.
-    let mut planner = Planner::new(book, &loaded, head.last_seq, committed_at);
-    let verdicts: Vec<Verdict> = drafts
-        .iter()
-        .enumerate()
-        .map(|(i, draft)| {
-            let verdict = planner.evaluate(draft);
-            if let Verdict::Write(planned) = &verdict {
-                planner.accept(i, planned);
-            }
-            verdict
-        })
-        .collect();
+    let mut planner = planner(book, &loaded, head.last_seq, committed_at);
+    let verdicts = planner.decide_all(drafts);
     let last_seq = planner.last_seq();
     if last_seq == head.last_seq {
         // Nothing passed: nothing to write, and no counter row to keep.
@@ -346,7 +339,7 @@ async fn write_one_by_one(
     head: Head,
     drafts: &[Draft],
 ) -> Result<(Vec<Verdict>, u64), StoreError> {
-    let mut planner = Planner::new(
+    let mut planner = planner(
         book,
         loaded,
         head.last_seq,
@@ -435,27 +428,6 @@ async fn load_accounts(
     Ok((rules, balances))
 }
 
-/// Turns the verdicts into outcomes, answering in-batch retries with the
-/// commit of the draft they repeat.
-fn outcomes(verdicts: Vec<Verdict>) -> Vec<Outcome> {
-    let mut out: Vec<Outcome> = Vec::with_capacity(verdicts.len());
-    for verdict in verdicts {
-        let outcome = match verdict {
-            Verdict::Write(planned) => Outcome::Committed(planned.commit),
-            Verdict::Settled(outcome) => outcome,
-            Verdict::SameAsInBatch(index) => match out.get(index) {
-                Some(Outcome::Committed(commit)) => Outcome::Deduplicated(commit.clone()),
-                // The planner only points at earlier drafts that it accepted.
-                _ => Outcome::Rejected(Rejection::Failed(format!(
-                    "internal error: retry of draft {index} which did not commit"
-                ))),
-            },
-        };
-        out.push(outcome);
-    }
-    out
-}
-
 /// The counter move and notification that close a fast-path batch.
 #[derive(Debug)]
 struct Advance {
@@ -535,7 +507,6 @@ impl<'a> Rows<'a> {
     /// The rows of `plans`, with each touched balance row once, at its final value.
     fn of(plans: &[&'a Planned]) -> Result<Self, StoreError> {
         let mut rows = Rows::default();
-        let mut balance_index: HashMap<&'a Pair, usize> = HashMap::new();
         for planned in plans {
             let commit = &planned.commit;
             let seq = new_seq_param(commit.seq)?;
@@ -565,30 +536,15 @@ impl<'a> Rows<'a> {
                 rows.balances_after.push(amount_text(posting.balance_after));
                 rows.debits_after.push(amount_text(posting.debits_after));
             }
-            for (pair, totals) in &planned.touched {
-                // ON CONFLICT DO UPDATE may touch a row once per statement,
-                // so a pair touched by several drafts is written once, last value.
-                let (balance, debits, credits) = (
-                    amount_text(totals.balance),
-                    amount_text(totals.debits),
-                    amount_text(totals.credits),
-                );
-                match balance_index.get(pair) {
-                    Some(&i) => {
-                        rows.balances[i] = balance;
-                        rows.debits[i] = debits;
-                        rows.credits[i] = credits;
-                    }
-                    None => {
-                        balance_index.insert(pair, rows.balances.len());
-                        rows.balance_accounts.push(pair.0.as_str());
-                        rows.balance_assets.push(pair.1.as_str());
-                        rows.balances.push(balance);
-                        rows.debits.push(debits);
-                        rows.credits.push(credits);
-                    }
-                }
-            }
+        }
+        // ON CONFLICT DO UPDATE may touch a row once per statement, so a
+        // pair touched by several drafts is written once, at its last value.
+        for (pair, totals) in final_balances(plans) {
+            rows.balance_accounts.push(pair.0.as_str());
+            rows.balance_assets.push(pair.1.as_str());
+            rows.balances.push(amount_text(totals.balance));
+            rows.debits.push(amount_text(totals.debits));
+            rows.credits.push(amount_text(totals.credits));
         }
         Ok(rows)
     }

@@ -13,6 +13,7 @@ use talea_core::{
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod feed;
+pub mod plan;
 
 pub use feed::{EventStream, Notice, NoticeBus, subscribe};
 

@@ -3,6 +3,10 @@
 //! Metric names start with `talea_`, use base units and never carry unbounded
 //! label values (no book, account or token names).
 
+mod bus;
+
+pub use bus::{FanoutMetrics, RelayMetrics, StreamMetrics};
+
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -43,7 +47,7 @@ pub struct Metrics {
     pub write_queue_depth: IntGauge,
     /// Live per-book committer tasks.
     pub committers: IntGauge,
-    /// Requests shed, by reason (`inflight`, `queue_full`, `timeout`).
+    /// Requests shed, by reason (`inflight`, `queue_full`, `timeout`, `rate_limited`).
     pub shed_total: IntCounterVec,
     /// HTTP requests, by method, route template and status.
     pub http_requests_total: IntCounterVec,
@@ -53,34 +57,163 @@ pub struct Metrics {
     pub http_inflight_requests: IntGauge,
     /// Database pool connections, by state (`idle`, `busy`, `max`).
     pub db_pool_connections: IntGaugeVec,
+    /// Authentication: decisions, the introspection cache and the breaker.
+    pub auth: AuthMetrics,
+    /// talead's own SSE streams (`talea_stream_*`).
+    pub stream: StreamMetrics,
+}
+
+/// Authentication of API requests: decisions by outcome, and the token-scope
+/// client's cache, calls and circuit breaker. Every label value is a constant
+/// listed here, so series stay bounded whatever tokens are presented.
+#[derive(Debug, Clone)]
+pub struct AuthMetrics {
+    /// Authentication decisions, by outcome (`authenticated`, `unauthorized`, `unavailable`).
+    pub decisions_total: IntCounterVec,
+    /// Introspection cache lookups that found a live answer.
+    pub cache_hits_total: IntCounter,
+    /// Introspection cache lookups that found nothing live.
+    pub cache_misses_total: IntCounter,
+    /// Answers held in the introspection cache now.
+    pub cache_entries: IntGauge,
+    /// Calls to the token-scope service, by result (`active`, `inactive`, `error`).
+    pub introspections_total: IntCounterVec,
+    /// Latency of calls to the token-scope service.
+    pub introspection_duration_seconds: Histogram,
+    /// The circuit breaker in front of the token-scope service:
+    /// 0 closed, 1 half-open (one probe allowed), 2 open.
+    pub breaker_state: IntGauge,
+}
+
+impl AuthMetrics {
+    /// The `outcome` values of `decisions_total`.
+    pub const OUTCOMES: [&'static str; 3] = ["authenticated", "unauthorized", "unavailable"];
+    /// The `result` values of `introspections_total`.
+    pub const RESULTS: [&'static str; 3] = ["active", "inactive", "error"];
+
+    fn register(registry: &Registry, latency_buckets: &[f64]) -> Self {
+        let decisions_total = counter_vec(
+            registry,
+            "talea_auth_decisions_total",
+            "Authentication decisions on API requests, by outcome.",
+            &["outcome"],
+        );
+        for outcome in Self::OUTCOMES {
+            decisions_total.with_label_values(&[outcome]);
+        }
+        let introspections_total = counter_vec(
+            registry,
+            "talea_auth_introspections_total",
+            "Calls to the token-scope service, by result.",
+            &["result"],
+        );
+        for result in Self::RESULTS {
+            introspections_total.with_label_values(&[result]);
+        }
+        Self {
+            decisions_total,
+            cache_hits_total: counter(
+                registry,
+                "talea_auth_cache_hits_total",
+                "Token lookups answered from the introspection cache.",
+            ),
+            cache_misses_total: counter(
+                registry,
+                "talea_auth_cache_misses_total",
+                "Token lookups the introspection cache could not answer.",
+            ),
+            cache_entries: gauge(
+                registry,
+                "talea_auth_cache_entries",
+                "Introspection answers held in the cache.",
+            ),
+            introspections_total,
+            introspection_duration_seconds: histogram(
+                registry,
+                "talea_auth_introspection_duration_seconds",
+                "Latency of calls to the token-scope service.",
+                latency_buckets.to_vec(),
+            ),
+            breaker_state: gauge(
+                registry,
+                "talea_auth_breaker_state",
+                "Circuit breaker in front of the token-scope service: 0 closed, 1 half-open, 2 open.",
+            ),
+        }
+    }
+}
+
+/// The metric families of `talea-scope`, in their own registry.
+#[derive(Debug, Clone)]
+pub struct ScopeMetrics {
+    registry: Registry,
+    /// Introspection requests answered, by outcome
+    /// (`active`, `inactive`, `unauthorized`, `invalid_request`).
+    pub introspect_requests_total: IntCounterVec,
+    /// Time to answer one introspection request.
+    pub introspect_duration_seconds: Histogram,
+    /// Tokens loaded at start-up.
+    pub tokens: IntGauge,
+}
+
+impl ScopeMetrics {
+    /// The `outcome` values of `introspect_requests_total`.
+    pub const OUTCOMES: [&'static str; 4] =
+        ["active", "inactive", "unauthorized", "invalid_request"];
+
+    /// Creates and registers every family.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let introspect_requests_total = counter_vec(
+            &registry,
+            "talea_introspect_requests_total",
+            "Introspection requests answered, by outcome.",
+            &["outcome"],
+        );
+        for outcome in Self::OUTCOMES {
+            introspect_requests_total.with_label_values(&[outcome]);
+        }
+        Self {
+            introspect_requests_total,
+            introspect_duration_seconds: histogram(
+                &registry,
+                "talea_introspect_duration_seconds",
+                "Time to answer one introspection request.",
+                vec![
+                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1,
+                ],
+            ),
+            tokens: gauge(
+                &registry,
+                "talea_scope_tokens",
+                "Tokens loaded at start-up.",
+            ),
+            registry,
+        }
+    }
+
+    /// The Prometheus text exposition of every family.
+    pub fn render(&self) -> String {
+        render(&self.registry)
+    }
+}
+
+impl Default for ScopeMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Metrics {
     /// Creates and registers every family.
     pub fn new() -> Self {
         let registry = Registry::new();
-        let counter = |name: &str, help: &str| {
-            let c = IntCounter::new(name, help).unwrap_or_else(|e| unreachable_metric(&e));
-            register(&registry, c.clone());
-            c
-        };
-        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
-            let c = IntCounterVec::new(Opts::new(name, help), labels)
-                .unwrap_or_else(|e| unreachable_metric(&e));
-            register(&registry, c.clone());
-            c
-        };
-        let gauge = |name: &str, help: &str| {
-            let g = IntGauge::new(name, help).unwrap_or_else(|e| unreachable_metric(&e));
-            register(&registry, g.clone());
-            g
-        };
-        let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
-            let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
-                .unwrap_or_else(|e| unreachable_metric(&e));
-            register(&registry, h.clone());
-            h
-        };
+        let counter = |name: &str, help: &str| counter(&registry, name, help);
+        let counter_vec =
+            |name: &str, help: &str, labels: &[&str]| counter_vec(&registry, name, help, labels);
+        let gauge = |name: &str, help: &str| gauge(&registry, name, help);
+        let histogram =
+            |name: &str, help: &str, buckets: Vec<f64>| histogram(&registry, name, help, buckets);
         let latency_buckets = vec![
             0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
         ];
@@ -122,7 +255,7 @@ impl Metrics {
             commit_duration_seconds: histogram(
                 "talea_commit_duration_seconds",
                 "Time to commit one batch to storage.",
-                latency_buckets,
+                latency_buckets.clone(),
             ),
             write_queue_depth: gauge(
                 "talea_write_queue_depth",
@@ -145,17 +278,49 @@ impl Metrics {
                 "Requests currently inside the admission limit.",
             ),
             db_pool_connections,
+            auth: AuthMetrics::register(&registry, &latency_buckets),
+            stream: StreamMetrics::register(&registry, "talea_stream"),
             registry,
         }
     }
 
     /// The Prometheus text exposition of every family.
     pub fn render(&self) -> String {
-        let mut out = Vec::new();
-        // Encoding into a Vec cannot fail for well-formed families.
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
-        String::from_utf8(out).unwrap_or_default()
+        render(&self.registry)
     }
+}
+
+fn render(registry: &Registry) -> String {
+    let mut out = Vec::new();
+    // Encoding into a Vec cannot fail for well-formed families.
+    let _ = TextEncoder::new().encode(&registry.gather(), &mut out);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).unwrap_or_else(|e| unreachable_metric(&e));
+    register(registry, c.clone());
+    c
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| unreachable_metric(&e));
+    register(registry, c.clone());
+    c
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).unwrap_or_else(|e| unreachable_metric(&e));
+    register(registry, g.clone());
+    g
+}
+
+fn histogram(registry: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+        .unwrap_or_else(|e| unreachable_metric(&e));
+    register(registry, h.clone());
+    h
 }
 
 impl Default for Metrics {
@@ -194,11 +359,23 @@ mod tests {
         m.db_pool_connections.with_label_values(&["idle"]).set(1);
         let text = m.render();
         assert!(text.contains("talea_commits_total 1"));
+        assert!(text.contains("talea_auth_decisions_total{outcome=\"unavailable\"} 0"));
+        assert!(text.contains("talea_auth_breaker_state 0"));
         for line in text
             .lines()
             .filter(|l| !l.starts_with('#') && !l.is_empty())
         {
             assert!(line.starts_with("talea_"), "{line}");
         }
+    }
+
+    #[test]
+    fn scope_metrics_render_apart() {
+        let m = ScopeMetrics::new();
+        m.tokens.set(3);
+        let text = m.render();
+        assert!(text.contains("talea_scope_tokens 3"));
+        assert!(text.contains("talea_introspect_requests_total{outcome=\"active\"} 0"));
+        assert!(!text.contains("talea_commits_total"));
     }
 }

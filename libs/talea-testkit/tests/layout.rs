@@ -19,10 +19,21 @@ fn load() -> Workspace {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.toml");
     let out = Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--offline", "--manifest-path", manifest])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--offline",
+            "--manifest-path",
+            manifest,
+        ])
         .output()
         .expect("cargo metadata runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let meta: Value = serde_json::from_slice(&out.stdout).expect("metadata is JSON");
     let member_ids: BTreeSet<&str> = meta["workspace_members"]
         .as_array()
@@ -41,7 +52,11 @@ fn load() -> Workspace {
             continue;
         }
         let path = package["manifest_path"].as_str().expect("path");
-        let folder = if path.contains("/services/") { "services" } else { "libs" };
+        let folder = if path.contains("/services/") {
+            "services"
+        } else {
+            "libs"
+        };
         // Each folder is named exactly like its package.
         assert!(
             path.ends_with(&format!("/{folder}/{name}/Cargo.toml")),
@@ -103,7 +118,9 @@ impl Workspace {
                 }
             }
         }
-        seen.iter().filter_map(|id| self.names.get(id).cloned()).collect()
+        seen.iter()
+            .filter_map(|id| self.names.get(id).cloned())
+            .collect()
     }
 }
 
@@ -130,7 +147,7 @@ fn dependency_rules_hold() {
                 "{name} depends on talea-testkit outside [dev-dependencies]"
             );
             assert!(
-                !(name == "talea-core"),
+                name != "talea-core",
                 "talea-core depends on workspace crate {dep}"
             );
         }

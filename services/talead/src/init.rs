@@ -1,12 +1,10 @@
 //! `talead init`: migrate, make sure a token exists, write `.env`, apply the seed file.
 
-use std::sync::Arc;
-
-use anyhow::{Context, bail};
+use anyhow::Context;
 use rand::RngCore;
-use talea_ledger::{LedgerConfig, LedgerService};
-use talea_store_pg::PgStore;
+use talea_auth::Secret;
 
+use crate::store::{Schema, StoreUrl};
 use crate::{InitArgs, envfile, seed};
 
 /// A new API token: 32 random bytes, hex, with a recognisable prefix.
@@ -17,14 +15,10 @@ pub(crate) fn generate_token() -> String {
 }
 
 pub(crate) async fn run(args: InitArgs) -> anyhow::Result<()> {
-    let Some(db_url) = args.db_url else {
-        bail!("no database: pass --db-url postgres://… or set TALEA_DB_URL");
-    };
-    let store = PgStore::connect(db_url.expose(), 2)
-        .await
-        .context("cannot connect to the database")?;
-    store.migrate().await.context("migrating the database")?;
-    println!("database migrated");
+    // No URL: prepare the embedded default (a SQLite file in ./talea-data).
+    let url = StoreUrl::parse(args.db_url.as_ref().map(Secret::expose))?;
+    let store = crate::store::open(&url, 2, Schema::Migrate).await?;
+    println!("{} ready (migrated)", url.describe());
 
     let existing = envfile::read(&args.env_file)
         .with_context(|| format!("cannot read {}", args.env_file.display()))?;
@@ -38,27 +32,15 @@ pub(crate) async fn run(args: InitArgs) -> anyhow::Result<()> {
             generate_token()
         }
     };
-    let mut text = envfile::set(&existing, "TALEA_DB_URL", db_url.expose());
+    let mut text = envfile::set(&existing, "TALEA_DB_URL", &url.to_url());
     text = envfile::set(&text, "TALEA_API_TOKEN", &token);
     text = envfile::set(&text, "TALEA_BIND", &args.bind.to_string());
     write_private(&args.env_file, &text)
         .with_context(|| format!("cannot write {}", args.env_file.display()))?;
 
     if args.seed.exists() {
-        let ledger = LedgerService::new(
-            Arc::new(store),
-            LedgerConfig::default(),
-            talea_telemetry::Metrics::new(),
-        );
-        let applied = seed::apply(&ledger, &args.seed).await?;
-        println!(
-            "seed {}: {} assets created ({} already there), {} accounts opened ({} already there)",
-            args.seed.display(),
-            applied.assets_created,
-            applied.assets_existing,
-            applied.accounts_created,
-            applied.accounts_existing
-        );
+        let applied = seed::apply_to_store(store, &args.seed).await?;
+        println!("seed {}: {}", args.seed.display(), applied.summary());
     } else {
         println!("no seed file at {} (skipped)", args.seed.display());
     }
@@ -67,7 +49,7 @@ pub(crate) async fn run(args: InitArgs) -> anyhow::Result<()> {
 }
 
 /// Writes a file readable by its owner only: it holds a token and a database URL.
-fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     #[cfg(unix)]
     use std::os::unix::fs::OpenOptionsExt;

@@ -1,11 +1,14 @@
 //! `talead`: the ledger daemon. `init` prepares a database, `serve` runs the API.
 
+mod bootstrap;
 mod envfile;
 mod init;
 mod seed;
 mod serve;
+mod store;
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -26,12 +29,17 @@ enum Command {
     Init(InitArgs),
     /// Serve the HTTP API.
     Serve(Box<ServeArgs>),
+    /// Create the role and database, migrate, and seed an empty database (the deployment's job).
+    Bootstrap(bootstrap::BootstrapArgs),
+    /// Wait until the schema is at this binary's version (an init container).
+    WaitBootstrap(bootstrap::WaitArgs),
 }
 
 /// Options of `talead init`.
 #[derive(Debug, Args)]
 pub(crate) struct InitArgs {
-    /// Database URL (postgres://…).
+    /// Store URL: `postgres://…`, `sqlite://PATH` or `log://DIR`; unset, the
+    /// embedded default (`sqlite://talea-data/talea.db`).
     #[arg(long, env = "TALEA_DB_URL", hide_env_values = true)]
     pub db_url: Option<Secret>,
     /// Generate a new API token even if `.env` already has one.
@@ -54,7 +62,8 @@ pub(crate) struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "TALEA_BIND", default_value = "127.0.0.1:8080")]
     pub bind: SocketAddr,
-    /// Database URL (postgres://…).
+    /// Store URL: `postgres://…`, `sqlite://PATH` or `log://DIR`; unset, the
+    /// embedded default (`sqlite://talea-data/talea.db`).
     #[arg(long, env = "TALEA_DB_URL", hide_env_values = true)]
     pub db_url: Option<Secret>,
     /// Most database connections.
@@ -78,12 +87,37 @@ pub(crate) struct ServeArgs {
     /// TOML tokens file with scoped tokens.
     #[arg(long, env = "TALEA_TOKENS_FILE")]
     pub tokens_file: Option<PathBuf>,
-    /// The token-scope service (not supported by this build yet).
+    /// The token-scope service's base URL: when set, talea-scope decides
+    /// every token and `TALEA_API_TOKEN`/`TALEA_TOKENS_FILE` are ignored.
     #[arg(long, env = "TALEA_SCOPE_URL")]
     pub scope_url: Option<String>,
+    /// The bearer token talead presents to talea-scope.
+    #[arg(long, env = "TALEA_SCOPE_SERVICE_TOKEN", hide_env_values = true)]
+    pub scope_service_token: Option<Secret>,
     /// The all-books read-write API token.
     #[arg(long, env = "TALEA_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<Secret>,
+    /// Per-token requests per second before 429 `rate_limited` (no limit when unset).
+    #[arg(long, env = "TALEA_RATE_LIMIT_PER_S")]
+    pub rate_limit_per_s: Option<NonZeroU32>,
+    /// Per-token burst above the rate (default: the rate itself).
+    #[arg(long, env = "TALEA_RATE_LIMIT_BURST")]
+    pub rate_limit_burst: Option<NonZeroU32>,
+    /// What this instance serves: `write`, `read` (GET routes only) or `all`.
+    #[arg(long, env = "TALEA_ROLE", default_value = "all")]
+    pub role: talea_http::Role,
+    /// Seconds between heartbeat comments on SSE streams.
+    #[arg(long, env = "TALEA_SSE_HEARTBEAT_S", default_value_t = talea_stream::HEARTBEAT_S_DEFAULT)]
+    pub sse_heartbeat_s: u64,
+    /// Events buffered per SSE subscriber before it is cut off as a slow consumer.
+    #[arg(long, env = "TALEA_SSE_BUFFER", default_value_t = talea_stream::BUFFER_EVENTS_DEFAULT)]
+    pub sse_buffer: usize,
+    /// Open SSE streams before new ones get 503.
+    #[arg(long, env = "TALEA_SSE_MAX_CONNECTIONS", default_value_t = talea_stream::MAX_CONNECTIONS_DEFAULT)]
+    pub sse_max_connections: usize,
+    /// Where `serve` writes a generated API token (embedded stores only).
+    #[arg(long, default_value = ".env")]
+    pub env_file: PathBuf,
     /// `json` for JSON log lines, anything else for text.
     #[arg(long, env = "TALEA_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
@@ -115,6 +149,8 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Init(args) => init::run(args).await,
             Command::Serve(args) => serve::run(*args).await,
+            Command::Bootstrap(args) => bootstrap::run(args).await,
+            Command::WaitBootstrap(args) => bootstrap::wait(args).await,
         }
     });
     match result {

@@ -2,6 +2,7 @@
 
 use std::io::Write as _;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -436,4 +437,89 @@ async fn nothing_listening_exits_3_after_retries() {
     assert!(run.stderr.contains("unavailable"), "{run:#?}");
     let read = talea(&base, &["--max-attempts", "1", "books"]).await;
     assert_eq!(read.code, 3, "{read:#?}");
+}
+
+/// Starts `talea args…` in the background; its output arrives when it exits.
+fn talea_background(base: &str, args: &[&str]) -> tokio::task::JoinHandle<Run> {
+    let base = base.to_owned();
+    let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+    tokio::spawn(async move {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        talea(&base, &args).await
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_follows_and_resumes_across_a_server_restart() {
+    let (server, db) = seeded().await;
+    let base = server.base.clone();
+    // 4 account opens, then 10 posts: 5 before and 5 after a restart.
+    let tail = talea_background(
+        &base,
+        &[
+            "tail",
+            "--book",
+            "demo",
+            "--after-seq",
+            "0",
+            "--count",
+            "14",
+            "--json",
+        ],
+    );
+    let post = |i: usize| {
+        let base = base.clone();
+        async move {
+            let key = format!("tail-{i}");
+            let run = talea(
+                &base,
+                &[
+                    "post",
+                    "--book",
+                    "demo",
+                    "--idem",
+                    &key,
+                    "--debit",
+                    "hot-wallet:BTC:1",
+                    "--credit",
+                    "customers:alice:BTC:1",
+                ],
+            )
+            .await;
+            assert_eq!(run.code, 0, "{run:#?}");
+        }
+    };
+    for i in 0..5 {
+        post(i).await;
+    }
+    let addr = server.addr;
+    server.stop().await;
+    let server = Server::start(&db.url, addr).await;
+    for i in 5..10 {
+        post(i).await;
+    }
+    let run = tokio::time::timeout(Duration::from_secs(60), tail)
+        .await
+        .expect("tail ends after --count events")
+        .expect("runner");
+    assert_eq!(run.code, 0, "{run:#?}");
+    let seqs: Vec<u64> = run
+        .stdout
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).expect("one JSON object per line");
+            v["seq"].as_u64().expect("seq")
+        })
+        .collect();
+    assert_eq!(seqs, (1..=14).collect::<Vec<_>>(), "{run:#?}");
+    finish(server, db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_of_an_unknown_book_is_refused_with_exit_2() {
+    let (server, db) = seeded().await;
+    let run = talea(&server.base, &["tail", "--book", "nobook"]).await;
+    assert_eq!(run.code, 2, "{run:#?}");
+    assert!(run.stderr.contains("not_found"), "{run:#?}");
+    finish(server, db).await;
 }

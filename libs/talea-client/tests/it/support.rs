@@ -62,14 +62,22 @@ impl Server {
             talea_telemetry::Metrics::new(),
         );
         let tokens = TokenSet::load(Some(&Secret::new(ROOT)), None).expect("root token");
-        let state = AppState::new(ledger, Arc::new(tokens), &http);
+        let hub = talea_stream::Hub::new(
+            Arc::new(talea_stream::NoticeSource::new(ledger.clone())),
+            Arc::new(talea_stream::LedgerBackfill::new(ledger.clone())),
+            Arc::new(talea_stream::NoObserver),
+            talea_stream::StreamConfig::default(),
+        );
+        let state = AppState::new(ledger, Arc::new(tokens), &http).with_stream(hub.clone());
         let listener = TcpListener::bind(addr).await.expect("binds");
         let addr = listener.local_addr().expect("address");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             axum::serve(listener, talea_http::router(state))
-                .with_graceful_shutdown(async {
+                .with_graceful_shutdown(async move {
                     let _ = stopped.await;
+                    // As talead does: streams say `shutdown` and end.
+                    hub.shut_down();
                 })
                 .await
                 .expect("serves");

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use talea_auth::{Secret, TokenSet};
+use talea_auth::{Authenticator, Secret, TokenSet};
 use talea_http::{AppState, HttpConfig};
 use talea_ledger::{LedgerConfig, LedgerService};
 use talea_store_pg::PgStore;
@@ -34,6 +34,8 @@ access = "rw"
 pub struct Options {
     pub http: HttpConfig,
     pub ledger: LedgerConfig,
+    /// Replaces the test tokens file.
+    pub auth: Option<Arc<dyn Authenticator>>,
 }
 
 pub struct TestApp {
@@ -78,18 +80,35 @@ pub async fn spawn_on(db_url: &str, options: Options) -> TestApp {
     store.check_migrated().await.expect("migrated");
     let metrics = talea_telemetry::Metrics::new();
     let ledger = LedgerService::new(Arc::new(store), options.ledger, metrics.clone());
-    let tokens = TokenSet::parse_file(TOKENS)
-        .expect("test tokens parse")
-        .with_api_token(&Secret::new(ROOT));
-    let state = AppState::new(ledger, Arc::new(tokens), &options.http);
+    let auth = options.auth.unwrap_or_else(|| {
+        Arc::new(
+            TokenSet::parse_file(TOKENS)
+                .expect("test tokens parse")
+                .with_api_token(&Secret::new(ROOT)),
+        )
+    });
+    // Every instance serves streams, as talead does: one LISTEN connection
+    // per instance, fanned out in process.
+    let hub = talea_stream::Hub::new(
+        Arc::new(talea_stream::NoticeSource::new(ledger.clone())),
+        Arc::new(talea_stream::LedgerBackfill::new(ledger.clone())),
+        Arc::new(talea_http::MetricsObserver(metrics.stream.clone())),
+        talea_stream::StreamConfig::default(),
+    );
+    let state = AppState::new(ledger, auth, &options.http).with_stream(hub);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("binds");
     let addr = listener.local_addr().expect("address");
     tokio::spawn(async move {
-        axum::serve(listener, talea_http::router(state))
-            .await
-            .expect("serves");
+        // With connect info, as talead serves: requests without a token are
+        // rate limited by peer address.
+        axum::serve(
+            listener,
+            talea_http::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .expect("serves");
     });
     TestApp {
         base: format!("http://{addr}"),

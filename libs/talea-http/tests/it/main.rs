@@ -1,6 +1,8 @@
 //! Integration tests of the HTTP API against a real Postgres, over real sockets.
 
 mod admission;
+mod auth;
 mod contract;
 mod harness;
 mod instances;
+mod stream;

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+mod bootstrap;
+
 const BIN: &str = env!("CARGO_BIN_EXE_talead");
 
 /// A `talead` command in `dir` with a clean `TALEA_*` environment.

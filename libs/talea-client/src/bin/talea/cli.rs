@@ -67,6 +67,22 @@ pub(crate) enum Command {
     Accounts(AccountsArgs),
     /// Books with at least one event.
     Books,
+    /// Follow a book's live stream, resuming by itself after any break.
+    Tail(TailArgs),
+}
+
+/// `talea tail`.
+#[derive(Debug, Args)]
+pub(crate) struct TailArgs {
+    /// The book.
+    #[arg(long)]
+    pub book: String,
+    /// Start after this seq (0: the whole log); without it, from now.
+    #[arg(long, value_name = "N")]
+    pub after_seq: Option<u64>,
+    /// Exit 0 after this many events (for scripts); without it, follow forever.
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
 }
 
 /// `talea post`.

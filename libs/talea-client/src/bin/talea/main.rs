@@ -21,9 +21,9 @@ use talea_api::{
     ApiError, AssetRequest, LedgerApi, NamePage, OpenAccountRequest, PostTransactionRequest,
     PostingDto, SeqPage,
 };
-use talea_client::{RetryNotice, RetryPolicy, TaleaClient};
+use talea_client::{RetryNotice, RetryPolicy, StreamItem, TaleaClient};
 
-use crate::cli::{AccountsAction, AssetsAction, Cli, Command, PostArgs};
+use crate::cli::{AccountsAction, AssetsAction, Cli, Command, PostArgs, TailArgs};
 
 /// Exit code for usage and input errors (clap's own included).
 const EXIT_USAGE: u8 = 1;
@@ -67,6 +67,16 @@ impl Rendered {
         }
     }
 
+    /// Nothing more to print (the command printed as it went).
+    fn empty() -> Self {
+        Self {
+            json: String::new(),
+            human: String::new(),
+            notes: Vec::new(),
+            json_notes: Vec::new(),
+        }
+    }
+
     fn note(mut self, note: impl Into<String>) -> Self {
         self.notes.push(note.into());
         self
@@ -96,7 +106,9 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(out) => {
             if json {
-                println!("{}", out.json);
+                if !out.json.is_empty() {
+                    println!("{}", out.json);
+                }
             } else {
                 print!("{}", out.human);
             }
@@ -153,7 +165,7 @@ fn run(cli: Cli) -> Result<Rendered, Failure> {
         .enable_all()
         .build()
         .map_err(|e| Failure::Usage(format!("cannot start the runtime: {e}")))?;
-    runtime.block_on(execute(&client, cli.command, post_body))
+    runtime.block_on(execute(&client, cli.command, post_body, cli.json))
 }
 
 /// The SDK client for the flags: URL, token, retry limits, and retry notes on stderr.
@@ -268,6 +280,7 @@ async fn execute(
     client: &TaleaClient,
     command: Command,
     post_body: Option<PostTransactionRequest>,
+    json: bool,
 ) -> Result<Rendered, Failure> {
     Ok(match command {
         Command::Post(args) => {
@@ -388,5 +401,43 @@ async fn execute(
             let list = client.books().await?;
             Rendered::new(&list, render::books(&list))
         }
+        Command::Tail(args) => tail(client, args, json).await?,
     })
+}
+
+/// Prints the book's events as they come (one JSON object per line with
+/// `--json`), and reconnection notes on stderr. Ends only on a refusal, or
+/// after `--count` events.
+async fn tail(client: &TaleaClient, args: TailArgs, json: bool) -> Result<Rendered, Failure> {
+    use futures::StreamExt as _;
+    use std::io::Write as _;
+    let stream = client.follow(&args.book, args.after_seq);
+    futures::pin_mut!(stream);
+    let mut seen = 0u64;
+    let stdout = std::io::stdout();
+    while let Some(item) = stream.next().await {
+        match item? {
+            StreamItem::Event(event) => {
+                let line = if json {
+                    serde_json::json!({"seq": event.seq, "type": event.kind, "data": event.data})
+                        .to_string()
+                } else {
+                    render::stream_event(&event)
+                };
+                let mut out = stdout.lock();
+                // A closed stdout (`talea tail | head`) ends the command.
+                if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+                    break;
+                }
+                seen += 1;
+                if args.count.is_some_and(|n| seen >= n) {
+                    break;
+                }
+            }
+            StreamItem::Reconnecting { after_seq, reason } => {
+                eprintln!("talea: stream interrupted ({reason}); resuming after seq {after_seq}");
+            }
+        }
+    }
+    Ok(Rendered::empty())
 }

@@ -261,6 +261,51 @@ pub(crate) fn books(list: &BookList) -> String {
     table(&[Col("BOOK", false), Col("LAST_SEQ", true)], &rows)
 }
 
+/// One streamed event on one line: seq, type, and what it is about.
+pub(crate) fn stream_event(event: &talea_client::StreamEvent) -> String {
+    let d = &event.data;
+    match event.kind.as_str() {
+        "transaction" => {
+            let legs: Vec<String> = d["postings"]
+                .as_array()
+                .map(|ps| {
+                    ps.iter()
+                        .map(|p| match (p["debit"].as_str(), p["credit"].as_str()) {
+                            (Some(a), _) => {
+                                format!("{} +{} {}", s(&p["account"]), a, s(&p["asset"]))
+                            }
+                            (_, Some(a)) => {
+                                format!("{} -{} {}", s(&p["account"]), a, s(&p["asset"]))
+                            }
+                            _ => s(&p["account"]).to_owned(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            format!(
+                "{:>8}  {}  transaction {}  key {}  {}",
+                event.seq,
+                s(&d["committed_at"]),
+                s(&d["tx_id"]),
+                s(&d["idempotency_key"]),
+                legs.join(", ")
+            )
+        }
+        "account_opened" => format!(
+            "{:>8}  {}  account_opened {} ({})",
+            event.seq,
+            s(&d["opened_at"]),
+            s(&d["name"]),
+            s(&d["kind"])
+        ),
+        other => format!("{:>8}  {other}", event.seq),
+    }
+}
+
+fn s(v: &serde_json::Value) -> &str {
+    v.as_str().unwrap_or("-")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

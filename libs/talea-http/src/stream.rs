@@ -1,0 +1,201 @@
+//! `GET /v1/books/{book}/stream`: the live SSE stream, served by talead and by the fan-out.
+//!
+//! Everything before the first byte is an ordinary JSON error (401, 403,
+//! 404, 400, 503); after it, the stream itself reports its end (`event:
+//! error`, `event: shutdown`). The route sits outside admission and the
+//! request timeout: a stream is meant to outlive both.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use axum::routing::get;
+use serde::Deserialize;
+use serde_json::json;
+use talea_api::ApiError;
+use talea_auth::Authenticator;
+use talea_stream::{End, Hub, LiveEvent, Recheck, StreamObserver, Subscription};
+use talea_telemetry::StreamMetrics;
+
+use crate::extract::bearer;
+use crate::{AppState, HttpError};
+
+/// How often a stream re-checks a token whose scope does not expire by
+/// itself (tokens decided in process): the token-scope service's default TTL.
+pub const RECHECK_DEFAULT_S: u64 = 60;
+
+/// Seconds a client is told to wait when every stream slot is taken.
+pub const FULL_RETRY_AFTER_S: u64 = 1;
+
+/// The stream route's state: the ledger state (auth, backend) and the hub.
+#[derive(Debug, Clone)]
+pub(crate) struct StreamState {
+    /// Authentication and the ledger.
+    pub(crate) app: AppState,
+    /// Live feeds, backfill and limits.
+    pub(crate) hub: Hub,
+}
+
+/// Counts what streams do in a [`StreamMetrics`] family set.
+#[derive(Debug, Clone)]
+pub struct MetricsObserver(pub StreamMetrics);
+
+impl StreamObserver for MetricsObserver {
+    fn delivered(&self, event: &LiveEvent) {
+        self.0.delivered_total.inc();
+        if let Some(committed) = talea_api::parse_timestamp(&event.committed_at) {
+            let now = chrono::Utc::now().timestamp_micros();
+            let micros = now.saturating_sub(committed.micros()).max(0);
+            self.0
+                .delivery_latency_seconds
+                .observe(micros as f64 / 1_000_000.0);
+        }
+    }
+
+    fn gap_repair(&self) {
+        self.0.gap_repairs_total.inc();
+    }
+
+    fn backfill_read(&self) {
+        self.0.backfill_reads_total.inc();
+    }
+
+    fn ended(&self, end: End) {
+        let reason = match end {
+            End::ClientGone => "client_gone",
+            End::SlowConsumer => {
+                self.0.slow_consumer_disconnects_total.inc();
+                "slow_consumer"
+            }
+            End::Shutdown => "shutdown",
+            End::Forbidden => "forbidden",
+            End::Failed => "failed",
+        };
+        self.0.ended_total.with_label_values(&[reason]).inc();
+    }
+}
+
+/// The query of the stream route.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamQuery {
+    /// Resume after this seq (wins over `Last-Event-ID`).
+    after_seq: Option<String>,
+    /// Comma-separated account names.
+    accounts: Option<String>,
+}
+
+/// The stream route alone, with its state (see [`crate::router`]).
+pub(crate) fn stream_routes(state: StreamState) -> Router {
+    Router::new()
+        .route("/v1/books/{book}/stream", get(stream))
+        .with_state(state)
+}
+
+async fn stream(
+    State(state): State<StreamState>,
+    Path(book): Path<String>,
+    query: Result<Query<StreamQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Response, HttpError> {
+    let token = bearer(&headers).map(str::to_owned);
+    let principal = match &token {
+        None => return Err(ApiError::Unauthorized.into()),
+        Some(token) => match state.app.auth.authenticate(token).await {
+            Ok(Some(principal)) => principal,
+            Ok(None) => return Err(ApiError::Unauthorized.into()),
+            Err(_) => {
+                return Err(ApiError::unavailable("the token-scope service is unreachable").into());
+            }
+        },
+    };
+    principal.check_read(&book)?;
+    let Query(query) =
+        query.map_err(|e| HttpError(ApiError::invalid("", format!("bad query: {e}"))))?;
+    if talea_core::BookName::parse(&book).is_err() {
+        return Err(ApiError::invalid("/book", "not a valid book name").into());
+    }
+    let after_seq = match (&query.after_seq, headers.get("last-event-id")) {
+        (Some(text), _) => Some(parse_seq(text, "/after_seq")?),
+        (None, Some(value)) => {
+            let text = value
+                .to_str()
+                .map_err(|_| HttpError(ApiError::invalid("/Last-Event-ID", "not text")))?;
+            Some(parse_seq(text, "/Last-Event-ID")?)
+        }
+        (None, None) => None,
+    };
+    let accounts = talea_stream::parse_accounts(query.accounts.as_deref())
+        .map_err(|e| HttpError(ApiError::invalid("/accounts", e)))?;
+    match state.hub.backfill().last_seq(&book).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return Err(ApiError::not_found(format!("book {book} not found")).into()),
+        Err(e) => return Err(e.into()),
+    }
+    let Some(permit) = state.hub.try_permit() else {
+        return Err(ApiError::Overloaded {
+            status: 503,
+            retry_after_s: FULL_RETRY_AFTER_S,
+        }
+        .into());
+    };
+    let recheck = token.map(|token| recheck(state.app.auth.clone(), token, book.clone()));
+    let frames = talea_stream::open(
+        &state.hub,
+        Subscription {
+            book,
+            after_seq,
+            accounts,
+        },
+        recheck,
+        permit,
+    )
+    .await?;
+    let mut response = Response::new(Body::from_stream(frames));
+    *response.status_mut() = StatusCode::OK;
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    // Tells nginx-style proxies not to buffer the stream.
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(response)
+}
+
+fn parse_seq(text: &str, field: &str) -> Result<u64, HttpError> {
+    text.trim().parse::<u64>().map_err(|_| {
+        HttpError(ApiError::invalid(
+            field,
+            "expected a seq (an unsigned integer)",
+        ))
+    })
+}
+
+/// Re-asks the authenticator about `token` every [`RECHECK_DEFAULT_S`] (the
+/// introspection cache answers within its TTL, so the service is consulted
+/// once per TTL): a token that lost the book, or no longer exists, ends the
+/// stream with `forbidden`; an undecidable answer (the scope service down
+/// past the cache's TTL) ends it with `unavailable`.
+fn recheck(auth: Arc<dyn Authenticator>, token: String, book: String) -> Recheck {
+    Recheck {
+        every: Duration::from_secs(RECHECK_DEFAULT_S),
+        check: Box::new(move || {
+            let auth = auth.clone();
+            let token = token.clone();
+            let book = book.clone();
+            Box::pin(async move {
+                match auth.authenticate(&token).await {
+                    Ok(Some(p)) if p.check_read(&book).is_ok() => Ok(()),
+                    Ok(_) => Err(json!({"error": "forbidden", "book": book})),
+                    Err(_) => Err(json!({"error": "unavailable"})),
+                }
+            })
+        }),
+    }
+}

@@ -1,0 +1,278 @@
+//! `talea-store-log-load`: drives `LogStore::commit_batch` and reports the commit rate.
+//!
+//! ```text
+//! talea-store-log-load --dir DIR [--books 1] [--writers 1] [--batch 64]
+//!                      [--seconds 10] [--print-acks] [--reopen]
+//! ```
+//!
+//! Each of `--writers` tasks per book commits batches of `--batch` two-leg
+//! transactions, waiting for each batch before sending the next (as
+//! talea-ledger's committer does). `--print-acks` prints one line per
+//! acknowledged commit (`ack BOOK SEQ TX_ID KEY`) as soon as its batch
+//! returns: the crash test kills this process mid-load and checks that every
+//! printed commit survived. `--reopen` reopens the store afterwards and
+//! reports start-up time and memory per event.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use talea_core::{
+    AccountKind, AccountName, Amount, Asset, AssetCode, BookName, Draft, DraftPosting,
+    IdempotencyKey, NewAccount, Scale, Side,
+};
+use talea_store::{Outcome, Store};
+use talea_store_log::LogStore;
+
+/// Parsed command line.
+#[derive(Debug)]
+struct Args {
+    dir: PathBuf,
+    books: usize,
+    writers: usize,
+    batch: usize,
+    seconds: f64,
+    print_acks: bool,
+    reopen: bool,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        dir: PathBuf::new(),
+        books: 1,
+        writers: 1,
+        batch: 64,
+        seconds: 10.0,
+        print_acks: false,
+        reopen: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
+        let number = |text: String, name: &str| {
+            text.parse::<f64>()
+                .ok()
+                .filter(|n| *n > 0.0)
+                .ok_or(format!("{name} must be a positive number"))
+        };
+        match flag.as_str() {
+            "--dir" => args.dir = PathBuf::from(value("--dir")?),
+            "--books" => args.books = number(value("--books")?, "--books")? as usize,
+            "--writers" => args.writers = number(value("--writers")?, "--writers")? as usize,
+            "--batch" => args.batch = number(value("--batch")?, "--batch")? as usize,
+            "--seconds" => args.seconds = number(value("--seconds")?, "--seconds")?,
+            "--print-acks" => args.print_acks = true,
+            "--reopen" => args.reopen = true,
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    if args.dir.as_os_str().is_empty() {
+        return Err("--dir is required".to_owned());
+    }
+    Ok(args)
+}
+
+fn name<T, E: std::fmt::Debug>(parse: fn(&str) -> Result<T, E>, text: &str) -> T {
+    match parse(text) {
+        Ok(v) => v,
+        Err(e) => fail(&format!("invalid name {text:?}: {e:?}")),
+    }
+}
+
+fn fail(message: &str) -> ! {
+    eprintln!("talea-store-log-load: {message}");
+    std::process::exit(2)
+}
+
+/// A deposit of `n` from `hot` to `alice`.
+fn deposit(key: &str, n: i128) -> Draft {
+    let leg = |account: &str, side| DraftPosting {
+        account: name(AccountName::parse, account),
+        asset: name(AssetCode::parse, "BTC"),
+        side,
+        amount: Amount::from_minor(n),
+    };
+    match Draft::new(
+        name(IdempotencyKey::parse, key),
+        vec![leg("hot", Side::Debit), leg("alice", Side::Credit)],
+        None,
+        None,
+        None,
+    ) {
+        Ok(d) => d,
+        Err(e) => fail(&format!("draft: {e:?}")),
+    }
+}
+
+/// Resident memory of this process, in bytes (Linux), if known.
+fn rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+async fn setup(store: &LogStore, books: &[BookName]) -> Result<(), String> {
+    let btc = Asset {
+        code: name(AssetCode::parse, "BTC"),
+        scale: Scale::new(8).ok_or("scale")?,
+        name: None,
+    };
+    store
+        .register_asset(&btc)
+        .await
+        .map_err(|e| e.to_string())?;
+    for book in books {
+        for (account, kind) in [
+            ("hot", AccountKind::Asset),
+            ("alice", AccountKind::Liability),
+        ] {
+            let new = NewAccount {
+                name: name(AccountName::parse, account),
+                kind,
+                min_balance: None,
+                metadata: "{}".to_owned(),
+            };
+            store
+                .open_account(book, &new)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() {
+    let args = parse_args().unwrap_or_else(|e| fail(&e));
+    let store = LogStore::open(&args.dir).unwrap_or_else(|e| fail(&e.to_string()));
+    let books: Vec<BookName> = (0..args.books)
+        .map(|i| name(BookName::parse, &format!("load-{i}")))
+        .collect();
+    setup(&store, &books).await.unwrap_or_else(|e| fail(&e));
+    if args.print_acks {
+        println!("ready");
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let committed = Arc::new(AtomicU64::new(0));
+    let batches = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    // Keys differ per run, so a store directory can be loaded again.
+    let run = uuid::Uuid::now_v7().simple().to_string();
+    for book in &books {
+        for writer in 0..args.writers {
+            let (store, book, stop) = (store.clone(), book.clone(), stop.clone());
+            let (committed, batches, run) = (committed.clone(), batches.clone(), run.clone());
+            let (batch, print) = (args.batch, args.print_acks);
+            tasks.push(tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut n: u64 = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let drafts: Vec<Draft> = (0..batch)
+                        .map(|i| {
+                            n += 1;
+                            deposit(&format!("{run}-{writer}-{n}"), 1 + (i as i128))
+                        })
+                        .collect();
+                    let sent = Instant::now();
+                    let outcomes = match store.commit_batch(&book, &drafts).await {
+                        Ok(o) => o,
+                        Err(e) => fail(&format!("commit_batch: {e}")),
+                    };
+                    latencies.push(sent.elapsed());
+                    let mut ok = 0;
+                    let mut lines = String::new();
+                    for outcome in &outcomes {
+                        if let Outcome::Committed(c) = outcome {
+                            ok += 1;
+                            if print {
+                                lines.push_str(&format!(
+                                    "ack {} {} {} {}\n",
+                                    c.book,
+                                    c.seq,
+                                    c.tx_id.0,
+                                    c.idempotency_key.as_str()
+                                ));
+                            }
+                        }
+                    }
+                    if print {
+                        let mut out = std::io::stdout().lock();
+                        if out
+                            .write_all(lines.as_bytes())
+                            .and_then(|()| out.flush())
+                            .is_err()
+                        {
+                            // The reader is gone (the crash test stopped reading).
+                            std::process::exit(0);
+                        }
+                    }
+                    committed.fetch_add(ok, Ordering::Relaxed);
+                    batches.fetch_add(1, Ordering::Relaxed);
+                }
+                latencies
+            }));
+        }
+    }
+    tokio::time::sleep(Duration::from_secs_f64(args.seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut latencies: Vec<Duration> = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await.unwrap_or_default());
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    let pick = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 - 1.0) * q) as usize)
+            .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+    };
+    let committed = committed.load(Ordering::Relaxed);
+    let stats = store.stats();
+    eprintln!(
+        "committed {committed} transactions in {elapsed:.2} s: {:.0} tx/s \
+         ({} books x {} writers, {} drafts per batch, {} batches; \
+         batch latency p50 {:.3} ms, p99 {:.3} ms)",
+        committed as f64 / elapsed,
+        args.books,
+        args.writers,
+        args.batch,
+        batches.load(Ordering::Relaxed),
+        pick(0.5),
+        pick(0.99),
+    );
+    eprintln!(
+        "log: {} events, {} bytes ({:.0} bytes per event); index estimate {} bytes ({:.0} per event)",
+        stats.events,
+        stats.log_bytes,
+        stats.log_bytes as f64 / stats.events.max(1) as f64,
+        stats.index_bytes,
+        stats.index_bytes as f64 / stats.events.max(1) as f64,
+    );
+    if args.reopen {
+        drop(store);
+        let before = rss_bytes().unwrap_or(0);
+        let reopened = LogStore::open(&args.dir).unwrap_or_else(|e| fail(&e.to_string()));
+        let after = rss_bytes().unwrap_or(0);
+        let stats = reopened.stats();
+        let per_million = |d: Duration| d.as_secs_f64() * 1e6 / stats.events.max(1) as f64;
+        eprintln!(
+            "reopen: {} events in {:.3} s ({:.2} s per million events); resident memory grew \
+             by {} bytes ({:.0} per event); index estimate {:.0} bytes per event",
+            stats.events,
+            stats.open_duration.as_secs_f64(),
+            per_million(stats.open_duration),
+            after.saturating_sub(before),
+            after.saturating_sub(before) as f64 / stats.events.max(1) as f64,
+            stats.index_bytes as f64 / stats.events.max(1) as f64,
+        );
+        match reopened.verify() {
+            Ok(records) => eprintln!("verify: {records} records, every checksum good"),
+            Err(e) => fail(&format!("verify: {e}")),
+        }
+    }
+}

@@ -1,0 +1,545 @@
+//! The in-memory indexes over the log, and `apply`: the one function that grows them.
+//!
+//! Recovery replays every record through [`State::apply`], and the writer
+//! applies each durable frame through it too, so the indexes a store serves
+//! after a restart are built by exactly the code that built them before.
+//! `apply` checks each record against what came before (dense seqs, commit
+//! times that never go back, opened accounts, registered assets, unique keys
+//! and ids, running balances that add up) and changes nothing when it fails.
+//!
+//! Payloads stay on disk: an event costs an 8-byte offset here, plus one
+//! 24-byte history entry per (account, asset) pair it touches and two
+//! fingerprint-map entries (its key and its id). See the crate docs for
+//! measured figures.
+
+use std::collections::BTreeMap;
+use std::hash::{BuildHasher, RandomState};
+
+use talea_core::{Account, AccountName, Asset, AssetCode, BookName, Side, Timestamp, TxId};
+use talea_store::StoreError;
+use talea_store::plan::Totals;
+
+use crate::codec::{Record, TxRecord};
+use crate::index::{Chunked, FpMap};
+
+/// The high bit of an event's entry marks an `account_opened` event; the
+/// rest is the record's offset in the log file (files stay below 2^63 bytes).
+const ACCOUNT_BIT: u64 = 1 << 63;
+
+/// Reads back a record that `apply` accepted earlier (to tell apart two keys
+/// or ids that share a fingerprint).
+pub trait Lookup {
+    /// The record at `offset`.
+    fn record_at(&self, offset: u64) -> Result<Record, StoreError>;
+}
+
+/// Everything the store knows without reading the file.
+#[derive(Debug)]
+pub struct State {
+    /// Keys the fingerprints, fresh per process, so that nobody can choose
+    /// idempotency keys that collide on purpose.
+    hasher: RandomState,
+    assets: BTreeMap<AssetCode, Asset>,
+    books: BTreeMap<BookName, Book>,
+    /// Transaction id fingerprint → record offset, across books.
+    tx_ids: FpMap,
+    /// Events across books.
+    events: u64,
+    /// The end of the last durable frame: where the next frame goes.
+    pub end: u64,
+}
+
+/// One book's log and projections.
+#[derive(Debug, Default)]
+pub struct Book {
+    /// Seq − 1 → record offset (with [`ACCOUNT_BIT`] for account opens).
+    entries: Chunked<u64>,
+    /// (first seq, commit time) runs: a new run starts where the commit
+    /// time changes. Commit time never decreases with seq, so `as_of` is a
+    /// binary search here, and a batch (one commit time) costs one run.
+    times: Vec<(u64, Timestamp)>,
+    accounts: BTreeMap<AccountName, AccountState>,
+    /// Idempotency key fingerprint → seq.
+    keys: FpMap,
+}
+
+/// An account and its balances per asset.
+#[derive(Debug)]
+pub struct AccountState {
+    /// As opened.
+    pub account: Account,
+    /// By asset code.
+    pub assets: BTreeMap<AssetCode, PairState>,
+}
+
+/// An account's totals in one asset, now and after each transaction that touched them.
+#[derive(Debug, Default)]
+pub struct PairState {
+    /// Totals now.
+    pub totals: Totals,
+    /// One entry per transaction that touched the pair, in seq order: the
+    /// balance after the transaction's last posting on the pair.
+    pub history: Chunked<HistoryEntry>,
+}
+
+/// A pair's balance after one transaction. The balance is split into two
+/// words so the entry packs into 24 bytes (an `i128` would align it to 32).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryEntry {
+    /// The transaction's seq.
+    pub seq: u64,
+    balance_lo: u64,
+    balance_hi: i64,
+}
+
+impl HistoryEntry {
+    fn new(seq: u64, balance: i128) -> Self {
+        Self {
+            seq,
+            balance_lo: balance as u64,
+            balance_hi: (balance >> 64) as i64,
+        }
+    }
+
+    /// The pair's storage balance after the transaction.
+    pub fn balance(&self) -> i128 {
+        (i128::from(self.balance_hi) << 64) | i128::from(self.balance_lo)
+    }
+}
+
+/// Where an event's record is, and what kind it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryRef {
+    /// Its seq.
+    pub seq: u64,
+    /// Its record's offset in the file.
+    pub offset: u64,
+    /// `account_opened` (else a transaction).
+    pub is_account: bool,
+}
+
+fn corrupt(what: String) -> StoreError {
+    StoreError::Corrupt(what)
+}
+
+impl State {
+    /// An empty state for a log whose first frame goes at `end`.
+    pub fn new(end: u64) -> Self {
+        Self {
+            hasher: RandomState::new(),
+            assets: BTreeMap::new(),
+            books: BTreeMap::new(),
+            tx_ids: FpMap::default(),
+            events: 0,
+            end,
+        }
+    }
+
+    fn key_fp(&self, key: &str) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    fn tx_fp(&self, tx_id: TxId) -> u64 {
+        self.hasher.hash_one(tx_id.0.as_u128())
+    }
+
+    /// One asset.
+    pub fn asset(&self, code: &AssetCode) -> Option<&Asset> {
+        self.assets.get(code)
+    }
+
+    /// Every asset, by code.
+    pub fn assets(&self) -> impl Iterator<Item = &Asset> {
+        self.assets.values()
+    }
+
+    /// One book.
+    pub fn book(&self, book: &BookName) -> Option<&Book> {
+        self.books.get(book)
+    }
+
+    /// Every book, by name.
+    pub fn books(&self) -> impl Iterator<Item = (&BookName, &Book)> {
+        self.books.iter()
+    }
+
+    /// Events across books.
+    pub fn event_count(&self) -> u64 {
+        self.events
+    }
+
+    /// Offsets of records that may be the transaction `tx_id` (confirm each).
+    pub fn tx_candidates(&self, tx_id: TxId) -> impl Iterator<Item = u64> + '_ {
+        self.tx_ids.candidates(self.tx_fp(tx_id))
+    }
+
+    /// Offsets of records in `book` that may carry `key` (confirm each).
+    pub fn key_candidates<'s>(
+        &'s self,
+        book: &BookName,
+        key: &str,
+    ) -> impl Iterator<Item = u64> + 's {
+        let fp = self.key_fp(key);
+        self.books.get(book).into_iter().flat_map(move |b| {
+            b.keys
+                .candidates(fp)
+                .filter_map(|seq| b.entry(seq).map(|e| e.offset))
+        })
+    }
+
+    /// Estimated heap bytes of the indexes.
+    pub fn heap_bytes(&self) -> usize {
+        let books: usize = self
+            .books
+            .values()
+            .map(|b| {
+                b.entries.heap_bytes()
+                    + b.times.capacity() * 16
+                    + b.keys.heap_bytes()
+                    + b.accounts
+                        .values()
+                        .map(|a| {
+                            a.account.metadata.capacity()
+                                + 200
+                                + a.assets
+                                    .values()
+                                    .map(|p| 120 + p.history.heap_bytes())
+                                    .sum::<usize>()
+                        })
+                        .sum::<usize>()
+            })
+            .sum();
+        books + self.tx_ids.heap_bytes()
+    }
+
+    /// Adds a durable record at `offset` to the indexes, after checking it
+    /// against them. On `Err` nothing changed.
+    pub fn apply(
+        &mut self,
+        record: &Record,
+        offset: u64,
+        lookup: &dyn Lookup,
+    ) -> Result<(), StoreError> {
+        if offset & ACCOUNT_BIT != 0 {
+            return Err(corrupt(format!("offset {offset} is beyond 2^63")));
+        }
+        match record {
+            Record::Asset(asset) => {
+                if self.assets.contains_key(&asset.code) {
+                    return Err(corrupt(format!(
+                        "asset {} is registered twice (again at offset {offset})",
+                        asset.code
+                    )));
+                }
+                self.assets.insert(asset.code.clone(), asset.clone());
+            }
+            Record::AccountOpened(account) => self.apply_account(account, offset)?,
+            Record::Transaction(tx) => self.apply_transaction(tx, offset, lookup)?,
+        }
+        Ok(())
+    }
+
+    fn check_next(
+        book: Option<&Book>,
+        name: &BookName,
+        seq: u64,
+        at: Timestamp,
+        offset: u64,
+    ) -> Result<(), StoreError> {
+        let (last_seq, last_time) = book.map_or((0, None), |b| (b.last_seq(), b.last_time()));
+        if seq != last_seq + 1 {
+            return Err(corrupt(format!(
+                "book {name}: the record at offset {offset} has seq {seq} after seq {last_seq}"
+            )));
+        }
+        if last_time.is_some_and(|t| at < t) {
+            return Err(corrupt(format!(
+                "book {name}: seq {seq} at offset {offset} was committed before seq {last_seq}"
+            )));
+        }
+        Ok(())
+    }
+
+    fn apply_account(&mut self, account: &Account, offset: u64) -> Result<(), StoreError> {
+        let existing = self.books.get(&account.book);
+        Self::check_next(
+            existing,
+            &account.book,
+            account.seq,
+            account.opened_at,
+            offset,
+        )?;
+        if existing.is_some_and(|b| b.accounts.contains_key(&account.name)) {
+            return Err(corrupt(format!(
+                "book {}: account {} is opened twice (again at seq {})",
+                account.book, account.name, account.seq
+            )));
+        }
+        let book = self.books.entry(account.book.clone()).or_default();
+        book.push(account.seq, offset | ACCOUNT_BIT, account.opened_at);
+        book.accounts.insert(
+            account.name.clone(),
+            AccountState {
+                account: account.clone(),
+                assets: BTreeMap::new(),
+            },
+        );
+        self.events += 1;
+        Ok(())
+    }
+
+    fn apply_transaction(
+        &mut self,
+        tx: &TxRecord,
+        offset: u64,
+        lookup: &dyn Lookup,
+    ) -> Result<(), StoreError> {
+        let c = &tx.commit;
+        let at = |what: String| corrupt(format!("book {}, seq {}: {what}", c.book, c.seq));
+        let key_fp = self.key_fp(c.idempotency_key.as_str());
+        let tx_fp = self.tx_fp(c.tx_id);
+        let Some(book) = self.books.get(&c.book) else {
+            return Err(at("a transaction in a book with no accounts".to_owned()));
+        };
+        Self::check_next(Some(book), &c.book, c.seq, c.committed_at, offset)?;
+        if c.postings.len() != tx.debits_after.len() {
+            return Err(at("postings and running debits differ in number".to_owned()));
+        }
+
+        // Recompute every running total from the current ones; they must
+        // match what the record says, or the log and the indexes disagree.
+        let mut touched: Vec<(&AccountName, &AssetCode, Totals)> = Vec::new();
+        for (p, &debits_after) in c.postings.iter().zip(&tx.debits_after) {
+            let Some(account) = book.accounts.get(&p.account) else {
+                return Err(at(format!("posting to unopened account {}", p.account)));
+            };
+            if !self.assets.contains_key(&p.asset) {
+                return Err(at(format!("posting in unregistered asset {}", p.asset)));
+            }
+            let index = match touched
+                .iter()
+                .position(|(a, s, _)| **a == p.account && **s == p.asset)
+            {
+                Some(i) => i,
+                None => {
+                    let now = account
+                        .assets
+                        .get(&p.asset)
+                        .map(|pair| pair.totals)
+                        .unwrap_or_default();
+                    touched.push((&p.account, &p.asset, now));
+                    touched.len() - 1
+                }
+            };
+            let totals = &mut touched[index].2;
+            let amount = p.amount.minor();
+            let next = match p.side {
+                Side::Debit => totals.balance.checked_add(amount).and_then(|balance| {
+                    Some(Totals {
+                        balance,
+                        debits: totals.debits.checked_add(amount)?,
+                        credits: totals.credits,
+                    })
+                }),
+                Side::Credit => totals.balance.checked_sub(amount).and_then(|balance| {
+                    Some(Totals {
+                        balance,
+                        debits: totals.debits,
+                        credits: totals.credits.checked_add(amount)?,
+                    })
+                }),
+            }
+            .ok_or_else(|| at(format!("running totals of {} leave 128 bits", p.account)))?;
+            if next.balance != p.balance_after.minor() || next.debits != debits_after {
+                return Err(at(format!(
+                    "posting to {} in {} records balance {} and debits {}, but the log adds up to {} and {}",
+                    p.account,
+                    p.asset,
+                    p.balance_after.minor(),
+                    debits_after,
+                    next.balance,
+                    next.debits
+                )));
+            }
+            *totals = next;
+        }
+
+        // Keys are unique per book and ids across books; a shared
+        // fingerprint is confirmed against the record it points at.
+        for candidate in book.keys.candidates(key_fp) {
+            let earlier = book
+                .entry(candidate)
+                .ok_or_else(|| at(format!("key index points at missing seq {candidate}")))?;
+            if let Record::Transaction(t) = lookup.record_at(earlier.offset)? {
+                if t.commit.idempotency_key == c.idempotency_key {
+                    return Err(at(format!(
+                        "idempotency key {:?} was already used at seq {}",
+                        c.idempotency_key.as_str(),
+                        t.commit.seq
+                    )));
+                }
+            }
+        }
+        for candidate in self.tx_ids.candidates(tx_fp) {
+            if let Record::Transaction(t) = lookup.record_at(candidate)? {
+                if t.commit.tx_id == c.tx_id {
+                    return Err(at(format!("transaction id {} is used twice", c.tx_id.0)));
+                }
+            }
+        }
+
+        // Checked: now change things. (`touched` borrows from the record,
+        // not from the indexes, and every account in it was found above.)
+        let book = self
+            .books
+            .get_mut(&c.book)
+            .ok_or_else(|| at("book vanished".to_owned()))?;
+        for (account, asset, totals) in touched {
+            let Some(state) = book.accounts.get_mut(account) else {
+                return Err(at(format!("account {account} vanished")));
+            };
+            let pair = match state.assets.get_mut(asset) {
+                Some(pair) => pair,
+                None => state.assets.entry(asset.clone()).or_default(),
+            };
+            pair.totals = totals;
+            pair.history.push(HistoryEntry::new(c.seq, totals.balance));
+        }
+        book.push(c.seq, offset, c.committed_at);
+        book.keys.insert(key_fp, c.seq);
+        self.tx_ids.insert(tx_fp, offset);
+        self.events += 1;
+        Ok(())
+    }
+}
+
+impl Book {
+    fn push(&mut self, seq: u64, entry: u64, at: Timestamp) {
+        self.entries.push(entry);
+        if self.times.last().is_none_or(|(_, t)| *t != at) {
+            self.times.push((seq, at));
+        }
+    }
+
+    /// The seq of its last event (0: none).
+    pub fn last_seq(&self) -> u64 {
+        self.entries.len() as u64
+    }
+
+    /// The commit time of its last event.
+    pub fn last_time(&self) -> Option<Timestamp> {
+        self.times.last().map(|(_, t)| *t)
+    }
+
+    /// The event at `seq`.
+    pub fn entry(&self, seq: u64) -> Option<EntryRef> {
+        let index = usize::try_from(seq.checked_sub(1)?).ok()?;
+        let raw = self.entries.get(index)?;
+        Some(EntryRef {
+            seq,
+            offset: raw & !ACCOUNT_BIT,
+            is_account: raw & ACCOUNT_BIT != 0,
+        })
+    }
+
+    /// Events with seq above `after`, in order.
+    pub fn entries_after(&self, after: u64) -> impl Iterator<Item = EntryRef> + '_ {
+        let start = usize::try_from(after)
+            .unwrap_or(usize::MAX)
+            .min(self.entries.len());
+        self.entries
+            .iter_from(start)
+            .enumerate()
+            .map(move |(i, raw)| EntryRef {
+                seq: (start + i) as u64 + 1,
+                offset: raw & !ACCOUNT_BIT,
+                is_account: raw & ACCOUNT_BIT != 0,
+            })
+    }
+
+    /// The last seq committed at or before `at` (0: none).
+    pub fn cut(&self, at: Timestamp) -> u64 {
+        let runs = self.times.partition_point(|(_, t)| *t <= at);
+        match (runs, self.times.get(runs)) {
+            (0, _) => 0,
+            (_, Some((next_first, _))) => next_first - 1,
+            (_, None) => self.last_seq(),
+        }
+    }
+
+    /// One account.
+    pub fn account(&self, name: &AccountName) -> Option<&AccountState> {
+        self.accounts.get(name)
+    }
+
+    /// Accounts by name, strictly after `after`.
+    pub fn accounts_after<'a>(
+        &'a self,
+        after: Option<&AccountName>,
+    ) -> impl Iterator<Item = &'a AccountState> + 'a {
+        use std::ops::Bound;
+        let lower = match after {
+            Some(name) => Bound::Excluded(name.clone()),
+            None => Bound::Unbounded,
+        };
+        self.accounts
+            .range((lower, Bound::Unbounded))
+            .map(|(_, a)| a)
+    }
+
+    /// Every account, by name.
+    pub fn accounts(&self) -> impl Iterator<Item = &AccountState> {
+        self.accounts.values()
+    }
+}
+
+impl PairState {
+    /// The last history entry at or before `cut`.
+    pub fn as_of(&self, cut: u64) -> Option<HistoryEntry> {
+        let n = self.history.partition_point(|e| e.seq <= cut);
+        n.checked_sub(1).and_then(|i| self.history.get(i))
+    }
+
+    /// Seqs of the transactions that touched the pair after `after`, at most `limit`.
+    pub fn seqs_after(&self, after: u64, limit: usize) -> impl Iterator<Item = u64> + '_ {
+        let start = self.history.partition_point(|e| e.seq <= after);
+        self.history.iter_from(start).take(limit).map(|e| e.seq)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_entries_pack_and_keep_every_balance() {
+        assert_eq!(std::mem::size_of::<HistoryEntry>(), 24);
+        for b in [0, 1, -1, i128::MAX, i128::MIN, 1 << 64, -(1 << 64) - 7] {
+            assert_eq!(HistoryEntry::new(1, b).balance(), b);
+        }
+    }
+
+    #[test]
+    fn cut_finds_the_last_seq_at_or_before_a_time() {
+        let mut book = Book::default();
+        let t = Timestamp::from_micros;
+        for (seq, at) in [(1, 10), (2, 10), (3, 20), (4, 30), (5, 30)] {
+            book.push(seq, seq * 100, t(at));
+        }
+        assert_eq!(book.times.len(), 3);
+        assert_eq!(book.cut(t(9)), 0);
+        assert_eq!(book.cut(t(10)), 2);
+        assert_eq!(book.cut(t(19)), 2);
+        assert_eq!(book.cut(t(20)), 3);
+        assert_eq!(book.cut(t(30)), 5);
+        assert_eq!(book.cut(t(i64::MAX)), 5);
+        assert_eq!(book.cut(t(i64::MIN)), 0);
+        assert_eq!(
+            book.entries_after(3).map(|e| e.seq).collect::<Vec<_>>(),
+            vec![4, 5]
+        );
+        assert_eq!(book.entries_after(u64::MAX).count(), 0);
+        assert_eq!(book.entry(0), None);
+        assert_eq!(book.entry(6), None);
+    }
+}

@@ -1,0 +1,608 @@
+//! The writer thread: decides write requests in order, packs them into frames, and
+//! acknowledges each only after its frame is durable.
+//!
+//! Group commit works like this. Callers (`commit_batch`, `open_account`,
+//! `register_asset`) send requests over one bounded channel and wait. The
+//! writer takes the first request, then every request already queued (up to
+//! `frame_requests_max` or `frame_bytes_target`), whatever their books. It
+//! decides each in arrival order against the durable indexes plus an
+//! overlay of what the earlier requests of the same frame did, encodes the
+//! records into one frame, checks the frame as recovery would, writes it
+//! with one `pwrite`, makes it durable with one `fdatasync`, applies it to
+//! the indexes (readers see it from then on), publishes one notice per book,
+//! and only then answers. Requests that arrive during the `fdatasync` wait
+//! in the channel and form the next frame, so the busier the store, the more
+//! each `fdatasync` is shared.
+//!
+//! Because one thread decides everything, there is no lock order to get
+//! wrong: seqs are dense, commit times monotonic and keys unique by
+//! construction, and readers (who take the indexes' read lock) never see a
+//! record before it is durable.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock, RwLockReadGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use talea_core::{
+    Account, AccountName, Asset, AssetCode, BookName, Draft, IdempotencyKey, NewAccount, Timestamp,
+};
+use talea_store::plan::{AccountRule, Loaded, Pair, Planner, StoredKey, Totals, Verdict, outcomes};
+use talea_store::{NoticeBus, Opened, Outcome, Registered, Rejection, StoreError};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::LogConfig;
+use crate::codec::{self, FRAME_BYTES_MAX, FRAME_HEADER_BYTES, Record, TxRecord};
+use crate::file::{DirLock, LogFile};
+use crate::state::State;
+
+/// What the store shares between its handles, its readers and its writer.
+#[derive(Debug)]
+pub struct Shared {
+    /// The store directory.
+    pub dir: PathBuf,
+    /// The log file.
+    pub file: LogFile,
+    /// The indexes; written only by the writer thread, after each fsync.
+    pub state: RwLock<State>,
+    /// Commit notices for `Store::watch`.
+    pub bus: NoticeBus,
+    /// Set once if a write failed: the store then refuses further writes
+    /// until it is reopened (and recovery has read the file again).
+    pub failure: OnceLock<String>,
+    /// Frames made durable since the store opened.
+    pub frames: AtomicU64,
+    /// Write requests answered since the store opened.
+    pub requests: AtomicU64,
+}
+
+impl Shared {
+    /// The indexes, for reading.
+    pub fn state(&self) -> RwLockReadGuard<'_, State> {
+        // Only the writer takes the write lock, and `apply` leaves the state
+        // whole when it fails, so a poisoned lock still guards valid indexes.
+        self.state.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `Err` once a write has failed.
+    pub fn check_writable(&self) -> Result<(), StoreError> {
+        match self.failure.get() {
+            None => Ok(()),
+            Some(reason) => Err(StoreError::Unavailable(format!(
+                "the log store in {} stopped writing after a failure ({reason}); \
+                 reopen it to recover",
+                self.dir.display()
+            ))),
+        }
+    }
+}
+
+/// A reply channel.
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// A write for the writer thread.
+#[derive(Debug)]
+pub enum Request {
+    /// `Store::register_asset`.
+    RegisterAsset(Asset, Reply<Registered<Asset>>),
+    /// `Store::open_account`.
+    OpenAccount(BookName, NewAccount, Reply<Opened>),
+    /// `Store::commit_batch`.
+    Commit(BookName, Vec<Draft>, Reply<Vec<Outcome>>),
+}
+
+impl Request {
+    fn fail(self, error: StoreError) {
+        // A caller that went away does not need the answer.
+        match self {
+            Request::RegisterAsset(_, reply) => drop(reply.send(Err(error))),
+            Request::OpenAccount(_, _, reply) => drop(reply.send(Err(error))),
+            Request::Commit(_, _, reply) => drop(reply.send(Err(error))),
+        }
+    }
+}
+
+/// A decided request waiting for its frame to be durable.
+enum Answer {
+    Asset(
+        Reply<Registered<Asset>>,
+        Result<Registered<Asset>, StoreError>,
+    ),
+    Account(Reply<Opened>, Result<Opened, StoreError>),
+    Commit(Reply<Vec<Outcome>>, Result<Vec<Outcome>, StoreError>),
+}
+
+impl Answer {
+    fn send(self) {
+        match self {
+            Answer::Asset(reply, result) => drop(reply.send(result)),
+            Answer::Account(reply, result) => drop(reply.send(result)),
+            Answer::Commit(reply, result) => drop(reply.send(result)),
+        }
+    }
+
+    /// Sends `error` instead of a success (a failure stays as it was).
+    fn fail(self, error: &StoreError) {
+        match self {
+            Answer::Asset(reply, result) => drop(reply.send(result.and(Err(copy(error))))),
+            Answer::Account(reply, result) => drop(reply.send(result.and(Err(copy(error))))),
+            Answer::Commit(reply, result) => drop(reply.send(result.and(Err(copy(error))))),
+        }
+    }
+}
+
+/// The same error again (`StoreError` is not `Clone`).
+pub fn copy(error: &StoreError) -> StoreError {
+    match error {
+        StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+        StoreError::NotMigrated(m) => StoreError::NotMigrated(m.clone()),
+        StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
+        StoreError::Other(m) => StoreError::Other(m.clone()),
+        other => StoreError::Other(other.to_string()),
+    }
+}
+
+/// The records of a frame being built.
+#[derive(Debug)]
+struct Sink {
+    /// A header placeholder, then the encoded records.
+    buf: Vec<u8>,
+    /// Each record, with its offset in `buf`.
+    records: Vec<(Record, usize)>,
+}
+
+impl Sink {
+    fn new() -> Self {
+        Self {
+            buf: vec![0; FRAME_HEADER_BYTES],
+            records: Vec::new(),
+        }
+    }
+
+    fn body_bytes(&self) -> usize {
+        self.buf.len() - FRAME_HEADER_BYTES
+    }
+
+    /// Encodes and keeps `record`; returns its index among the frame's records.
+    fn push(&mut self, record: Record) -> Result<usize, codec::Malformed> {
+        let at = self.buf.len();
+        codec::append_record(&mut self.buf, &record)?;
+        self.records.push((record, at));
+        Ok(self.records.len() - 1)
+    }
+
+    /// Drops every record pushed since `mark` (a `(buf, records)` length pair).
+    fn rollback(&mut self, mark: (usize, usize)) {
+        self.buf.truncate(mark.0);
+        self.records.truncate(mark.1);
+    }
+}
+
+/// What the earlier requests of a frame did to one book.
+#[derive(Debug, Default)]
+struct BookOverlay {
+    last_seq: u64,
+    last_time: Option<Timestamp>,
+    accounts: HashMap<AccountName, Account>,
+    balances: HashMap<Pair, Totals>,
+    /// Key → index of its transaction among the frame's records.
+    keys: HashMap<IdempotencyKey, usize>,
+}
+
+/// What the earlier requests of a frame did, over the durable indexes.
+#[derive(Debug, Default)]
+struct Overlay {
+    assets: HashMap<AssetCode, Asset>,
+    books: HashMap<BookName, BookOverlay>,
+}
+
+/// The overlay of `book`, started from the durable head of the book.
+fn book_head<'o>(
+    books: &'o mut HashMap<BookName, BookOverlay>,
+    state: &State,
+    book: &BookName,
+) -> &'o mut BookOverlay {
+    books.entry(book.clone()).or_insert_with(|| {
+        let durable = state.book(book);
+        BookOverlay {
+            last_seq: durable.map_or(0, |b| b.last_seq()),
+            last_time: durable.and_then(|b| b.last_time()),
+            ..BookOverlay::default()
+        }
+    })
+}
+
+/// A frame being built.
+struct Frame {
+    sink: Sink,
+    overlay: Overlay,
+    answers: Vec<Answer>,
+}
+
+/// The writer: owns the directory lock, so that the lock is released only
+/// once the last write is done.
+pub struct Writer {
+    shared: Arc<Shared>,
+    config: LogConfig,
+    _lock: DirLock,
+}
+
+impl Writer {
+    /// A writer for `shared`, holding `lock`.
+    pub fn new(shared: Arc<Shared>, mut config: LogConfig, lock: DirLock) -> Self {
+        // A frame stops growing once past the target, so the target leaves
+        // room below the format's frame limit for one more large batch.
+        config.frame_bytes_target = config.frame_bytes_target.min(FRAME_BYTES_MAX / 2);
+        Self {
+            shared,
+            config,
+            _lock: lock,
+        }
+    }
+
+    /// Serves requests until every sender is gone.
+    pub fn run(self, mut requests: mpsc::Receiver<Request>) {
+        while let Some(first) = requests.blocking_recv() {
+            if let Err(error) = self.shared.check_writable() {
+                first.fail(error);
+                continue;
+            }
+            let mut frame = Frame {
+                sink: Sink::new(),
+                overlay: Overlay::default(),
+                answers: Vec::new(),
+            };
+            {
+                let state = self.shared.state();
+                self.decide(&state, &mut frame, first);
+                while frame.answers.len() < self.config.frame_requests_max
+                    && frame.sink.body_bytes() < self.config.frame_bytes_target
+                {
+                    match requests.try_recv() {
+                        Ok(request) => self.decide(&state, &mut frame, request),
+                        Err(_) => break,
+                    }
+                }
+            }
+            self.finish(frame);
+        }
+    }
+
+    fn decide(&self, state: &State, frame: &mut Frame, request: Request) {
+        let answer = match request {
+            Request::RegisterAsset(asset, reply) => {
+                Answer::Asset(reply, register_asset(state, frame, asset))
+            }
+            Request::OpenAccount(book, new, reply) => {
+                Answer::Account(reply, open_account(state, frame, &book, new))
+            }
+            Request::Commit(book, drafts, reply) => Answer::Commit(
+                reply,
+                commit(state, &self.shared.file, frame, &book, &drafts),
+            ),
+        };
+        frame.answers.push(answer);
+    }
+
+    /// Makes the frame durable, applies it, announces it, answers.
+    fn finish(&self, frame: Frame) {
+        let Frame {
+            mut sink, answers, ..
+        } = frame;
+        self.shared
+            .requests
+            .fetch_add(answers.len() as u64, Ordering::Relaxed);
+        if sink.records.is_empty() {
+            answers.into_iter().for_each(Answer::send);
+            return;
+        }
+        match self.write(&mut sink) {
+            Ok(books) => {
+                self.shared.frames.fetch_add(1, Ordering::Relaxed);
+                for (book, last_seq) in books {
+                    self.shared.bus.publish(&book, last_seq);
+                }
+                answers.into_iter().for_each(Answer::send);
+            }
+            Err(error) => {
+                tracing::error!(error = %error, "the log store could not write a frame");
+                answers.into_iter().for_each(|a| a.fail(&error));
+            }
+        }
+    }
+
+    /// Seals, checks, appends, syncs and applies a frame; returns each
+    /// book it grew with the book's new last seq.
+    fn write(&self, sink: &mut Sink) -> Result<HashMap<BookName, u64>, StoreError> {
+        let count = u32::try_from(sink.records.len())
+            .map_err(|_| StoreError::Other("too many records for one frame".to_owned()))?;
+        codec::seal_frame(&mut sink.buf, 0, count).map_err(|e| StoreError::Other(e.0))?;
+        // Checked on write as recovery will check it on read, so that a bug
+        // in the encoder fails this frame instead of the next start-up.
+        codec::check_frame_header(&sink.buf)
+            .and_then(|h| codec::check_frame_body(&sink.buf[FRAME_HEADER_BYTES..], h.records))
+            .map_err(|e| StoreError::Other(format!("a frame failed its own check: {e}")))?;
+        #[cfg(debug_assertions)]
+        for (record, at) in &sink.records {
+            let decoded = codec::check_record(&sink.buf[*at..])
+                .and_then(|(payload, _)| codec::decode_payload(payload));
+            debug_assert_eq!(decoded.as_ref(), Ok(record), "records decode as encoded");
+        }
+
+        let end = self.shared.state().end;
+        let bytes = Arc::new(std::mem::take(&mut sink.buf));
+        let size = bytes.len() as u64;
+        if let Err(error) = self.shared.file.append(end, bytes) {
+            self.fail(&error);
+            return Err(error);
+        }
+
+        let mut books: HashMap<BookName, u64> = HashMap::new();
+        let mut state = self
+            .shared
+            .state
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        for (record, at) in &sink.records {
+            if let Err(error) = state.apply(record, end + *at as u64, &self.shared.file) {
+                // The frame is durable but the indexes refuse it: a bug.
+                // Stop writing; recovery will say the same on the next start.
+                self.fail(&error);
+                return Err(error);
+            }
+            match record {
+                Record::AccountOpened(a) => {
+                    books.insert(a.book.clone(), a.seq);
+                }
+                Record::Transaction(t) => {
+                    books.insert(t.commit.book.clone(), t.commit.seq);
+                }
+                Record::Asset(_) => {}
+            }
+        }
+        state.end = end + size;
+        Ok(books)
+    }
+
+    fn fail(&self, error: &StoreError) {
+        let _ = self.shared.failure.set(error.to_string());
+    }
+}
+
+/// Microseconds since the epoch, now (truncated: the contract's unit).
+fn now() -> Timestamp {
+    let micros = match SystemTime::now().duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
+        Err(before) => i64::try_from(before.duration().as_micros()).map_or(i64::MIN, |m| -m),
+    };
+    Timestamp::from_micros(micros)
+}
+
+/// The commit time of the next write to a book: the clock, but never
+/// earlier than the book's previous commit.
+fn commit_time(last: Option<Timestamp>) -> Timestamp {
+    let now = now();
+    last.map_or(now, |last| now.max(last))
+}
+
+fn too_large(e: codec::Malformed) -> StoreError {
+    StoreError::Other(format!("cannot store it: {e}"))
+}
+
+fn register_asset(
+    state: &State,
+    frame: &mut Frame,
+    asset: Asset,
+) -> Result<Registered<Asset>, StoreError> {
+    if let Some(existing) = frame
+        .overlay
+        .assets
+        .get(&asset.code)
+        .or_else(|| state.asset(&asset.code))
+    {
+        return Ok(Registered::Existing(existing.clone()));
+    }
+    frame
+        .sink
+        .push(Record::Asset(asset.clone()))
+        .map_err(too_large)?;
+    frame
+        .overlay
+        .assets
+        .insert(asset.code.clone(), asset.clone());
+    Ok(Registered::Created(asset))
+}
+
+fn open_account(
+    state: &State,
+    frame: &mut Frame,
+    book: &BookName,
+    new: NewAccount,
+) -> Result<Opened, StoreError> {
+    let head = book_head(&mut frame.overlay.books, state, book);
+    if let Some(existing) = head.accounts.get(&new.name) {
+        return Ok(Opened::Existing(existing.clone()));
+    }
+    if let Some(existing) = state.book(book).and_then(|b| b.account(&new.name)) {
+        return Ok(Opened::Existing(existing.account.clone()));
+    }
+    let account = Account {
+        book: book.clone(),
+        name: new.name,
+        kind: new.kind,
+        min_balance: new.min_balance,
+        metadata: new.metadata,
+        seq: head.last_seq + 1,
+        opened_at: commit_time(head.last_time),
+    };
+    frame
+        .sink
+        .push(Record::AccountOpened(account.clone()))
+        .map_err(too_large)?;
+    head.last_seq = account.seq;
+    head.last_time = Some(account.opened_at);
+    head.accounts.insert(account.name.clone(), account.clone());
+    Ok(Opened::Created(account))
+}
+
+/// The commit stored under `key` in `book`, if any: from this frame's
+/// records, else from the log (by fingerprint, confirmed on the record).
+fn stored_key(
+    state: &State,
+    file: &LogFile,
+    records: &[(Record, usize)],
+    head: &BookOverlay,
+    book: &BookName,
+    key: &IdempotencyKey,
+) -> Result<Option<StoredKey>, StoreError> {
+    let as_stored = |t: &TxRecord| StoredKey {
+        request_hash: t.request_hash,
+        commit: t.commit.clone(),
+    };
+    if let Some(&index) = head.keys.get(key) {
+        return match records.get(index) {
+            Some((Record::Transaction(t), _)) => Ok(Some(as_stored(t))),
+            _ => Err(StoreError::Other(format!(
+                "internal error: key {key:?} points at a frame record that is no transaction"
+            ))),
+        };
+    }
+    for offset in state.key_candidates(book, key.as_str()) {
+        if let Record::Transaction(t) = file.read_record(offset)? {
+            if t.commit.idempotency_key == *key && t.commit.book == *book {
+                return Ok(Some(as_stored(&t)));
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn commit(
+    state: &State,
+    file: &LogFile,
+    frame: &mut Frame,
+    book: &BookName,
+    drafts: &[Draft],
+) -> Result<Vec<Outcome>, StoreError> {
+    if drafts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let durable = state.book(book);
+    let head = book_head(&mut frame.overlay.books, state, book);
+
+    // Read what the planner needs, as Postgres reads it under the book's
+    // lock: here from the frame's overlay first, then the durable indexes.
+    let mut loaded = Loaded::default();
+    let mut seen: HashSet<(&AccountName, &AssetCode)> = HashSet::new();
+    for draft in drafts {
+        for p in &draft.postings {
+            if !loaded.accounts.contains_key(&p.account) {
+                let rule = head
+                    .accounts
+                    .get(&p.account)
+                    .or_else(|| {
+                        durable
+                            .and_then(|b| b.account(&p.account))
+                            .map(|a| &a.account)
+                    })
+                    .map(|a| AccountRule {
+                        kind: a.kind,
+                        min_balance: a.min_balance,
+                    });
+                if let Some(rule) = rule {
+                    loaded.accounts.insert(p.account.clone(), rule);
+                }
+            }
+            if !loaded.scales.contains_key(&p.asset) {
+                if let Some(asset) = frame
+                    .overlay
+                    .assets
+                    .get(&p.asset)
+                    .or_else(|| state.asset(&p.asset))
+                {
+                    loaded.scales.insert(p.asset.clone(), asset.scale);
+                }
+            }
+            if seen.insert((&p.account, &p.asset)) {
+                let pair = (p.account.clone(), p.asset.clone());
+                let totals = head.balances.get(&pair).copied().or_else(|| {
+                    durable
+                        .and_then(|b| b.account(&p.account))
+                        .and_then(|a| a.assets.get(&p.asset))
+                        .map(|s| s.totals)
+                });
+                if let Some(totals) = totals {
+                    loaded.balances.insert(pair, totals);
+                }
+            }
+        }
+        let key = &draft.idempotency_key;
+        if !loaded.stored.contains_key(key) {
+            if let Some(stored) = stored_key(state, file, &frame.sink.records, head, book, key)? {
+                loaded.stored.insert(key.clone(), stored);
+            }
+        }
+    }
+
+    let committed_at = commit_time(head.last_time);
+    let mut planner = Planner::new(book, &loaded, head.last_seq, committed_at);
+    let mark = (frame.sink.buf.len(), frame.sink.records.len());
+    let mut verdicts = Vec::with_capacity(drafts.len());
+    let mut written: Vec<usize> = Vec::new();
+    for (i, draft) in drafts.iter().enumerate() {
+        let verdict = match planner.evaluate(draft) {
+            Verdict::Write(planned) => {
+                let record = Record::Transaction(TxRecord {
+                    commit: planned.commit.clone(),
+                    request_hash: planned.request_hash,
+                    debits_after: planned.postings.iter().map(|p| p.debits_after).collect(),
+                });
+                match frame.sink.push(record) {
+                    Ok(index) => {
+                        planner.accept(i, &planned);
+                        written.push(index);
+                        Verdict::Write(planned)
+                    }
+                    // Too large to store: refused alone, like a draft the
+                    // database refuses; later drafts are decided without it.
+                    Err(e) => Verdict::Settled(Outcome::Rejected(Rejection::Failed(format!(
+                        "cannot store this transaction: {e}"
+                    )))),
+                }
+            }
+            other => other,
+        };
+        verdicts.push(verdict);
+        if frame.sink.body_bytes() > FRAME_BYTES_MAX {
+            frame.sink.rollback(mark);
+            return Err(StoreError::Other(format!(
+                "the batch needs more than {FRAME_BYTES_MAX} bytes; send fewer drafts at once"
+            )));
+        }
+    }
+
+    // Let the frame's later requests see this batch.
+    for verdict in &verdicts {
+        if let Verdict::Write(planned) = verdict {
+            for (pair, totals) in &planned.touched {
+                match head.balances.get_mut(pair) {
+                    Some(slot) => *slot = *totals,
+                    None => {
+                        head.balances.insert(pair.clone(), *totals);
+                    }
+                }
+            }
+        }
+    }
+    for index in written {
+        if let Some((Record::Transaction(t), _)) = frame.sink.records.get(index) {
+            head.keys.insert(t.commit.idempotency_key.clone(), index);
+        }
+    }
+    if planner.last_seq() > head.last_seq {
+        head.last_seq = planner.last_seq();
+        head.last_time = Some(committed_at);
+    }
+    Ok(outcomes(verdicts))
+}

@@ -1,0 +1,90 @@
+//! Integration tests of `LogStore`: every conformance case, plus what only the
+//! append log has (reopening, torn tails, corruption, the directory lock, and
+//! a process killed mid-load).
+
+mod conformance;
+mod crash;
+mod durability;
+
+use std::path::Path;
+
+use talea_core::{
+    AccountKind, AccountName, Amount, Asset, AssetCode, BookName, Draft, DraftPosting,
+    IdempotencyKey, NewAccount, Scale, Side,
+};
+use talea_store::{Opened, Outcome, Registered, Store};
+use talea_store_log::LogStore;
+
+pub fn book(s: &str) -> BookName {
+    BookName::parse(s).expect("book name")
+}
+
+pub fn acct(s: &str) -> AccountName {
+    AccountName::parse(s).expect("account name")
+}
+
+/// Moves `n` BTC minor units from `hot` to `alice`.
+pub fn deposit(key: &str, n: i128) -> Draft {
+    let leg = |account: &str, side| DraftPosting {
+        account: acct(account),
+        asset: AssetCode::parse("BTC").expect("asset code"),
+        side,
+        amount: Amount::from_minor(n),
+    };
+    Draft::new(
+        IdempotencyKey::parse(key).expect("key"),
+        vec![leg("hot", Side::Debit), leg("alice", Side::Credit)],
+        None,
+        None,
+        None,
+    )
+    .expect("balanced draft")
+}
+
+/// Opens a store in `dir` with BTC registered and `hot`/`alice` opened in `b`.
+pub async fn seeded(dir: &Path, b: &BookName) -> LogStore {
+    let store = LogStore::open(dir).expect("open the store");
+    let btc = Asset {
+        code: AssetCode::parse("BTC").expect("code"),
+        scale: Scale::new(8).expect("scale"),
+        name: None,
+    };
+    assert!(matches!(
+        store.register_asset(&btc).await.expect("register"),
+        Registered::Created(_) | Registered::Existing(_)
+    ));
+    for (name, kind) in [
+        ("hot", AccountKind::Asset),
+        ("alice", AccountKind::Liability),
+    ] {
+        let new = NewAccount {
+            name: acct(name),
+            kind,
+            min_balance: None,
+            metadata: "{}".to_owned(),
+        };
+        assert!(matches!(
+            store.open_account(b, &new).await.expect("open account"),
+            Opened::Created(_) | Opened::Existing(_)
+        ));
+    }
+    store
+}
+
+/// Commits `drafts` and expects every one to commit.
+pub async fn commit_all(
+    store: &LogStore,
+    b: &BookName,
+    drafts: &[Draft],
+) -> Vec<talea_core::Commit> {
+    store
+        .commit_batch(b, drafts)
+        .await
+        .expect("commit_batch")
+        .into_iter()
+        .map(|o| match o {
+            Outcome::Committed(c) => c,
+            other => panic!("expected Committed, got {other:?}"),
+        })
+        .collect()
+}

@@ -1,0 +1,207 @@
+//! Live streams of a book's events for SSE subscribers: resume, backfill, dedup, gap repair, limits.
+//!
+//! A subscriber asks for a book's events after some seq (or from now). The
+//! stream first backfills what the log already holds, then follows a live
+//! feed ([`Hub`]), dropping anything it has already sent (dedup by seq) and
+//! filling from the log any gap it sees before it sends anything later. So
+//! an unfiltered stream delivers every event exactly once, in order, however
+//! the live feed behaves (lost, repeated or reordered messages).
+//!
+//! The pieces:
+//! - [`Backfill`]: reads events by seq from a store (talead's own ledger, or
+//!   the fanout's read-only one), as the wire DTOs.
+//! - [`LiveSource`]: where live events come from: [`NoticeSource`] turns the
+//!   store's commit notices into events (talead); NATS does it in the fanout.
+//! - [`Hub`]: one live-source task per book with subscribers, fanned out in
+//!   process to every subscriber of that book.
+//! - [`open`]: one subscriber's session, as a stream of SSE text frames with
+//!   heartbeats, a bounded buffer (slow consumers are told and cut off), a
+//!   periodic scope re-check, and a `shutdown` event on graceful shutdown.
+//!
+//! Frames are plain `text/event-stream` text, so this crate needs no HTTP
+//! framework; talea-http and the fanout wrap them in a response body.
+
+mod hub;
+mod session;
+mod source;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use talea_api::EventDto;
+
+pub use hub::{BOOK_CHANNEL_EVENTS_MAX, Hub, NoObserver, StreamObserver, TAIL_CHECK_MS};
+pub use session::{End, Recheck, RecheckFuture, Subscription, open};
+pub use source::{Backfill, LedgerBackfill, LiveSource, NoticeSource};
+
+/// Default `TALEA_SSE_HEARTBEAT_S`.
+pub const HEARTBEAT_S_DEFAULT: u64 = 15;
+/// Default `TALEA_SSE_BUFFER`: events queued for one subscriber before it is a slow consumer.
+pub const BUFFER_EVENTS_DEFAULT: usize = 1024;
+/// Default `TALEA_SSE_MAX_CONNECTIONS`.
+pub const MAX_CONNECTIONS_DEFAULT: usize = 10_000;
+/// The reconnection delay sent to clients (`retry:`), in milliseconds.
+pub const RETRY_MS: u64 = 2_000;
+/// Events read from the store per backfill page.
+pub const BACKFILL_PAGE_MAX: u32 = 1_000;
+/// Most accounts one `accounts=` filter may name.
+pub const FILTER_ACCOUNTS_MAX: usize = 100;
+
+/// Limits and timings of streams, one set per process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamConfig {
+    /// Seconds between heartbeat comments.
+    pub heartbeat_s: u64,
+    /// Events queued for one subscriber before it is cut off as slow.
+    pub buffer_events_max: usize,
+    /// Concurrent streams the process serves (the caller enforces it with
+    /// the [`Hub`]'s permits).
+    pub max_connections: usize,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_s: HEARTBEAT_S_DEFAULT,
+            buffer_events_max: BUFFER_EVENTS_DEFAULT,
+            max_connections: MAX_CONNECTIONS_DEFAULT,
+        }
+    }
+}
+
+/// One committed event, ready to send: its JSON is serialized once and
+/// shared by every subscriber.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveEvent {
+    /// The event's seq in its book.
+    pub seq: u64,
+    /// `transaction` or `account_opened`.
+    pub kind: String,
+    /// The commit time, as on the wire.
+    pub committed_at: String,
+    /// The accounts the event touches (for `accounts=` filters).
+    pub accounts: BTreeSet<String>,
+    /// The event's `data` (the REST resource), serialized.
+    pub data_json: String,
+}
+
+impl LiveEvent {
+    /// Builds the shared form of a wire event.
+    pub fn from_dto(dto: &EventDto) -> Arc<LiveEvent> {
+        let mut accounts = BTreeSet::new();
+        if let Some(postings) = dto.data.get("postings").and_then(|p| p.as_array()) {
+            for posting in postings {
+                if let Some(account) = posting.get("account").and_then(|a| a.as_str()) {
+                    accounts.insert(account.to_owned());
+                }
+            }
+        } else if let Some(name) = dto.data.get("name").and_then(|n| n.as_str()) {
+            accounts.insert(name.to_owned());
+        }
+        Arc::new(LiveEvent {
+            seq: dto.seq,
+            kind: dto.kind.clone(),
+            committed_at: dto.committed_at.clone(),
+            accounts,
+            data_json: dto.data.to_string(),
+        })
+    }
+
+    /// The SSE frame of this event.
+    pub fn frame(&self) -> String {
+        format!(
+            "id: {}\nevent: {}\ndata: {}\n\n",
+            self.seq, self.kind, self.data_json
+        )
+    }
+}
+
+/// The first frame of every stream: the client's reconnection delay.
+pub fn retry_frame() -> String {
+    format!("retry: {RETRY_MS}\n\n")
+}
+
+/// A heartbeat comment.
+pub fn heartbeat_frame() -> String {
+    ": keepalive\n\n".to_owned()
+}
+
+/// An `event: error` frame with a JSON body.
+pub fn error_frame(body: &serde_json::Value) -> String {
+    format!("event: error\ndata: {body}\n\n")
+}
+
+/// The `event: shutdown` frame.
+pub fn shutdown_frame() -> String {
+    "event: shutdown\ndata: {}\n\n".to_owned()
+}
+
+/// Parses an `accounts=a,b` filter: `None` for no filter.
+pub fn parse_accounts(text: Option<&str>) -> Result<Option<BTreeSet<String>>, String> {
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    let names: BTreeSet<String> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if names.is_empty() {
+        return Err("accounts= names no account".to_owned());
+    }
+    if names.len() > FILTER_ACCOUNTS_MAX {
+        return Err(format!(
+            "accounts= names {} accounts; at most {FILTER_ACCOUNTS_MAX}",
+            names.len()
+        ));
+    }
+    Ok(Some(names))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn events_know_their_accounts_and_frame_themselves() {
+        let tx = EventDto {
+            seq: 43,
+            kind: "transaction".to_owned(),
+            committed_at: "2026-11-22T10:00:00.000000Z".to_owned(),
+            data: json!({"tx_id": "t", "postings": [{"account": "a"}, {"account": "b"}]}),
+        };
+        let live = LiveEvent::from_dto(&tx);
+        assert_eq!(
+            live.accounts.iter().map(String::as_str).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        assert_eq!(
+            live.frame(),
+            "id: 43\nevent: transaction\ndata: {\"tx_id\":\"t\",\"postings\":[{\"account\":\"a\"},{\"account\":\"b\"}]}\n\n"
+        );
+        let opened = EventDto {
+            seq: 1,
+            kind: "account_opened".to_owned(),
+            committed_at: String::new(),
+            data: json!({"name": "hot"}),
+        };
+        assert!(LiveEvent::from_dto(&opened).accounts.contains("hot"));
+    }
+
+    #[test]
+    fn account_filters() {
+        assert_eq!(parse_accounts(None), Ok(None));
+        let parsed = parse_accounts(Some("a, b,,a"))
+            .expect("valid")
+            .expect("some");
+        assert_eq!(parsed.len(), 2);
+        assert!(parse_accounts(Some(",")).is_err());
+        let many = (0..=FILTER_ACCOUNTS_MAX)
+            .map(|i| format!("a{i}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        assert!(parse_accounts(Some(&many)).is_err());
+    }
+}

@@ -1,0 +1,215 @@
+//! `talea-relay`: publishes every committed event from Postgres to NATS, one leader at a time.
+//!
+//! Thin main: configuration, wiring, health and metrics listeners. The
+//! relay itself is `talea_bus::Relay`.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::http::header;
+use axum::routing::get;
+use clap::Parser;
+use talea_bus::{Relay, RelayConfig};
+use talea_store_pg::PgStore;
+use talea_telemetry::RelayMetrics;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// The change relay.
+#[derive(Debug, Parser)]
+#[command(name = "talea-relay", version, about, long_about = None)]
+struct Config {
+    /// PostgreSQL URL: a direct connection (LISTEN does not work through a
+    /// transaction-mode pooler; the relay checks at start-up).
+    #[arg(long, env = "TALEA_DB_URL", hide_env_values = true)]
+    db_url: String,
+    /// Database connections (one LISTEN, one lease, the rest for reads).
+    #[arg(long, env = "TALEA_DB_POOL", default_value_t = 4)]
+    db_pool: u32,
+    /// NATS server URL.
+    #[arg(long, env = "TALEA_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    nats_url: String,
+    /// Subject prefix; a book's events go to `<prefix>.<book>`.
+    #[arg(long, env = "TALEA_NATS_SUBJECT_PREFIX", default_value = talea_api_prefix())]
+    subject_prefix: String,
+    /// Address of `/health` and `/livez`.
+    #[arg(long, env = "TALEA_BIND", default_value = "127.0.0.1:8091")]
+    bind: SocketAddr,
+    /// Address of the Prometheus metrics listener (none when unset).
+    #[arg(long, env = "TALEA_METRICS_BIND")]
+    metrics_bind: Option<SocketAddr>,
+    /// How often the leader scans every book even without a notification, in ms.
+    #[arg(long, env = "TALEA_RELAY_POLL_MS", default_value_t = 1_000)]
+    poll_ms: u64,
+    /// How often a standby tries to take over, in ms.
+    #[arg(long, env = "TALEA_RELAY_STANDBY_RETRY_MS", default_value_t = 1_000)]
+    standby_retry_ms: u64,
+    /// `json` for JSON log lines.
+    #[arg(long, env = "TALEA_LOG_FORMAT", default_value = "text")]
+    log_format: String,
+}
+
+const fn talea_api_prefix() -> &'static str {
+    "talea.v1.events"
+}
+
+fn main() -> ExitCode {
+    let env_loaded = dotenvy::dotenv();
+    let config = Config::parse();
+    talea_telemetry::init_tracing(config.log_format == "json");
+    if let Err(e) = &env_loaded {
+        if !e.not_found() {
+            eprintln!("talea-relay: cannot read .env: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("talea-relay: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("talea-relay: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let store = PgStore::connect(&config.db_url, config.db_pool.max(3))
+        .await
+        .context("cannot connect to PostgreSQL")?;
+    store.check_migrated().await.map_err(anyhow::Error::msg)?;
+    let nats = async_nats::ConnectOptions::new()
+        .name("talea-relay")
+        .connect(&config.nats_url)
+        .await
+        .with_context(|| format!("cannot connect to NATS at {}", config.nats_url))?;
+    let metrics = RelayMetrics::new();
+    let relay = Relay::new(
+        store,
+        nats,
+        RelayConfig {
+            subject_prefix: config.subject_prefix.clone(),
+            poll_ms: config.poll_ms,
+            standby_retry_ms: config.standby_retry_ms,
+            ..RelayConfig::default()
+        },
+        metrics.clone(),
+    );
+    // Fails fast behind a transaction-mode pooler, where LISTEN hears nothing.
+    relay
+        .check_listen()
+        .await
+        .map_err(anyhow::Error::msg)
+        .context("LISTEN/NOTIFY check")?;
+
+    if let Some(addr) = config.metrics_bind {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} for metrics"))?;
+        let m = metrics.clone();
+        let app = Router::new().route(
+            "/metrics",
+            get(move || {
+                let m = m.clone();
+                async move {
+                    (
+                        [(
+                            header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        m.render(),
+                    )
+                }
+            }),
+        );
+        println!(
+            "talea-relay metrics on http://{}/metrics",
+            listener.local_addr().context("metrics address")?
+        );
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "metrics listener failed");
+            }
+        });
+    }
+
+    let (stop, stopped) = watch::channel(false);
+    let health = metrics.clone();
+    let app = Router::new()
+        .route(
+            "/livez",
+            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .route(
+            "/health",
+            get(move || {
+                let role = if health.leader.get() == 1 {
+                    "leader"
+                } else {
+                    "standby"
+                };
+                async move { axum::Json(serde_json::json!({"status": "ok", "role": role})) }
+            }),
+        );
+    let listener = TcpListener::bind(config.bind)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.bind))?;
+    println!(
+        "talea-relay on http://{} publishing to {}.<book>",
+        listener.local_addr().context("listener address")?,
+        config.subject_prefix
+    );
+    let mut server_stop = stopped.clone();
+    let server = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = server_stop.changed().await;
+        };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(error = %e, "health listener failed");
+        }
+    });
+    let relay_task = tokio::spawn(async move { relay.run(stopped).await });
+    shutdown_signal().await;
+    tracing::info!("talea-relay stopping");
+    stop.send_replace(true);
+    // Leadership is released on the way out, so a standby takes over at once.
+    let _ = tokio::time::timeout(Duration::from_secs(10), relay_task).await;
+    let _ = server.await;
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

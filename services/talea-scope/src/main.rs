@@ -1,0 +1,142 @@
+//! `talea-scope`: the token-scope service. Owns the tokens; answers introspection.
+//!
+//! It reads the tokens file and `TALEA_API_TOKEN` once at start-up (rotation
+//! is: edit the file, restart), and answers `POST /v1/introspect` for callers
+//! holding `TALEA_SCOPE_SERVICE_TOKEN`. Unlike `talead` it does not read
+//! `.env`: the one `talead init` writes sets `TALEA_BIND` to talead's own
+//! address, which this service would then try to take.
+
+mod app;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use talea_auth::{POSITIVE_TTL_MAX_S, Secret, TokenSet};
+use tokio::net::TcpListener;
+
+/// The token-scope service.
+#[derive(Debug, Parser)]
+#[command(name = "talea-scope", version, about, long_about = None)]
+struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "TALEA_BIND", default_value = "127.0.0.1:8081")]
+    bind: SocketAddr,
+    /// Address of the Prometheus metrics listener (none when unset).
+    #[arg(long, env = "TALEA_METRICS_BIND")]
+    metrics_bind: Option<SocketAddr>,
+    /// TOML tokens file; read once, at start-up.
+    #[arg(long, env = "TALEA_TOKENS_FILE")]
+    tokens_file: Option<PathBuf>,
+    /// An all-books read-write token, beside the file.
+    #[arg(long, env = "TALEA_API_TOKEN", hide_env_values = true)]
+    api_token: Option<Secret>,
+    /// The bearer token callers (talead) present; required.
+    #[arg(long, env = "TALEA_SCOPE_SERVICE_TOKEN", hide_env_values = true)]
+    service_token: Option<Secret>,
+    /// How long callers may cache an active answer, in seconds.
+    #[arg(long, env = "TALEA_SCOPE_TTL_S", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(0..=POSITIVE_TTL_MAX_S))]
+    ttl_s: u64,
+    /// `json` for JSON log lines, anything else for text.
+    #[arg(long, env = "TALEA_LOG_FORMAT", default_value = "text")]
+    log_format: String,
+}
+
+fn main() -> ExitCode {
+    let config = Config::parse();
+    talea_telemetry::init_tracing(config.log_format == "json");
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("talea-scope: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("talea-scope: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let Some(service_token) = config.service_token.filter(|t| !t.expose().is_empty()) else {
+        bail!("TALEA_SCOPE_SERVICE_TOKEN is not set: callers could not authenticate");
+    };
+    let tokens = TokenSet::load(config.api_token.as_ref(), config.tokens_file.as_deref())
+        .context("loading tokens")?;
+    if tokens.is_empty() {
+        bail!("no token configured: set TALEA_TOKENS_FILE or TALEA_API_TOKEN");
+    }
+    let metrics = talea_telemetry::ScopeMetrics::new();
+    metrics
+        .tokens
+        .set(i64::try_from(tokens.len()).unwrap_or(i64::MAX));
+    let state = app::ScopeState {
+        tokens: Arc::new(tokens),
+        service_token: Arc::new(service_token),
+        ttl_s: config.ttl_s,
+        metrics: metrics.clone(),
+    };
+
+    if let Some(addr) = config.metrics_bind {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} for metrics"))?;
+        let addr = listener.local_addr().context("metrics listener address")?;
+        tracing::info!(%addr, "metrics listening");
+        println!("talea-scope metrics on http://{addr}/metrics");
+        let app = app::metrics_router(metrics);
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "metrics listener failed");
+            }
+        });
+    }
+
+    let listener = TcpListener::bind(config.bind)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.bind))?;
+    let addr = listener.local_addr().context("listener address")?;
+    tracing::info!(%addr, tokens = state.tokens.len(), ttl_s = state.ttl_s, "talea-scope listening");
+    println!("talea-scope listening on http://{addr}");
+    axum::serve(listener, app::router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("server failed")?;
+    tracing::info!("talea-scope stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

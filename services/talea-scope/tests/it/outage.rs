@@ -1,0 +1,264 @@
+//! talead's router deciding 401/403/404 through the real `talea-scope`, and
+//! riding out its death: cached tokens until their TTL, 503 for the rest,
+//! recovery once a successor answers on the same address.
+//!
+//! The router is talea-http's, in process, with the `ScopeClient` talead
+//! builds from `TALEA_SCOPE_URL`; it has no token configuration of its own,
+//! so every decision below comes from the service.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use talea_auth::{ScopeClient, ScopeClientConfig, Secret};
+use talea_http::{AppState, HttpConfig};
+use talea_ledger::{LedgerConfig, LedgerService};
+use talea_store_pg::PgStore;
+
+use crate::support::*;
+
+const TOKENS: &str = r#"
+[tokens.admin]
+token = "admin-secret"
+books = ["*"]
+access = "rw"
+
+[tokens.payments]
+token = "pay-secret"
+books = ["payments"]
+access = "rw"
+
+[tokens.reader]
+token = "read-secret"
+books = ["payments"]
+access = "ro"
+"#;
+
+/// Long enough that the checks right after the kill run well inside it on
+/// a loaded machine; the test waits it out once, by polling.
+const TTL_S: &str = "3";
+
+struct App {
+    base: String,
+    client: reqwest::Client,
+    metrics: talea_telemetry::Metrics,
+}
+
+impl App {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let url = format!("{}{path}", self.base);
+        let mut req = match method {
+            "POST" => self.client.post(url),
+            _ => self.client.get(url),
+        };
+        if !token.is_empty() {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.expect("answered");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        self.call("GET", path, token, None).await
+    }
+
+    async fn post(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
+        self.call("POST", path, token, Some(body)).await
+    }
+}
+
+async fn spawn_app(scope_url: &str) -> App {
+    let db = talea_testkit::fresh_database().await.expect("database");
+    let store = PgStore::connect(&db.url, 5).await.expect("connects");
+    store.migrate().await.expect("migrates");
+    let metrics = talea_telemetry::Metrics::new();
+    let ledger = LedgerService::new(Arc::new(store), LedgerConfig::default(), metrics.clone());
+    let mut config = ScopeClientConfig::new(scope_url, Secret::new(SERVICE_TOKEN));
+    // Quick to notice the successor; the defaults are for production.
+    config.breaker_open_ms = 200;
+    let scope = ScopeClient::new(config, metrics.auth.clone()).expect("client");
+    let state = AppState::new(ledger, Arc::new(scope), &HttpConfig::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binds");
+    let addr = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            talea_http::router(state).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .expect("serves");
+    });
+    App {
+        base: format!("http://{addr}"),
+        client: reqwest::Client::new(),
+        metrics,
+    }
+}
+
+#[tokio::test]
+async fn decisions_come_from_the_scope_service_and_survive_its_death_until_the_ttl() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("tokens.toml");
+    std::fs::write(&file, TOKENS).expect("writes");
+    let file = file.display().to_string();
+    let envs = |bind: &str| {
+        vec![
+            ("TALEA_BIND", bind.to_owned()),
+            ("TALEA_TOKENS_FILE", file.clone()),
+            ("TALEA_SCOPE_TTL_S", TTL_S.to_owned()),
+        ]
+    };
+    let start = |bind: &str| {
+        let envs = envs(bind);
+        let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        Scope::start(dir.path(), &envs)
+    };
+    let mut scope = start("127.0.0.1:0");
+    let app = spawn_app(&scope.url).await;
+
+    // Setup, as admin.
+    let (s, _) = app
+        .post(
+            "/v1/assets",
+            "admin-secret",
+            json!({"code": "BTC", "scale": 8}),
+        )
+        .await;
+    assert_eq!(s, 201);
+    for book in ["payments", "other"] {
+        for (name, kind) in [("cash", "asset"), ("equity", "equity")] {
+            let (s, _) = app
+                .post(
+                    &format!("/v1/books/{book}/accounts"),
+                    "admin-secret",
+                    json!({"name": name, "kind": kind}),
+                )
+                .await;
+            assert_eq!(s, 201);
+        }
+    }
+    let posting = json!({"idempotency_key": "k1", "postings": [
+        {"account": "cash", "asset": "BTC", "debit": "1"},
+        {"account": "equity", "asset": "BTC", "credit": "1"}]});
+    let (s, other_tx) = app
+        .post(
+            "/v1/books/other/transactions",
+            "admin-secret",
+            posting.clone(),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let other_tx = format!(
+        "/v1/transactions/{}",
+        other_tx["tx_id"].as_str().expect("id")
+    );
+
+    // 401 / 403 / 404, decided from the service's answers.
+    let (s, b) = app.get("/v1/assets", "").await;
+    assert_eq!((s, &b["error"]), (401, &json!("unauthorized")));
+    let (s, b) = app.get("/v1/assets", "no-such-token").await;
+    assert_eq!((s, &b["error"]), (401, &json!("unauthorized")));
+    let (s, _) = app.get("/v1/books/payments/accounts", "pay-secret").await;
+    assert_eq!(s, 200);
+    let (s, b) = app.get("/v1/books/other/accounts", "pay-secret").await;
+    assert_eq!(
+        (s, &b),
+        (
+            403,
+            &json!({"error": "forbidden", "book": "other", "message": b["message"]})
+        )
+    );
+    let (s, b) = app
+        .post(
+            "/v1/books/payments/transactions",
+            "read-secret",
+            posting.clone(),
+        )
+        .await;
+    assert_eq!((s, &b["book"]), (403, &json!("payments")));
+    let (s, b) = app
+        .post(
+            "/v1/assets",
+            "pay-secret",
+            json!({"code": "ETH", "scale": 18}),
+        )
+        .await;
+    assert_eq!((s, &b["book"]), (403, &json!("*")));
+    let (s, hidden) = app.get(&other_tx, "read-secret").await;
+    let (s2, unknown) = app
+        .get(
+            "/v1/transactions/0193a2b4-0000-7000-8000-000000000000",
+            "read-secret",
+        )
+        .await;
+    assert_eq!((s, s2), (404, 404));
+    assert_eq!(hidden, unknown, "out of scope looks exactly like unknown");
+    let (s, b) = app.get("/v1/books", "read-secret").await;
+    assert_eq!(s, 200);
+    assert_eq!(b["books"].as_array().map(Vec::len), Some(1), "{b}");
+
+    // The service dies.
+    scope.kill();
+    // Established sessions keep their answers, refusals included...
+    let (s, _) = app.get("/v1/books/payments/accounts", "pay-secret").await;
+    assert_eq!(s, 200);
+    let (s, _) = app
+        .post(
+            "/v1/books/payments/transactions",
+            "read-secret",
+            posting.clone(),
+        )
+        .await;
+    assert_eq!(s, 403);
+    let (s, _) = app.get("/v1/assets", "no-such-token").await;
+    assert_eq!(s, 401, "negative answers are cached too");
+    // ...and a token never seen cannot be decided: 503, not 401.
+    let (s, b) = app.get("/v1/assets", "brand-new-token").await;
+    assert_eq!((s, &b["error"]), (503, &json!("unavailable")));
+    assert!(!b.to_string().contains("brand-new-token"));
+
+    // Once the TTL runs out, the established token fails closed too.
+    talea_testkit::wait_until(Duration::from_secs(20), || async {
+        app.get("/v1/books/payments/accounts", "pay-secret").await.0 == 503
+    })
+    .await
+    .expect("the cached answer expires within its TTL");
+
+    // A successor on the same address: service resumes once the breaker probes.
+    let addr = scope.addr().to_owned();
+    let _successor = start(&addr);
+    talea_testkit::wait_until(Duration::from_secs(20), || async {
+        app.get("/v1/books/payments/accounts", "pay-secret").await.0 == 200
+    })
+    .await
+    .expect("decisions resume after the restart");
+    let (s, _) = app.get("/v1/assets", "brand-new-token").await;
+    assert_eq!(s, 401);
+
+    assert_eq!(app.metrics.auth.breaker_state.get(), 0, "closed again");
+    let text = app.metrics.render();
+    assert!(app.metrics.auth.cache_hits_total.get() > 0, "{text}");
+    for secret in ["pay-secret", "read-secret", "admin-secret", SERVICE_TOKEN] {
+        assert!(!text.contains(secret));
+    }
+    let unavailable = app
+        .metrics
+        .auth
+        .decisions_total
+        .with_label_values(&["unavailable"])
+        .get();
+    assert!(unavailable >= 2, "{text}");
+}

@@ -10,6 +10,7 @@ mod middleware;
 mod ratelimit;
 mod role;
 mod routes;
+pub mod service;
 mod stream;
 
 use std::sync::Arc;
@@ -180,26 +181,6 @@ pub fn stream_router(state: AppState) -> Router {
     ))
     .layer(PropagateRequestIdLayer::x_request_id())
     .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-}
-
-/// The metrics listener's router: `GET /metrics` only.
-pub fn metrics_router(ledger: LedgerService) -> Router {
-    Router::new().route(
-        "/metrics",
-        get(move || {
-            let ledger = ledger.clone();
-            async move {
-                ledger.refresh_gauges();
-                (
-                    [(
-                        header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4; charset=utf-8",
-                    )],
-                    ledger.metrics().render(),
-                )
-            }
-        }),
-    )
 }
 
 /// A JSON response with the contract's content type.

@@ -204,6 +204,7 @@ impl PgStore {
         }
         let rows: Vec<(String, i16)> =
             sqlx::query_as("SELECT code, scale FROM assets WHERE code = ANY($1)")
+                .persistent(false)
                 .bind(&missing)
                 .fetch_all(&mut *conn)
                 .await

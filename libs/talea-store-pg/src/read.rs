@@ -105,7 +105,7 @@ pub(crate) async fn attach_postings(
         by_seq.insert(commit.seq, i);
         seqs.push(seq_param(commit.seq));
     }
-    let rows = sqlx::query(
+    let rows = crate::codec::query(
         "SELECT seq, account, asset, amount::text AS amount, balance_after::text AS balance_after \
          FROM postings WHERE book = $1 AND seq = ANY($2) ORDER BY seq, leg",
     )
@@ -148,7 +148,7 @@ pub(crate) async fn asset(
     conn: &mut PgConnection,
     code: &AssetCode,
 ) -> Result<Option<Asset>, StoreError> {
-    let row = sqlx::query("SELECT code, scale, name FROM assets WHERE code = $1")
+    let row = crate::codec::query("SELECT code, scale, name FROM assets WHERE code = $1")
         .bind(code.as_str())
         .fetch_optional(&mut *conn)
         .await
@@ -158,7 +158,7 @@ pub(crate) async fn asset(
 
 /// Every asset, by code (bytewise: the column is `COLLATE "C"`).
 pub(crate) async fn assets(conn: &mut PgConnection) -> Result<Vec<Asset>, StoreError> {
-    let rows = sqlx::query("SELECT code, scale, name FROM assets ORDER BY code")
+    let rows = crate::codec::query("SELECT code, scale, name FROM assets ORDER BY code")
         .fetch_all(&mut *conn)
         .await
         .map_err(store_error)?;
@@ -169,10 +169,11 @@ pub(crate) async fn assets(conn: &mut PgConnection) -> Result<Vec<Asset>, StoreE
 pub(crate) async fn books(conn: &mut PgConnection) -> Result<Vec<BookInfo>, StoreError> {
     // A counter row can exist at 0 (a book whose every draft was rejected, or
     // one that an older version created eagerly); such a book has no events.
-    let rows = sqlx::query("SELECT book, last_seq FROM books WHERE last_seq > 0 ORDER BY book")
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(store_error)?;
+    let rows =
+        crate::codec::query("SELECT book, last_seq FROM books WHERE last_seq > 0 ORDER BY book")
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(store_error)?;
     rows.iter()
         .map(|row| {
             Ok(BookInfo {
@@ -188,11 +189,12 @@ pub(crate) async fn last_seq(
     conn: &mut PgConnection,
     book: &BookName,
 ) -> Result<Option<u64>, StoreError> {
-    let value: Option<i64> = sqlx::query_scalar("SELECT last_seq FROM books WHERE book = $1")
-        .bind(book.as_str())
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(store_error)?;
+    let value: Option<i64> =
+        crate::codec::query_scalar("SELECT last_seq FROM books WHERE book = $1")
+            .bind(book.as_str())
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(store_error)?;
     match value {
         None | Some(0) => Ok(None),
         Some(v) => codec::seq(v).map(Some),
@@ -205,7 +207,7 @@ pub(crate) async fn account(
     book: &BookName,
     name: &AccountName,
 ) -> Result<Option<Account>, StoreError> {
-    let row = sqlx::query(concat!(
+    let row = crate::codec::query(concat!(
         "SELECT ",
         account_columns!(),
         " FROM accounts a WHERE a.book = $1 AND a.name = $2"
@@ -228,7 +230,7 @@ pub(crate) async fn accounts(
     // No `after` is "after the empty string", which sorts before every name
     // (bytewise collation), so the bound stays an index range condition in
     // both cases instead of an `IS NULL OR` that a generic plan cannot use.
-    let rows = sqlx::query(concat!(
+    let rows = crate::codec::query(concat!(
         "SELECT ",
         account_columns!(),
         " FROM accounts a WHERE a.book = $1 AND a.name > $2 ORDER BY a.name LIMIT $3"
@@ -250,7 +252,7 @@ pub(crate) async fn balances(
     as_of: Option<Timestamp>,
 ) -> Result<Vec<Balance>, StoreError> {
     let query = match as_of {
-        None => sqlx::query(
+        None => crate::codec::query(
             "SELECT asset, balance::text AS balance FROM balances \
              WHERE book = $1 AND account = $2 ORDER BY asset",
         )
@@ -259,7 +261,7 @@ pub(crate) async fn balances(
         // The last seq committed at or before `as_of` (commit time is
         // monotonic with seq), then per asset ever held the last posting at
         // or before that seq: two index probes per asset, never a scan.
-        Some(at) => sqlx::query(
+        Some(at) => crate::codec::query(
             "WITH cut AS ( \
                SELECT seq FROM events WHERE book = $1 AND committed_at <= $3 \
                ORDER BY committed_at DESC, seq DESC LIMIT 1 \
@@ -295,7 +297,7 @@ pub(crate) async fn trial_balance(
     as_of: Option<Timestamp>,
 ) -> Result<Vec<TrialRow>, StoreError> {
     let query = match as_of {
-        None => sqlx::query(
+        None => crate::codec::query(
             "SELECT b.account, a.kind, b.asset, b.debits::text AS debits, b.credits::text AS credits \
              FROM balances b JOIN accounts a ON a.book = b.book AND a.name = b.account \
              WHERE b.book = $1 ORDER BY b.account, b.asset",
@@ -303,7 +305,7 @@ pub(crate) async fn trial_balance(
         .bind(book.as_str()),
         // As in `balances`: the cut seq, then each pair's last posting at or
         // before it, whose `debits_after` and `balance_after` give both totals.
-        Some(at) => sqlx::query(
+        Some(at) => crate::codec::query(
             "WITH cut AS ( \
                SELECT seq FROM events WHERE book = $1 AND committed_at <= $2 \
                ORDER BY committed_at DESC, seq DESC LIMIT 1 \
@@ -347,7 +349,7 @@ pub(crate) async fn account_postings(
     // `page` is the first `limit` postings; the outer query then takes every
     // posting up to the last seq of that page, which adds the remaining legs
     // of the page's last transaction on this account (if any).
-    let rows = sqlx::query(
+    let rows = crate::codec::query(
         "WITH page AS ( \
            SELECT seq FROM postings WHERE book = $1 AND account = $2 AND seq > $3 \
            ORDER BY seq, leg LIMIT $4 \
@@ -387,7 +389,7 @@ pub(crate) async fn transactions(
     after_seq: u64,
     limit: u32,
 ) -> Result<Vec<Commit>, StoreError> {
-    let rows = sqlx::query(concat!(
+    let rows = crate::codec::query(concat!(
         "SELECT ",
         transaction_columns!(),
         " FROM transactions t WHERE t.book = $1 AND t.seq > $2 ORDER BY t.seq LIMIT $3"
@@ -413,7 +415,7 @@ pub(crate) async fn transactions_by_key(
     book: &BookName,
     keys: &[&str],
 ) -> Result<Vec<(Commit, [u8; 32])>, StoreError> {
-    let rows = sqlx::query(concat!(
+    let rows = crate::codec::query(concat!(
         "SELECT ",
         transaction_columns!(),
         ", t.request_hash FROM transactions t WHERE t.book = $1 AND t.idempotency_key = ANY($2)"
@@ -445,7 +447,7 @@ pub(crate) async fn transaction(
     conn: &mut PgConnection,
     tx_id: TxId,
 ) -> Result<Option<Commit>, StoreError> {
-    let row = sqlx::query(concat!(
+    let row = crate::codec::query(concat!(
         "SELECT t.book, ",
         transaction_columns!(),
         " FROM transactions t WHERE t.tx_id = $1 LIMIT 1"
@@ -470,7 +472,7 @@ pub(crate) async fn events(
     after_seq: u64,
     limit: u32,
 ) -> Result<Vec<Event>, StoreError> {
-    let rows = sqlx::query(concat!(
+    let rows = crate::codec::query(concat!(
         "SELECT e.seq, e.type, e.committed_at, ",
         account_columns!(),
         ", ",

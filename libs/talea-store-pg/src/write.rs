@@ -29,7 +29,7 @@ pub(crate) async fn register_asset(
     conn: &mut PgConnection,
     asset: &Asset,
 ) -> Result<Registered<Asset>, StoreError> {
-    let inserted = sqlx::query(
+    let inserted = crate::codec::query(
         "INSERT INTO assets (code, scale, name) VALUES ($1, $2, $3) \
          ON CONFLICT ON CONSTRAINT assets_pkey DO NOTHING",
     )
@@ -78,7 +78,7 @@ async fn lock_book(conn: &mut PgConnection, book: &BookName) -> Result<Head, Sto
     const LOCK: &str = "SELECT last_seq, \
            greatest(date_trunc('microseconds', clock_timestamp()), last_committed_at) AS now \
          FROM books WHERE book = $1 FOR UPDATE";
-    let mut row = sqlx::query(LOCK)
+    let mut row = crate::codec::query(LOCK)
         .bind(book.as_str())
         .fetch_optional(&mut *conn)
         .await
@@ -86,14 +86,14 @@ async fn lock_book(conn: &mut PgConnection, book: &BookName) -> Result<Head, Sto
     if row.is_none() {
         // A new book. Inserting only when the row is missing keeps the common
         // path at one round trip; a concurrent creator makes this a no-op.
-        sqlx::query(
+        crate::codec::query(
             "INSERT INTO books (book) VALUES ($1) ON CONFLICT ON CONSTRAINT books_pkey DO NOTHING",
         )
         .bind(book.as_str())
         .execute(&mut *conn)
         .await
         .map_err(store_error)?;
-        row = sqlx::query(LOCK)
+        row = crate::codec::query(LOCK)
             .bind(book.as_str())
             .fetch_optional(&mut *conn)
             .await
@@ -134,7 +134,7 @@ pub(crate) async fn open_account(
     }
     let seq = head.last_seq + 1;
     let (mantissa, scale) = codec::min_balance_parts(new.min_balance);
-    sqlx::query(
+    crate::codec::query(
         "WITH event AS ( \
            INSERT INTO events (book, seq, type, committed_at) VALUES ($1, $2, 'account_opened', $3) \
          ), account AS ( \
@@ -313,7 +313,7 @@ pub(crate) async fn commit_batch(
 
     let (verdicts, last_seq) = write_one_by_one(&mut tx, book, &loaded, head, drafts).await?;
     if last_seq > head.last_seq {
-        sqlx::query(ADVANCE_BOOK)
+        crate::codec::query(ADVANCE_BOOK)
             .bind(book.as_str())
             .bind(new_seq_param(last_seq)?)
             .bind(head.committed_at)
@@ -389,7 +389,7 @@ async fn load_accounts(
     assets: &[&AssetCode],
 ) -> Result<(HashMap<AccountName, AccountRule>, HashMap<Pair, Totals>), StoreError> {
     let assets: Vec<&str> = assets.iter().map(|a| a.as_str()).collect();
-    let rows = sqlx::query(
+    let rows = crate::codec::query(
         "SELECT a.name, a.kind, a.min_balance_mantissa::text AS min_balance_mantissa, a.min_balance_scale, \
                 b.asset, b.balance::text AS balance, b.debits::text AS debits, b.credits::text AS credits \
          FROM accounts a \
@@ -557,7 +557,7 @@ impl<'a> Rows<'a> {
         committed_at: DateTime<Utc>,
         advance: Option<&Advance>,
     ) -> Result<(), sqlx::Error> {
-        let query = sqlx::query(if advance.is_some() {
+        let query = crate::codec::query(if advance.is_some() {
             WRITE_BATCH
         } else {
             WRITE_DRAFTS

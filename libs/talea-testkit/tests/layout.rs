@@ -54,6 +54,8 @@ fn load() -> Workspace {
         let path = package["manifest_path"].as_str().expect("path");
         let folder = if path.contains("/services/") {
             "services"
+        } else if path.contains("/loadtest/") {
+            "loadtest"
         } else {
             "libs"
         };
@@ -141,6 +143,10 @@ fn dependency_rules_hold() {
             assert!(
                 !(folder == "services" && dep_folder == "services"),
                 "service {name} depends on service {dep}"
+            );
+            assert!(
+                dep_folder != "loadtest",
+                "{name} depends on the load tool {dep}"
             );
             assert!(
                 !(dep == "talea-testkit" && kind != "dev"),

@@ -11,13 +11,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use axum::Router;
-use axum::http::header;
-use axum::routing::get;
 use clap::Parser;
 use talea_auth::{Secret, TokenSource};
 use talea_bus::NatsSource;
-use talea_http::{AppState, HttpConfig, MetricsObserver, Role};
+use talea_http::{AppState, HttpConfig, MetricsObserver, Role, service};
 use talea_ledger::{LedgerConfig, LedgerService};
 use talea_store_pg::PgStore;
 use talea_stream::{Hub, LedgerBackfill, StreamConfig};
@@ -77,32 +74,12 @@ struct Config {
 }
 
 fn main() -> ExitCode {
-    let env_loaded = dotenvy::dotenv();
+    if let Err(code) = service::load_dotenv("talea-fanout") {
+        return code;
+    }
     let config = Config::parse();
     talea_telemetry::init_tracing(config.log_format == "json");
-    if let Err(e) = &env_loaded {
-        if !e.not_found() {
-            eprintln!("talea-fanout: cannot read .env: {e}");
-            return ExitCode::FAILURE;
-        }
-    }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("talea-fanout: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(config)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("talea-fanout: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    service::run("talea-fanout", run(config))
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
@@ -155,38 +132,16 @@ async fn run(config: Config) -> anyhow::Result<()> {
     .with_stream(hub.clone());
 
     if let Some(addr) = config.metrics_bind {
-        let listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {addr} for metrics"))?;
         let (m, h, l) = (fanout_metrics.clone(), hub.clone(), ledger.clone());
-        let app = Router::new().route(
-            "/metrics",
-            get(move || {
-                let (m, h, l) = (m.clone(), h.clone(), l.clone());
-                async move {
-                    m.stream
-                        .subscribers
-                        .set(i64::try_from(h.open_streams()).unwrap_or(i64::MAX));
-                    l.refresh_gauges();
-                    (
-                        [(
-                            header::CONTENT_TYPE,
-                            "text/plain; version=0.0.4; charset=utf-8",
-                        )],
-                        format!("{}{}", m.render(), l.metrics().render()),
-                    )
-                }
-            }),
-        );
-        println!(
-            "talea-fanout metrics on http://{}/metrics",
-            listener.local_addr().context("metrics address")?
-        );
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!(error = %e, "metrics listener failed");
-            }
-        });
+        service::serve_metrics("talea-fanout", addr, move || {
+            m.stream
+                .subscribers
+                .set(i64::try_from(h.open_streams()).unwrap_or(i64::MAX));
+            l.refresh_gauges();
+            format!("{}{}", m.render(), l.metrics().render())
+        })
+        .await
+        .with_context(|| format!("cannot listen on {addr} for metrics"))?;
     }
 
     let listener = TcpListener::bind(config.bind)
@@ -199,7 +154,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     );
     axum::serve(listener, talea_http::stream_router(state))
         .with_graceful_shutdown(async move {
-            shutdown_signal().await;
+            service::shutdown_signal().await;
             // Every stream ends with `event: shutdown`; clients resume elsewhere.
             hub.shut_down();
         })
@@ -207,25 +162,4 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .context("server failed")?;
     tracing::info!("talea-fanout stopped");
     Ok(())
-}
-
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
 }

@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use axum::http::header;
 use axum::routing::get;
 use clap::Parser;
 use talea_bus::{Relay, RelayConfig};
+use talea_http::service;
 use talea_store_pg::PgStore;
 use talea_telemetry::RelayMetrics;
 use tokio::net::TcpListener;
@@ -57,32 +57,12 @@ const fn talea_api_prefix() -> &'static str {
 }
 
 fn main() -> ExitCode {
-    let env_loaded = dotenvy::dotenv();
+    if let Err(code) = service::load_dotenv("talea-relay") {
+        return code;
+    }
     let config = Config::parse();
     talea_telemetry::init_tracing(config.log_format == "json");
-    if let Err(e) = &env_loaded {
-        if !e.not_found() {
-            eprintln!("talea-relay: cannot read .env: {e}");
-            return ExitCode::FAILURE;
-        }
-    }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("talea-relay: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(config)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("talea-relay: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    service::run("talea-relay", run(config))
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
@@ -115,34 +95,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .context("LISTEN/NOTIFY check")?;
 
     if let Some(addr) = config.metrics_bind {
-        let listener = TcpListener::bind(addr)
+        let m = metrics.clone();
+        service::serve_metrics("talea-relay", addr, move || m.render())
             .await
             .with_context(|| format!("cannot listen on {addr} for metrics"))?;
-        let m = metrics.clone();
-        let app = Router::new().route(
-            "/metrics",
-            get(move || {
-                let m = m.clone();
-                async move {
-                    (
-                        [(
-                            header::CONTENT_TYPE,
-                            "text/plain; version=0.0.4; charset=utf-8",
-                        )],
-                        m.render(),
-                    )
-                }
-            }),
-        );
-        println!(
-            "talea-relay metrics on http://{}/metrics",
-            listener.local_addr().context("metrics address")?
-        );
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!(error = %e, "metrics listener failed");
-            }
-        });
     }
 
     let (stop, stopped) = watch::channel(false);
@@ -184,32 +140,11 @@ async fn run(config: Config) -> anyhow::Result<()> {
         }
     });
     let relay_task = tokio::spawn(async move { relay.run(stopped).await });
-    shutdown_signal().await;
+    service::shutdown_signal().await;
     tracing::info!("talea-relay stopping");
     stop.send_replace(true);
     // Leadership is released on the way out, so a standby takes over at once.
     let _ = tokio::time::timeout(Duration::from_secs(10), relay_task).await;
     let _ = server.await;
     Ok(())
-}
-
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
 }

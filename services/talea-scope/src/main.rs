@@ -16,6 +16,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::Parser;
 use talea_auth::{POSITIVE_TTL_MAX_S, Secret, TokenSet};
+use talea_http::service;
 use tokio::net::TcpListener;
 
 /// The token-scope service.
@@ -49,23 +50,7 @@ struct Config {
 fn main() -> ExitCode {
     let config = Config::parse();
     talea_telemetry::init_tracing(config.log_format == "json");
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("talea-scope: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(config)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("talea-scope: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    service::run("talea-scope", run(config))
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
@@ -89,18 +74,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
     };
 
     if let Some(addr) = config.metrics_bind {
-        let listener = TcpListener::bind(addr)
+        service::serve_metrics("talea-scope", addr, move || metrics.render())
             .await
             .with_context(|| format!("cannot listen on {addr} for metrics"))?;
-        let addr = listener.local_addr().context("metrics listener address")?;
-        tracing::info!(%addr, "metrics listening");
-        println!("talea-scope metrics on http://{addr}/metrics");
-        let app = app::metrics_router(metrics);
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!(error = %e, "metrics listener failed");
-            }
-        });
     }
 
     let listener = TcpListener::bind(config.bind)
@@ -110,33 +86,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(%addr, tokens = state.tokens.len(), ttl_s = state.ttl_s, "talea-scope listening");
     println!("talea-scope listening on http://{addr}");
     axum::serve(listener, app::router(state))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(service::shutdown_signal())
         .await
         .context("server failed")?;
     tracing::info!("talea-scope stopped");
     Ok(())
-}
-
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
 }

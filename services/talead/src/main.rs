@@ -135,29 +135,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("talead: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(async {
+    talea_http::service::run("talead", async {
         match cli.command {
             Command::Init(args) => init::run(args).await,
             Command::Serve(args) => serve::run(*args).await,
             Command::Bootstrap(args) => bootstrap::run(args).await,
             Command::WaitBootstrap(args) => bootstrap::wait(args).await,
         }
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("talead: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    })
 }

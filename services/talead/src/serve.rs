@@ -6,8 +6,8 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use talea_auth::Secret;
 use talea_auth::{TokenSet, TokenSource};
-use talea_http::MetricsObserver;
 use talea_http::{AppState, HttpConfig, RateLimit};
+use talea_http::{MetricsObserver, service};
 use talea_ledger::{LedgerConfig, LedgerService};
 use talea_stream::{Hub, LedgerBackfill, NoticeSource, StreamConfig};
 use tokio::net::TcpListener;
@@ -74,18 +74,13 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     .with_stream(hub.clone());
 
     if let Some(addr) = args.metrics_bind {
-        let listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {addr} for metrics"))?;
-        let app = talea_http::metrics_router(ledger.clone());
-        let addr = listener.local_addr().context("metrics listener address")?;
-        tracing::info!(%addr, "metrics listening");
-        println!("talead metrics on http://{addr}/metrics");
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!(error = %e, "metrics listener failed");
-            }
-        });
+        let ledger = ledger.clone();
+        service::serve_metrics("talead", addr, move || {
+            ledger.refresh_gauges();
+            ledger.metrics().render()
+        })
+        .await
+        .with_context(|| format!("cannot listen on {addr} for metrics"))?;
     }
 
     let listener = TcpListener::bind(args.bind)
@@ -101,7 +96,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let app = talea_http::router(state).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
-            shutdown_signal().await;
+            service::shutdown_signal().await;
             // Streams end with `event: shutdown`, so the server can drain.
             hub.shut_down();
         })
@@ -138,29 +133,5 @@ fn rate_limit(args: &ServeArgs) -> anyhow::Result<Option<RateLimit>> {
             per_s,
             burst: burst.unwrap_or(per_s),
         })),
-    }
-}
-
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 mod bootstrap;
+mod embedded;
 
 const BIN: &str = env!("CARGO_BIN_EXE_talead");
 
@@ -166,6 +167,8 @@ struct Server {
     child: Child,
     api: String,
     metrics: String,
+    /// What talead printed up to its listening line.
+    printed: Vec<String>,
 }
 
 impl Drop for Server {
@@ -176,8 +179,13 @@ impl Drop for Server {
 }
 
 fn start(dir: &Path) -> Server {
+    start_with(dir, &[])
+}
+
+fn start_with(dir: &Path, envs: &[(&str, &str)]) -> Server {
     let mut child = talead(dir)
         .arg("serve")
+        .envs(envs.iter().copied())
         .env("TALEA_BIND", "127.0.0.1:0")
         .env("TALEA_METRICS_BIND", "127.0.0.1:0")
         .stdout(Stdio::piped())
@@ -187,11 +195,13 @@ fn start(dir: &Path) -> Server {
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
     let (mut api, mut metrics) = (String::new(), String::new());
+    let mut printed = Vec::new();
     while api.is_empty() {
         let line = lines
             .next()
             .expect("talead printed its address")
             .expect("line");
+        printed.push(line.clone());
         if let Some(url) = line.strip_prefix("talead metrics on ") {
             metrics = url.to_owned();
         } else if let Some(rest) = line.strip_prefix("talead listening on ") {
@@ -206,6 +216,7 @@ fn start(dir: &Path) -> Server {
         child,
         api,
         metrics,
+        printed,
     }
 }
 

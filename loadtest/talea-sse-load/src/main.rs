@@ -1,0 +1,416 @@
+//! `talea-sse-load`: holds many SSE subscribers in one process while posting at a fixed rate,
+//! and reports commit-to-receive latency percentiles, gaps and duplicates.
+//!
+//! Subscribers are tasks on one tokio runtime (not a thread each), spread
+//! over `--books` books; each checks that the ids it receives are exactly
+//! 1, 2, 3, … after its start (a gap or a repeat is counted, never hidden)
+//! and measures receive time minus the event's `committed_at` (the
+//! database clock; this machine's clock is the same one). Writes are an
+//! open model: `--rate` posts per second through the SDK, round-robin
+//! over the books, whatever the latency. `--nats-floor` instead measures
+//! raw NATS publish-to-subscriber latency at the same rate and fan-out,
+//! the floor the streaming stack is compared against.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use futures::StreamExt;
+use talea_api::{AssetRequest, LedgerApi, OpenAccountRequest, PostTransactionRequest, PostingDto};
+use talea_client::TaleaClient;
+use tokio::sync::Mutex;
+
+#[derive(Debug, Parser)]
+#[command(name = "talea-sse-load", about)]
+struct Args {
+    /// Where subscribers connect (a fan-out, or a talead).
+    #[arg(long, default_value = "http://127.0.0.1:8092")]
+    stream_url: String,
+    /// Where posts go (a talead).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    write_url: String,
+    /// Bearer token for both.
+    #[arg(long, env = "TALEA_TOKEN")]
+    token: String,
+    /// Books (`sse-0` … `sse-N-1`).
+    #[arg(long, default_value_t = 100)]
+    books: usize,
+    /// Subscribers in all, spread evenly over the books.
+    #[arg(long, default_value_t = 10_000)]
+    subscribers: usize,
+    /// Posts per second, all books together.
+    #[arg(long, default_value_t = 1_000)]
+    rate: u64,
+    /// Seconds of posting.
+    #[arg(long, default_value_t = 30)]
+    seconds: u64,
+    /// New subscriber connections opened per second (a ramp, not a storm).
+    #[arg(long, default_value_t = 2_000)]
+    connect_rate: u64,
+    /// Measure raw NATS publish-to-subscriber latency instead.
+    #[arg(long)]
+    nats_floor: bool,
+    /// NATS server for `--nats-floor`.
+    #[arg(long, default_value = "nats://127.0.0.1:4222")]
+    nats_url: String,
+    /// Write the summary as JSON here too.
+    #[arg(long)]
+    json: Option<String>,
+    /// A process whose resident memory to report (the fan-out's pid).
+    #[arg(long)]
+    rss_pid: Option<u32>,
+}
+
+/// What the subscribers saw, all together.
+#[derive(Debug, Default)]
+struct Tally {
+    latencies_us: Vec<u64>,
+    received: u64,
+    gaps: u64,
+    duplicates: u64,
+    errors: u64,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("runtime")?;
+    runtime.block_on(async move {
+        if args.nats_floor {
+            nats_floor(&args).await
+        } else {
+            sse(&args).await
+        }
+    })
+}
+
+fn book(i: usize) -> String {
+    format!("sse-{i}")
+}
+
+async fn sse(args: &Args) -> anyhow::Result<()> {
+    let writer = TaleaClient::new(&args.write_url, &args.token)?;
+    writer
+        .register_asset(AssetRequest {
+            code: "BTC".into(),
+            scale: 8,
+            name: None,
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("register BTC: {e}"))?;
+    for b in 0..args.books {
+        for (name, kind) in [("hot", "asset"), ("user", "liability")] {
+            writer
+                .open_account(
+                    &book(b),
+                    OpenAccountRequest {
+                        name: name.into(),
+                        kind: kind.into(),
+                        min_balance: None,
+                        metadata: None,
+                    },
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("open account: {e}"))?;
+        }
+    }
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .context("http client")?;
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let connected = Arc::new(AtomicU64::new(0));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut subscribers = Vec::with_capacity(args.subscribers);
+    let pause = Duration::from_micros(1_000_000 / args.connect_rate.max(1));
+    eprintln!(
+        "opening {} subscribers over {} books",
+        args.subscribers, args.books
+    );
+    for s in 0..args.subscribers {
+        let b = s % args.books;
+        let url = format!("{}/v1/books/{}/stream", args.stream_url, book(b));
+        subscribers.push(tokio::spawn(subscriber(
+            http.clone(),
+            url,
+            args.token.clone(),
+            tally.clone(),
+            connected.clone(),
+            stopped.clone(),
+        )));
+        tokio::time::sleep(pause).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while connected.load(Ordering::Relaxed) < args.subscribers as u64 {
+        if Instant::now() > deadline {
+            bail!(
+                "only {} of {} subscribers connected within 60 s",
+                connected.load(Ordering::Relaxed),
+                args.subscribers
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "all subscribers connected; posting {} tx/s for {} s",
+        args.rate, args.seconds
+    );
+
+    // Open model: one post every 1/rate s, each in its own task.
+    let committed: Arc<Mutex<BTreeMap<usize, u64>>> = Arc::new(Mutex::new(BTreeMap::new()));
+    let post_errors = Arc::new(AtomicU64::new(0));
+    let mut ticker = tokio::time::interval(Duration::from_micros(1_000_000 / args.rate.max(1)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let total = args.rate * args.seconds;
+    let mut posts = Vec::with_capacity(total as usize);
+    let started = Instant::now();
+    for i in 0..total {
+        ticker.tick().await;
+        let b = (i as usize) % args.books;
+        let writer = writer.clone();
+        let committed = committed.clone();
+        let errors = post_errors.clone();
+        posts.push(tokio::spawn(async move {
+            let leg = |account: &str, debit: bool| PostingDto {
+                account: account.into(),
+                asset: "BTC".into(),
+                debit: debit.then(|| "0.00000001".into()),
+                credit: (!debit).then(|| "0.00000001".into()),
+            };
+            let request = PostTransactionRequest {
+                idempotency_key: format!("load-{i}"),
+                postings: vec![leg("hot", true), leg("user", false)],
+                occurred_at: None,
+                memo: None,
+                metadata: None,
+            };
+            match writer.post_transaction(&book(b), request).await {
+                Ok(_) => *committed.lock().await.entry(b).or_default() += 1,
+                Err(_) => {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for p in posts {
+        let _ = p.await;
+    }
+    let post_secs = started.elapsed().as_secs_f64();
+    // Let the last events arrive, then have every subscriber report.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.send_replace(true);
+    for s in subscribers {
+        let _ = s.await;
+    }
+    let committed = committed.lock().await.clone();
+    let expected: u64 = (0..args.subscribers)
+        .map(|s| committed.get(&(s % args.books)).copied().unwrap_or(0))
+        .sum();
+    let mut tally = tally.lock().await;
+    tally.latencies_us.sort_unstable();
+    let pct = |q: f64| -> f64 {
+        let l = &tally.latencies_us;
+        if l.is_empty() {
+            return 0.0;
+        }
+        l[((l.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0
+    };
+    let rss_kib = args.rss_pid.and_then(rss_kib);
+    let summary = serde_json::json!({
+        "subscribers": args.subscribers, "books": args.books, "rate": args.rate,
+        "seconds": args.seconds, "posted": committed.values().sum::<u64>(),
+        "post_errors": post_errors.load(Ordering::Relaxed),
+        "achieved_rate": committed.values().sum::<u64>() as f64 / post_secs,
+        "expected_deliveries": expected, "received": tally.received,
+        "missing": expected.saturating_sub(tally.received), "gaps": tally.gaps,
+        "duplicates": tally.duplicates, "subscriber_errors": tally.errors,
+        "latency_ms": {"p50": pct(0.5), "p99": pct(0.99), "p999": pct(0.999), "max": pct(1.0)},
+        "fanout_rss_kib": rss_kib,
+        "fanout_rss_bytes_per_subscriber": rss_kib.map(|k| k * 1024 / args.subscribers.max(1) as u64),
+    });
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&summary)?)?;
+    }
+    Ok(())
+}
+
+/// One subscriber: live from now, checking ids and measuring latency.
+async fn subscriber(
+    http: reqwest::Client,
+    url: String,
+    token: String,
+    tally: Arc<Mutex<Tally>>,
+    connected: Arc<AtomicU64>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    let response = match http.get(&url).bearer_auth(&token).send().await {
+        Ok(r) if r.status().is_success() => r,
+        _ => {
+            tally.lock().await.errors += 1;
+            return;
+        }
+    };
+    connected.fetch_add(1, Ordering::Relaxed);
+    let mut body = response.bytes_stream();
+    let mut buffer = String::new();
+    let mut last: Option<u64> = None;
+    let mut local = Tally::default();
+    let mut flush_at = Instant::now() + Duration::from_secs(1);
+    loop {
+        let chunk = tokio::select! {
+            chunk = body.next() => chunk,
+            _ = stopped.changed() => break,
+        };
+        let Some(chunk) = chunk else {
+            local.errors += 1;
+            break;
+        };
+        let Ok(chunk) = chunk else {
+            local.errors += 1;
+            break;
+        };
+        let now = chrono::Utc::now().timestamp_micros();
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find("\n\n") {
+            let frame: String = buffer.drain(..end + 2).collect();
+            let mut id = None;
+            let mut data = None;
+            for line in frame.lines() {
+                if let Some(v) = line.strip_prefix("id: ") {
+                    id = v.parse::<u64>().ok();
+                } else if let Some(v) = line.strip_prefix("data: ") {
+                    data = Some(v.to_owned());
+                }
+            }
+            let Some(id) = id else { continue };
+            match last {
+                Some(l) if id <= l => local.duplicates += 1,
+                Some(l) if id > l + 1 => local.gaps += id - l - 1,
+                _ => {}
+            }
+            last = Some(last.map_or(id, |l| l.max(id)));
+            local.received += 1;
+            if let Some(committed) = data
+                .and_then(|d| serde_json::from_str::<serde_json::Value>(&d).ok())
+                .and_then(|v| v["committed_at"].as_str().map(str::to_owned))
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
+            {
+                local
+                    .latencies_us
+                    .push(now.saturating_sub(committed.timestamp_micros()).max(0) as u64);
+            }
+        }
+        if Instant::now() >= flush_at {
+            merge(&tally, &mut local).await;
+            flush_at = Instant::now() + Duration::from_secs(1);
+        }
+    }
+    merge(&tally, &mut local).await;
+}
+
+async fn merge(tally: &Mutex<Tally>, local: &mut Tally) {
+    let mut t = tally.lock().await;
+    t.latencies_us.append(&mut local.latencies_us);
+    t.received += std::mem::take(&mut local.received);
+    t.gaps += std::mem::take(&mut local.gaps);
+    t.duplicates += std::mem::take(&mut local.duplicates);
+    t.errors += std::mem::take(&mut local.errors);
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+/// Raw NATS: `rate` messages/s over `books` subjects, `subscribers` core
+/// subscriptions spread over them, latency from publish to receive.
+async fn nats_floor(args: &Args) -> anyhow::Result<()> {
+    let publisher = async_nats::connect(&args.nats_url).await?;
+    let subscriber = async_nats::connect(&args.nats_url).await?;
+    let prefix = format!("floor{}", std::process::id());
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut tasks = Vec::new();
+    for s in 0..args.subscribers {
+        let mut sub = subscriber
+            .subscribe(format!("{prefix}.{}", s % args.books))
+            .await?;
+        let tally = tally.clone();
+        let mut stopped = stopped.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut local = Tally::default();
+            let mut flush_at = Instant::now() + Duration::from_secs(1);
+            loop {
+                let msg = tokio::select! {
+                    msg = sub.next() => msg,
+                    _ = stopped.changed() => break,
+                };
+                let Some(msg) = msg else { break };
+                let now = chrono::Utc::now().timestamp_micros();
+                if let Some(sent) = std::str::from_utf8(&msg.payload)
+                    .ok()
+                    .and_then(|t| t.parse::<i64>().ok())
+                {
+                    local
+                        .latencies_us
+                        .push(now.saturating_sub(sent).max(0) as u64);
+                    local.received += 1;
+                }
+                if Instant::now() >= flush_at {
+                    merge(&tally, &mut local).await;
+                    flush_at = Instant::now() + Duration::from_secs(1);
+                }
+            }
+            merge(&tally, &mut local).await;
+        }));
+    }
+    subscriber.flush().await?;
+    let mut ticker = tokio::time::interval(Duration::from_micros(1_000_000 / args.rate.max(1)));
+    for i in 0..args.rate * args.seconds {
+        ticker.tick().await;
+        let stamp = chrono::Utc::now().timestamp_micros().to_string();
+        publisher
+            .publish(
+                format!("{prefix}.{}", i as usize % args.books),
+                stamp.into(),
+            )
+            .await?;
+    }
+    publisher.flush().await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.send_replace(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    drop(subscriber);
+    let mut tally = tally.lock().await;
+    tally.latencies_us.sort_unstable();
+    let l = &tally.latencies_us;
+    let pct = |q: f64| {
+        if l.is_empty() {
+            0.0
+        } else {
+            l[((l.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0
+        }
+    };
+    let summary = serde_json::json!({
+        "mode": "nats-floor", "subscribers": args.subscribers, "subjects": args.books,
+        "rate": args.rate, "seconds": args.seconds, "received": tally.received,
+        "expected": args.rate * args.seconds * (args.subscribers / args.books.max(1)) as u64,
+        "latency_ms": {"p50": pct(0.5), "p99": pct(0.99), "p999": pct(0.999), "max": pct(1.0)},
+    });
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&summary)?)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,150 @@
+//! The embedded default: `talead serve` with no database, and the SQLite and log stores by URL.
+
+use serde_json::{Value, json};
+
+use crate::{env_value, start, start_with, talead};
+
+async fn post_and_read(api: &str, token: &str) -> reqwest::Response {
+    let client = reqwest::Client::new();
+    for body in [json!({"code": "BTC", "scale": 8})] {
+        let r = client
+            .post(format!("{api}/v1/assets"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .expect("answered");
+        assert!(r.status().is_success(), "{}", r.status());
+    }
+    for (name, kind) in [("hot", "asset"), ("alice", "liability")] {
+        let r = client
+            .post(format!("{api}/v1/books/demo/accounts"))
+            .bearer_auth(token)
+            .json(&json!({"name": name, "kind": kind}))
+            .send()
+            .await
+            .expect("answered");
+        assert!(r.status().is_success(), "{}", r.status());
+    }
+    let r = client
+        .post(format!("{api}/v1/books/demo/transactions"))
+        .bearer_auth(token)
+        .json(&json!({"idempotency_key": "k1", "postings": [
+            {"account": "hot", "asset": "BTC", "debit": "0.5"},
+            {"account": "alice", "asset": "BTC", "credit": "0.5"}]}))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(r.status(), 201);
+    client
+        .get(format!("{api}/v1/books/demo/accounts/alice/balances"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("answered")
+}
+
+#[tokio::test]
+async fn serve_with_nothing_configured_runs_the_embedded_default_and_makes_a_token_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start(dir.path());
+    let said = server.printed.join("\n");
+    assert!(
+        said.contains("generated one and wrote it to .env"),
+        "{said}"
+    );
+    assert!(said.contains("backend sqlite"), "{said}");
+    let token = env_value(dir.path(), "TALEA_API_TOKEN").expect("token written to .env");
+    assert!(dir.path().join("talea-data/talea.db").exists());
+    let r = post_and_read(&server.api, &token).await;
+    assert_eq!(
+        r.headers()
+            .get("x-talea-backend")
+            .and_then(|v| v.to_str().ok()),
+        Some("sqlite")
+    );
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["balances"]["BTC"], "0.5");
+    drop(server);
+
+    // The second start reads the token from .env and says nothing about it;
+    // the data is still there.
+    let server = start(dir.path());
+    assert!(
+        !server.printed.join("\n").contains("generated"),
+        "{:?}",
+        server.printed
+    );
+    assert_eq!(
+        env_value(dir.path(), "TALEA_API_TOKEN").as_deref(),
+        Some(token.as_str())
+    );
+    let r = reqwest::Client::new()
+        .get(format!(
+            "{}/v1/books/demo/accounts/alice/balances",
+            server.api
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("answered");
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["balances"]["BTC"], "0.5");
+}
+
+#[tokio::test]
+async fn the_log_store_is_chosen_by_url_and_locks_its_directory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("log://{}", dir.path().join("log").display());
+    let server = start_with(
+        dir.path(),
+        &[("TALEA_DB_URL", &url), ("TALEA_API_TOKEN", "log-token")],
+    );
+    let r = post_and_read(&server.api, "log-token").await;
+    assert_eq!(
+        r.headers()
+            .get("x-talea-backend")
+            .and_then(|v| v.to_str().ok()),
+        Some("log")
+    );
+    // A second process on the same directory fails at once, saying why.
+    let out = talead(dir.path())
+        .arg("serve")
+        .env("TALEA_DB_URL", &url)
+        .env("TALEA_API_TOKEN", "log-token")
+        .env("TALEA_BIND", "127.0.0.1:0")
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("already open"), "{stderr}");
+    drop(server);
+}
+
+#[tokio::test]
+async fn init_without_a_url_prepares_the_embedded_default_and_bad_urls_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = talead(dir.path()).arg("init").output().expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(dir.path().join("talea-data/talea.db").exists());
+    assert_eq!(
+        env_value(dir.path(), "TALEA_DB_URL").as_deref(),
+        Some("sqlite://talea-data/talea.db")
+    );
+    assert!(env_value(dir.path(), "TALEA_API_TOKEN").is_some());
+
+    let out = talead(dir.path())
+        .arg("serve")
+        .env("TALEA_DB_URL", "mysql://root:hunter2@localhost/db")
+        .env("TALEA_API_TOKEN", "t")
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unsupported scheme `mysql`"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}

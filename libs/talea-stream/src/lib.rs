@@ -28,10 +28,11 @@ mod source;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use talea_api::EventDto;
 
 pub use hub::{BOOK_CHANNEL_EVENTS_MAX, Hub, NoObserver, StreamObserver, TAIL_CHECK_MS};
-pub use session::{End, Recheck, RecheckFuture, Subscription, open};
+pub use session::{End, Recheck, RecheckFuture, Subscription, WRITE_COALESCE_BYTES_MAX, open};
 pub use source::{Backfill, LedgerBackfill, LiveSource, NoticeSource};
 
 /// Default `TALEA_SSE_HEARTBEAT_S`.
@@ -69,8 +70,8 @@ impl Default for StreamConfig {
     }
 }
 
-/// One committed event, ready to send: its JSON is serialized once and
-/// shared by every subscriber.
+/// One committed event, ready to send: its SSE frame is built once and
+/// shared (reference-counted, never copied) by every subscriber.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LiveEvent {
     /// The event's seq in its book.
@@ -81,11 +82,28 @@ pub struct LiveEvent {
     pub committed_at: String,
     /// The accounts the event touches (for `accounts=` filters).
     pub accounts: BTreeSet<String>,
-    /// The event's `data` (the REST resource), serialized.
-    pub data_json: String,
+    frame: Bytes,
 }
 
 impl LiveEvent {
+    /// An event whose `data` serializes to `data_json`.
+    pub fn new(
+        seq: u64,
+        kind: String,
+        committed_at: String,
+        accounts: BTreeSet<String>,
+        data_json: &str,
+    ) -> Arc<LiveEvent> {
+        let frame = Bytes::from(format!("id: {seq}\nevent: {kind}\ndata: {data_json}\n\n"));
+        Arc::new(LiveEvent {
+            seq,
+            kind,
+            committed_at,
+            accounts,
+            frame,
+        })
+    }
+
     /// Builds the shared form of a wire event.
     pub fn from_dto(dto: &EventDto) -> Arc<LiveEvent> {
         let mut accounts = BTreeSet::new();
@@ -98,21 +116,18 @@ impl LiveEvent {
         } else if let Some(name) = dto.data.get("name").and_then(|n| n.as_str()) {
             accounts.insert(name.to_owned());
         }
-        Arc::new(LiveEvent {
-            seq: dto.seq,
-            kind: dto.kind.clone(),
-            committed_at: dto.committed_at.clone(),
+        LiveEvent::new(
+            dto.seq,
+            dto.kind.clone(),
+            dto.committed_at.clone(),
             accounts,
-            data_json: dto.data.to_string(),
-        })
+            &dto.data.to_string(),
+        )
     }
 
-    /// The SSE frame of this event.
-    pub fn frame(&self) -> String {
-        format!(
-            "id: {}\nevent: {}\ndata: {}\n\n",
-            self.seq, self.kind, self.data_json
-        )
+    /// The SSE frame of this event (a cheap, shared handle).
+    pub fn frame(&self) -> Bytes {
+        self.frame.clone()
     }
 }
 

@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::{Bytes, BytesMut};
 use futures::Stream;
 use serde_json::json;
 use talea_api::ApiError;
@@ -74,7 +75,7 @@ pub async fn open(
     subscription: Subscription,
     recheck: Option<Recheck>,
     permit: OwnedSemaphorePermit,
-) -> Result<impl Stream<Item = Result<String, Infallible>> + Send + 'static, ApiError> {
+) -> Result<impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static, ApiError> {
     // Listen before reading the log, so nothing falls between the two.
     let live = hub.live(&subscription.book);
     let position = match subscription.after_seq {
@@ -117,6 +118,9 @@ fn hub_stats(hub: &Hub, end: End) {
     hub.observer().ended(end);
 }
 
+/// Most bytes of queued frames written to a subscriber as one chunk.
+pub const WRITE_COALESCE_BYTES_MAX: usize = 64 * 1024;
+
 /// How long a gap repair waits for the log to hold the missing events
 /// (a read replica may trail the primary the live feed came from).
 const GAP_REPAIR_WAIT_MS: u64 = 5_000;
@@ -124,42 +128,62 @@ const GAP_REPAIR_WAIT_MS: u64 = 5_000;
 /// The response side: drains the session's frames, adds heartbeats, and
 /// ends with the session's closing frame.
 struct Body {
-    frames: mpsc::Receiver<String>,
+    frames: mpsc::Receiver<Bytes>,
     closing: Option<oneshot::Receiver<Option<String>>>,
     started: bool,
     heartbeat: tokio::time::Interval,
 }
 
 impl Body {
-    async fn next(&mut self) -> Option<String> {
+    async fn next(&mut self) -> Option<Bytes> {
         if !self.started {
             self.started = true;
-            return Some(crate::retry_frame());
+            return Some(Bytes::from(crate::retry_frame()));
         }
         let closing = self.closing.as_mut()?;
         tokio::select! {
             frame = self.frames.recv() => match frame {
                 Some(frame) => {
                     self.heartbeat.reset();
-                    Some(frame)
+                    Some(self.coalesce(frame))
                 }
                 None => {
                     // Every event the session queued has been sent; the
                     // closing frame (if any) goes last.
                     let closing = closing.await.ok().flatten();
                     self.closing = None;
-                    closing
+                    closing.map(Bytes::from)
                 }
             },
-            _ = self.heartbeat.tick() => Some(crate::heartbeat_frame()),
+            _ = self.heartbeat.tick() => Some(Bytes::from(crate::heartbeat_frame())),
         }
+    }
+
+    /// `first` plus whatever else is queued already, up to
+    /// [`WRITE_COALESCE_BYTES_MAX`], as one chunk: one write for a burst
+    /// instead of one per event, which is what keeps a busy fan-out's
+    /// system calls in check. A lone frame goes out as is, uncopied.
+    fn coalesce(&mut self, first: Bytes) -> Bytes {
+        let Ok(second) = self.frames.try_recv() else {
+            return first;
+        };
+        let mut chunk = BytesMut::with_capacity(first.len() + second.len());
+        chunk.extend_from_slice(&first);
+        chunk.extend_from_slice(&second);
+        while chunk.len() < WRITE_COALESCE_BYTES_MAX {
+            match self.frames.try_recv() {
+                Ok(frame) => chunk.extend_from_slice(&frame),
+                Err(_) => break,
+            }
+        }
+        chunk.freeze()
     }
 }
 
 struct Session {
     hub: Hub,
     subscription: Subscription,
-    frames: mpsc::Sender<String>,
+    frames: mpsc::Sender<Bytes>,
 }
 
 /// A session step that must stop the session.

@@ -21,7 +21,7 @@ use talea_stream::{
 use talea_testkit::TestDb;
 use tokio::sync::broadcast;
 
-type Frames = Pin<Box<dyn Stream<Item = Result<String, Infallible>> + Send>>;
+type Frames = Pin<Box<dyn Stream<Item = Result<bytes::Bytes, Infallible>> + Send>>;
 
 /// One parsed SSE frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,7 +66,12 @@ pub async fn read_until(
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while !until(&seen) {
         match tokio::time::timeout_at(deadline, frames.next()).await {
-            Ok(Some(Ok(text))) => seen.push(parse(&text)),
+            // A chunk may hold several frames (bursts are written at once).
+            Ok(Some(Ok(chunk))) => seen.extend(
+                String::from_utf8_lossy(&chunk)
+                    .split_inclusive("\n\n")
+                    .map(parse),
+            ),
             Ok(Some(Err(never))) => match never {},
             Ok(None) => break,
             Err(_) => panic!("timed out; frames so far: {seen:?}"),

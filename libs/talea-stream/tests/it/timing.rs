@@ -26,13 +26,13 @@ impl MemoryLog {
     fn append(&self) -> Arc<LiveEvent> {
         let mut events = self.events.lock().expect("lock");
         let seq = events.len() as u64 + 1;
-        let event = Arc::new(LiveEvent {
+        let event = LiveEvent::new(
             seq,
-            kind: "transaction".to_owned(),
-            committed_at: "2026-11-22T10:00:00.000000Z".to_owned(),
-            accounts: Default::default(),
-            data_json: format!("{{\"seq\":{seq}}}"),
-        });
+            "transaction".to_owned(),
+            "2026-11-22T10:00:00.000000Z".to_owned(),
+            Default::default(),
+            &format!("{{\"seq\":{seq}}}"),
+        );
         events.push(event.clone());
         event
     }
@@ -76,10 +76,10 @@ impl LiveSource for Manual {
 
 async fn next_frame<S>(frames: &mut S) -> crate::Frame
 where
-    S: futures::Stream<Item = Result<String, std::convert::Infallible>> + Unpin,
+    S: futures::Stream<Item = Result<bytes::Bytes, std::convert::Infallible>> + Unpin,
 {
     match frames.next().await {
-        Some(Ok(text)) => parse(&text),
+        Some(Ok(chunk)) => parse(&String::from_utf8_lossy(&chunk)),
         Some(Err(never)) => match never {},
         None => panic!("stream ended"),
     }
@@ -174,8 +174,8 @@ async fn the_recheck_runs_at_its_interval() {
         .expect("open"),
     );
     let mut last = None;
-    while let Some(Ok(text)) = frames.next().await {
-        last = Some(parse(&text));
+    while let Some(Ok(chunk)) = frames.next().await {
+        last = Some(parse(&String::from_utf8_lossy(&chunk)));
     }
     assert_eq!(
         last.and_then(|f| f.event).as_deref(),

@@ -7,11 +7,13 @@
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
-use talea_core::{
-    AccountKind, AccountName, Amount, AssetCode, BookName, Decimal, IdempotencyKey, Scale,
-    Timestamp,
-};
+use talea_core::{Amount, Decimal, Scale, Timestamp};
 use talea_store::StoreError;
+
+pub(crate) use talea_store::stored::{
+    account_kind, account_name, amount, amount_text, asset_code, book, idempotency_key, seq,
+    seq_param,
+};
 
 use crate::error::{corrupt, store_error};
 
@@ -23,39 +25,14 @@ where
     row.try_get(column).map_err(store_error)
 }
 
-/// Parses an i128 held as `numeric(39,0)` and read as text.
-pub(crate) fn amount(text: &str) -> Result<Amount, StoreError> {
-    text.parse::<i128>().map(Amount::from_minor).map_err(|_| {
-        corrupt(format!(
-            "amount {text:?} is not an integer of minor units within 128 bits"
-        ))
-    })
-}
-
 /// Reads an amount column that the query cast to text.
 pub(crate) fn get_amount(row: &PgRow, column: &str) -> Result<Amount, StoreError> {
     amount(&get::<String>(row, column)?)
 }
 
-/// The text form in which amounts are bound (`$n::text[]::numeric[]`).
-pub(crate) fn amount_text(minor: i128) -> String {
-    minor.to_string()
-}
-
-/// A seq read from a `bigint` column.
-pub(crate) fn seq(value: i64) -> Result<u64, StoreError> {
-    u64::try_from(value).map_err(|_| corrupt(format!("negative seq {value}")))
-}
-
 /// Reads a seq column.
 pub(crate) fn get_seq(row: &PgRow, column: &str) -> Result<u64, StoreError> {
     seq(get::<i64>(row, column)?)
-}
-
-/// A seq to bind as a `bigint`. Seqs above `i64::MAX` cannot exist in the
-/// database, so saturating keeps "after this seq" meaning exactly that.
-pub(crate) fn seq_param(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
 }
 
 /// A seq that this store assigns, checked against the column type.
@@ -88,31 +65,6 @@ pub(crate) fn as_of_bound(value: Timestamp) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(micros).unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
-/// Parses a stored book name.
-pub(crate) fn book(text: &str) -> Result<BookName, StoreError> {
-    BookName::parse(text).map_err(|e| corrupt(format!("book name {text:?}: {e}")))
-}
-
-/// Parses a stored account name.
-pub(crate) fn account_name(text: &str) -> Result<AccountName, StoreError> {
-    AccountName::parse(text).map_err(|e| corrupt(format!("account name {text:?}: {e}")))
-}
-
-/// Parses a stored asset code.
-pub(crate) fn asset_code(text: &str) -> Result<AssetCode, StoreError> {
-    AssetCode::parse(text).map_err(|e| corrupt(format!("asset code {text:?}: {e}")))
-}
-
-/// Parses a stored idempotency key.
-pub(crate) fn idempotency_key(text: &str) -> Result<IdempotencyKey, StoreError> {
-    IdempotencyKey::parse(text).map_err(|e| corrupt(format!("idempotency key {text:?}: {e}")))
-}
-
-/// Parses a stored account kind.
-pub(crate) fn account_kind(text: &str) -> Result<AccountKind, StoreError> {
-    AccountKind::parse(text).ok_or_else(|| corrupt(format!("account kind {text:?}")))
-}
-
 /// Parses a stored asset scale.
 pub(crate) fn scale(value: i16) -> Result<Scale, StoreError> {
     Scale::new(i64::from(value)).ok_or_else(|| corrupt(format!("asset scale {value}")))
@@ -123,26 +75,14 @@ pub(crate) fn min_balance(
     mantissa: Option<String>,
     scale: Option<i16>,
 ) -> Result<Option<Decimal>, StoreError> {
-    match (mantissa, scale) {
-        (None, None) => Ok(None),
-        (Some(mantissa), Some(scale)) => {
-            let m = amount(&mantissa)?.minor();
-            u8::try_from(scale)
-                .ok()
-                .and_then(|s| Decimal::from_parts(m, s))
-                .map(Some)
-                .ok_or_else(|| corrupt(format!("min_balance scale {scale}")))
-        }
-        _ => Err(corrupt("min_balance has only one of its two parts")),
-    }
+    talea_store::stored::min_balance(mantissa, scale.map(i64::from))
 }
 
-/// The stored parts of a `min_balance`: mantissa as text and scale.
+/// The stored parts of a `min_balance`: mantissa as text and `smallint` scale.
 pub(crate) fn min_balance_parts(value: Option<Decimal>) -> (Option<String>, Option<i16>) {
-    match value {
-        Some(d) => (Some(amount_text(d.mantissa())), Some(i16::from(d.scale()))),
-        None => (None, None),
-    }
+    let (mantissa, scale) = talea_store::stored::min_balance_parts(value);
+    // Scales are 0..=30, so they always fit a smallint.
+    (mantissa, scale.and_then(|s| i16::try_from(s).ok()))
 }
 
 /// A statement planned afresh on every execution (an unnamed prepared

@@ -8,11 +8,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
-use talea_core::{
-    AccountKind, AccountName, Amount, AssetCode, BookName, Decimal, IdempotencyKey, Scale,
-    Timestamp,
-};
+use talea_core::{Amount, Scale, Timestamp};
 use talea_store::StoreError;
+
+pub(crate) use talea_store::stored::{
+    account_kind, account_name, amount, amount_text, asset_code, book, idempotency_key,
+    min_balance, min_balance_parts, seq, seq_param,
+};
 
 use crate::error::{corrupt, store_error};
 
@@ -24,40 +26,14 @@ where
     row.try_get(column).map_err(store_error)
 }
 
-/// Parses an i128 stored as decimal text.
-pub(crate) fn amount(text: &str) -> Result<Amount, StoreError> {
-    text.parse::<i128>().map(Amount::from_minor).map_err(|_| {
-        corrupt(format!(
-            "amount {text:?} is not an integer of minor units within 128 bits"
-        ))
-    })
-}
-
 /// Reads an amount column (decimal text).
 pub(crate) fn get_amount(row: &SqliteRow, column: &str) -> Result<Amount, StoreError> {
     amount(&get::<String>(row, column)?)
 }
 
-/// The canonical text an amount is stored as (what `i128::to_string` gives:
-/// no leading zeros, a '-' only below zero), which the schema's GLOB checks expect.
-pub(crate) fn amount_text(minor: i128) -> String {
-    minor.to_string()
-}
-
-/// A seq read from an INTEGER column.
-pub(crate) fn seq(value: i64) -> Result<u64, StoreError> {
-    u64::try_from(value).map_err(|_| corrupt(format!("negative seq {value}")))
-}
-
 /// Reads a seq column.
 pub(crate) fn get_seq(row: &SqliteRow, column: &str) -> Result<u64, StoreError> {
     seq(get::<i64>(row, column)?)
-}
-
-/// A seq to bind. Seqs above `i64::MAX` cannot exist in the file, so
-/// saturating keeps "after this seq" meaning exactly that.
-pub(crate) fn seq_param(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
 }
 
 /// A seq that this store assigns, checked against the column type.
@@ -81,61 +57,9 @@ pub(crate) fn now() -> Timestamp {
     Timestamp::from_micros(micros)
 }
 
-/// Parses a stored book name.
-pub(crate) fn book(text: &str) -> Result<BookName, StoreError> {
-    BookName::parse(text).map_err(|e| corrupt(format!("book name {text:?}: {e}")))
-}
-
-/// Parses a stored account name.
-pub(crate) fn account_name(text: &str) -> Result<AccountName, StoreError> {
-    AccountName::parse(text).map_err(|e| corrupt(format!("account name {text:?}: {e}")))
-}
-
-/// Parses a stored asset code.
-pub(crate) fn asset_code(text: &str) -> Result<AssetCode, StoreError> {
-    AssetCode::parse(text).map_err(|e| corrupt(format!("asset code {text:?}: {e}")))
-}
-
-/// Parses a stored idempotency key.
-pub(crate) fn idempotency_key(text: &str) -> Result<IdempotencyKey, StoreError> {
-    IdempotencyKey::parse(text).map_err(|e| corrupt(format!("idempotency key {text:?}: {e}")))
-}
-
-/// Parses a stored account kind.
-pub(crate) fn account_kind(text: &str) -> Result<AccountKind, StoreError> {
-    AccountKind::parse(text).ok_or_else(|| corrupt(format!("account kind {text:?}")))
-}
-
 /// Parses a stored asset scale.
 pub(crate) fn scale(value: i64) -> Result<Scale, StoreError> {
     Scale::new(value).ok_or_else(|| corrupt(format!("asset scale {value}")))
-}
-
-/// Rebuilds a `min_balance` from its stored parts (both null: unbounded).
-pub(crate) fn min_balance(
-    mantissa: Option<String>,
-    scale: Option<i64>,
-) -> Result<Option<Decimal>, StoreError> {
-    match (mantissa, scale) {
-        (None, None) => Ok(None),
-        (Some(mantissa), Some(scale)) => {
-            let m = amount(&mantissa)?.minor();
-            u8::try_from(scale)
-                .ok()
-                .and_then(|s| Decimal::from_parts(m, s))
-                .map(Some)
-                .ok_or_else(|| corrupt(format!("min_balance scale {scale}")))
-        }
-        _ => Err(corrupt("min_balance has only one of its two parts")),
-    }
-}
-
-/// The stored parts of a `min_balance`: mantissa as text and scale.
-pub(crate) fn min_balance_parts(value: Option<Decimal>) -> (Option<String>, Option<i64>) {
-    match value {
-        Some(d) => (Some(amount_text(d.mantissa())), Some(i64::from(d.scale()))),
-        None => (None, None),
-    }
 }
 
 /// A JSON array of the given strings, bound as one parameter and unpacked
@@ -172,7 +96,7 @@ mod tests {
 
     #[test]
     fn min_balance_parts_round_trip() {
-        let d = Decimal::parse("-10.25").ok();
+        let d = talea_core::Decimal::parse("-10.25").ok();
         let (m, s) = min_balance_parts(d);
         assert_eq!(min_balance(m, s).ok(), Some(d));
         assert_eq!(min_balance(None, None).ok(), Some(None));

@@ -14,6 +14,7 @@ use talea_core::{
 pub mod conformance;
 pub mod feed;
 pub mod plan;
+pub mod stored;
 
 pub use feed::{EventStream, Notice, NoticeBus, subscribe};
 

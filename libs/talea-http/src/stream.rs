@@ -47,9 +47,9 @@ pub struct MetricsObserver(pub StreamMetrics);
 impl StreamObserver for MetricsObserver {
     fn delivered(&self, event: &LiveEvent) {
         self.0.delivered_total.inc();
-        if let Some(committed) = talea_api::parse_timestamp(&event.committed_at) {
+        if let Some(committed) = event.committed_micros {
             let now = chrono::Utc::now().timestamp_micros();
-            let micros = now.saturating_sub(committed.micros()).max(0);
+            let micros = now.saturating_sub(committed).max(0);
             self.0
                 .delivery_latency_seconds
                 .observe(micros as f64 / 1_000_000.0);

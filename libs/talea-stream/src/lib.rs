@@ -82,6 +82,10 @@ pub struct LiveEvent {
     pub committed_at: String,
     /// The accounts the event touches (for `accounts=` filters).
     pub accounts: BTreeSet<String>,
+    /// `committed_at` in microseconds since the epoch, parsed once (for
+    /// the delivery-latency metric, which would otherwise parse it per
+    /// delivery).
+    pub committed_micros: Option<i64>,
     frame: Bytes,
 }
 
@@ -95,11 +99,13 @@ impl LiveEvent {
         data_json: &str,
     ) -> Arc<LiveEvent> {
         let frame = Bytes::from(format!("id: {seq}\nevent: {kind}\ndata: {data_json}\n\n"));
+        let committed_micros = talea_api::parse_timestamp(&committed_at).map(|t| t.micros());
         Arc::new(LiveEvent {
             seq,
             kind,
             committed_at,
             accounts,
+            committed_micros,
             frame,
         })
     }

@@ -60,6 +60,14 @@ async fn a_commit_through_one_instance_reaches_subscribers_of_another() {
     assert_eq!(live, (last - 9..=last).collect::<Vec<_>>());
     let all = ids_until(resumed, last).await;
     assert_eq!(all, (2..=last).collect::<Vec<_>>());
+    // Both streams' deliveries are counted, each with its commit-to-queue latency.
+    let delivered = b.metrics.stream.delivered_total.get();
+    assert!(delivered >= 10 + (last - 1), "{delivered}");
+    assert_eq!(
+        b.metrics.stream.delivery_latency_seconds.get_sample_count(),
+        delivered,
+        "every delivery is timed from its event's commit time"
+    );
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 mod bootstrap;
 mod embedded;
+mod scope;
 
 const BIN: &str = env!("CARGO_BIN_EXE_talead");
 

@@ -1,6 +1,6 @@
 //! Start-up refusals and the introspection contract, over a real socket.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -265,7 +265,7 @@ async fn introspection_answers_the_contract() {
     for secret in ["pay-secret-1", "audit-secret-2", ROOT, SERVICE_TOKEN] {
         assert!(!text.contains(secret));
     }
-    promtool_check(&text);
+    talea_testkit::promtool_check(&text);
 
     // SIGTERM: a graceful stop with exit code 0.
     let status = Command::new("kill")
@@ -282,28 +282,4 @@ async fn introspection_answers_the_contract() {
         assert!(Instant::now() < deadline, "talea-scope did not stop");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-fn promtool_check(text: &str) {
-    use std::io::Write;
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool is installed (Debian package `prometheus`; scripts/test installs it)");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("writes");
-    let out = child.wait_with_output().expect("promtool ran");
-    assert!(
-        out.status.success(),
-        "promtool check metrics failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }

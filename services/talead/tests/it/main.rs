@@ -282,7 +282,7 @@ async fn serve_answers_exports_valid_metrics_and_stops_on_sigterm() {
         assert!(text.contains(name), "{name} missing from\n{text}");
     }
     assert!(!text.contains(&token), "tokens never appear in metrics");
-    promtool_check(&text);
+    talea_testkit::promtool_check(&text);
 
     // SIGTERM: a graceful stop with exit code 0.
     let pid = server.child.id().to_string();
@@ -300,28 +300,4 @@ async fn serve_answers_exports_valid_metrics_and_stops_on_sigterm() {
         assert!(std::time::Instant::now() < deadline, "talead did not stop");
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-fn promtool_check(text: &str) {
-    use std::io::Write;
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool is installed (Debian package `prometheus`; scripts/test installs it)");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("writes");
-    let out = child.wait_with_output().expect("promtool ran");
-    assert!(
-        out.status.success(),
-        "promtool check metrics failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }

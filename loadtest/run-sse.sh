@@ -89,9 +89,11 @@ clean_env=(env -u TALEA_DB_URL -u TALEA_API_TOKEN -u TALEA_TOKENS_FILE -u TALEA_
 (cd "$work" && exec "${clean_env[@]}" TALEA_DB_URL="$db_url" TALEA_API_TOKEN="$token" TALEA_BIND="$talead_bind" \
     TALEA_DB_POOL=20 "$bin/talead" serve) >"$work/talead.log" 2>&1 &
 pids+=($!)
+talead_pid=$!
 (cd "$work" && exec "${clean_env[@]}" TALEA_DB_URL="$db_url" TALEA_NATS_URL="$nats_url" TALEA_BIND="$relay_bind" \
     TALEA_NATS_SUBJECT_PREFIX="$prefix" "$bin/talea-relay") >"$work/relay.log" 2>&1 &
 pids+=($!)
+relay_pid=$!
 (cd "$work" && exec "${clean_env[@]}" TALEA_DB_URL="$db_url" TALEA_NATS_URL="$nats_url" TALEA_BIND="$fanout_bind" \
     TALEA_NATS_SUBJECT_PREFIX="$prefix" TALEA_API_TOKEN="$token" TALEA_SSE_MAX_CONNECTIONS=$((SUBSCRIBERS + 100)) \
     "$bin/talea-fanout") >"$work/fanout.log" 2>&1 &
@@ -110,7 +112,8 @@ mkdir -p "$RESULTS_DIR"
 say "SSE: $SUBSCRIBERS subscribers, $BOOKS books, $RATE tx/s for ${SECONDS_}s"
 "$bin/talea-sse-load" --stream-url "http://$fanout_bind" --write-url "http://$talead_bind" \
     --token "$token" --books "$BOOKS" --subscribers "$SUBSCRIBERS" --rate "$RATE" --seconds "$SECONDS_" \
-    --rss-pid "$fanout_pid" --json "$RESULTS_DIR/sse-$stamp.json" || {
+    --rss-pid "$fanout_pid" --cpu-pid "talead=$talead_pid" --cpu-pid "talea-relay=$relay_pid" \
+    --cpu-pid "talea-fanout=$fanout_pid" --pg-database "$db" --json "$RESULTS_DIR/sse-$stamp.json" || {
     tail -n 30 "$work"/*.log >&2
     die "the SSE load failed"
 }

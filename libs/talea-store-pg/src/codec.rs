@@ -85,20 +85,29 @@ pub(crate) fn min_balance_parts(value: Option<Decimal>) -> (Option<String>, Opti
     (mantissa, scale.and_then(|s| i16::try_from(s).ok()))
 }
 
-/// A statement planned afresh on every execution (an unnamed prepared
-/// statement), for every query of this store.
+/// What every connection of a store's pool runs first.
 ///
-/// A named statement gets a generic plan after five executions, chosen with
-/// the statistics of that moment and kept for the connection's life. On a
-/// young database the tables are tiny, the generic plan is a scan of the
-/// book, and it stays one as the book grows to millions of rows: the batch's
-/// idempotency-key lookup was measured at 15 ms per batch after 30 s of load
-/// that way. Planning each time costs tens of microseconds and always picks
-/// the index the table size calls for.
+/// Statements are prepared once per connection (named, cached by sqlx: one
+/// round trip per execution, no parse), but **planned on every execution**
+/// with its parameters (`force_custom_plan`). A generic plan is chosen after
+/// five executions with the statistics of that moment and kept for the
+/// connection's life: on a young database the tables are tiny, the generic
+/// plan is a scan of the book, and it stays one as the book grows to millions
+/// of rows (the batch's idempotency-key lookup was measured at 15 ms per
+/// batch after 30 s of load that way). Planning each time costs tens of
+/// microseconds and always picks the index the table size calls for.
+///
+/// Behind PgBouncer in transaction mode a session setting may land on
+/// another server connection: `talead bootstrap` also sets it on the
+/// application role (docs/operations.md).
+pub(crate) const SESSION_SETUP: &str = "SET plan_cache_mode = force_custom_plan";
+
+/// A statement of this store: prepared once per connection, planned per
+/// execution (see [`SESSION_SETUP`]).
 pub(crate) fn query(
     sql: &str,
 ) -> sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments> {
-    sqlx::query(sql).persistent(false)
+    sqlx::query(sql)
 }
 
 /// [`query`] for a single-column result.
@@ -108,7 +117,7 @@ pub(crate) fn query_scalar<'q, O>(
 where
     (O,): for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
 {
-    sqlx::query_scalar(sql).persistent(false)
+    sqlx::query_scalar(sql)
 }
 
 #[cfg(test)]

@@ -81,6 +81,13 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(pool_max.max(1))
             .acquire_timeout(Duration::from_millis(ACQUIRE_TIMEOUT_MS))
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::Executor::execute(&mut *conn, codec::SESSION_SETUP)
+                        .await
+                        .map(drop)
+                })
+            })
             .connect_with(options)
             .await
             .map_err(|e| match classify(&e) {
@@ -204,7 +211,6 @@ impl PgStore {
         }
         let rows: Vec<(String, i16)> =
             sqlx::query_as("SELECT code, scale FROM assets WHERE code = ANY($1)")
-                .persistent(false)
                 .bind(&missing)
                 .fetch_all(&mut *conn)
                 .await

@@ -116,18 +116,29 @@ impl PgStore {
         Ok(seq.and_then(|s| u64::try_from(s).ok()).unwrap_or(0))
     }
 
-    /// Records that `book` is published up to `seq`; never moves backwards.
-    pub async fn record_published(&self, book: &BookName, seq: u64) -> Result<(), StoreError> {
-        let seq = i64::try_from(seq)
-            .map_err(|_| StoreError::Other(format!("seq {seq} does not fit bigint")))?;
+    /// Records several books' published positions (each book once) in one
+    /// statement; never moves one backwards.
+    pub async fn record_published(&self, positions: &[(BookName, u64)]) -> Result<(), StoreError> {
+        if positions.is_empty() {
+            return Ok(());
+        }
+        let books: Vec<&str> = positions.iter().map(|(b, _)| b.as_str()).collect();
+        let seqs = positions
+            .iter()
+            .map(|(_, seq)| {
+                i64::try_from(*seq)
+                    .map_err(|_| StoreError::Other(format!("seq {seq} does not fit bigint")))
+            })
+            .collect::<Result<Vec<i64>, _>>()?;
         crate::codec::query(
-            "INSERT INTO relay_positions (book, published_seq) VALUES ($1, $2)
+            "INSERT INTO relay_positions (book, published_seq)
+             SELECT * FROM unnest($1::text[], $2::bigint[])
              ON CONFLICT ON CONSTRAINT relay_positions_pkey DO UPDATE
                SET published_seq = GREATEST(relay_positions.published_seq, EXCLUDED.published_seq),
                    updated_at = now()",
         )
-        .bind(book.as_str())
-        .bind(seq)
+        .bind(&books)
+        .bind(&seqs)
         .execute(self.pool())
         .await
         .map_err(store_error)?;
@@ -179,6 +190,21 @@ impl CommitListener {
                 return Ok(CommitListener { listener });
             }
         }
+    }
+
+    /// The notices already received and buffered, without waiting: a busy
+    /// relay handles them together (a book notified twice is read once).
+    pub fn drain_buffered(&mut self) -> Vec<Notice> {
+        let mut notices = Vec::new();
+        while let Some(received) = self.listener.next_buffered() {
+            if received.channel() != NOTIFY_CHANNEL {
+                continue;
+            }
+            if let Some(notice) = parse_payload(received.payload()) {
+                notices.push(notice);
+            }
+        }
+        notices
     }
 
     /// The next commit notice, or `None` when `wait` passes without one.

@@ -102,11 +102,14 @@ pub async fn open(
         drop(permit);
     });
     let heartbeat = Duration::from_secs(config.heartbeat_s.max(1));
+    let now = tokio::time::Instant::now();
     let body = Body {
         frames: rx,
         closing: Some(closing_rx),
         started: false,
-        heartbeat: tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat),
+        heartbeat,
+        last_write: now,
+        heartbeat_due: Box::pin(tokio::time::sleep_until(now + heartbeat)),
     };
     Ok(futures::stream::unfold(body, |mut body| async move {
         let frame = body.next().await?;
@@ -127,11 +130,18 @@ const GAP_REPAIR_WAIT_MS: u64 = 5_000;
 
 /// The response side: drains the session's frames, adds heartbeats, and
 /// ends with the session's closing frame.
+///
+/// The heartbeat timer is not reset on every frame (a timer reset takes the
+/// runtime's timer lock, and a busy fan-out writes 100k frames a second):
+/// each frame only records when it went out, and when the timer fires it
+/// either sends the heartbeat or moves itself to a period after that write.
 struct Body {
     frames: mpsc::Receiver<Bytes>,
     closing: Option<oneshot::Receiver<Option<String>>>,
     started: bool,
-    heartbeat: tokio::time::Interval,
+    heartbeat: Duration,
+    last_write: tokio::time::Instant,
+    heartbeat_due: Pin<Box<tokio::time::Sleep>>,
 }
 
 impl Body {
@@ -140,22 +150,35 @@ impl Body {
             self.started = true;
             return Some(Bytes::from(crate::retry_frame()));
         }
-        let closing = self.closing.as_mut()?;
-        tokio::select! {
-            frame = self.frames.recv() => match frame {
-                Some(frame) => {
-                    self.heartbeat.reset();
-                    Some(self.coalesce(frame))
+        loop {
+            let closing = self.closing.as_mut()?;
+            tokio::select! {
+                frame = self.frames.recv() => return match frame {
+                    Some(frame) => {
+                        self.last_write = tokio::time::Instant::now();
+                        Some(self.coalesce(frame))
+                    }
+                    None => {
+                        // Every event the session queued has been sent; the
+                        // closing frame (if any) goes last.
+                        let closing = closing.await.ok().flatten();
+                        self.closing = None;
+                        closing.map(Bytes::from)
+                    }
+                },
+                () = self.heartbeat_due.as_mut() => {
+                    let now = tokio::time::Instant::now();
+                    let quiet_until = self.last_write + self.heartbeat;
+                    if quiet_until > now {
+                        // Something went out since: due a period after it.
+                        self.heartbeat_due.as_mut().reset(quiet_until);
+                        continue;
+                    }
+                    self.last_write = now;
+                    self.heartbeat_due.as_mut().reset(now + self.heartbeat);
+                    return Some(Bytes::from(crate::heartbeat_frame()));
                 }
-                None => {
-                    // Every event the session queued has been sent; the
-                    // closing frame (if any) goes last.
-                    let closing = closing.await.ok().flatten();
-                    self.closing = None;
-                    closing.map(Bytes::from)
-                }
-            },
-            _ = self.heartbeat.tick() => Some(Bytes::from(crate::heartbeat_frame())),
+            }
         }
     }
 

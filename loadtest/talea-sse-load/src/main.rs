@@ -62,6 +62,20 @@ struct Args {
     /// A process whose resident memory to report (the fan-out's pid).
     #[arg(long)]
     rss_pid: Option<u32>,
+    /// `name=pid` of a process whose CPU time during the posting phase to
+    /// report (repeatable); this tool's own, the machine's, Postgres's and
+    /// `nats-server`'s are always reported.
+    #[arg(long = "cpu-pid", value_parser = parse_named_pid)]
+    cpu_pids: Vec<(String, u32)>,
+    /// The database whose Postgres backends' CPU time to report.
+    #[arg(long)]
+    pg_database: Option<String>,
+}
+
+fn parse_named_pid(text: &str) -> Result<(String, u32), String> {
+    let (name, pid) = text.split_once('=').ok_or("expected name=pid")?;
+    let pid = pid.parse().map_err(|e| format!("pid: {e}"))?;
+    Ok((name.to_owned(), pid))
 }
 
 /// What the subscribers saw, all together.
@@ -169,6 +183,7 @@ async fn sse(args: &Args) -> anyhow::Result<()> {
     let total = args.rate * args.seconds;
     let mut posts = Vec::with_capacity(total as usize);
     let started = Instant::now();
+    let cpu_before = cpu_ticks(&args.cpu_pids, args.pg_database.as_deref());
     for i in 0..total {
         ticker.tick().await;
         let b = (i as usize) % args.books;
@@ -201,6 +216,7 @@ async fn sse(args: &Args) -> anyhow::Result<()> {
         let _ = p.await;
     }
     let post_secs = started.elapsed().as_secs_f64();
+    let cpu_after = cpu_ticks(&args.cpu_pids, args.pg_database.as_deref());
     // Let the last events arrive, then have every subscriber report.
     tokio::time::sleep(Duration::from_secs(3)).await;
     stop.send_replace(true);
@@ -232,6 +248,7 @@ async fn sse(args: &Args) -> anyhow::Result<()> {
         "latency_ms": {"p50": pct(0.5), "p99": pct(0.99), "p999": pct(0.999), "max": pct(1.0)},
         "fanout_rss_kib": rss_kib,
         "fanout_rss_bytes_per_subscriber": rss_kib.map(|k| k * 1024 / args.subscribers.max(1) as u64),
+        "cpu_cores_while_posting": cpu_cores(&cpu_before, &cpu_after, post_secs),
     });
     println!("{}", serde_json::to_string_pretty(&summary)?);
     if let Some(path) = &args.json {
@@ -258,7 +275,9 @@ async fn subscriber(
     };
     connected.fetch_add(1, Ordering::Relaxed);
     let mut body = response.bytes_stream();
-    let mut buffer = String::new();
+    // Frames are cut and read as bytes, without a copy or an allocation
+    // per frame: at 100k events/s the load tool must not be what is slow.
+    let mut buffer: Vec<u8> = Vec::new();
     let mut last: Option<u64> = None;
     let mut local = Tally::default();
     let mut flush_at = Instant::now() + Duration::from_secs(1);
@@ -267,47 +286,33 @@ async fn subscriber(
             chunk = body.next() => chunk,
             _ = stopped.changed() => break,
         };
-        let Some(chunk) = chunk else {
-            local.errors += 1;
-            break;
-        };
-        let Ok(chunk) = chunk else {
+        let Some(Ok(chunk)) = chunk else {
             local.errors += 1;
             break;
         };
         let now = chrono::Utc::now().timestamp_micros();
-        buffer.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(end) = buffer.find("\n\n") {
-            let frame: String = buffer.drain(..end + 2).collect();
-            let mut id = None;
-            let mut data = None;
-            for line in frame.lines() {
-                if let Some(v) = line.strip_prefix("id: ") {
-                    id = v.parse::<u64>().ok();
-                } else if let Some(v) = line.strip_prefix("data: ") {
-                    data = Some(v.to_owned());
-                }
-            }
-            let Some(id) = id else { continue };
+        buffer.extend_from_slice(&chunk);
+        let mut consumed = 0;
+        while let Some(len) = frame_len(&buffer[consumed..]) {
+            let frame = &buffer[consumed..consumed + len];
+            consumed += len;
+            let Some(event) = Frame::read(frame) else {
+                continue; // A comment or the `retry:` line.
+            };
             match last {
-                Some(l) if id <= l => local.duplicates += 1,
-                Some(l) if id > l + 1 => local.gaps += id - l - 1,
+                Some(l) if event.id <= l => local.duplicates += 1,
+                Some(l) if event.id > l + 1 => local.gaps += event.id - l - 1,
                 _ => {}
             }
-            last = Some(last.map_or(id, |l| l.max(id)));
+            last = Some(last.map_or(event.id, |l| l.max(event.id)));
             local.received += 1;
-            // The commit time is found by a plain search rather than a JSON
-            // parse: at 100k events/s the load tool must not be what is slow.
-            if let Some(committed) = data
-                .as_deref()
-                .and_then(committed_at)
-                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-            {
+            if let Some(committed) = event.committed_micros {
                 local
                     .latencies_us
-                    .push(now.saturating_sub(committed.timestamp_micros()).max(0) as u64);
+                    .push(now.saturating_sub(committed).max(0) as u64);
             }
         }
+        buffer.drain(..consumed);
         if Instant::now() >= flush_at {
             merge(&tally, &mut local).await;
             flush_at = Instant::now() + Duration::from_secs(1);
@@ -316,12 +321,47 @@ async fn subscriber(
     merge(&tally, &mut local).await;
 }
 
-/// The `committed_at` value of a transaction's JSON (`opened_at` events have none).
-fn committed_at(data: &str) -> Option<&str> {
-    const KEY: &str = "\"committed_at\":\"";
-    let start = data.find(KEY)? + KEY.len();
-    let len = data[start..].find('"')?;
-    Some(&data[start..start + len])
+/// The length of the first whole frame in `buffer` (through its blank line).
+fn frame_len(buffer: &[u8]) -> Option<usize> {
+    buffer.windows(2).position(|w| w == b"\n\n").map(|i| i + 2)
+}
+
+/// What a subscriber reads of an event frame.
+#[derive(Debug, PartialEq, Eq)]
+struct Frame {
+    id: u64,
+    /// The transaction's `committed_at` (`opened_at` events have none).
+    committed_micros: Option<i64>,
+}
+
+impl Frame {
+    /// The frame's id and commit time; `None` for a frame with no id.
+    fn read(frame: &[u8]) -> Option<Frame> {
+        let mut id = None;
+        let mut committed_micros = None;
+        for line in frame.split(|b| *b == b'\n') {
+            if let Some(v) = line.strip_prefix(b"id: ") {
+                id = std::str::from_utf8(v).ok()?.parse::<u64>().ok();
+            } else if let Some(v) = line.strip_prefix(b"data: ") {
+                // A plain search rather than a JSON parse.
+                committed_micros = committed_at(v)
+                    .and_then(talea_api::parse_timestamp)
+                    .map(|t| t.micros());
+            }
+        }
+        Some(Frame {
+            id: id?,
+            committed_micros,
+        })
+    }
+}
+
+/// The `committed_at` value of a transaction's JSON.
+fn committed_at(data: &[u8]) -> Option<&str> {
+    const KEY: &[u8] = b"\"committed_at\":\"";
+    let start = data.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let len = data[start..].iter().position(|b| *b == b'"')?;
+    std::str::from_utf8(&data[start..start + len]).ok()
 }
 
 async fn merge(tally: &Mutex<Tally>, local: &mut Tally) {
@@ -331,6 +371,98 @@ async fn merge(tally: &Mutex<Tally>, local: &mut Tally) {
     t.gaps += std::mem::take(&mut local.gaps);
     t.duplicates += std::mem::take(&mut local.duplicates);
     t.errors += std::mem::take(&mut local.errors);
+}
+
+/// Clock ticks a second in `/proc/<pid>/stat` (`getconf CLK_TCK`, 100 on Linux).
+const CLOCK_TICKS_PER_S: f64 = 100.0;
+
+/// CPU ticks (user + system) so far, by component: the named pids, this
+/// process, the `postgres` backends of `pg_database` (others' are left
+/// out), Postgres's shared processes, and `nats-server`.
+fn cpu_ticks(named: &[(String, u32)], pg_database: Option<&str>) -> BTreeMap<String, u64> {
+    let mut ticks = BTreeMap::new();
+    for (name, pid) in named {
+        if let Some(t) = proc_ticks(&format!("/proc/{pid}/stat")) {
+            *ticks.entry(name.clone()).or_default() += t;
+        }
+    }
+    if let Some(t) = proc_ticks("/proc/self/stat") {
+        ticks.insert("load-generator".to_owned(), t);
+    }
+    if let Some(t) = machine_busy_ticks() {
+        ticks.insert("machine (everything)".to_owned(), t);
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return ticks;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(comm) = std::fs::read_to_string(path.join("comm")) else {
+            continue;
+        };
+        let comm = comm.trim();
+        let component = match comm {
+            "nats-server" => comm.to_owned(),
+            // Backends show their database in their title; the others
+            // (WAL writer, checkpointer, …) serve every database.
+            "postgres" => {
+                let title = std::fs::read(path.join("cmdline")).unwrap_or_default();
+                let title = String::from_utf8_lossy(&title);
+                match pg_database {
+                    Some(db) if title.contains(&format!(" {db} ")) => {
+                        format!("postgres (backends of {db})")
+                    }
+                    _ if title.contains(": postgres ") => continue, // other databases' backends
+                    _ => "postgres (shared processes)".to_owned(),
+                }
+            }
+            _ => continue,
+        };
+        if let Some(t) = proc_ticks(&path.join("stat").to_string_lossy()) {
+            *ticks.entry(component).or_default() += t;
+        }
+    }
+    ticks
+}
+
+/// Non-idle ticks of every CPU together, from `/proc/stat`.
+fn machine_busy_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let cpu = stat.lines().next()?.strip_prefix("cpu ")?;
+    let fields: Vec<u64> = cpu
+        .split_whitespace()
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal …: idle and iowait are not busy.
+    let idle = fields.get(3)? + fields.get(4)?;
+    Some(fields.iter().take(8).sum::<u64>() - idle)
+}
+
+/// utime + stime of one process (all its threads), in clock ticks.
+fn proc_ticks(stat_path: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(stat_path).ok()?;
+    // The command name may hold spaces: fields are counted after its `)`.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// Cores used on average by each component between two readings (a
+/// process that ended or started in between reads as what it used while seen).
+fn cpu_cores(
+    before: &BTreeMap<String, u64>,
+    after: &BTreeMap<String, u64>,
+    seconds: f64,
+) -> BTreeMap<String, f64> {
+    after
+        .iter()
+        .map(|(name, t)| {
+            let used = t.saturating_sub(before.get(name).copied().unwrap_or(0)) as f64;
+            let cores = used / CLOCK_TICKS_PER_S / seconds.max(f64::EPSILON);
+            (name.clone(), (cores * 100.0).round() / 100.0)
+        })
+        .collect()
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {
@@ -423,4 +555,22 @@ async fn nats_floor(args: &Args) -> anyhow::Result<()> {
         std::fs::write(path, serde_json::to_vec_pretty(&summary)?)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_are_cut_at_blank_lines_and_read() {
+        let stream = b"retry: 2000\n\nid: 7\nevent: transaction\ndata: {\"seq\":7,\"committed_at\":\"2026-11-24T12:00:00.000001Z\"}\n\n: keep";
+        let first = frame_len(stream).expect("a frame");
+        assert_eq!(Frame::read(&stream[..first]), None);
+        let rest = &stream[first..];
+        let second = frame_len(rest).expect("a second frame");
+        let frame = Frame::read(&rest[..second]).expect("an event");
+        assert_eq!(frame.id, 7);
+        assert_eq!(frame.committed_micros, Some(1_795_521_600_000_001));
+        assert_eq!(frame_len(&rest[second..]), None, "a partial comment waits");
+    }
 }

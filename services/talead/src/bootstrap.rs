@@ -162,6 +162,16 @@ pub(crate) async fn run(args: BootstrapArgs) -> anyhow::Result<()> {
         );
     } else {
         ensure_role(&mut admin, &target).await?;
+        // Custom plans for every session of the role, also through a
+        // transaction-mode PgBouncer (talea_store_pg sets it per connection
+        // too; see its `SESSION_SETUP`).
+        execute_formatted(
+            &mut admin,
+            "SELECT format('ALTER ROLE %I SET plan_cache_mode = force_custom_plan', $1::text)",
+            &[&target.role],
+        )
+        .await
+        .with_context(|| format!("setting plan_cache_mode on role {}", target.role))?;
     }
     let created = ensure_database(&mut admin, &target).await?;
     admin.close().await.ok();

@@ -6,9 +6,11 @@
 -- is about the commit strategy alone: one database transaction per request
 -- here (commit.sql) against talea's group commit.
 --
--- Load it with: psql -v ON_ERROR_STOP=1 -f loadtest/naive/schema.sql <db>
--- It drops and recreates schema `naive`, then opens the hot book's two
--- accounts (hot:a, an asset account; hot:b, a liability) and the asset BTC.
+-- Load it with: psql -v ON_ERROR_STOP=1 [-v books=N] -f loadtest/naive/schema.sql <db>
+-- It drops and recreates schema `naive`, registers the asset BTC and opens
+-- books hot-1 .. hot-N (N = the psql variable `books`, default 64), each with
+-- two accounts: hot:a (an asset account) and hot:b (a liability). The hot-book
+-- runs use hot-1 alone (pgbench -D books=1), the many-books runs all of them.
 
 DROP SCHEMA IF EXISTS naive CASCADE;
 CREATE SCHEMA naive;
@@ -115,16 +117,21 @@ CREATE TABLE balances (
     CONSTRAINT balances_account_fkey FOREIGN KEY (book, account) REFERENCES accounts (book, name)
 );
 
--- The hot book, as talea's setup leaves it: asset BTC (scale 8), accounts
+-- The books, as talea's setup leaves them: asset BTC (scale 8), accounts
 -- hot:a (asset, unbounded) and hot:b (liability, unbounded), opened as
--- events 1 and 2.
+-- events 1 and 2 of each book.
+\if :{?books}
+\else
+\set books 64
+\endif
 INSERT INTO assets (code, scale, name) VALUES ('BTC', 8, 'Bitcoin');
-INSERT INTO books (book, last_seq, last_committed_at) VALUES ('hot', 2, now());
-INSERT INTO events (book, seq, type, committed_at) VALUES
-    ('hot', 1, 'account_opened', now()),
-    ('hot', 2, 'account_opened', now());
-INSERT INTO accounts (book, name, kind, metadata, seq, opened_at) VALUES
-    ('hot', 'hot:a', 'asset', '{}', 1, now()),
-    ('hot', 'hot:b', 'liability', '{}', 2, now());
+INSERT INTO books (book, last_seq, last_committed_at)
+SELECT 'hot-' || b, 2, now() FROM generate_series(1, :books) b;
+INSERT INTO events (book, seq, type, committed_at)
+SELECT 'hot-' || b, s, 'account_opened', now() FROM generate_series(1, :books) b, generate_series(1, 2) s;
+INSERT INTO accounts (book, name, kind, metadata, seq, opened_at)
+SELECT 'hot-' || b, a.name, a.kind, '{}', a.seq, now()
+  FROM generate_series(1, :books) b,
+       (VALUES ('hot:a', 'asset', 1), ('hot:b', 'liability', 2)) AS a (name, kind, seq);
 
 ANALYZE;

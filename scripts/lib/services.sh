@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # Finding, or starting, the PostgreSQL and NATS servers that talea's tests and
-# benchmarks need. Sourced by scripts/test and loadtest/run-hot-book.sh.
+# benchmarks need. Sourced by scripts/test and the loadtest/*.sh commands.
 #
 #   svc_setup_pg     sets and exports TALEA_TEST_PG_URL (an admin URL)
 #   svc_setup_nats   sets and exports TALEA_TEST_NATS_URL

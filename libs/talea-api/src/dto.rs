@@ -15,12 +15,18 @@ pub struct Created<T> {
 }
 
 /// `POST /v1/assets`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AssetRequest {
     /// The asset code.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
+    )]
     pub code: String,
     /// Fractional digits, 0..=30.
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 30))]
     pub scale: i64,
     /// Optional display name.
     #[serde(default)]
@@ -28,17 +34,25 @@ pub struct AssetRequest {
 }
 
 /// An asset.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AssetDto {
     /// The asset code.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
+    )]
     pub code: String,
     /// Fractional digits.
+    #[cfg_attr(feature = "openapi", schema(maximum = 30))]
     pub scale: u8,
     /// Display name.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub name: Option<String>,
 }
 
 /// `GET /v1/assets`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AssetList {
     /// By code.
@@ -46,15 +60,22 @@ pub struct AssetList {
 }
 
 /// `POST /v1/books/{book}/accounts`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OpenAccountRequest {
     /// Account name.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9:._-]{0,127}$")
+    )]
     pub name: String,
     /// `asset | expense | liability | equity | revenue`.
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::account_kind))]
     pub kind: String,
     /// Lowest normal-side balance per asset; absent or null is unbounded.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^-?[0-9]+(\.[0-9]+)?$"))]
     pub min_balance: Option<String>,
     /// Free-form object.
     #[serde(default)]
@@ -62,21 +83,34 @@ pub struct OpenAccountRequest {
 }
 
 /// An account; `balances` appears on the single-account route.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AccountDto {
     /// Its book.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[a-z0-9][a-z0-9_-]{0,63}$"))]
     pub book: String,
     /// Its name.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9:._-]{0,127}$")
+    )]
     pub name: String,
     /// Its kind.
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::account_kind))]
     pub kind: String,
     /// Normal-side floor, or null.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^-?[0-9]+(\.[0-9]+)?$", required = true)
+    )]
     pub min_balance: Option<String>,
-    /// As given at opening.
+    /// As given at opening; absent for a token that hides it.
+    #[cfg_attr(feature = "openapi", schema(required = false))]
     pub metadata: Map<String, Value>,
     /// The seq of its `account_opened` event.
     pub seq: u64,
     /// Commit time of that event.
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub opened_at: String,
     /// Current normal-side balances by asset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -84,15 +118,21 @@ pub struct AccountDto {
 }
 
 /// `GET /v1/books/{book}/accounts`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AccountList {
     /// By name.
     pub accounts: Vec<AccountDto>,
     /// Pass as `after` for the next page; null at the end.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9:._-]{0,127}$", required = true)
+    )]
     pub next: Option<String>,
 }
 
 /// Paging by name.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NamePage {
     /// Strictly after this name.
@@ -102,6 +142,7 @@ pub struct NamePage {
 }
 
 /// Paging by seq.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SeqPage {
     /// Strictly after this seq (default 0).
@@ -111,31 +152,46 @@ pub struct SeqPage {
 }
 
 /// One leg: exactly one of `debit` or `credit`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PostingDto {
     /// Account name.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9:._-]{0,127}$")
+    )]
     pub account: String,
     /// Asset code.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
+    )]
     pub asset: String,
     /// Amount debited, as an exact decimal string.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[0-9]+(\.[0-9]+)?$"))]
     pub debit: Option<String>,
     /// Amount credited, as an exact decimal string.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[0-9]+(\.[0-9]+)?$"))]
     pub credit: Option<String>,
 }
 
 /// `POST /v1/books/{book}/transactions`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PostTransactionRequest {
     /// 1..=128 printable ASCII, unique per book.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[ -~]{1,128}$"))]
     pub idempotency_key: String,
     /// 2..=256 legs, balanced per asset.
+    #[cfg_attr(feature = "openapi", schema(min_items = 2, max_items = 256))]
     pub postings: Vec<PostingDto>,
     /// Business time (RFC 3339).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub occurred_at: Option<String>,
     /// At most 1 KiB.
     #[serde(default)]
@@ -146,113 +202,171 @@ pub struct PostTransactionRequest {
 }
 
 /// A committed transaction. `deduplicated` is present on post responses only.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TransactionDto {
     /// UUIDv7.
+    #[cfg_attr(feature = "openapi", schema(format = "uuid"))]
     pub tx_id: String,
     /// Its book.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[a-z0-9][a-z0-9_-]{0,63}$"))]
     pub book: String,
     /// Its place in the book's log.
     pub seq: u64,
     /// Database clock at commit.
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub committed_at: String,
     /// True when a post was answered with an earlier commit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deduplicated: Option<bool>,
     /// The caller's key.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[ -~]{1,128}$"))]
     pub idempotency_key: String,
     /// Legs as posted (amounts in canonical form).
     pub postings: Vec<PostingDto>,
     /// Business time, or null.
+    #[cfg_attr(feature = "openapi", schema(format = DateTime, required = true))]
     pub occurred_at: Option<String>,
-    /// Memo, or null.
+    /// Memo, or null; absent for a token that hides it.
     pub memo: Option<String>,
-    /// Metadata as given, or null.
+    /// Metadata as given, or null; absent for a token that hides it.
     pub metadata: Option<Map<String, Value>>,
 }
 
 /// `GET /v1/books/{book}/transactions`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TransactionList {
     /// In seq order.
     pub transactions: Vec<TransactionDto>,
     /// Pass as `after_seq` for the next page; null at the end.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub next_after_seq: Option<u64>,
 }
 
 /// `GET …/balances`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BalancesDto {
     /// The account.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9:._-]{0,127}$")
+    )]
     pub account: String,
     /// The instant the balances are as of (now, when not asked).
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub as_of: String,
     /// Normal-side balances by asset.
     pub balances: BTreeMap<String, String>,
 }
 
+/// The first event of a `?snapshot=balances` stream: the balances of the
+/// (filtered) accounts exactly as of `seq`; the stream goes on from `seq + 1`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotDto {
+    /// The book.
+    pub book: String,
+    /// The seq the balances are as of (also the frame's `id`).
+    pub seq: u64,
+    /// One row per account, by name, shaped as `GET …/balances` answers
+    /// (`as_of` is the commit time of `seq`).
+    pub balances: Vec<BalancesDto>,
+}
+
 /// One posting on an account's history.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountPostingDto {
     /// The transaction's seq.
     pub seq: u64,
     /// The transaction's id.
+    #[cfg_attr(feature = "openapi", schema(format = "uuid"))]
     pub tx_id: String,
     /// Its commit time.
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub committed_at: String,
     /// The asset.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
+    )]
     pub asset: String,
     /// Amount debited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[0-9]+(\.[0-9]+)?$"))]
     pub debit: Option<String>,
     /// Amount credited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[0-9]+(\.[0-9]+)?$"))]
     pub credit: Option<String>,
     /// Normal-side running balance right after this posting.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^-?[0-9]+(\.[0-9]+)?$"))]
     pub balance_after: String,
 }
 
 /// `GET …/postings`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PostingList {
     /// In seq order.
     pub postings: Vec<AccountPostingDto>,
     /// Pass as `after_seq` for the next page; null at the end.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub next_after_seq: Option<u64>,
 }
 
 /// One trial-balance row.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrialRowDto {
     /// The account.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9:._-]{0,127}$")
+    )]
     pub account: String,
     /// Its kind.
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::account_kind))]
     pub kind: String,
     /// The asset.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
+    )]
     pub asset: String,
     /// Sum of debits.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[0-9]+(\.[0-9]+)?$"))]
     pub debits: String,
     /// Sum of credits.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[0-9]+(\.[0-9]+)?$"))]
     pub credits: String,
     /// Normal-side balance.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^-?[0-9]+(\.[0-9]+)?$"))]
     pub balance: String,
 }
 
 /// Per-asset totals.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TotalsDto {
     /// Sum of all debits.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[0-9]+(\.[0-9]+)?$"))]
     pub debits: String,
     /// Sum of all credits.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[0-9]+(\.[0-9]+)?$"))]
     pub credits: String,
 }
 
 /// `GET …/trial-balance`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrialBalanceDto {
     /// The book.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[a-z0-9][a-z0-9_-]{0,63}$"))]
     pub book: String,
     /// The instant it is as of.
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub as_of: String,
     /// By account, then asset.
     pub rows: Vec<TrialRowDto>,
@@ -263,38 +377,47 @@ pub struct TrialBalanceDto {
 }
 
 /// One log entry.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventDto {
     /// Dense from 1.
     pub seq: u64,
     /// `account_opened` or `transaction`.
     #[serde(rename = "type")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::event_type))]
     pub kind: String,
     /// Commit time.
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub committed_at: String,
     /// The account or transaction resource.
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::event_data))]
     pub data: Value,
 }
 
 /// `GET …/events`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventList {
     /// In seq order.
     pub events: Vec<EventDto>,
     /// Pass as `after_seq` for the next page; null at the end.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub next_after_seq: Option<u64>,
 }
 
 /// A book and its last seq.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BookDto {
     /// The book.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[a-z0-9][a-z0-9_-]{0,63}$"))]
     pub book: String,
     /// Seq of its last event.
     pub last_seq: u64,
 }
 
 /// `GET /v1/books`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BookList {
     /// By name.
@@ -302,10 +425,32 @@ pub struct BookList {
 }
 
 /// `GET /health`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HealthDto {
     /// `ok`.
     pub status: String,
     /// `postgres`, `sqlite` or `log`.
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::backend))]
     pub backend: String,
+}
+
+/// `POST /v1/stream-tickets`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamTicketRequest {
+    /// The one book whose stream the ticket opens.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[a-z0-9][a-z0-9_-]{0,63}$"))]
+    pub book: String,
+}
+
+/// A stream ticket: `?ticket=` on the book's stream route, until `expires_at`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamTicketDto {
+    /// Opaque, URL-safe; as secret as a token while it lives.
+    pub ticket: String,
+    /// When it stops being accepted (at most 60 s after issue).
+    pub expires_at: String,
 }

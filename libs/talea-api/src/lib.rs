@@ -8,6 +8,8 @@ pub mod bus;
 mod dto;
 mod error;
 mod json;
+#[cfg(feature = "openapi")]
+mod openapi;
 mod time;
 
 pub use dto::*;

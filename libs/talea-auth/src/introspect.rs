@@ -2,11 +2,12 @@
 //!
 //! `POST /v1/introspect` `{"token":"…"}` answers
 //! `{"active":true,"name":"payments","books":["payments"],"access":"rw","ttl_seconds":60}`
-//! or `{"active":false}`. Both sides use these types, so the shape is written once.
+//! or `{"active":false}`; a token with hidden fields adds `"hide":["metadata"]`
+//! (absent when nothing is hidden). Both sides use these types, so the shape is written once.
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Access, Books, Principal, Secret};
+use crate::{Access, Books, Hide, Principal, Secret};
 
 /// The introspection endpoint, relative to the scope service's base URL.
 pub const INTROSPECT_PATH: &str = "/v1/introspect";
@@ -40,6 +41,10 @@ pub struct IntrospectResponse {
     /// How long the caller may cache this answer, in seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl_seconds: Option<u64>,
+    /// Fields the caller must remove from everything it sends for this
+    /// token; absent when nothing is hidden.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hide: Option<Vec<String>>,
 }
 
 /// A decoded answer: who the token is (`None`: unknown) and for how long the
@@ -61,6 +66,7 @@ impl IntrospectResponse {
             books: None,
             access: None,
             ttl_seconds: None,
+            hide: None,
         }
     }
 
@@ -72,11 +78,14 @@ impl IntrospectResponse {
             books: Some(principal.books.to_list()),
             access: Some(principal.access),
             ttl_seconds: Some(ttl_seconds),
+            hide: (!principal.hide.is_empty()).then(|| principal.hide.to_list()),
         }
     }
 
     /// Decodes the answer. An active answer without `books` or `access`, or
-    /// with a malformed book list, is an error: the caller must not guess a scope.
+    /// with a malformed book list, or hiding a field this build does not
+    /// know, is an error: the caller must not guess a scope (and must never
+    /// show what it was told to hide).
     pub fn decode(self) -> Result<Answer, String> {
         if !self.active {
             return Ok(Answer {
@@ -91,11 +100,14 @@ impl IntrospectResponse {
         let access = self
             .access
             .ok_or_else(|| "an active answer without access".to_owned())?;
+        let hide = Hide::from_list(self.hide.as_deref().unwrap_or_default())
+            .map_err(|why| format!("hide: {why}"))?;
         Ok(Answer {
             principal: Some(Principal {
                 name: self.name,
                 books,
                 access,
+                hide,
             }),
             // No TTL means the answer is good for this request only.
             ttl_seconds: self.ttl_seconds.unwrap_or(0),
@@ -114,6 +126,7 @@ mod tests {
             name: Some("payments".to_owned()),
             books: Books::Only(["payments".to_owned()].into()),
             access: Access::Rw,
+            hide: Hide::NONE,
         };
         assert_eq!(
             serde_json::to_value(IntrospectResponse::active(&p, 60)).expect("json"),
@@ -134,6 +147,30 @@ mod tests {
                 principal: Some(Principal::root()),
                 ttl_seconds: 5
             })
+        );
+    }
+
+    #[test]
+    fn hide_policies_travel_and_are_omitted_when_empty() {
+        let p = Principal {
+            name: Some("browser".to_owned()),
+            books: Books::All,
+            access: Access::Ro,
+            hide: Hide::from_list(&["metadata"]).expect("valid"),
+        };
+        let answer = IntrospectResponse::active(&p, 30);
+        assert_eq!(
+            serde_json::to_value(&answer).expect("json"),
+            json!({"active":true,"name":"browser","books":["*"],"access":"ro","ttl_seconds":30,"hide":["metadata"]})
+        );
+        assert_eq!(answer.decode().map(|a| a.principal), Ok(Some(p.clone())));
+        let r: IntrospectResponse = serde_json::from_value(
+            json!({"active": true, "books": ["*"], "access": "ro", "hide": ["memo", "secret"]}),
+        )
+        .expect("shape");
+        assert!(
+            r.decode().is_err(),
+            "an unknown hidden field must not be ignored"
         );
     }
 

@@ -7,8 +7,10 @@
 
 mod breaker;
 mod cache;
+mod hide;
 pub mod introspect;
 mod scope_client;
+mod ticket;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -20,11 +22,16 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 mod source;
+pub use hide::{HIDE_SETS, HIDEABLE_FIELDS, Hide};
 pub use scope_client::{
     BREAKER_FAILURES_TO_OPEN, BREAKER_OPEN_MS, CACHE_ENTRIES_MAX, INTROSPECT_TIMEOUT_MS,
     NEGATIVE_TTL_S, POSITIVE_TTL_MAX_S, ScopeClient, ScopeClientConfig, ScopeClientError,
 };
 pub use source::{SourceError, TokenSource};
+pub use ticket::{
+    TICKET_CHARS_MAX, TICKET_CLOCK_SKEW_S_MAX, TICKET_KEY_BYTES_MIN, TICKET_TTL_S_DEFAULT,
+    TICKET_TTL_S_MAX, Ticket, TicketConfigError, TicketError, TicketGrant, TicketKey, Tickets,
+};
 
 /// A secret string that never prints itself.
 #[derive(Clone, PartialEq, Eq)]
@@ -128,6 +135,8 @@ pub struct Principal {
     pub books: Books,
     /// Read-only or read-write.
     pub access: Access,
+    /// Fields removed from everything sent for this token.
+    pub hide: Hide,
 }
 
 /// Why a principal may not do something.
@@ -145,6 +154,7 @@ impl Principal {
             name: None,
             books: Books::All,
             access: Access::Rw,
+            hide: Hide::NONE,
         }
     }
 
@@ -226,6 +236,8 @@ struct EntryShape {
     token_sha256: Option<String>,
     books: Vec<String>,
     access: Access,
+    #[serde(default)]
+    hide: Vec<String>,
 }
 
 struct Entry {
@@ -312,12 +324,15 @@ impl TokenSet {
             };
             let books = Books::from_list(entry.books)
                 .map_err(|why| format!("tokens.{name}.books: {why}"))?;
+            let hide =
+                Hide::from_list(&entry.hide).map_err(|why| format!("tokens.{name}.hide: {why}"))?;
             entries.push(Entry {
                 digest,
                 principal: Principal {
                     name: Some(name),
                     books,
                     access: entry.access,
+                    hide,
                 },
             });
         }
@@ -426,6 +441,32 @@ access = "ro"
         ] {
             assert!(TokenSet::parse_file(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn hide_policies_parse_and_unknown_fields_fail_naming_the_token() {
+        let file = "[tokens.browser]\ntoken = \"b\"\nbooks = [\"payments\"]\naccess = \"ro\"\n\
+                    hide = [\"metadata\", \"memo\"]\n\n\
+                    [tokens.plain]\ntoken = \"p\"\nbooks = [\"*\"]\naccess = \"ro\"\nhide = []\n";
+        let set = TokenSet::parse_file(file).expect("parses");
+        let browser = set.authenticate("b").expect("known");
+        assert_eq!(browser.hide.to_list(), ["metadata", "memo"]);
+        assert!(set.authenticate("p").expect("known").hide.is_empty());
+        // Absent means nothing hidden.
+        let p = TokenSet::parse_file(FILE)
+            .expect("parses")
+            .authenticate("pay-secret")
+            .expect("known");
+        assert_eq!(p.hide, Hide::NONE);
+
+        let bad = "[tokens.browser]\ntoken = \"b\"\nbooks = [\"*\"]\naccess = \"ro\"\n\
+                   hide = [\"metadata\", \"postings\"]\n";
+        let err = TokenSet::parse_file(bad).expect_err("unknown field");
+        assert!(err.contains("tokens.browser.hide"), "{err}");
+        assert!(err.contains("\"postings\""), "{err}");
+        let not_a_list =
+            "[tokens.b]\ntoken = \"b\"\nbooks = [\"*\"]\naccess = \"ro\"\nhide = \"memo\"\n";
+        assert!(TokenSet::parse_file(not_a_list).is_err());
     }
 
     #[test]

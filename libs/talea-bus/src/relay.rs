@@ -217,7 +217,9 @@ impl Relay {
             .lag_events
             .set(i64::try_from(lag).unwrap_or(i64::MAX));
         for entry in backlog {
-            positions.published.insert(entry.book.clone(), entry.published_seq);
+            positions
+                .published
+                .insert(entry.book.clone(), entry.published_seq);
             self.publish_book(&entry.book, positions).await?;
         }
         self.record(positions).await

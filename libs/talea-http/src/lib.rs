@@ -6,12 +6,15 @@
 
 mod error;
 mod extract;
+mod hide;
 mod middleware;
+pub mod openapi;
 mod ratelimit;
 mod role;
 mod routes;
 pub mod service;
 mod stream;
+mod ticket;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +24,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
-use talea_auth::Authenticator;
+use talea_auth::{Authenticator, Tickets};
 use talea_ledger::LedgerService;
 use tokio::sync::Semaphore;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -31,6 +34,7 @@ pub use extract::parse_json;
 pub use ratelimit::RateLimit;
 pub use role::Role;
 pub use stream::{FULL_RETRY_AFTER_S, MetricsObserver, RECHECK_DEFAULT_S};
+pub use ticket::{CORS_MAX_AGE_S, CORS_ORIGINS_MAX, parse_cors_origins};
 
 /// Limits of the HTTP layer, with the contract's defaults.
 #[derive(Debug, Clone)]
@@ -43,6 +47,12 @@ pub struct HttpConfig {
     pub role: Role,
     /// Per-token rate limit (`TALEA_RATE_LIMIT_PER_S`, `TALEA_RATE_LIMIT_BURST`); none when unset.
     pub rate_limit: Option<RateLimit>,
+    /// Issues and verifies stream tickets (`TALEA_STREAM_TICKET_KEY`,
+    /// `TALEA_STREAM_TICKET_TTL_S`); the default has a random per-process key.
+    pub stream_tickets: Tickets,
+    /// Origins allowed to call the ticket and stream routes from a browser
+    /// (`TALEA_CORS_ORIGINS`); empty: no CORS headers at all.
+    pub cors_origins: Vec<HeaderValue>,
 }
 
 impl Default for HttpConfig {
@@ -52,6 +62,8 @@ impl Default for HttpConfig {
             request_timeout_ms: 10_000,
             role: Role::All,
             rate_limit: None,
+            stream_tickets: Tickets::process_local(),
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -69,6 +81,8 @@ pub struct AppState {
     role: Role,
     rate_limit: Option<RateLimit>,
     stream: Option<talea_stream::Hub>,
+    tickets: Arc<Tickets>,
+    cors_origins: Arc<[HeaderValue]>,
 }
 
 impl AppState {
@@ -84,6 +98,8 @@ impl AppState {
             role: config.role,
             rate_limit: config.rate_limit,
             stream: None,
+            tickets: Arc::new(config.stream_tickets.clone()),
+            cors_origins: config.cors_origins.clone().into(),
         }
     }
 
@@ -110,7 +126,8 @@ impl AppState {
 /// Serve it with `into_make_service_with_connect_info::<SocketAddr>()` so
 /// that requests without a usable token are rate limited by peer address.
 pub fn router(state: AppState) -> Router {
-    let mut v1 = routes::v1(state.role);
+    // The ticket route takes a POST but writes nothing: every role serves it.
+    let mut v1 = routes::v1(state.role).merge(ticket::routes());
     if let Some(limit) = state.rate_limit {
         v1 = ratelimit::apply(v1, limit, state.ledger.metrics().clone());
     }
@@ -120,6 +137,8 @@ pub fn router(state: AppState) -> Router {
     ));
     let api = Router::new()
         .route("/health", get(routes::health))
+        // Public: the contract is no secret, and outside the rate limit.
+        .route("/v1/openapi.json", get(openapi::serve))
         .merge(v1)
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
@@ -150,14 +169,21 @@ pub fn router(state: AppState) -> Router {
             hub,
         }));
     }
-    outer
+    let cors = ticket::cors(&state.cors_origins);
+    let app = outer
         .merge(api)
         .layer(axum::middleware::from_fn_with_state(
             state,
             middleware::backend_header,
         ))
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
+    // Outermost, so refusals (401, 429, 503) carry the headers too and a
+    // browser can read them.
+    match cors {
+        Some(cors) => app.layer(cors),
+        None => app,
+    }
 }
 
 /// The fan-out's router: `/livez`, `/health` and the stream route only
@@ -175,12 +201,18 @@ pub fn stream_router(state: AppState) -> Router {
             hub,
         }));
     }
-    app.layer(axum::middleware::from_fn_with_state(
-        state,
-        middleware::backend_header,
-    ))
-    .layer(PropagateRequestIdLayer::x_request_id())
-    .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+    let cors = ticket::cors(&state.cors_origins);
+    let app = app
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            middleware::backend_header,
+        ))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
+    match cors {
+        Some(cors) => app.layer(cors),
+        None => app,
+    }
 }
 
 /// A JSON response with the contract's content type.

@@ -10,8 +10,10 @@ use talea_api::{
     ApiError, AssetRequest, BookList, HealthDto, LedgerApi, NamePage, OpenAccountRequest,
     PostTransactionRequest, SeqPage,
 };
+use talea_auth::Principal;
 
 use crate::extract::{Auth, Body, Path, Query, parse_json};
+use crate::hide::{Carrier, respond};
 use crate::{AppState, HttpError, Role, json_response};
 
 type Result<T = Response> = std::result::Result<T, HttpError>;
@@ -56,13 +58,21 @@ fn ok<T: serde::Serialize>(body: &T) -> Result {
     Ok(json_response(StatusCode::OK, body))
 }
 
+/// 200 with `body` as principal `p` may see it (its hidden fields removed).
+fn ok_for<T: serde::Serialize>(p: &Principal, carrier: Carrier, body: &T) -> Result {
+    Ok(respond(StatusCode::OK, body, p.hide, carrier))
+}
+
 fn created_or_ok<T: serde::Serialize>(created: bool, body: &T) -> Result {
-    let status = if created {
+    Ok(json_response(created_status(created), body))
+}
+
+fn created_status(created: bool) -> StatusCode {
+    if created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
-    };
-    Ok(json_response(status, body))
+    }
 }
 
 pub(crate) async fn livez() -> Response {
@@ -121,7 +131,12 @@ async fn open_account(
     p.check_write(&book)?;
     let request: OpenAccountRequest = parse_json(&body.0)?;
     let created = state.ledger.open_account(&book, request).await?;
-    created_or_ok(created.created, &created.value)
+    Ok(respond(
+        created_status(created.created),
+        &created.value,
+        p.hide,
+        Carrier::Resource,
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -141,7 +156,11 @@ async fn list_accounts(
         after: q.after,
         limit: q.limit,
     };
-    ok(&state.ledger.accounts(&book, page).await?)
+    ok_for(
+        &p,
+        Carrier::List("accounts"),
+        &state.ledger.accounts(&book, page).await?,
+    )
 }
 
 async fn get_account(
@@ -150,7 +169,11 @@ async fn get_account(
     Path((book, account)): Path<(String, String)>,
 ) -> Result {
     p.check_read(&book)?;
-    ok(&state.ledger.account(&book, &account).await?)
+    ok_for(
+        &p,
+        Carrier::Resource,
+        &state.ledger.account(&book, &account).await?,
+    )
 }
 
 #[derive(Debug, Deserialize)]
@@ -208,7 +231,12 @@ async fn post_transaction(
     p.check_write(&book)?;
     let request: PostTransactionRequest = parse_json(&body.0)?;
     let tx = state.ledger.post_transaction(&book, request).await?;
-    created_or_ok(tx.deduplicated != Some(true), &tx)
+    Ok(respond(
+        created_status(tx.deduplicated != Some(true)),
+        &tx,
+        p.hide,
+        Carrier::Resource,
+    ))
 }
 
 async fn list_transactions(
@@ -218,7 +246,11 @@ async fn list_transactions(
     Query(q): Query<SeqQuery>,
 ) -> Result {
     p.check_read(&book)?;
-    ok(&state.ledger.transactions(&book, q.into()).await?)
+    ok_for(
+        &p,
+        Carrier::List("transactions"),
+        &state.ledger.transactions(&book, q.into()).await?,
+    )
 }
 
 async fn get_transaction(
@@ -231,7 +263,7 @@ async fn get_transaction(
     if !p.covers(&tx.book) {
         return Err(ApiError::not_found("transaction not found").into());
     }
-    ok(&tx)
+    ok_for(&p, Carrier::Resource, &tx)
 }
 
 async fn trial_balance(
@@ -254,5 +286,9 @@ async fn list_events(
     Query(q): Query<SeqQuery>,
 ) -> Result {
     p.check_read(&book)?;
-    ok(&state.ledger.events(&book, q.into()).await?)
+    ok_for(
+        &p,
+        Carrier::Events,
+        &state.ledger.events(&book, q.into()).await?,
+    )
 }

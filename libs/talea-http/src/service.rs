@@ -6,8 +6,9 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use axum::Router;
-use axum::http::header;
+use axum::http::{HeaderValue, header};
 use axum::routing::get;
+use talea_auth::{Secret, Tickets};
 use tokio::net::TcpListener;
 
 /// Loads `.env` from the working directory (real variables win). A missing
@@ -104,4 +105,34 @@ where
         }
     });
     Ok(addr)
+}
+
+/// What a service needs to serve browsers: stream tickets and CORS origins.
+#[derive(Debug)]
+pub struct BrowserSettings {
+    /// Issues and verifies stream tickets.
+    pub tickets: Tickets,
+    /// Whether the ticket key is random (unset `TALEA_STREAM_TICKET_KEY`):
+    /// tickets then verify in this process only.
+    pub random_key: bool,
+    /// `TALEA_CORS_ORIGINS`, parsed.
+    pub cors_origins: Vec<HeaderValue>,
+}
+
+/// Checks `TALEA_STREAM_TICKET_KEY`, `TALEA_STREAM_TICKET_TTL_S` and
+/// `TALEA_CORS_ORIGINS` once, at startup: a short key, a lifetime outside
+/// 1..=60 s or a malformed origin stops the service with a clear error.
+pub fn browser_settings(
+    key: Option<&Secret>,
+    ticket_ttl_s: u64,
+    cors_origins: &str,
+) -> Result<BrowserSettings, String> {
+    let (tickets, random_key) = Tickets::configure(key, ticket_ttl_s).map_err(|e| e.to_string())?;
+    let cors_origins =
+        crate::parse_cors_origins(cors_origins).map_err(|e| format!("TALEA_CORS_ORIGINS: {e}"))?;
+    Ok(BrowserSettings {
+        tickets,
+        random_key,
+        cors_origins,
+    })
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::Response;
 use axum::routing::get;
 use serde::Deserialize;
@@ -22,6 +22,7 @@ use talea_stream::{End, Hub, LiveEvent, Recheck, StreamObserver, Subscription};
 use talea_telemetry::StreamMetrics;
 
 use crate::extract::bearer;
+use crate::ticket;
 use crate::{AppState, HttpError};
 
 /// How often a stream re-checks a token whose scope does not expire by
@@ -87,6 +88,11 @@ pub struct StreamQuery {
     after_seq: Option<String>,
     /// Comma-separated account names.
     accounts: Option<String>,
+    /// `balances`: start with the balances as of one seq (ignored on a resume).
+    snapshot: Option<String>,
+    /// A stream ticket, read before this struct (`ticket::ticket_param`).
+    #[serde(default, rename = "ticket")]
+    _ticket: Option<serde::de::IgnoredAny>,
 }
 
 /// The stream route alone, with its state (see [`crate::router`]).
@@ -101,10 +107,20 @@ async fn stream(
     Path(book): Path<String>,
     query: Result<Query<StreamQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
+    uri: Uri,
 ) -> Result<Response, HttpError> {
     let token = bearer(&headers).map(str::to_owned);
+    // Without an `Authorization` header, `?ticket=` stands in for it.
+    let mut ticket_expiry = None;
     let principal = match &token {
-        None => return Err(ApiError::Unauthorized.into()),
+        None => match ticket::ticket_param(&uri) {
+            Some(t) => {
+                let grant = ticket::verify(&state.app.tickets, &t, &book)?;
+                ticket_expiry = Some(grant.expires_at_micros);
+                grant.principal
+            }
+            None => return Err(ApiError::Unauthorized.into()),
+        },
         Some(token) => match state.app.auth.authenticate(token).await {
             Ok(Some(principal)) => principal,
             Ok(None) => return Err(ApiError::Unauthorized.into()),
@@ -131,6 +147,13 @@ async fn stream(
     };
     let accounts = talea_stream::parse_accounts(query.accounts.as_deref())
         .map_err(|e| HttpError(ApiError::invalid("/accounts", e)))?;
+    let snapshot = match query.snapshot.as_deref() {
+        None => false,
+        Some("balances") => true,
+        Some(_) => {
+            return Err(ApiError::invalid("/snapshot", "the one snapshot is `balances`").into());
+        }
+    };
     match state.hub.backfill().last_seq(&book).await {
         Ok(Some(_)) => {}
         Ok(None) => return Err(ApiError::not_found(format!("book {book} not found")).into()),
@@ -143,13 +166,18 @@ async fn stream(
         }
         .into());
     };
-    let recheck = token.map(|token| recheck(state.app.auth.clone(), token, book.clone()));
+    let recheck = token
+        .map(|token| recheck(state.app.auth.clone(), token, book.clone()))
+        .or_else(|| ticket_expiry.map(ticket::until_expiry));
     let frames = talea_stream::open(
         &state.hub,
         Subscription {
             book,
             after_seq,
             accounts,
+            hide: principal.hide,
+            // A resume (`after_seq` or `Last-Event-ID`) never re-sends one.
+            snapshot,
         },
         recheck,
         permit,

@@ -1,15 +1,15 @@
 //! Conversions between wire DTOs and domain values, done once at the edge.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value};
 use talea_api::{
-    AccountDto, AccountPostingDto, ApiError, PostingDto, TransactionDto, canonical_json,
-    format_timestamp, parse_timestamp,
+    AccountDto, AccountPostingDto, ApiError, PostTransactionRequest, PostingDto, TransactionDto,
+    canonical_json, format_timestamp, parse_timestamp,
 };
 use talea_core::{
-    Account, AccountName, AmountError, AssetCode, BookName, Commit, Decimal, IdempotencyKey,
-    NameError, Scale, Side, Timestamp, limits,
+    Account, AccountName, Amount, AmountError, AssetCode, BookName, Commit, Decimal, Draft,
+    DraftError, DraftPosting, IdempotencyKey, NameError, Scale, Side, Timestamp, limits,
 };
 use talea_store::AccountPosting;
 
@@ -187,4 +187,122 @@ pub(crate) fn normal(
     storage: talea_core::Amount,
 ) -> talea_core::Amount {
     kind.to_normal(storage).unwrap_or(storage)
+}
+
+/// A post whose syntax was checked (names, sides, times, memo, metadata),
+/// waiting for the scales of its assets to parse its amounts.
+#[derive(Debug)]
+pub(crate) struct ParsedPost {
+    key: IdempotencyKey,
+    /// Per posting: account, asset, side, amount text, the amount's field.
+    postings: Vec<(AccountName, AssetCode, Side, String, String)>,
+    occurred_at: Option<Timestamp>,
+    memo: Option<String>,
+    metadata: Option<(String, String)>,
+}
+
+impl ParsedPost {
+    /// Checks everything a post can be refused for before the asset registry
+    /// is consulted: syntax first, for every posting, then the other fields.
+    pub(crate) fn parse(request: PostTransactionRequest) -> Result<Self, ApiError> {
+        let key = key(&request.idempotency_key)?;
+        let count = request.postings.len();
+        if !(limits::POSTINGS_MIN..=limits::POSTINGS_MAX).contains(&count) {
+            return Err(ApiError::invalid(
+                "/postings",
+                format!(
+                    "postings must hold {} to {} items",
+                    limits::POSTINGS_MIN,
+                    limits::POSTINGS_MAX
+                ),
+            ));
+        }
+        let mut postings = Vec::with_capacity(count);
+        for (i, p) in request.postings.into_iter().enumerate() {
+            let account = name(
+                AccountName::parse,
+                &p.account,
+                &format!("/postings/{i}/account"),
+                "account name",
+            )?;
+            let asset = asset_code(&p.asset, &format!("/postings/{i}/asset"))?;
+            let (side, text, field) = match (p.debit, p.credit) {
+                (Some(d), None) => (Side::Debit, d, format!("/postings/{i}/debit")),
+                (None, Some(c)) => (Side::Credit, c, format!("/postings/{i}/credit")),
+                _ => {
+                    return Err(ApiError::invalid(
+                        format!("/postings/{i}"),
+                        "each posting needs exactly one of debit or credit",
+                    ));
+                }
+            };
+            postings.push((account, asset, side, text, field));
+        }
+        let occurred_at = request
+            .occurred_at
+            .as_deref()
+            .map(|t| timestamp(t, "/occurred_at"))
+            .transpose()?;
+        let memo = memo(request.memo)?;
+        let metadata = request.metadata.as_ref().map(metadata).transpose()?;
+        Ok(Self {
+            key,
+            postings,
+            occurred_at,
+            memo,
+            metadata,
+        })
+    }
+
+    /// The assets the post names.
+    pub(crate) fn asset_codes(&self) -> BTreeSet<AssetCode> {
+        self.postings.iter().map(|p| p.1.clone()).collect()
+    }
+
+    /// Parses the amounts at their assets' scales (`scales` holds every
+    /// registered asset the post names) and builds the balanced draft.
+    pub(crate) fn into_draft(self, scales: &Scales) -> Result<Draft, ApiError> {
+        let mut postings = Vec::with_capacity(self.postings.len());
+        for (account, asset, side, text, field) in self.postings {
+            let Some(scale) = scales.get(&asset).copied() else {
+                return Err(ApiError::UnknownAsset {
+                    asset: asset.to_string(),
+                });
+            };
+            let amount = Amount::parse(&text, scale).map_err(|e| amount_error(e, &field))?;
+            if !amount.is_positive() {
+                return Err(ApiError::invalid(field, "amount must be greater than zero"));
+            }
+            postings.push(DraftPosting {
+                account,
+                asset,
+                side,
+                amount,
+            });
+        }
+        Draft::new(
+            self.key,
+            postings,
+            self.occurred_at,
+            self.memo,
+            self.metadata,
+        )
+        .map_err(|e| match e {
+            DraftError::Unbalanced(sums) => ApiError::Unbalanced {
+                imbalances: sums
+                    .iter()
+                    .map(|(asset, sum)| (asset.to_string(), sum.format(scale_of(scales, asset))))
+                    .collect(),
+            },
+            DraftError::OutOfRange => ApiError::AmountOutOfRange {
+                field: Some("/postings".to_owned()),
+                message: "a per-asset total does not fit 128 bits of minor units".to_owned(),
+            },
+            DraftError::PostingCount => ApiError::invalid("/postings", "wrong number of postings"),
+            DraftError::NotPositive(i) => {
+                ApiError::invalid(format!("/postings/{i}"), "amount must be greater than zero")
+            }
+            _ => ApiError::invalid("/postings", "invalid postings"),
+        })
+    }
 }

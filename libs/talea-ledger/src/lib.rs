@@ -7,6 +7,9 @@
 
 mod committer;
 mod convert;
+mod snapshot;
+
+pub use snapshot::SNAPSHOT_ACCOUNTS_MAX;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
@@ -20,14 +23,25 @@ use talea_api::{
     TrialBalanceDto, TrialRowDto, format_timestamp,
 };
 use talea_core::{
-    AccountKind, AccountName, Amount, Asset, AssetCode, BookName, Commit, Draft, DraftError,
-    DraftPosting, EventKind, NewAccount, Scale, Side, Timestamp, TxId, limits,
+    AccountKind, AccountName, Amount, Asset, AssetCode, BookName, Commit, Draft, EventKind,
+    NewAccount, Scale, Timestamp, TxId, limits,
 };
 use talea_store::{Backend, Opened, Outcome, Registered, Rejection, Store, StoreError};
 use talea_telemetry::Metrics;
 
 use crate::committer::{Committers, EnqueueError};
 use crate::convert::Scales;
+
+/// Turns a decoded post into a `Draft` exactly as `post_transaction` does,
+/// with `scales` standing in for the asset registry. For the fuzz targets in
+/// `fuzz/`; not part of the API.
+#[doc(hidden)]
+pub fn draft_from_request(
+    request: PostTransactionRequest,
+    scales: &BTreeMap<AssetCode, Scale>,
+) -> Result<Draft, ApiError> {
+    convert::ParsedPost::parse(request)?.into_draft(scales)
+}
 
 /// Limits of the write path, with the contract's defaults.
 #[derive(Debug, Clone)]
@@ -212,93 +226,9 @@ impl LedgerService {
 
     /// Parses and checks a post, resolving asset scales.
     async fn draft(&self, request: PostTransactionRequest) -> Result<Draft, ApiError> {
-        let key = convert::key(&request.idempotency_key)?;
-        let count = request.postings.len();
-        if !(limits::POSTINGS_MIN..=limits::POSTINGS_MAX).contains(&count) {
-            return Err(ApiError::invalid(
-                "/postings",
-                format!(
-                    "postings must hold {} to {} items",
-                    limits::POSTINGS_MIN,
-                    limits::POSTINGS_MAX
-                ),
-            ));
-        }
-        // Syntax first, for every posting, then the registry, then amounts.
-        let mut parsed = Vec::with_capacity(count);
-        for (i, p) in request.postings.iter().enumerate() {
-            let account = convert::name(
-                AccountName::parse,
-                &p.account,
-                &format!("/postings/{i}/account"),
-                "account name",
-            )?;
-            let asset = convert::asset_code(&p.asset, &format!("/postings/{i}/asset"))?;
-            let (side, text, field) = match (&p.debit, &p.credit) {
-                (Some(d), None) => (Side::Debit, d, format!("/postings/{i}/debit")),
-                (None, Some(c)) => (Side::Credit, c, format!("/postings/{i}/credit")),
-                _ => {
-                    return Err(ApiError::invalid(
-                        format!("/postings/{i}"),
-                        "each posting needs exactly one of debit or credit",
-                    ));
-                }
-            };
-            parsed.push((account, asset, side, text, field));
-        }
-        let occurred_at = request
-            .occurred_at
-            .as_deref()
-            .map(|t| convert::timestamp(t, "/occurred_at"))
-            .transpose()?;
-        let memo = convert::memo(request.memo)?;
-        let metadata = request
-            .metadata
-            .as_ref()
-            .map(convert::metadata)
-            .transpose()?;
-        let scales = self.scales(codes(parsed.iter().map(|p| &p.1))).await?;
-        let mut postings = Vec::with_capacity(count);
-        for (account, asset, side, text, field) in parsed {
-            let Some(scale) = scales.get(&asset).copied() else {
-                return Err(ApiError::UnknownAsset {
-                    asset: asset.to_string(),
-                });
-            };
-            let amount =
-                Amount::parse(text, scale).map_err(|e| convert::amount_error(e, &field))?;
-            if !amount.is_positive() {
-                return Err(ApiError::invalid(field, "amount must be greater than zero"));
-            }
-            postings.push(DraftPosting {
-                account,
-                asset,
-                side,
-                amount,
-            });
-        }
-        Draft::new(key, postings, occurred_at, memo, metadata).map_err(|e| match e {
-            DraftError::Unbalanced(sums) => ApiError::Unbalanced {
-                imbalances: sums
-                    .iter()
-                    .map(|(asset, sum)| {
-                        (
-                            asset.to_string(),
-                            sum.format(convert::scale_of(&scales, asset)),
-                        )
-                    })
-                    .collect(),
-            },
-            DraftError::OutOfRange => ApiError::AmountOutOfRange {
-                field: Some("/postings".to_owned()),
-                message: "a per-asset total does not fit 128 bits of minor units".to_owned(),
-            },
-            DraftError::PostingCount => ApiError::invalid("/postings", "wrong number of postings"),
-            DraftError::NotPositive(i) => {
-                ApiError::invalid(format!("/postings/{i}"), "amount must be greater than zero")
-            }
-            _ => ApiError::invalid("/postings", "invalid postings"),
-        })
+        let post = convert::ParsedPost::parse(request)?;
+        let scales = self.scales(post.asset_codes()).await?;
+        post.into_draft(&scales)
     }
 
     async fn rejection(&self, book: &BookName, rejection: Rejection) -> ApiError {

@@ -50,6 +50,8 @@ compile_error!("talea-store-log needs a Unix system (pread, pwrite, flock)");
 
 mod codec;
 mod file;
+#[doc(hidden)]
+pub mod fuzzing;
 mod index;
 mod read;
 mod state;
@@ -67,8 +69,8 @@ use talea_core::{
     TxId,
 };
 use talea_store::{
-    AccountPosting, Backend, Balance, BookInfo, Notice, NoticeBus, Opened, Outcome, Registered,
-    Store, StoreError, TrialRow,
+    AccountPosting, Backend, Balance, BalanceCut, BookInfo, Notice, NoticeBus, Opened, Outcome,
+    Registered, Store, StoreError, TrialRow,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -362,6 +364,15 @@ impl Store for LogStore {
         as_of: Option<Timestamp>,
     ) -> Result<Vec<Balance>, StoreError> {
         Ok(read::balances(&self.inner.shared, book, account, as_of))
+    }
+
+    async fn balance_cut(
+        &self,
+        book: &BookName,
+        accounts: Option<&[AccountName]>,
+        limit: u32,
+    ) -> Result<Option<BalanceCut>, StoreError> {
+        Ok(read::balance_cut(&self.inner.shared, book, accounts, limit))
     }
 
     async fn account_postings(

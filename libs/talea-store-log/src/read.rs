@@ -13,7 +13,9 @@ use talea_core::{
     Account, AccountName, Amount, Asset, AssetCode, BookName, Commit, Event, EventKind, Side,
     Timestamp, TxId,
 };
-use talea_store::{AccountPosting, Balance, BookInfo, StoreError, TrialRow};
+use talea_store::{
+    AccountBalances, AccountPosting, Balance, BalanceCut, BookInfo, StoreError, TrialRow,
+};
 
 use crate::codec::{Record, TxRecord};
 use crate::state::EntryRef;
@@ -165,6 +167,49 @@ pub fn balances(
                 .collect()
         }
     }
+}
+
+/// The book's balances with its head seq, all read under one hold of the
+/// indexes' read lock (the writer applies a frame under the write lock), so
+/// they agree.
+pub fn balance_cut(
+    shared: &Shared,
+    book: &BookName,
+    accounts: Option<&[AccountName]>,
+    limit: u32,
+) -> Option<BalanceCut> {
+    let state = shared.state();
+    let b = state.book(book)?;
+    let committed_at = b.last_time().filter(|_| b.last_seq() > 0)?;
+    let mut cut = BalanceCut::new(b.last_seq(), committed_at);
+    let balances = |a: &crate::state::AccountState| AccountBalances {
+        account: a.account.name.clone(),
+        kind: a.account.kind,
+        balances: a
+            .assets
+            .iter()
+            .map(|(asset, pair)| Balance {
+                asset: asset.clone(),
+                balance: Amount::from_minor(pair.totals.balance),
+            })
+            .collect(),
+    };
+    let limit = limit as usize;
+    cut.accounts = match accounts {
+        None => b.accounts().take(limit).map(balances).collect(),
+        Some(names) => {
+            let mut names: Vec<&AccountName> = names.iter().collect();
+            names.sort_unstable();
+            names.dedup();
+            names
+                .into_iter()
+                .filter_map(|name| b.account(name))
+                .take(limit)
+                .map(balances)
+                .collect()
+        }
+    };
+    Some(cut)
 }
 
 /// Totals per account and asset, now or as of a commit time.

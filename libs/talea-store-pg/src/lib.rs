@@ -35,8 +35,8 @@ use talea_core::{
 };
 pub use talea_store::PoolStats;
 use talea_store::{
-    AccountPosting, Backend, Balance, BookInfo, Notice, Opened, Outcome, Registered, Store,
-    StoreError, TrialRow,
+    AccountPosting, Backend, Balance, BalanceCut, BookInfo, Notice, Opened, Outcome, Registered,
+    Store, StoreError, TrialRow,
 };
 
 use crate::error::{Class, MIGRATE_HINT, classify, store_error};
@@ -304,6 +304,15 @@ impl Store for PgStore {
         as_of: Option<Timestamp>,
     ) -> Result<Vec<Balance>, StoreError> {
         read::balances(&mut *self.connection().await?, book, account, as_of).await
+    }
+
+    async fn balance_cut(
+        &self,
+        book: &BookName,
+        accounts: Option<&[AccountName]>,
+        limit: u32,
+    ) -> Result<Option<BalanceCut>, StoreError> {
+        read::balance_cut(&mut *self.connection().await?, book, accounts, limit).await
     }
 
     async fn account_postings(

@@ -15,7 +15,7 @@ use talea_core::{
     Account, AccountName, Asset, AssetCode, BookName, Commit, Event, EventKind, Side,
     StoredPosting, Timestamp, TxId,
 };
-use talea_store::{AccountPosting, Balance, BookInfo, StoreError, TrialRow};
+use talea_store::{AccountPosting, Balance, BalanceCut, BookInfo, StoreError, TrialRow};
 
 use crate::codec::{self, get, get_amount, get_seq, seq_param};
 use crate::error::{corrupt, store_error};
@@ -288,6 +288,61 @@ pub(crate) async fn balances(
             })
         })
         .collect()
+}
+
+/// The book's balances with its head seq, in one statement (one snapshot):
+/// the counter row and the balance rows are written by the same
+/// transactions, so they agree.
+pub(crate) async fn balance_cut(
+    conn: &mut PgConnection,
+    book: &BookName,
+    accounts: Option<&[AccountName]>,
+    limit: u32,
+) -> Result<Option<BalanceCut>, StoreError> {
+    let names: Option<Vec<&str>> = accounts.map(|list| list.iter().map(|a| a.as_str()).collect());
+    let rows = crate::codec::query(
+        "SELECT bk.last_seq, bk.last_committed_at, a.name, a.kind, b.asset, \
+           b.balance::text AS balance \
+         FROM books bk \
+         LEFT JOIN LATERAL ( \
+           SELECT name, kind FROM accounts \
+           WHERE book = bk.book AND ($2::text[] IS NULL OR name = ANY($2::text[])) \
+           ORDER BY name LIMIT $3 \
+         ) a ON true \
+         LEFT JOIN balances b ON b.book = bk.book AND b.account = a.name \
+         WHERE bk.book = $1 AND bk.last_seq > 0 \
+         ORDER BY a.name, b.asset",
+    )
+    .bind(book.as_str())
+    .bind(names)
+    .bind(i64::from(limit))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(store_error)?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let committed_at: Option<DateTime<Utc>> = get(first, "last_committed_at")?;
+    let committed_at = committed_at
+        .map(codec::timestamp)
+        .ok_or_else(|| corrupt(format!("book {book} has events but no commit time")))?;
+    let mut cut = BalanceCut::new(get_seq(first, "last_seq")?, committed_at);
+    for row in &rows {
+        let Some(name) = get::<Option<String>>(row, "name")? else {
+            continue;
+        };
+        let account = codec::account_name(&name)?;
+        let kind = codec::account_kind(&get::<String>(row, "kind")?)?;
+        let balance = match get::<Option<String>>(row, "asset")? {
+            None => None,
+            Some(asset) => Some(Balance {
+                asset: codec::asset_code(&asset)?,
+                balance: get_amount(row, "balance")?,
+            }),
+        };
+        cut.push(account, kind, balance);
+    }
+    Ok(Some(cut))
 }
 
 /// Totals per account and asset, now or as of a commit time.

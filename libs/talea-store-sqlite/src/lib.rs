@@ -42,8 +42,8 @@ use talea_core::{
 };
 pub use talea_store::PoolStats;
 use talea_store::{
-    AccountPosting, Backend, Balance, BookInfo, Notice, NoticeBus, Opened, Outcome, Registered,
-    Store, StoreError, TrialRow,
+    AccountPosting, Backend, Balance, BalanceCut, BookInfo, Notice, NoticeBus, Opened, Outcome,
+    Registered, Store, StoreError, TrialRow,
 };
 
 use crate::error::{migrate_error, store_error};
@@ -371,6 +371,15 @@ impl Store for SqliteStore {
         as_of: Option<Timestamp>,
     ) -> Result<Vec<Balance>, StoreError> {
         read::balances(&mut *self.reader().await?, book, account, as_of).await
+    }
+
+    async fn balance_cut(
+        &self,
+        book: &BookName,
+        accounts: Option<&[AccountName]>,
+        limit: u32,
+    ) -> Result<Option<BalanceCut>, StoreError> {
+        read::balance_cut(&mut *self.reader().await?, book, accounts, limit).await
     }
 
     async fn account_postings(

@@ -16,7 +16,7 @@ use talea_core::{
     Account, AccountName, Amount, Asset, AssetCode, BookName, Commit, Event, EventKind, Side,
     StoredPosting, Timestamp, TxId,
 };
-use talea_store::{AccountPosting, Balance, BookInfo, StoreError, TrialRow};
+use talea_store::{AccountPosting, Balance, BalanceCut, BookInfo, StoreError, TrialRow};
 
 use crate::codec::{self, get, get_amount, get_seq, get_timestamp, seq_param};
 use crate::error::{corrupt, store_error};
@@ -357,6 +357,62 @@ pub(crate) async fn balances(
             })
         })
         .collect()
+}
+
+/// The book's balances with its head seq, in one statement (one WAL
+/// snapshot): the counter row and the balance rows are written by the same
+/// transactions, so they agree. The names travel as one JSON array.
+pub(crate) async fn balance_cut(
+    conn: &mut SqliteConnection,
+    book: &BookName,
+    accounts: Option<&[AccountName]>,
+    limit: u32,
+) -> Result<Option<BalanceCut>, StoreError> {
+    let names = accounts
+        .map(|list| serde_json::to_string(&list.iter().map(|a| a.as_str()).collect::<Vec<_>>()))
+        .transpose()
+        .map_err(|e| StoreError::Other(format!("cannot encode account names: {e}")))?;
+    let rows = sqlx::query(
+        "SELECT bk.last_seq, bk.last_committed_at, a.name, a.kind, b.asset, b.balance \
+         FROM books bk \
+         LEFT JOIN ( \
+           SELECT name, kind FROM accounts \
+           WHERE book = ?1 AND (?2 IS NULL OR name IN (SELECT value FROM json_each(?2))) \
+           ORDER BY name LIMIT ?3 \
+         ) a ON 1 \
+         LEFT JOIN balances b ON b.book = bk.book AND b.account = a.name \
+         WHERE bk.book = ?1 AND bk.last_seq > 0 \
+         ORDER BY a.name, b.asset",
+    )
+    .bind(book.as_str())
+    .bind(names)
+    .bind(i64::from(limit))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(store_error)?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let committed_at = get::<Option<i64>>(first, "last_committed_at")?
+        .map(Timestamp::from_micros)
+        .ok_or_else(|| corrupt(format!("book {book} has events but no commit time")))?;
+    let mut cut = BalanceCut::new(get_seq(first, "last_seq")?, committed_at);
+    for row in &rows {
+        let Some(name) = get::<Option<String>>(row, "name")? else {
+            continue;
+        };
+        let account = codec::account_name(&name)?;
+        let kind = codec::account_kind(&get::<String>(row, "kind")?)?;
+        let balance = match get::<Option<String>>(row, "asset")? {
+            None => None,
+            Some(asset) => Some(Balance {
+                asset: codec::asset_code(&asset)?,
+                balance: get_amount(row, "balance")?,
+            }),
+        };
+        cut.push(account, kind, balance);
+    }
+    Ok(Some(cut))
 }
 
 /// Totals per account and asset, now or as of a commit time.

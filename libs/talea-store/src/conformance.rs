@@ -21,7 +21,9 @@ use talea_core::{
     DraftPosting, EventKind, IdempotencyKey, NewAccount, Scale, Side, Timestamp, TxId,
 };
 
-use crate::{Balance, BookInfo, Opened, Outcome, Registered, Rejection, Store, TrialRow};
+use crate::{
+    AccountBalances, Balance, BookInfo, Opened, Outcome, Registered, Rejection, Store, TrialRow,
+};
 
 /// A conformance case, boxed so cases can sit in one list.
 pub type Case = fn(Arc<dyn Store>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -100,6 +102,7 @@ cases!($
     database_refusal_is_isolated,
     subscribe_catch_up,
     watch_announces_commits,
+    balance_cut_is_consistent,
 );
 
 /// Runs every case in order, each on a store from `make_store`.
@@ -1837,4 +1840,136 @@ pub async fn watch_announces_commits(store: Arc<dyn Store>) {
             Err(e) => panic!("notice channel: {e}"),
         }
     }
+}
+
+/// The balances a cut reports are exactly those the log holds up to its
+/// seq, even while writers commit; filters, limits and unknown names.
+pub async fn balance_cut_is_consistent(store: Arc<dyn Store>) {
+    let b = book("cut");
+    assert_eq!(
+        store.balance_cut(&b, None, 10).await.expect("cut"),
+        None,
+        "a book without events has no cut"
+    );
+    customers(&store, &b).await;
+    let cut = store
+        .balance_cut(&b, None, 10)
+        .await
+        .expect("cut")
+        .expect("a cut");
+    assert_eq!(cut.last_seq, 3);
+    let names: Vec<&str> = cut.accounts.iter().map(|a| a.account.as_str()).collect();
+    assert_eq!(names, ["alice", "bob", "hot"]);
+    assert!(cut.accounts.iter().all(|a| a.balances.is_empty()));
+    assert_eq!(cut.accounts[2].kind, AccountKind::Asset);
+
+    commit_one(&store, &b, deposit("d0", "alice", "BTC", 500)).await;
+    commit_one(&store, &b, deposit("d1", "bob", "USD", 70)).await;
+
+    // Writers race the cuts; each cut must match the log at its seq.
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (store, b) = (store.clone(), b.clone());
+            tokio::spawn(async move {
+                for i in 0..15 {
+                    let drafts = [
+                        transfer(&format!("w{w}-{i}-a"), "alice", "bob", "USD", 3 + w),
+                        transfer(&format!("w{w}-{i}-b"), "bob", "alice", "BTC", 1),
+                    ];
+                    for outcome in commit(&store, &b, &drafts).await {
+                        committed(&outcome);
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut cuts = Vec::new();
+    for _ in 0..20 {
+        cuts.push(
+            store
+                .balance_cut(&b, None, 10)
+                .await
+                .expect("cut")
+                .expect("a cut"),
+        );
+        tokio::task::yield_now().await;
+    }
+    for w in writers {
+        w.await.expect("writer");
+    }
+    cuts.push(
+        store
+            .balance_cut(&b, None, 10)
+            .await
+            .expect("cut")
+            .expect("a cut"),
+    );
+    let events = assert_dense_log(&store, &b).await;
+    let commits: Vec<Commit> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Transaction(c) => Some(c.clone()),
+            EventKind::AccountOpened(_) => None,
+        })
+        .collect();
+    for cut in &cuts {
+        let at_seq: Vec<Commit> = commits
+            .iter()
+            .filter(|c| c.seq <= cut.last_seq)
+            .cloned()
+            .collect();
+        let event = &events[usize::try_from(cut.last_seq).expect("seq") - 1];
+        assert_eq!(
+            cut.committed_at, event.committed_at,
+            "the cut's commit time"
+        );
+        for a in &cut.accounts {
+            assert_eq!(
+                a.balances,
+                expected_balances(&at_seq, &a.account, None),
+                "{} at seq {}",
+                a.account,
+                cut.last_seq
+            );
+        }
+    }
+    let last = cuts.last().expect("a cut");
+    assert_eq!(last.last_seq, events.len() as u64);
+
+    // Filters: only existing names, by name, each once; limits count accounts.
+    let filter = [acct("hot"), acct("nobody"), acct("alice"), acct("hot")];
+    let filtered = store
+        .balance_cut(&b, Some(&filter), 10)
+        .await
+        .expect("cut")
+        .expect("a cut");
+    assert_eq!(filtered.last_seq, last.last_seq);
+    let names: Vec<&str> = filtered
+        .accounts
+        .iter()
+        .map(|a| a.account.as_str())
+        .collect();
+    assert_eq!(names, ["alice", "hot"]);
+    assert_eq!(
+        filtered.accounts[0],
+        AccountBalances {
+            account: acct("alice"),
+            kind: AccountKind::Liability,
+            balances: expected_balances(&commits, &acct("alice"), None),
+        }
+    );
+    let nobody = store
+        .balance_cut(&b, Some(&[acct("nobody")]), 10)
+        .await
+        .expect("cut")
+        .expect("the book still has a cut");
+    assert!(nobody.accounts.is_empty());
+    assert_eq!(nobody.last_seq, last.last_seq);
+    let limited = store
+        .balance_cut(&b, None, 2)
+        .await
+        .expect("cut")
+        .expect("a cut");
+    assert_eq!(limited.accounts.len(), 2);
+    assert_eq!(limited.accounts[1].account, acct("bob"));
 }

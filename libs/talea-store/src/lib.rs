@@ -173,6 +173,62 @@ pub struct Balance {
     pub balance: Amount,
 }
 
+/// One account's storage balances, as part of a [`BalanceCut`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountBalances {
+    /// The account.
+    pub account: AccountName,
+    /// Its kind (for normal-side balances).
+    pub kind: talea_core::AccountKind,
+    /// Per asset it ever held, by asset code.
+    pub balances: Vec<Balance>,
+}
+
+/// A book's balances exactly as of one seq: everything committed up to
+/// `last_seq` and nothing after, read in one consistent snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BalanceCut {
+    /// The book's last seq at the cut.
+    pub last_seq: u64,
+    /// That event's commit time.
+    pub committed_at: Timestamp,
+    /// The accounts asked for that exist at the cut, by name.
+    pub accounts: Vec<AccountBalances>,
+}
+
+impl BalanceCut {
+    /// An empty cut at `last_seq`, to fill with [`BalanceCut::push`].
+    pub fn new(last_seq: u64, committed_at: Timestamp) -> Self {
+        Self {
+            last_seq,
+            committed_at,
+            accounts: Vec::new(),
+        }
+    }
+
+    /// Adds one row of a backend's `(account, kind, asset, balance)`
+    /// listing, ordered by account: a row without a balance is an account
+    /// that never held anything.
+    pub fn push(
+        &mut self,
+        account: AccountName,
+        kind: talea_core::AccountKind,
+        balance: Option<Balance>,
+    ) {
+        let same = self.accounts.last().is_some_and(|a| a.account == account);
+        if !same {
+            self.accounts.push(AccountBalances {
+                account,
+                kind,
+                balances: Vec::new(),
+            });
+        }
+        if let (Some(balance), Some(last)) = (balance, self.accounts.last_mut()) {
+            last.balances.push(balance);
+        }
+    }
+}
+
 /// The persistence trait. Every method is safe to call concurrently from many
 /// tasks and (for Postgres) from many processes: the store is the arbiter.
 ///
@@ -258,6 +314,19 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         account: &AccountName,
         as_of: Option<Timestamp>,
     ) -> Result<Vec<Balance>, StoreError>;
+
+    /// The current balances of the book's accounts (only those named in
+    /// `accounts` when given; names that do not exist are left out), at most
+    /// `limit` accounts by name, together with the last seq and commit time
+    /// they correspond to: one consistent read, so the balances are exactly
+    /// those after every event up to `last_seq` and none after. `None` when
+    /// the book has no events.
+    async fn balance_cut(
+        &self,
+        book: &BookName,
+        accounts: Option<&[AccountName]>,
+        limit: u32,
+    ) -> Result<Option<BalanceCut>, StoreError>;
 
     /// An account's postings with seq above `after_seq`, in (seq, leg) order.
     /// Returns at least `limit` postings when that many exist, plus any further

@@ -26,10 +26,11 @@ mod session;
 mod source;
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
-use talea_api::EventDto;
+use talea_api::{EventDto, SnapshotDto};
+use talea_auth::{HIDE_SETS, Hide};
 
 pub use hub::{BOOK_CHANNEL_EVENTS_MAX, Hub, NoObserver, StreamObserver, TAIL_CHECK_MS};
 pub use session::{End, Recheck, RecheckFuture, Subscription, WRITE_COALESCE_BYTES_MAX, open};
@@ -71,7 +72,10 @@ impl Default for StreamConfig {
 }
 
 /// One committed event, ready to send: its SSE frame is built once and
-/// shared (reference-counted, never copied) by every subscriber.
+/// shared (reference-counted, never copied) by every subscriber. A
+/// subscriber whose token hides fields gets the frame without them, built
+/// on first demand and then shared by every subscriber with the same hide
+/// set.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LiveEvent {
     /// The event's seq in its book.
@@ -87,6 +91,10 @@ pub struct LiveEvent {
     /// delivery).
     pub committed_micros: Option<i64>,
     frame: Bytes,
+    /// Where `data: ` starts in `frame`, to rebuild it without hidden fields.
+    data_at: usize,
+    /// The frame per non-empty hide set ([`Hide::index`]), built on demand.
+    hidden: [OnceLock<Bytes>; HIDE_SETS],
 }
 
 impl LiveEvent {
@@ -98,7 +106,9 @@ impl LiveEvent {
         accounts: BTreeSet<String>,
         data_json: &str,
     ) -> Arc<LiveEvent> {
-        let frame = Bytes::from(format!("id: {seq}\nevent: {kind}\ndata: {data_json}\n\n"));
+        let head = format!("id: {seq}\nevent: {kind}\n");
+        let data_at = head.len();
+        let frame = Bytes::from(format!("{head}data: {data_json}\n\n"));
         let committed_micros = talea_api::parse_timestamp(&committed_at).map(|t| t.micros());
         Arc::new(LiveEvent {
             seq,
@@ -107,6 +117,8 @@ impl LiveEvent {
             accounts,
             committed_micros,
             frame,
+            data_at,
+            hidden: Default::default(),
         })
     }
 
@@ -135,11 +147,67 @@ impl LiveEvent {
     pub fn frame(&self) -> Bytes {
         self.frame.clone()
     }
+
+    /// The frame as a subscriber hiding `hide` may see it: [`Self::frame`]
+    /// when nothing is hidden, else the frame without those fields in
+    /// `data`, built once per event and hide set, then shared.
+    pub fn frame_for(&self, hide: Hide) -> Bytes {
+        match hide.index().and_then(|i| self.hidden.get(i)) {
+            None => self.frame(),
+            Some(slot) => slot.get_or_init(|| self.strip(hide)).clone(),
+        }
+    }
+
+    fn strip(&self, hide: Hide) -> Bytes {
+        let head = self.frame.get(..self.data_at).unwrap_or_default();
+        let data = self
+            .frame
+            .get(self.data_at..)
+            .and_then(|rest| rest.strip_prefix(b"data: "))
+            .and_then(|rest| rest.strip_suffix(b"\n\n"));
+        let stripped = data
+            .and_then(|d| serde_json::from_slice::<serde_json::Value>(d).ok())
+            .map(|mut value| {
+                hide.strip_value(&mut value);
+                value.to_string()
+            });
+        match stripped {
+            Some(data) => {
+                let mut frame = Vec::with_capacity(head.len() + data.len() + 8);
+                frame.extend_from_slice(head);
+                frame.extend_from_slice(b"data: ");
+                frame.extend_from_slice(data.as_bytes());
+                frame.extend_from_slice(b"\n\n");
+                Bytes::from(frame)
+            }
+            // Data that is not JSON carries no field to hide; it cannot
+            // happen (every source serializes a JSON value), but if it did,
+            // sending nothing of it is the safe side.
+            None => {
+                let mut frame = Vec::with_capacity(head.len() + 10);
+                frame.extend_from_slice(head);
+                frame.extend_from_slice(b"data: {}\n\n");
+                Bytes::from(frame)
+            }
+        }
+    }
 }
 
 /// The first frame of every stream: the client's reconnection delay.
 pub fn retry_frame() -> String {
     format!("retry: {RETRY_MS}\n\n")
+}
+
+/// The `event: snapshot` frame that starts a `?snapshot=balances` stream,
+/// with the snapshot's seq as its `id` (a client resuming from it gets
+/// every event after the snapshot).
+pub fn snapshot_frame(snapshot: &SnapshotDto) -> Result<Bytes, talea_api::ApiError> {
+    let data = serde_json::to_string(snapshot)
+        .map_err(|_| talea_api::ApiError::unavailable("cannot encode the snapshot"))?;
+    Ok(Bytes::from(format!(
+        "id: {}\nevent: snapshot\ndata: {data}\n\n",
+        snapshot.seq
+    )))
 }
 
 /// A heartbeat comment.
@@ -209,6 +277,34 @@ mod tests {
             data: json!({"name": "hot"}),
         };
         assert!(LiveEvent::from_dto(&opened).accounts.contains("hot"));
+    }
+
+    #[test]
+    fn hidden_frames_are_built_once_per_hide_set_and_shared() {
+        let tx = EventDto {
+            seq: 7,
+            kind: "transaction".to_owned(),
+            committed_at: "2026-11-22T10:00:00.000000Z".to_owned(),
+            data: json!({"tx_id": "t", "memo": "secret memo", "metadata": {"k": "secret"}}),
+        };
+        let live = LiveEvent::from_dto(&tx);
+        assert_eq!(live.frame_for(Hide::NONE), live.frame());
+        let both = Hide::from_list(&["metadata", "memo"]).expect("valid");
+        let stripped = live.frame_for(both);
+        assert_eq!(
+            stripped,
+            "id: 7\nevent: transaction\ndata: {\"tx_id\":\"t\"}\n\n"
+        );
+        // The second subscriber with the same set shares the same bytes.
+        assert_eq!(live.frame_for(both).as_ptr(), stripped.as_ptr());
+        let memo = Hide::from_list(&["memo"]).expect("valid");
+        let text = String::from_utf8(live.frame_for(memo).to_vec()).expect("utf-8");
+        assert!(
+            !text.contains("secret memo") && text.contains("\"k\":\"secret\""),
+            "{text}"
+        );
+        // The shared frame is untouched.
+        assert!(String::from_utf8_lossy(&live.frame()).contains("secret memo"));
     }
 
     #[test]

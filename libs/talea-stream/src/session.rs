@@ -11,12 +11,13 @@ use bytes::{Bytes, BytesMut};
 use futures::Stream;
 use serde_json::json;
 use talea_api::ApiError;
+use talea_auth::Hide;
 use tokio::sync::{OwnedSemaphorePermit, broadcast, mpsc, oneshot};
 
 use crate::{BACKFILL_PAGE_MAX, Hub, LiveEvent};
 
 /// What a subscriber asked for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Subscription {
     /// The book.
     pub book: String,
@@ -25,6 +26,12 @@ pub struct Subscription {
     pub after_seq: Option<u64>,
     /// Only events touching one of these accounts; `None` is every event.
     pub accounts: Option<BTreeSet<String>>,
+    /// Fields removed from every event sent (the token's field scope).
+    pub hide: Hide,
+    /// Start with `event: snapshot`: the balances of the (filtered)
+    /// accounts as of seq N, then every event from N + 1. Ignored on a
+    /// resume (`after_seq` given): a resumed client has its state already.
+    pub snapshot: bool,
 }
 
 /// The answer of a scope re-check: `Err` carries the `event: error` body
@@ -78,8 +85,19 @@ pub async fn open(
 ) -> Result<impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static, ApiError> {
     // Listen before reading the log, so nothing falls between the two.
     let live = hub.live(&subscription.book);
+    let mut first = None;
     let position = match subscription.after_seq {
         Some(seq) => seq,
+        None if subscription.snapshot => {
+            // One consistent cut: the balances are exactly those at its
+            // seq, and the session goes on from the seq after it.
+            let snapshot = hub
+                .backfill()
+                .snapshot(&subscription.book, subscription.accounts.as_ref())
+                .await?;
+            first = Some(crate::snapshot_frame(&snapshot)?);
+            snapshot.seq
+        }
         None => hub
             .backfill()
             .last_seq(&subscription.book)
@@ -88,6 +106,12 @@ pub async fn open(
     };
     let config = hub.config().clone();
     let (frames, rx) = mpsc::channel(config.buffer_events_max.max(1));
+    if let Some(frame) = first {
+        // The channel is new and holds at least one frame: this cannot fail.
+        if frames.try_send(frame).is_err() {
+            return Err(ApiError::unavailable("cannot queue the snapshot"));
+        }
+    }
     let (closing_tx, closing_rx) = oneshot::channel();
     let session = Session {
         hub: hub.clone(),
@@ -336,7 +360,10 @@ impl Session {
         if !self.wanted(&event) {
             return Ok(());
         }
-        match self.frames.try_send(event.frame()) {
+        match self
+            .frames
+            .try_send(event.frame_for(self.subscription.hide))
+        {
             Ok(()) => {
                 self.hub.observer().delivered(&event);
                 Ok(())
@@ -388,7 +415,12 @@ impl Session {
                 }
                 *position = event.seq;
                 if self.wanted(&event) {
-                    if self.frames.send(event.frame()).await.is_err() {
+                    if self
+                        .frames
+                        .send(event.frame_for(self.subscription.hide))
+                        .await
+                        .is_err()
+                    {
                         return Err(End::ClientGone);
                     }
                     self.hub.observer().delivered(&event);

@@ -1,10 +1,11 @@
 //! Where stream events come from: the log (backfill) and the live feed (sources).
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use talea_api::{ApiError, LedgerApi, SeqPage};
+use talea_api::{ApiError, LedgerApi, SeqPage, SnapshotDto};
 use talea_core::BookName;
 use talea_ledger::LedgerService;
 use talea_store::{Notice, feed::FEED_POLL_INTERVAL_MS};
@@ -27,6 +28,15 @@ pub trait Backfill: Send + Sync + std::fmt::Debug + 'static {
         after_seq: u64,
         limit: u32,
     ) -> Result<Vec<Arc<LiveEvent>>, ApiError>;
+
+    /// The balances of the book's accounts (only `accounts` when given)
+    /// exactly as of one seq, read in one consistent cut: the start of a
+    /// `?snapshot=balances` stream.
+    async fn snapshot(
+        &self,
+        book: &str,
+        accounts: Option<&BTreeSet<String>>,
+    ) -> Result<SnapshotDto, ApiError>;
 }
 
 /// [`Backfill`] over a ledger (talead's own, or the fanout's read-only one).
@@ -69,6 +79,14 @@ impl Backfill for LedgerBackfill {
             Err(ApiError::NotFound { .. }) => Ok(Vec::new()),
             Err(e) => Err(e),
         }
+    }
+
+    async fn snapshot(
+        &self,
+        book: &str,
+        accounts: Option<&BTreeSet<String>>,
+    ) -> Result<SnapshotDto, ApiError> {
+        self.ledger.balance_snapshot(book, accounts).await
     }
 }
 

@@ -1,4 +1,5 @@
-//! Dev-only test helpers: a fresh Postgres database per test, NATS settings, and deadline polling.
+//! Dev-only test helpers: a fresh Postgres database per test, NATS settings,
+//! deadline polling, and real processes for fault tests (`process`).
 //!
 //! This crate deliberately knows nothing of talea's own crates (callers
 //! migrate with `PgStore::migrate`), so any crate can use it as a
@@ -10,6 +11,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, anyhow};
 use sqlx::{Connection, Executor, PgConnection};
+
+pub mod process;
 
 /// The admin database URL used when `TALEA_TEST_PG_URL` is unset.
 pub const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";

@@ -68,6 +68,14 @@ struct Config {
     /// Open streams before new ones get 503.
     #[arg(long, env = "TALEA_SSE_MAX_CONNECTIONS", default_value_t = talea_stream::MAX_CONNECTIONS_DEFAULT)]
     sse_max_connections: usize,
+    /// Key verifying stream tickets: talead's `TALEA_STREAM_TICKET_KEY`
+    /// (at least 32 bytes). Unset, tickets from talead are refused.
+    #[arg(long, env = "TALEA_STREAM_TICKET_KEY", hide_env_values = true)]
+    stream_ticket_key: Option<Secret>,
+    /// Comma-separated browser origins allowed on the stream route; empty,
+    /// no CORS headers.
+    #[arg(long, env = "TALEA_CORS_ORIGINS", default_value = "")]
+    cors_origins: String,
     /// `json` for JSON log lines.
     #[arg(long, env = "TALEA_LOG_FORMAT", default_value = "text")]
     log_format: String,
@@ -91,6 +99,19 @@ async fn run(config: Config) -> anyhow::Result<()> {
     )?;
     if tokens.is_empty() {
         bail!("no token configured: set TALEA_SCOPE_URL, TALEA_API_TOKEN or TALEA_TOKENS_FILE");
+    }
+    // The fan-out issues no tickets, so their lifetime is talead's business.
+    let browser = service::browser_settings(
+        config.stream_ticket_key.as_ref(),
+        talea_auth::TICKET_TTL_S_DEFAULT,
+        &config.cors_origins,
+    )
+    .map_err(anyhow::Error::msg)?;
+    if browser.random_key {
+        tracing::warn!(
+            "TALEA_STREAM_TICKET_KEY is unset: stream tickets from talead are refused \
+             (set the same key as talead's)"
+        );
     }
     let store = PgStore::connect(config.db_url.expose(), config.db_pool)
         .await
@@ -126,6 +147,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
         auth,
         &HttpConfig {
             role: Role::Read,
+            stream_tickets: browser.tickets,
+            cors_origins: browser.cors_origins,
             ..HttpConfig::default()
         },
     )

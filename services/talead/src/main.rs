@@ -118,6 +118,17 @@ pub(crate) struct ServeArgs {
     /// Where `serve` writes a generated API token (embedded stores only).
     #[arg(long, default_value = ".env")]
     pub env_file: PathBuf,
+    /// Key signing stream tickets (at least 32 bytes), the same on every
+    /// talead and fan-out replica; unset, a random key valid in this process only.
+    #[arg(long, env = "TALEA_STREAM_TICKET_KEY", hide_env_values = true)]
+    pub stream_ticket_key: Option<Secret>,
+    /// Life of a stream ticket, in seconds (1..=60).
+    #[arg(long, env = "TALEA_STREAM_TICKET_TTL_S", default_value_t = talea_auth::TICKET_TTL_S_DEFAULT)]
+    pub stream_ticket_ttl_s: u64,
+    /// Comma-separated browser origins allowed on the ticket and stream
+    /// routes (`https://app.example.com`); empty, no CORS headers.
+    #[arg(long, env = "TALEA_CORS_ORIGINS", default_value = "")]
+    pub cors_origins: String,
     /// `json` for JSON log lines, anything else for text.
     #[arg(long, env = "TALEA_LOG_FORMAT", default_value = "text")]
     pub log_format: String,

@@ -36,6 +36,18 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tokens = TokenSource::Local(TokenSet::load(Some(&token), None).context("loading tokens")?);
     }
     let rate_limit = rate_limit(&args)?;
+    let browser = service::browser_settings(
+        args.stream_ticket_key.as_ref(),
+        args.stream_ticket_ttl_s,
+        &args.cors_origins,
+    )
+    .map_err(anyhow::Error::msg)?;
+    if browser.random_key {
+        tracing::info!(
+            "TALEA_STREAM_TICKET_KEY is unset: stream tickets are signed with a random key \
+             and are accepted by this process only"
+        );
+    }
     tracing::info!(store = %url.describe(), "opening the store");
     let store = crate::store::open(&url, args.db_pool, Schema::RequireMigrated).await?;
 
@@ -69,6 +81,8 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
             request_timeout_ms: args.request_timeout_ms,
             role: args.role,
             rate_limit,
+            stream_tickets: browser.tickets,
+            cors_origins: browser.cors_origins,
         },
     )
     .with_stream(hub.clone());

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use talea_auth::{
-    Access, Authenticator, Books, NEGATIVE_TTL_S, Principal, ScopeClient, ScopeClientConfig,
+    Access, Authenticator, Books, Hide, NEGATIVE_TTL_S, Principal, ScopeClient, ScopeClientConfig,
     Secret, Undecided,
 };
 use talea_telemetry::Metrics;
@@ -49,6 +49,7 @@ fn principal(name: &str) -> Principal {
         name: Some(name.to_owned()),
         books: Books::Only([name.to_owned()].into()),
         access: Access::Rw,
+        hide: Hide::NONE,
     }
 }
 
@@ -61,6 +62,39 @@ async fn skip(d: Duration) {
     tokio::time::pause();
     tokio::time::advance(d).await;
     tokio::time::resume();
+}
+
+#[tokio::test]
+async fn hide_policies_reach_the_principal() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/introspect"))
+        .and(body_json(json!({"token": "browser-token"})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "active": true, "name": "browser", "books": ["*"], "access": "ro",
+            "ttl_seconds": 60, "hide": ["memo", "metadata"]
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/introspect"))
+        .and(body_json(json!({"token": "odd-token"})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "active": true, "name": "odd", "books": ["*"], "access": "ro",
+            "ttl_seconds": 60, "hide": ["postings"]
+        })))
+        .mount(&server)
+        .await;
+    let (c, _) = client(&server);
+    let p = c
+        .authenticate("browser-token")
+        .await
+        .expect("decided")
+        .expect("active");
+    assert_eq!(p.hide.to_list(), ["metadata", "memo"]);
+    assert_eq!(p.access, Access::Ro);
+    // A policy this build cannot honour is undecidable, never ignored.
+    assert_eq!(c.authenticate("odd-token").await, Err(Undecided));
 }
 
 #[tokio::test]

@@ -78,8 +78,17 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
 pub async fn spawn_on(db_url: &str, options: Options) -> TestApp {
     let store = PgStore::connect(db_url, 10).await.expect("connects");
     store.check_migrated().await.expect("migrated");
+    spawn_store(Arc::new(store), db_url, options).await
+}
+
+/// The router over any store (`db_url` only names it for the test).
+pub async fn spawn_store(
+    store: Arc<dyn talea_store::Store>,
+    db_url: &str,
+    options: Options,
+) -> TestApp {
     let metrics = talea_telemetry::Metrics::new();
-    let ledger = LedgerService::new(Arc::new(store), options.ledger, metrics.clone());
+    let ledger = LedgerService::new(store, options.ledger, metrics.clone());
     let auth = options.auth.unwrap_or_else(|| {
         Arc::new(
             TokenSet::parse_file(TOKENS)

@@ -3,6 +3,9 @@
 mod admission;
 mod auth;
 mod contract;
+mod fields;
 mod harness;
 mod instances;
+mod openapi;
 mod stream;
+mod tickets;

@@ -181,6 +181,7 @@ async fn open(hub: &Hub, after_seq: Option<u64>, accounts: Option<&[&str]>) -> F
                 after_seq,
                 accounts: accounts
                     .map(|a| a.iter().map(|s| (*s).to_owned()).collect::<BTreeSet<_>>()),
+                ..Default::default()
             },
             None,
             permit,
@@ -401,6 +402,7 @@ async fn shutdown_and_withdrawn_access_close_with_their_event() {
                 book: "pay".to_owned(),
                 after_seq: Some(0),
                 accounts: None,
+                ..Default::default()
             },
             Some(Recheck {
                 every: Duration::from_millis(200),

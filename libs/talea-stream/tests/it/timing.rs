@@ -58,6 +58,18 @@ impl Backfill for MemoryLog {
             .cloned()
             .collect())
     }
+
+    async fn snapshot(
+        &self,
+        book: &str,
+        _accounts: Option<&std::collections::BTreeSet<String>>,
+    ) -> Result<talea_api::SnapshotDto, ApiError> {
+        Ok(talea_api::SnapshotDto {
+            book: book.to_owned(),
+            seq: self.last_seq(book).await?.unwrap_or(0),
+            balances: Vec::new(),
+        })
+    }
 }
 
 /// A live source the test feeds by hand.
@@ -110,6 +122,7 @@ async fn heartbeats_fill_silence_and_events_reset_them() {
                 book: "b".to_owned(),
                 after_seq: None,
                 accounts: None,
+                ..Default::default()
             },
             None,
             permit,
@@ -152,6 +165,7 @@ async fn the_recheck_runs_at_its_interval() {
                 book: "b".to_owned(),
                 after_seq: None,
                 accounts: None,
+                ..Default::default()
             },
             Some(Recheck {
                 every: Duration::from_secs(60),

@@ -18,6 +18,10 @@ use talea_store_pg::PgStore;
 use talea_testkit::TestDb;
 use tokio::sync::{mpsc, watch};
 
+mod browser;
+mod faults;
+mod fields;
+
 const BIN: &str = env!("CARGO_BIN_EXE_talea-fanout");
 const TOKEN: &str = "fanout-test-token";
 
@@ -113,6 +117,11 @@ impl Fixture {
 
     /// Starts the fan-out binary on `port` (0: any) and waits for /health.
     async fn fanout(&self, port: u16) -> (Child, u16) {
+        self.fanout_with(port, &[], Stdio::inherit()).await
+    }
+
+    /// [`Fixture::fanout`] with more variables and its stderr sent to `stderr`.
+    async fn fanout_with(&self, port: u16, env: &[(&str, String)], stderr: Stdio) -> (Child, u16) {
         let port = if port == 0 { free_port() } else { port };
         let mut cmd = Command::new(BIN);
         for (key, _) in std::env::vars() {
@@ -128,8 +137,9 @@ impl Fixture {
             .env("TALEA_API_TOKEN", TOKEN)
             .env("TALEA_SSE_HEARTBEAT_S", "1")
             .env("RUST_LOG", "warn")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("fan-out starts");
         let client = reqwest::Client::new();

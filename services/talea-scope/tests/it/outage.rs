@@ -33,6 +33,12 @@ access = "rw"
 token = "read-secret"
 books = ["payments"]
 access = "ro"
+
+[tokens.browser]
+token = "browser-secret"
+books = ["other"]
+access = "ro"
+hide = ["metadata", "memo"]
 "#;
 
 /// Long enough that the checks right after the kill run well inside it on
@@ -152,7 +158,8 @@ async fn decisions_come_from_the_scope_service_and_survive_its_death_until_the_t
     }
     let posting = json!({"idempotency_key": "k1", "postings": [
         {"account": "cash", "asset": "BTC", "debit": "1"},
-        {"account": "equity", "asset": "BTC", "credit": "1"}]});
+        {"account": "equity", "asset": "BTC", "credit": "1"}],
+        "memo": "a memo", "metadata": {"note": "private"}});
     let (s, other_tx) = app
         .post(
             "/v1/books/other/transactions",
@@ -165,6 +172,21 @@ async fn decisions_come_from_the_scope_service_and_survive_its_death_until_the_t
         "/v1/transactions/{}",
         other_tx["tx_id"].as_str().expect("id")
     );
+
+    // The field scope travels in the answer: removed for `browser` only.
+    let (s, full) = app.get(&other_tx, "admin-secret").await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        (&full["memo"], &full["metadata"]["note"]),
+        (&json!("a memo"), &json!("private"))
+    );
+    let (s, stripped) = app.get(&other_tx, "browser-secret").await;
+    assert_eq!(s, 200);
+    assert!(
+        stripped.get("memo").is_none() && stripped.get("metadata").is_none(),
+        "{stripped}"
+    );
+    assert_eq!(stripped["tx_id"], full["tx_id"]);
 
     // 401 / 403 / 404, decided from the service's answers.
     let (s, b) = app.get("/v1/assets", "").await;

@@ -18,6 +18,12 @@ access = "rw"
 token_sha256 = "AUDIT_DIGEST"
 books = ["*"]
 access = "ro"
+
+[tokens.browser]
+token = "browser-secret-5"
+books = ["payments"]
+access = "ro"
+hide = ["metadata"]
 "#;
 
 const ROOT: &str = "root-secret-3";
@@ -41,6 +47,11 @@ fn startup_refuses_bad_configuration_without_printing_tokens() {
     let path = |name: &str| dir.path().join(name).display().to_string();
     std::fs::write(dir.path().join("empty.toml"), "").expect("writes");
     std::fs::write(dir.path().join("broken.toml"), "not toml [").expect("writes");
+    std::fs::write(
+        dir.path().join("hide.toml"),
+        "[tokens.b]\ntoken = \"leak-me-4\"\nbooks = [\"b\"]\naccess = \"ro\"\nhide = [\"postings\"]\n",
+    )
+    .expect("writes");
     std::fs::write(
         dir.path().join("odd.toml"),
         "[tokens.a]\ntoken = \"leak-me-4\"\nbooks = [\"b\"]\naccess = \"rw\"\nextra = 1\n",
@@ -76,6 +87,13 @@ fn startup_refuses_bad_configuration_without_printing_tokens() {
                 ("TALEA_TOKENS_FILE", path("odd.toml")),
             ],
             "unknown field",
+        ),
+        (
+            vec![
+                ("TALEA_SCOPE_SERVICE_TOKEN", "leak-me-4".to_owned()),
+                ("TALEA_TOKENS_FILE", path("hide.toml")),
+            ],
+            "tokens.b.hide: cannot hide \"postings\"",
         ),
         (
             vec![
@@ -179,6 +197,11 @@ async fn introspection_answers_the_contract() {
         r.body,
         json!({"active":true,"name":"auditor","books":["*"],"access":"ro","ttl_seconds":30})
     );
+    let r = introspect(&scope, s, &ask("browser-secret-5")).await;
+    assert_eq!(
+        r.body,
+        json!({"active":true,"name":"browser","books":["payments"],"access":"ro","ttl_seconds":30,"hide":["metadata"]})
+    );
     let r = introspect(&scope, s, &ask(ROOT)).await;
     assert_eq!(
         r.body,
@@ -253,16 +276,22 @@ async fn introspection_answers_the_contract() {
         .await
         .expect("text");
     for line in [
-        "talea_introspect_requests_total{outcome=\"active\"} 4",
+        "talea_introspect_requests_total{outcome=\"active\"} 5",
         "talea_introspect_requests_total{outcome=\"inactive\"} 4",
         "talea_introspect_requests_total{outcome=\"unauthorized\"} 3",
         "talea_introspect_requests_total{outcome=\"invalid_request\"} 6",
-        "talea_scope_tokens 3",
+        "talea_scope_tokens 4",
         "talea_introspect_duration_seconds_bucket",
     ] {
         assert!(text.contains(line), "{line} missing from\n{text}");
     }
-    for secret in ["pay-secret-1", "audit-secret-2", ROOT, SERVICE_TOKEN] {
+    for secret in [
+        "pay-secret-1",
+        "audit-secret-2",
+        "browser-secret-5",
+        ROOT,
+        SERVICE_TOKEN,
+    ] {
         assert!(!text.contains(secret));
     }
     talea_testkit::promtool_check(&text);

@@ -9,7 +9,9 @@ use serde_json::{Value, json};
 
 mod bootstrap;
 mod embedded;
+mod faults;
 mod scope;
+mod token_leak;
 
 const BIN: &str = env!("CARGO_BIN_EXE_talead");
 

@@ -45,6 +45,7 @@
 #   OVERLOAD_DURATION, OVERLOAD_RATE   the overload phase          [10s, 1000]
 #   SSE_SUBSCRIBERS, SSE_BOOKS, SSE_RATE, SSE_SECONDS              [1000, 20, 100, 15]
 #   SKIP_SSE           1: use the latest results/sse-*.json         [0]
+#   SSE_RESULT         with SKIP_SSE=1: that file of results/ instead of the latest
 #   DOC                the report                                  [docs/benchmarks.md]
 #   RESULTS_DIR        where bench-<stamp>.json goes               [loadtest/results]
 #   TALEAD_BIN, KEEP_DB, K6_VERSION   see lib.sh
@@ -275,8 +276,8 @@ fi
 sse_source=""
 if has sse; then
     if ((SKIP_SSE)); then
-        latest=$(find "$ROOT/loadtest/results" -maxdepth 1 -name 'sse-*.json' -printf '%f\n' |
-            sed -E 's/^(.*-)?([0-9]{14})\.json$/\2 &/' | sort | tail -n 1 | cut -d' ' -f2)
+        latest=${SSE_RESULT:-$(find "$ROOT/loadtest/results" -maxdepth 1 -name 'sse-*.json' -printf '%f\n' |
+            sed -E 's/^(.*-)?([0-9]{14})\.json$/\2 &/' | sort | tail -n 1 | cut -d' ' -f2)}
         if [[ -n $latest ]]; then
             cp "$ROOT/loadtest/results/$latest" "$out/sse.json"
             floor=${latest/sse-/nats-floor-}

@@ -4,12 +4,101 @@ use std::fmt::Display;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use axum::Router;
 use axum::http::{HeaderValue, header};
 use axum::routing::get;
 use talea_auth::{Secret, Tickets};
 use tokio::net::TcpListener;
+
+/// Default of `TALEA_HEADER_READ_TIMEOUT_MS`: how long a client may take to
+/// send a request's headers before its connection is closed.
+pub const HEADER_READ_TIMEOUT_MS_DEFAULT: u64 = 10_000;
+
+/// Largest `TALEA_HEADER_READ_TIMEOUT_MS` accepted (10 minutes).
+pub const HEADER_READ_TIMEOUT_MS_MAX: u64 = 600_000;
+
+/// `TALEA_HEADER_READ_TIMEOUT_MS`, checked: 1..=[`HEADER_READ_TIMEOUT_MS_MAX`].
+pub fn header_read_timeout() -> Result<Duration, String> {
+    let ms = match std::env::var("TALEA_HEADER_READ_TIMEOUT_MS") {
+        Err(_) => HEADER_READ_TIMEOUT_MS_DEFAULT,
+        Ok(text) => text
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|ms| (1..=HEADER_READ_TIMEOUT_MS_MAX).contains(ms))
+            .ok_or_else(|| {
+                format!(
+                    "TALEA_HEADER_READ_TIMEOUT_MS must be a whole number of ms in \
+                     1..={HEADER_READ_TIMEOUT_MS_MAX} (got {text:?})"
+                )
+            })?,
+    };
+    Ok(Duration::from_millis(ms))
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then lets open
+/// connections finish (streams end on their own at shutdown) and returns.
+///
+/// This replaces `axum::serve` for one reason: a client must send its
+/// headers within `header_read_timeout` or lose its connection (a
+/// slow-loris client otherwise holds a connection for ever: hyper's header
+/// timeout needs a timer, which `axum::serve` does not give it). Every
+/// request carries [`ConnectInfo`](axum::extract::ConnectInfo) with the
+/// peer's address, as `into_make_service_with_connect_info` would.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    header_read_timeout: Duration,
+    shutdown: impl Future<Output = ()> + Send,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower::ServiceExt;
+
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: pause, go on.
+                    tracing::warn!(%error, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(ACCEPT_ERROR_PAUSE_MS)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = app.clone().map_request(
+            move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                request.map(axum::body::Body::new)
+            },
+        );
+        let connection = http.serve_connection(
+            TokioIo::new(stream),
+            hyper_util::service::TowerToHyperService::new(service),
+        );
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            // A client that goes away or is too slow ends its connection:
+            // nothing to report.
+            let _ = connection.await;
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+/// The pause after a failed `accept` before the next.
+const ACCEPT_ERROR_PAUSE_MS: u64 = 50;
 
 /// Loads `.env` from the working directory (real variables win). A missing
 /// file is fine; an unreadable one is reported and ends the service.

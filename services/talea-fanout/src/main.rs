@@ -167,6 +167,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {addr} for metrics"))?;
     }
 
+    let header_read_timeout = service::header_read_timeout().map_err(anyhow::Error::msg)?;
     let listener = TcpListener::bind(config.bind)
         .await
         .with_context(|| format!("cannot listen on {}", config.bind))?;
@@ -175,14 +176,17 @@ async fn run(config: Config) -> anyhow::Result<()> {
         listener.local_addr().context("listener address")?,
         config.subject_prefix
     );
-    axum::serve(listener, talea_http::stream_router(state))
-        .with_graceful_shutdown(async move {
+    service::serve(
+        listener,
+        talea_http::stream_router(state),
+        header_read_timeout,
+        async move {
             service::shutdown_signal().await;
             // Every stream ends with `event: shutdown`; clients resume elsewhere.
             hub.shut_down();
-        })
-        .await
-        .context("server failed")?;
+        },
+    )
+    .await;
     tracing::info!("talea-fanout stopped");
     Ok(())
 }

@@ -79,16 +79,20 @@ async fn run(config: Config) -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen on {addr} for metrics"))?;
     }
 
+    let header_read_timeout = service::header_read_timeout().map_err(anyhow::Error::msg)?;
     let listener = TcpListener::bind(config.bind)
         .await
         .with_context(|| format!("cannot listen on {}", config.bind))?;
     let addr = listener.local_addr().context("listener address")?;
     tracing::info!(%addr, tokens = state.tokens.len(), ttl_s = state.ttl_s, "talea-scope listening");
     println!("talea-scope listening on http://{addr}");
-    axum::serve(listener, app::router(state))
-        .with_graceful_shutdown(service::shutdown_signal())
-        .await
-        .context("server failed")?;
+    service::serve(
+        listener,
+        app::router(state),
+        header_read_timeout,
+        service::shutdown_signal(),
+    )
+    .await;
     tracing::info!("talea-scope stopped");
     Ok(())
 }

@@ -1,6 +1,5 @@
 //! `talead serve`: wire the store, the ledger, authentication and the HTTP listeners.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
@@ -97,6 +96,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {addr} for metrics"))?;
     }
 
+    let header_read_timeout = service::header_read_timeout().map_err(anyhow::Error::msg)?;
     let listener = TcpListener::bind(args.bind)
         .await
         .with_context(|| format!("cannot listen on {}", args.bind))?;
@@ -106,16 +106,19 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         "talead listening on http://{addr} (backend {})",
         ledger.backend().as_str()
     );
-    // Connect info: requests without a usable token are rate limited by peer.
-    let app = talea_http::router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
+    // Every request carries its peer's address: requests without a usable
+    // token are rate limited by peer.
+    service::serve(
+        listener,
+        talea_http::router(state),
+        header_read_timeout,
+        async move {
             service::shutdown_signal().await;
             // Streams end with `event: shutdown`, so the server can drain.
             hub.shut_down();
-        })
-        .await
-        .context("server failed")?;
+        },
+    )
+    .await;
     tracing::info!("talead stopped");
     Ok(())
 }

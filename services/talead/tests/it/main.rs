@@ -303,3 +303,66 @@ async fn serve_answers_exports_valid_metrics_and_stops_on_sigterm() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A client that trickles its headers loses its connection after
+/// `TALEA_HEADER_READ_TIMEOUT_MS`, and everyone else is served meanwhile;
+/// a value out of range stops start-up.
+#[tokio::test]
+async fn a_client_trickling_its_headers_is_cut_off_and_others_are_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let db = talea_testkit::fresh_database().await.expect("database");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = talead(dir.path())
+        .args(["init", "--db-url", &db.url])
+        .output()
+        .expect("runs");
+    assert!(out.status.success());
+
+    let out = talead(dir.path())
+        .arg("serve")
+        .env("TALEA_BIND", "127.0.0.1:0")
+        .env("TALEA_HEADER_READ_TIMEOUT_MS", "0")
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("TALEA_HEADER_READ_TIMEOUT_MS"), "{stderr}");
+
+    let server = start_with(dir.path(), &[("TALEA_HEADER_READ_TIMEOUT_MS", "500")]);
+    let addr = server.api.trim_start_matches("http://").to_owned();
+    let mut slow = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connects");
+    slow.write_all(b"GET /livez HTTP/1.1\r\nHost: talea\r\n")
+        .await
+        .expect("writes");
+    let started = std::time::Instant::now();
+    // Meanwhile, a well-behaved client is answered at once.
+    let r = reqwest::get(format!("{}/livez", server.api))
+        .await
+        .expect("answered");
+    assert_eq!(r.status(), 200);
+    // The trickler keeps sending a byte at a time, well inside any read
+    // timeout, but never ends its headers: the server closes on it.
+    let mut buf = [0u8; 256];
+    let closed = loop {
+        if started.elapsed() > Duration::from_secs(10) {
+            break false;
+        }
+        if slow.write_all(b"X").await.is_err() {
+            break true;
+        }
+        match tokio::time::timeout(Duration::from_millis(100), slow.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break true,
+            Ok(Ok(_)) => break true, // an answer (408) before the close
+            Err(_) => {}
+        }
+    };
+    assert!(closed, "a client that never ends its headers is cut off");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(400) && waited < Duration::from_secs(5),
+        "cut off after {waited:?}, configured 500 ms"
+    );
+}

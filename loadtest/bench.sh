@@ -11,7 +11,7 @@
 # 127.0.0.1:5432, else a throwaway cluster); NATS likewise, for the SSE phase.
 #
 # Phases, in this order (LIST: comma-separated names; default all):
-#   hot          talea, one book, VUS clients back to back (k6 hot-book.js, RATE=max)
+#   hot          talea, one book, HOT_VUS clients back to back (k6 hot-book.js, RATE=max)
 #   half         talea, one book, open model at half of hot's rate; its p99
 #   books        talea, BOOKS books, VUS clients back to back (k6 books.js)
 #   naive        naive SQL, one transaction per request, one book (pgbench naive/commit.sql)
@@ -27,7 +27,9 @@
 #
 # Environment (defaults in brackets):
 #   DURATION           length of each phase                        [20s]
-#   VUS                k6 clients in the maximum-rate phases       [64]
+#   VUS                k6 clients in the books phase               [64]
+#   HOT_VUS            k6 clients in the hot phase: as many drafts in flight
+#                      as the batched ceiling keeps (BATCH_CLIENTS * BATCH)  [128]
 #   BOOKS              books of the many-books phases              [64]
 #   NAIVE_CLIENTS      pgbench clients, naive phases               [$VUS]
 #   NAIVE_JOBS         pgbench threads                             [2]
@@ -113,6 +115,9 @@ uint BATCH 64 1 10000
 uint BATCH_CLIENTS 2 1 1000
 uint BATCH_BOOKS_CLIENTS 8 1 1000
 uint HALF_VUS 256 1 5000
+# The hot book against the batched ceiling: the same number of drafts in
+# flight (a client has one post in flight; a pgbench client a whole batch).
+uint HOT_VUS $((BATCH_CLIENTS * BATCH)) 1 5000
 uint HALF_P99_TARGET_MS 50 1 600000
 uint READS_RATE 500 1 100000
 uint STORM_RATE 200 1 100000
@@ -222,8 +227,8 @@ sql_phase() {
 
 k6_limit=$((secs + 300))
 if has hot; then
-    lt_say "hot: talea, one book, $VUS clients, ${secs}s"
-    talea_phase hot hot-book.js "$k6_limit" -- -e RATE=max -e "VUS=$VUS" -e "DURATION=${secs}s"
+    lt_say "hot: talea, one book, $HOT_VUS clients, ${secs}s"
+    talea_phase hot hot-book.js "$k6_limit" -- -e RATE=max -e "VUS=$HOT_VUS" -e "DURATION=${secs}s"
 fi
 if has half; then
     half_rate=${HALF_RATE:-}
@@ -307,7 +312,7 @@ mkdir -p "$RESULTS_DIR"
 doc_arg=""
 ((write_doc)) && doc_arg=$DOC
 BENCH_STAMP=$stamp BENCH_SECS=$secs BENCH_OVERLOAD_SECS=$overload_secs BENCH_PG_VERSION=$pg_version \
-    BENCH_VUS=$VUS BENCH_BOOKS=$BOOKS BENCH_NAIVE_CLIENTS=$NAIVE_CLIENTS BENCH_NAIVE_JOBS=$NAIVE_JOBS \
+    BENCH_VUS=$VUS BENCH_HOT_VUS=$HOT_VUS BENCH_BOOKS=$BOOKS BENCH_NAIVE_CLIENTS=$NAIVE_CLIENTS BENCH_NAIVE_JOBS=$NAIVE_JOBS \
     BENCH_NAIVE_NOTIFY=$NAIVE_NOTIFY BENCH_BATCH=$BATCH BENCH_BATCH_CLIENTS=$BATCH_CLIENTS \
     BENCH_BATCH_BOOKS_CLIENTS=$BATCH_BOOKS_CLIENTS BENCH_SQL_WARMUP_S=$SQL_WARMUP_S \
     BENCH_HALF_P99_TARGET_MS=$HALF_P99_TARGET_MS BENCH_SSE_SOURCE=$sse_source \

@@ -95,7 +95,7 @@ talead_pid=$!
 pids+=($!)
 relay_pid=$!
 (cd "$work" && exec "${clean_env[@]}" TALEA_DB_URL="$db_url" TALEA_NATS_URL="$nats_url" TALEA_BIND="$fanout_bind" \
-    TALEA_NATS_SUBJECT_PREFIX="$prefix" TALEA_API_TOKEN="$token" TALEA_SSE_MAX_CONNECTIONS=$((SUBSCRIBERS + 100)) \
+    TALEA_NATS_SUBJECT_PREFIX="$prefix" TALEA_API_TOKEN="$token" TALEA_SSE_MAX_CONNECTIONS=$((SUBSCRIBERS + 100)) TALEA_SSE_MAX_PER_TOKEN=$((SUBSCRIBERS + 100)) \
     "$bin/talea-fanout") >"$work/fanout.log" 2>&1 &
 fanout_pid=$!
 pids+=("$fanout_pid")

@@ -33,7 +33,7 @@ pub use error::{ErrorCode, HttpError};
 pub use extract::parse_json;
 pub use ratelimit::RateLimit;
 pub use role::Role;
-pub use stream::{FULL_RETRY_AFTER_S, MetricsObserver, RECHECK_DEFAULT_S};
+pub use stream::{FULL_RETRY_AFTER_S, MetricsObserver, RECHECK_DEFAULT_S, token_cap_retry_after_s};
 pub use ticket::{CORS_MAX_AGE_S, CORS_ORIGINS_MAX, parse_cors_origins};
 
 /// Limits of the HTTP layer, with the contract's defaults.

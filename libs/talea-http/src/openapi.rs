@@ -132,7 +132,7 @@ const ERRORS: &[(u16, &str, &[&str], &str)] = &[
         429,
         "TooManyRequests",
         &["overloaded", "rate_limited"],
-        "The book's write queue is full (`overloaded`) or the token's rate limit is spent (`rate_limited`); retry after `Retry-After`.",
+        "The book's write queue is full (`overloaded`), or the token's rate limit or stream cap is spent (`rate_limited`); retry after `Retry-After`.",
     ),
     (
         500,
@@ -452,7 +452,8 @@ fn stream_operation(ok: Value) -> Value {
         params: &["book"],
         body: None,
         ok: vec![(200, ok)],
-        errors: &[400, 401, 403, 404, 500, 503],
+        // 429: the token has `TALEA_SSE_MAX_PER_TOKEN` streams open.
+        errors: &[400, 401, 403, 404, 429, 500, 503],
         public: false,
     }
     .build();

@@ -10,7 +10,7 @@ use talea_api::{
     ApiError, AssetRequest, BookList, HealthDto, LedgerApi, NamePage, OpenAccountRequest,
     PostTransactionRequest, SeqPage,
 };
-use talea_auth::Principal;
+use talea_auth::{Books, Principal};
 
 use crate::extract::{Auth, Body, Path, Query, parse_json};
 use crate::hide::{Carrier, respond};
@@ -258,8 +258,17 @@ async fn get_transaction(
     Auth(p): Auth,
     Path(tx_id): Path<String>,
 ) -> Result {
-    let tx = state.ledger.transaction(&tx_id).await?;
-    // Out of scope looks exactly like unknown, so ids cannot be probed.
+    // Out of scope looks exactly like unknown, body and time (the store's
+    // one lookup filters by the token's books), so ids cannot be probed.
+    let tx = match &p.books {
+        Books::All => state.ledger.transaction(&tx_id).await?,
+        Books::Only(names) => {
+            state
+                .ledger
+                .transaction_in(&tx_id, names.iter().map(String::as_str))
+                .await?
+        }
+    };
     if !p.covers(&tx.book) {
         return Err(ApiError::not_found("transaction not found").into());
     }

@@ -1,7 +1,8 @@
 //! `GET /v1/books/{book}/stream`: the live SSE stream, served by talead and by the fan-out.
 //!
 //! Everything before the first byte is an ordinary JSON error (401, 403,
-//! 404, 400, 503); after it, the stream itself reports its end (`event:
+//! 400, 404, then 429 for a token at its stream cap and 503 for a full
+//! process, in that order); after it, the stream itself reports its end (`event:
 //! error`, `event: shutdown`). The route sits outside admission and the
 //! request timeout: a stream is meant to outlive both.
 
@@ -18,7 +19,7 @@ use serde::Deserialize;
 use serde_json::json;
 use talea_api::ApiError;
 use talea_auth::Authenticator;
-use talea_stream::{End, Hub, LiveEvent, Recheck, StreamObserver, Subscription};
+use talea_stream::{End, Hub, LiveEvent, Recheck, Refusal, StreamObserver, Subscription};
 use talea_telemetry::StreamMetrics;
 
 use crate::extract::bearer;
@@ -31,6 +32,15 @@ pub const RECHECK_DEFAULT_S: u64 = 60;
 
 /// Seconds a client is told to wait when every stream slot is taken.
 pub const FULL_RETRY_AFTER_S: u64 = 1;
+
+/// Seconds a token at its stream cap (`TALEA_SSE_MAX_PER_TOKEN`) is told to
+/// wait: one heartbeat period. A slot of the token's frees only when one of
+/// its own streams ends, and a stream whose client left unannounced is
+/// noticed at the latest when its next heartbeat is written; asking again
+/// sooner mostly finds the same streams open.
+pub fn token_cap_retry_after_s(config: &talea_stream::StreamConfig) -> u64 {
+    config.heartbeat_s.max(1)
+}
 
 /// The stream route's state: the ledger state (auth, backend) and the hub.
 #[derive(Debug, Clone)]
@@ -63,6 +73,13 @@ impl StreamObserver for MetricsObserver {
 
     fn backfill_read(&self) {
         self.0.backfill_reads_total.inc();
+    }
+
+    fn refused(&self, refusal: Refusal) {
+        self.0
+            .refused_total
+            .with_label_values(&[refusal.reason()])
+            .inc();
     }
 
     fn ended(&self, end: End) {
@@ -159,12 +176,24 @@ async fn stream(
         Ok(None) => return Err(ApiError::not_found(format!("book {book} not found")).into()),
         Err(e) => return Err(e.into()),
     }
-    let Some(permit) = state.hub.try_permit() else {
-        return Err(ApiError::Overloaded {
-            status: 503,
-            retry_after_s: FULL_RETRY_AFTER_S,
+    // Counted by the token's name (a ticket's stream by the name it is
+    // bound to), only once every other answer is decided: a stream that
+    // would be refused anyway takes no slot.
+    let permit = match state.hub.try_admit(principal.name.as_deref()) {
+        Ok(permit) => permit,
+        Err(Refusal::TokenCap) => {
+            return Err(ApiError::RateLimited {
+                retry_after_s: token_cap_retry_after_s(state.hub.config()),
+            }
+            .into());
         }
-        .into());
+        Err(Refusal::Connections) => {
+            return Err(ApiError::Overloaded {
+                status: 503,
+                retry_after_s: FULL_RETRY_AFTER_S,
+            }
+            .into());
+        }
     };
     let recheck = token
         .map(|token| recheck(state.app.auth.clone(), token, book.clone()))

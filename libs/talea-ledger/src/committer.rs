@@ -5,20 +5,38 @@
 //! storage transaction, so the book's lock and the fsync are paid once per
 //! batch instead of once per draft. A task with nothing to do for
 //! `committer_idle_ms` removes itself, which keeps memory bounded with many books.
+//!
+//! Batches of different books share storage transactions: each book's batch
+//! goes to the combiner, which commits up to `commit_books_max` books' batches
+//! at once through `Store::commit_books`, with at most `commits_in_flight`
+//! such commits running. A book has at most one batch in flight (its task
+//! waits for the outcome before taking the next), so the books of one commit
+//! are always distinct and each book's drafts stay in order.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use talea_core::{BookName, Draft};
-use talea_store::{Outcome, Store, StoreError};
+use talea_store::{BookBatch, Outcome, Store, StoreError};
 use talea_telemetry::Metrics;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+/// Most drafts one combined storage transaction carries, whatever
+/// `commit_books_max` allows: it bounds the statement's arrays.
+pub(crate) const COMMIT_DRAFTS_MAX: usize = 4_096;
 
 /// A draft waiting for its batch, and where to send its outcome.
 struct Job {
     draft: Draft,
     reply: oneshot::Sender<Result<Outcome, Arc<StoreError>>>,
+}
+
+/// One book's batch on its way to the combiner, and where its outcomes go.
+struct Run {
+    book: BookName,
+    drafts: Vec<Draft>,
+    reply: oneshot::Sender<Result<Vec<Outcome>, StoreError>>,
 }
 
 /// Why a draft was not accepted into a queue.
@@ -36,8 +54,13 @@ pub(crate) struct Committers {
     queue_depth: usize,
     batch_max: usize,
     idle: Duration,
+    books_max: usize,
+    in_flight: usize,
     // A std mutex: it is held only for a map lookup and a non-blocking send.
     senders: Mutex<HashMap<BookName, mpsc::Sender<Job>>>,
+    // The combiner's queue, started with the first batch that needs it.
+    // Unbounded, yet never holds more than one run per live book task.
+    combiner: std::sync::OnceLock<mpsc::UnboundedSender<Run>>,
 }
 
 impl std::fmt::Debug for Job {
@@ -48,6 +71,15 @@ impl std::fmt::Debug for Job {
     }
 }
 
+/// How batches are grouped into storage transactions.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Combine {
+    /// Most books' batches per storage transaction (1: each book alone).
+    pub(crate) books_max: usize,
+    /// Most combined storage transactions running at once.
+    pub(crate) in_flight: usize,
+}
+
 impl Committers {
     pub(crate) fn new(
         store: Arc<dyn Store>,
@@ -55,6 +87,7 @@ impl Committers {
         queue_depth: usize,
         batch_max: usize,
         idle: Duration,
+        combine: Combine,
     ) -> Arc<Self> {
         Arc::new(Self {
             store,
@@ -62,7 +95,10 @@ impl Committers {
             queue_depth: queue_depth.max(1),
             batch_max: batch_max.max(1),
             idle,
+            books_max: combine.books_max.max(1),
+            in_flight: combine.in_flight.max(1),
             senders: Mutex::new(HashMap::new()),
+            combiner: std::sync::OnceLock::new(),
         })
     }
 
@@ -141,15 +177,102 @@ impl Committers {
         self.metrics.committers.dec();
     }
 
-    async fn commit(&self, book: &BookName, jobs: &mut Vec<Job>) {
+    /// Commits one book's batch: alone when combining is off, else through
+    /// the combiner, which may share the storage transaction with other books.
+    async fn store_batch(
+        self: &Arc<Self>,
+        book: &BookName,
+        drafts: Vec<Draft>,
+    ) -> Result<Vec<Outcome>, StoreError> {
+        if self.books_max == 1 {
+            return self.store.commit_batch(book, &drafts).await;
+        }
+        let combiner = self.combiner.get_or_init(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(Arc::clone(self).combine(rx));
+            tx
+        });
+        let (reply, outcome) = oneshot::channel();
+        let run = Run {
+            book: book.clone(),
+            drafts,
+            reply,
+        };
+        if combiner.send(run).is_err() {
+            return Err(StoreError::Other(
+                "the commit combiner has stopped".to_owned(),
+            ));
+        }
+        outcome.await.unwrap_or_else(|_| {
+            Err(StoreError::Other(
+                "the commit combiner dropped a batch".to_owned(),
+            ))
+        })
+    }
+
+    /// The combiner loop: takes the runs waiting (up to `books_max` books and
+    /// `COMMIT_DRAFTS_MAX` drafts) whenever one of `in_flight` slots is free,
+    /// and commits them in one storage transaction.
+    async fn combine(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Run>) {
+        let slots = Arc::new(Semaphore::new(self.in_flight));
+        while let Some(first) = rx.recv().await {
+            // Waiting for a slot is what lets runs pile up behind the
+            // commits in flight, to share the next storage transaction.
+            let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+                break;
+            };
+            let mut drafts = first.drafts.len();
+            let mut runs = vec![first];
+            while runs.len() < self.books_max && drafts < COMMIT_DRAFTS_MAX {
+                match rx.try_recv() {
+                    Ok(run) => {
+                        drafts += run.drafts.len();
+                        runs.push(run);
+                    }
+                    Err(_) => break,
+                }
+            }
+            let store = Arc::clone(&self.store);
+            let metrics = self.metrics.clone();
+            tokio::spawn(async move {
+                let batches: Vec<BookBatch<'_>> = runs
+                    .iter()
+                    .map(|run| BookBatch {
+                        book: &run.book,
+                        drafts: &run.drafts,
+                    })
+                    .collect();
+                let mut results = store.commit_books(&batches).await;
+                drop(batches);
+                metrics.books_per_commit.observe(runs.len() as f64);
+                if results.len() != runs.len() {
+                    tracing::error!(
+                        books = runs.len(),
+                        results = results.len(),
+                        "store returned the wrong number of batch results"
+                    );
+                    let err = StoreError::Other("batch result count mismatch".to_owned());
+                    results = vec![Err(err); runs.len()];
+                }
+                for (run, result) in runs.into_iter().zip(results) {
+                    // The book's task may have gone away meanwhile.
+                    let _ = run.reply.send(result);
+                }
+                drop(slot);
+            });
+        }
+    }
+
+    async fn commit(self: &Arc<Self>, book: &BookName, jobs: &mut Vec<Job>) {
         let drafts: Vec<Draft> = jobs.iter().map(|job| job.draft.clone()).collect();
+        let count = drafts.len();
         let started = Instant::now();
-        let result = self.store.commit_batch(book, &drafts).await;
+        let result = self.store_batch(book, drafts).await;
         let elapsed = started.elapsed();
         self.metrics
             .commit_duration_seconds
             .observe(elapsed.as_secs_f64());
-        self.metrics.batch_size.observe(drafts.len() as f64);
+        self.metrics.batch_size.observe(count as f64);
         match result {
             Ok(outcomes) if outcomes.len() == jobs.len() => {
                 let committed = outcomes

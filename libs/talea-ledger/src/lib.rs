@@ -43,15 +43,70 @@ pub fn draft_from_request(
     convert::ParsedPost::parse(request)?.into_draft(scales)
 }
 
+/// Default of [`LedgerConfig::commit_books_max`].
+pub const COMMIT_BOOKS_MAX_DEFAULT: usize = 32;
+/// Largest [`LedgerConfig::commit_books_max`] accepted.
+pub const COMMIT_BOOKS_MAX_LIMIT: usize = 256;
+/// Default of [`LedgerConfig::commits_in_flight`].
+pub const COMMITS_IN_FLIGHT_DEFAULT: usize = 4;
+/// Largest [`LedgerConfig::commits_in_flight`] accepted.
+pub const COMMITS_IN_FLIGHT_LIMIT: usize = 64;
+
 /// Limits of the write path, with the contract's defaults.
 #[derive(Debug, Clone)]
 pub struct LedgerConfig {
     /// Drafts a book's queue holds before posts get 429 (`TALEA_WRITE_QUEUE_DEPTH`).
     pub write_queue_depth: usize,
-    /// Most drafts per storage transaction (`TALEA_WRITE_BATCH_MAX`).
+    /// Most drafts per book batch (`TALEA_WRITE_BATCH_MAX`).
     pub write_batch_max: usize,
+    /// Most books' batches sharing one storage transaction
+    /// (`TALEA_COMMIT_BOOKS_MAX`; 1 commits each book alone).
+    pub commit_books_max: usize,
+    /// Most storage transactions of combined batches running at once
+    /// (`TALEA_COMMITS_IN_FLIGHT`).
+    pub commits_in_flight: usize,
     /// How long an idle committer waits before ending.
     pub committer_idle_ms: u64,
+}
+
+/// Largest [`LedgerConfig::write_batch_max`] accepted.
+pub const WRITE_BATCH_MAX_LIMIT: usize = 1_024;
+/// Largest [`LedgerConfig::write_queue_depth`] accepted.
+pub const WRITE_QUEUE_DEPTH_LIMIT: usize = 1_000_000;
+
+impl LedgerConfig {
+    /// Checks every setting against its bounds; the error names the
+    /// variable, its bounds and the value given.
+    pub fn check(&self) -> Result<(), String> {
+        let bounded = [
+            (
+                "TALEA_WRITE_QUEUE_DEPTH",
+                self.write_queue_depth,
+                WRITE_QUEUE_DEPTH_LIMIT,
+            ),
+            (
+                "TALEA_WRITE_BATCH_MAX",
+                self.write_batch_max,
+                WRITE_BATCH_MAX_LIMIT,
+            ),
+            (
+                "TALEA_COMMIT_BOOKS_MAX",
+                self.commit_books_max,
+                COMMIT_BOOKS_MAX_LIMIT,
+            ),
+            (
+                "TALEA_COMMITS_IN_FLIGHT",
+                self.commits_in_flight,
+                COMMITS_IN_FLIGHT_LIMIT,
+            ),
+        ];
+        for (name, value, max) in bounded {
+            if !(1..=max).contains(&value) {
+                return Err(format!("{name} must be 1..={max}, not {value}"));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for LedgerConfig {
@@ -59,6 +114,8 @@ impl Default for LedgerConfig {
         Self {
             write_queue_depth: 256,
             write_batch_max: 64,
+            commit_books_max: COMMIT_BOOKS_MAX_DEFAULT,
+            commits_in_flight: COMMITS_IN_FLIGHT_DEFAULT,
             committer_idle_ms: 30_000,
         }
     }
@@ -123,6 +180,10 @@ impl LedgerService {
             config.write_queue_depth,
             config.write_batch_max,
             Duration::from_millis(config.committer_idle_ms),
+            committer::Combine {
+                books_max: config.commit_books_max,
+                in_flight: config.commits_in_flight,
+            },
         );
         Self {
             inner: Arc::new(Inner {
@@ -132,6 +193,28 @@ impl LedgerService {
                 assets: RwLock::new(HashMap::new()),
             }),
         }
+    }
+
+    /// One transaction by id, answered only if it is in one of `books` (a
+    /// scoped token's books): otherwise `not_found`, exactly as for an
+    /// unknown id, after the same work (one lookup that finds nothing), so
+    /// ids of other books cannot be probed by body or by time.
+    pub async fn transaction_in<'a>(
+        &self,
+        tx_id: &str,
+        books: impl IntoIterator<Item = &'a str>,
+    ) -> Result<TransactionDto, ApiError> {
+        let not_found = || ApiError::not_found("transaction not found");
+        let id = uuid::Uuid::parse_str(tx_id).map_err(|_| not_found())?;
+        let books: Vec<&str> = books.into_iter().collect();
+        let commit = self
+            .inner
+            .store
+            .transaction_in(TxId(id), &books)
+            .await
+            .map_err(|e| store_error(&e))?
+            .ok_or_else(not_found)?;
+        self.commit_dto(&commit).await
     }
 
     /// The store's backend, for `X-Talea-Backend`.

@@ -35,8 +35,8 @@ use talea_core::{
 };
 pub use talea_store::PoolStats;
 use talea_store::{
-    AccountPosting, Backend, Balance, BalanceCut, BookInfo, Notice, Opened, Outcome, Registered,
-    Store, StoreError, TrialRow,
+    AccountPosting, Backend, Balance, BalanceCut, BookBatch, BookInfo, Notice, Opened, Outcome,
+    Registered, Store, StoreError, TrialRow,
 };
 
 use crate::error::{Class, MIGRATE_HINT, classify, store_error};
@@ -272,6 +272,16 @@ impl Store for PgStore {
         write::commit_batch(self, book, drafts).await
     }
 
+    async fn commit_books(
+        &self,
+        batches: &[BookBatch<'_>],
+    ) -> Vec<Result<Vec<Outcome>, StoreError>> {
+        match write::commit_books(self, batches).await {
+            Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
+            Err(err) => vec![Err(err); batches.len()],
+        }
+    }
+
     async fn books(&self) -> Result<Vec<BookInfo>, StoreError> {
         read::books(&mut *self.connection().await?).await
     }
@@ -350,7 +360,15 @@ impl Store for PgStore {
     }
 
     async fn transaction(&self, tx_id: TxId) -> Result<Option<Commit>, StoreError> {
-        read::transaction(&mut *self.connection().await?, tx_id).await
+        read::transaction(&mut *self.connection().await?, tx_id, None).await
+    }
+
+    async fn transaction_in(
+        &self,
+        tx_id: TxId,
+        books: &[&str],
+    ) -> Result<Option<Commit>, StoreError> {
+        read::transaction(&mut *self.connection().await?, tx_id, Some(books)).await
     }
 
     async fn watch(&self) -> Result<tokio::sync::broadcast::Receiver<Notice>, StoreError> {

@@ -463,51 +463,73 @@ pub(crate) async fn transactions(
     Ok(commits)
 }
 
-/// Transactions of a book by idempotency key, with their postings: the
-/// originals a batch's retries are answered with.
-pub(crate) async fn transactions_by_key(
+/// Commits under the given keys of each book, with their request hashes:
+/// one list per book, in order, in one statement (plus one per book that
+/// has any, for their postings).
+pub(crate) async fn transactions_by_keys(
     conn: &mut PgConnection,
-    book: &BookName,
-    keys: &[&str],
-) -> Result<Vec<(Commit, [u8; 32])>, StoreError> {
+    wanted: &[(&BookName, &[&str])],
+) -> Result<Vec<Vec<(Commit, [u8; 32])>>, StoreError> {
+    let mut books = Vec::new();
+    let mut keys = Vec::new();
+    let mut slot_of: HashMap<&str, usize> = HashMap::with_capacity(wanted.len());
+    for (slot, (book, book_keys)) in wanted.iter().enumerate() {
+        slot_of.insert(book.as_str(), slot);
+        for key in book_keys.iter() {
+            books.push(book.as_str());
+            keys.push(*key);
+        }
+    }
     let rows = crate::codec::query(concat!(
-        "SELECT ",
+        "SELECT t.book, ",
         transaction_columns!(),
-        ", t.request_hash FROM transactions t WHERE t.book = $1 AND t.idempotency_key = ANY($2)"
+        ", t.request_hash FROM unnest($1::text[], $2::text[]) AS w (book, key) \
+         JOIN transactions t ON t.book = w.book AND t.idempotency_key = w.key"
     ))
-    .bind(book.as_str())
-    .bind(keys)
+    .bind(&books)
+    .bind(&keys)
     .fetch_all(&mut *conn)
     .await
     .map_err(store_error)?;
-    if rows.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut commits = Vec::with_capacity(rows.len());
-    let mut hashes = Vec::with_capacity(rows.len());
+    let mut found: Vec<(Vec<Commit>, Vec<[u8; 32]>)> = vec![(Vec::new(), Vec::new()); wanted.len()];
     for row in &rows {
-        commits.push(commit_head(book, row)?);
+        let book: String = get(row, "book")?;
+        let slot = *slot_of.get(book.as_str()).ok_or_else(|| {
+            corrupt(format!(
+                "transaction of book {book}, which was not asked for"
+            ))
+        })?;
         let hash: Vec<u8> = get(row, "request_hash")?;
+        let (commits, hashes) = &mut found[slot];
+        commits.push(commit_head(wanted[slot].0, row)?);
         hashes.push(
             <[u8; 32]>::try_from(hash.as_slice())
                 .map_err(|_| corrupt("request hash is not 32 bytes"))?,
         );
     }
-    attach_postings(conn, book, &mut commits).await?;
-    Ok(commits.into_iter().zip(hashes).collect())
+    let mut out = Vec::with_capacity(found.len());
+    for ((mut commits, hashes), (book, _)) in found.into_iter().zip(wanted) {
+        attach_postings(conn, book, &mut commits).await?;
+        out.push(commits.into_iter().zip(hashes).collect());
+    }
+    Ok(out)
 }
 
-/// One transaction by id, in any book.
+/// One transaction by id, in any book, or (with `books`) only in those:
+/// the filter is in the one statement, so an id outside them costs what an
+/// unknown one does.
 pub(crate) async fn transaction(
     conn: &mut PgConnection,
     tx_id: TxId,
+    books: Option<&[&str]>,
 ) -> Result<Option<Commit>, StoreError> {
     let row = crate::codec::query(concat!(
         "SELECT t.book, ",
         transaction_columns!(),
-        " FROM transactions t WHERE t.tx_id = $1 LIMIT 1"
+        " FROM transactions t WHERE t.tx_id = $1 AND ($2::text[] IS NULL OR t.book = ANY($2)) LIMIT 1"
     ))
     .bind(tx_id.0)
+    .bind(books)
     .fetch_optional(&mut *conn)
     .await
     .map_err(store_error)?;

@@ -410,7 +410,15 @@ impl Store for SqliteStore {
     }
 
     async fn transaction(&self, tx_id: TxId) -> Result<Option<Commit>, StoreError> {
-        read::transaction(&mut *self.reader().await?, tx_id).await
+        read::transaction(&mut *self.reader().await?, tx_id, None).await
+    }
+
+    async fn transaction_in(
+        &self,
+        tx_id: TxId,
+        books: &[&str],
+    ) -> Result<Option<Commit>, StoreError> {
+        read::transaction(&mut *self.reader().await?, tx_id, Some(books)).await
     }
 
     async fn events(

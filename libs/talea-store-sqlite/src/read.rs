@@ -580,17 +580,23 @@ pub(crate) async fn transactions_by_key(
     Ok(commits.into_iter().zip(hashes).collect())
 }
 
-/// One transaction by id, in any book.
+/// One transaction by id, in any book, or (with `books`) only in those.
 pub(crate) async fn transaction(
     conn: &mut SqliteConnection,
     tx_id: TxId,
+    books: Option<&[&str]>,
 ) -> Result<Option<Commit>, StoreError> {
+    // The books as a JSON array, so the filter is in the one statement and
+    // an id outside them costs what an unknown one does.
+    let books = books.map(|books| serde_json::Value::from(books.to_vec()).to_string());
     let row = sqlx::query(concat!(
         "SELECT t.book, ",
         transaction_columns!(),
-        " FROM transactions t WHERE t.tx_id = ?1 LIMIT 1"
+        " FROM transactions t WHERE t.tx_id = ?1 \
+           AND (?2 IS NULL OR t.book IN (SELECT value FROM json_each(?2))) LIMIT 1"
     ))
     .bind(tx_id.0)
+    .bind(books)
     .fetch_optional(&mut *conn)
     .await
     .map_err(store_error)?;

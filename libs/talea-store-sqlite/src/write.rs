@@ -230,19 +230,7 @@ pub(crate) async fn commit_batch(
     let mut conn = store.writer().await?;
     let mut tx = conn.begin_with(BEGIN_WRITE).await.map_err(store_error)?;
     let head = head(&mut tx, book).await?;
-    let stored = read::transactions_by_key(&mut tx, book, &keys)
-        .await?
-        .into_iter()
-        .map(|(commit, request_hash)| {
-            (
-                commit.idempotency_key.clone(),
-                StoredKey {
-                    request_hash,
-                    commit,
-                },
-            )
-        })
-        .collect();
+    let stored = StoredKey::by_key(read::transactions_by_key(&mut tx, book, &keys).await?);
     let scales = read::scales(&mut tx, &assets).await?;
     let (rules, balances) = load_accounts(&mut tx, book, &accounts, &assets).await?;
     let loaded = Loaded {

@@ -41,7 +41,7 @@ impl Backend {
 }
 
 /// A failure of the store itself (not a refusal of a draft, see [`Rejection`]).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
     /// The store cannot be reached or its connection broke; retrying later may work.
@@ -229,6 +229,24 @@ impl BalanceCut {
     }
 }
 
+/// One book's drafts, for [`Store::commit_books`].
+#[derive(Debug, Clone, Copy)]
+pub struct BookBatch<'a> {
+    /// The book the drafts go to.
+    pub book: &'a BookName,
+    /// The drafts, in the order they are decided.
+    pub drafts: &'a [Draft],
+}
+
+/// The error for batches naming a book twice, or `None` when every book is distinct.
+pub fn repeated_book(batches: &[BookBatch<'_>]) -> Option<StoreError> {
+    let mut seen = std::collections::HashSet::with_capacity(batches.len());
+    batches
+        .iter()
+        .find(|batch| !seen.insert(batch.book))
+        .map(|batch| StoreError::Other(format!("book {} appears twice in one commit", batch.book)))
+}
+
 /// The persistence trait. Every method is safe to call concurrently from many
 /// tasks and (for Postgres) from many processes: the store is the arbiter.
 ///
@@ -284,6 +302,30 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         book: &BookName,
         drafts: &[Draft],
     ) -> Result<Vec<Outcome>, StoreError>;
+
+    /// Commits one batch for each of several distinct books, in as few
+    /// storage transactions as the backend can: Postgres commits them all in
+    /// one (taking the books' locks in name order, so concurrent callers
+    /// never deadlock); the default commits them one after another.
+    ///
+    /// Returns one result per batch, in order, each meaning exactly what
+    /// [`commit_batch`](Self::commit_batch)'s does. Batches sharing a
+    /// storage transaction share its fate: an `Err` for one is an `Err` for
+    /// all of them. The caller guarantees the books are distinct (a book
+    /// repeated is refused with `StoreError::Other` for every batch).
+    async fn commit_books(
+        &self,
+        batches: &[BookBatch<'_>],
+    ) -> Vec<Result<Vec<Outcome>, StoreError>> {
+        if let Some(err) = repeated_book(batches) {
+            return vec![Err(err); batches.len()];
+        }
+        let mut results = Vec::with_capacity(batches.len());
+        for batch in batches {
+            results.push(self.commit_batch(batch.book, batch.drafts).await);
+        }
+        results
+    }
 
     /// Books with at least one event, by name.
     async fn books(&self) -> Result<Vec<BookInfo>, StoreError>;
@@ -358,6 +400,23 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// One transaction by id, in whatever book it is.
     async fn transaction(&self, tx_id: TxId) -> Result<Option<Commit>, StoreError>;
+
+    /// One transaction by id, only if it is in one of `books`: what a token
+    /// limited to those books may see. An id in another book does the same
+    /// work as an unknown one where the backend does IO (one lookup, found
+    /// nothing), so neither the answer nor its time tells them apart. The
+    /// default filters [`transaction`](Self::transaction)'s answer, for
+    /// backends that look up in memory.
+    async fn transaction_in(
+        &self,
+        tx_id: TxId,
+        books: &[&str],
+    ) -> Result<Option<Commit>, StoreError> {
+        Ok(self
+            .transaction(tx_id)
+            .await?
+            .filter(|commit| books.contains(&commit.book.as_str())))
+    }
 
     /// Events with seq above `after_seq`, in seq order, at most `limit`.
     async fn events(

@@ -82,6 +82,25 @@ pub struct StoredKey {
     pub commit: Commit,
 }
 
+impl StoredKey {
+    /// What a backend read under the lock (commits with their request
+    /// hashes), keyed as `Loaded::stored` wants it.
+    pub fn by_key(found: Vec<(Commit, [u8; 32])>) -> HashMap<IdempotencyKey, StoredKey> {
+        found
+            .into_iter()
+            .map(|(commit, request_hash)| {
+                (
+                    commit.idempotency_key.clone(),
+                    StoredKey {
+                        request_hash,
+                        commit,
+                    },
+                )
+            })
+            .collect()
+    }
+}
+
 /// A posting as it will be written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlannedPosting {

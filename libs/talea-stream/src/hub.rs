@@ -4,8 +4,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, watch};
+use tokio::sync::{Semaphore, broadcast, watch};
 
+use crate::limit::{Refusal, StreamPermit, TokenCounts};
 use crate::{Backfill, End, LiveEvent, LiveSource, StreamConfig};
 
 /// Hears what streams do, for metrics. Every method defaults to nothing.
@@ -18,6 +19,8 @@ pub trait StreamObserver: Send + Sync + std::fmt::Debug + 'static {
     fn backfill_read(&self) {}
     /// A session ended.
     fn ended(&self, _end: End) {}
+    /// A stream was refused before it started, at a limit.
+    fn refused(&self, _refusal: Refusal) {}
 }
 
 /// The observer that hears nothing.
@@ -37,7 +40,8 @@ pub const TAIL_CHECK_MS: u64 = 2_000;
 pub const BOOK_CHANNEL_EVENTS_MAX: usize = 4_096;
 
 /// Shared by every stream of a process: the live feeds by book, the
-/// backfill reader, the connection permits and the shutdown signal.
+/// backfill reader, the connection permits, the per-token counts and the
+/// shutdown signal.
 #[derive(Debug, Clone)]
 pub struct Hub {
     inner: Arc<Inner>,
@@ -50,6 +54,7 @@ struct Inner {
     observer: Arc<dyn StreamObserver>,
     config: StreamConfig,
     permits: Arc<Semaphore>,
+    tokens: Arc<TokenCounts>,
     books: Mutex<HashMap<String, broadcast::Sender<Arc<LiveEvent>>>>,
     shutdown: watch::Sender<bool>,
 }
@@ -69,6 +74,7 @@ impl Hub {
                 backfill,
                 observer,
                 permits: Arc::new(Semaphore::new(config.max_connections)),
+                tokens: TokenCounts::new(config.max_per_token),
                 config,
                 books: Mutex::new(HashMap::new()),
                 shutdown,
@@ -91,14 +97,41 @@ impl Hub {
         &self.inner.observer
     }
 
-    /// A connection slot, or `None` when `max_connections` streams are open.
-    pub fn try_permit(&self) -> Option<OwnedSemaphorePermit> {
-        self.inner.permits.clone().try_acquire_owned().ok()
+    /// Admits a stream of the token named `token` (`None`: the unnamed
+    /// `TALEA_API_TOKEN`; a ticket's stream passes the name it is bound
+    /// to), never waiting: first one of the token's `max_per_token` slots,
+    /// then one of the process's `max_connections`. The token's cap comes
+    /// first so that a token at its cap is told so (its own doing, 429)
+    /// whatever the rest of the process does, and never holds a process
+    /// slot, even for a moment. A refusal is reported to the observer.
+    pub fn try_admit(&self, token: Option<&str>) -> Result<StreamPermit, Refusal> {
+        let admitted = match self.inner.tokens.try_take(token) {
+            None => Err(Refusal::TokenCap),
+            // Refused here, the token's slot is dropped, so given back.
+            Some(slot) => match self.inner.permits.clone().try_acquire_owned() {
+                Ok(permit) => Ok(StreamPermit::new(slot, permit)),
+                Err(_) => Err(Refusal::Connections),
+            },
+        };
+        if let Err(refusal) = admitted {
+            self.inner.observer.refused(refusal);
+        }
+        admitted
     }
 
     /// Streams open now.
     pub fn open_streams(&self) -> usize {
         self.inner.config.max_connections - self.inner.permits.available_permits()
+    }
+
+    /// Streams the token named `token` has open now (`None`: `TALEA_API_TOKEN`).
+    pub fn token_streams(&self, token: Option<&str>) -> usize {
+        self.inner.tokens.open(token)
+    }
+
+    /// Tokens with at least one stream open now.
+    pub fn streaming_tokens(&self) -> usize {
+        self.inner.tokens.tokens()
     }
 
     /// Books with a live feed running now.

@@ -14,6 +14,9 @@
 //!   store's commit notices into events (talead); NATS does it in the fanout.
 //! - [`Hub`]: one live-source task per book with subscribers, fanned out in
 //!   process to every subscriber of that book.
+//! - [`Hub::try_admit`]: a stream's slots, one of its token's
+//!   (`max_per_token`) and one of the process's (`max_connections`), held
+//!   by the session as a [`StreamPermit`] until it ends.
 //! - [`open`]: one subscriber's session, as a stream of SSE text frames with
 //!   heartbeats, a bounded buffer (slow consumers are told and cut off), a
 //!   periodic scope re-check, and a `shutdown` event on graceful shutdown.
@@ -22,6 +25,7 @@
 //! framework; talea-http and the fanout wrap them in a response body.
 
 mod hub;
+mod limit;
 mod session;
 mod source;
 
@@ -33,6 +37,7 @@ use talea_api::{EventDto, SnapshotDto};
 use talea_auth::{HIDE_SETS, Hide};
 
 pub use hub::{BOOK_CHANNEL_EVENTS_MAX, Hub, NoObserver, StreamObserver, TAIL_CHECK_MS};
+pub use limit::{Refusal, StreamPermit, max_per_token};
 pub use session::{End, Recheck, RecheckFuture, Subscription, WRITE_COALESCE_BYTES_MAX, open};
 pub use source::{Backfill, LedgerBackfill, LiveSource, NoticeSource};
 
@@ -42,6 +47,15 @@ pub const HEARTBEAT_S_DEFAULT: u64 = 15;
 pub const BUFFER_EVENTS_DEFAULT: usize = 1024;
 /// Default `TALEA_SSE_MAX_CONNECTIONS`.
 pub const MAX_CONNECTIONS_DEFAULT: usize = 10_000;
+/// Default `TALEA_SSE_MAX_PER_TOKEN`: streams one token (by name, across
+/// every book) may hold open in one process. A tenth of
+/// [`MAX_CONNECTIONS_DEFAULT`], so one runaway token leaves at least 90% of
+/// the slots to everyone else; and high enough for a browser app whose
+/// pages all stream with tickets minted from one token (1,000 open tabs per
+/// replica).
+pub const MAX_PER_TOKEN_DEFAULT: usize = 1_000;
+const _: () =
+    assert!(MAX_PER_TOKEN_DEFAULT >= 1 && MAX_PER_TOKEN_DEFAULT <= MAX_CONNECTIONS_DEFAULT);
 /// The reconnection delay sent to clients (`retry:`), in milliseconds.
 pub const RETRY_MS: u64 = 2_000;
 /// Events read from the store per backfill page.
@@ -57,8 +71,11 @@ pub struct StreamConfig {
     /// Events queued for one subscriber before it is cut off as slow.
     pub buffer_events_max: usize,
     /// Concurrent streams the process serves (the caller enforces it with
-    /// the [`Hub`]'s permits).
+    /// [`Hub::try_admit`]).
     pub max_connections: usize,
+    /// Concurrent streams one token (by name) may hold in the process,
+    /// across every book; `1..=max_connections` (see [`max_per_token`]).
+    pub max_per_token: usize,
 }
 
 impl Default for StreamConfig {
@@ -67,6 +84,7 @@ impl Default for StreamConfig {
             heartbeat_s: HEARTBEAT_S_DEFAULT,
             buffer_events_max: BUFFER_EVENTS_DEFAULT,
             max_connections: MAX_CONNECTIONS_DEFAULT,
+            max_per_token: MAX_PER_TOKEN_DEFAULT,
         }
     }
 }

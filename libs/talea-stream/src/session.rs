@@ -12,9 +12,9 @@ use futures::Stream;
 use serde_json::json;
 use talea_api::ApiError;
 use talea_auth::Hide;
-use tokio::sync::{OwnedSemaphorePermit, broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::{BACKFILL_PAGE_MAX, Hub, LiveEvent};
+use crate::{BACKFILL_PAGE_MAX, Hub, LiveEvent, StreamPermit};
 
 /// What a subscriber asked for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -71,7 +71,8 @@ pub enum End {
 
 /// Opens a session and returns its frames: `retry:`, then events (with
 /// heartbeat comments in between), then at most one closing frame. The
-/// session runs in its own task, holding `permit` until it ends.
+/// session runs in its own task, holding `permit` (its token's slot and
+/// its process slot, from [`Hub::try_admit`]) until it ends.
 ///
 /// The start is fixed before this returns: the live feed is joined and, for
 /// a stream "from now", the book's current end is read, so every event
@@ -81,7 +82,7 @@ pub async fn open(
     hub: &Hub,
     subscription: Subscription,
     recheck: Option<Recheck>,
-    permit: OwnedSemaphorePermit,
+    permit: StreamPermit,
 ) -> Result<impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static, ApiError> {
     // Listen before reading the log, so nothing falls between the two.
     let live = hub.live(&subscription.book);

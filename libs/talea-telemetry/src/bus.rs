@@ -85,6 +85,8 @@ pub struct StreamMetrics {
     pub slow_consumer_disconnects_total: IntCounter,
     /// Streams ended, by reason.
     pub ended_total: IntCounterVec,
+    /// Streams refused before they started, by the limit that refused them.
+    pub refused_total: IntCounterVec,
 }
 
 impl StreamMetrics {
@@ -97,6 +99,11 @@ impl StreamMetrics {
         "failed",
     ];
 
+    /// The `reason` values of `refused_total`: a token at
+    /// `TALEA_SSE_MAX_PER_TOKEN` (429), the process at
+    /// `TALEA_SSE_MAX_CONNECTIONS` (503).
+    pub const REFUSE_REASONS: [&'static str; 2] = ["token_cap", "connections"];
+
     /// Registers every family in `registry` with names starting `prefix`
     /// (`talea_fanout` in the fan-out, `talea_stream` in talead).
     pub fn register(registry: &Registry, prefix: &str) -> Self {
@@ -108,6 +115,15 @@ impl StreamMetrics {
         );
         for reason in Self::END_REASONS {
             ended_total.with_label_values(&[reason]);
+        }
+        let refused_total = counter_vec(
+            registry,
+            &format!("{prefix}_streams_refused_total"),
+            "Streams refused before they started, by the limit that refused them.",
+            &["reason"],
+        );
+        for reason in Self::REFUSE_REASONS {
+            refused_total.with_label_values(&[reason]);
         }
         Self {
             subscribers: gauge(
@@ -144,6 +160,7 @@ impl StreamMetrics {
                 "Streams cut off because their buffer overflowed.",
             ),
             ended_total,
+            refused_total,
         }
     }
 }

@@ -39,8 +39,10 @@ pub struct Metrics {
     pub deduplicated_total: IntCounter,
     /// Drafts refused by the store, by error code.
     pub rejected_total: IntCounterVec,
-    /// Drafts per storage transaction.
+    /// Drafts per book batch (one book's share of a storage transaction).
     pub batch_size: Histogram,
+    /// Books whose batches shared one storage transaction.
+    pub books_per_commit: Histogram,
     /// Time to commit one batch.
     pub commit_duration_seconds: Histogram,
     /// Drafts waiting in committer queues, all books together.
@@ -249,8 +251,13 @@ impl Metrics {
             ),
             batch_size: histogram(
                 "talea_batch_size",
-                "Drafts committed per storage transaction.",
+                "Drafts per book batch (one book's share of a storage transaction).",
                 vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0],
+            ),
+            books_per_commit: histogram(
+                "talea_books_per_commit",
+                "Books whose batches shared one storage transaction.",
+                vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0],
             ),
             commit_duration_seconds: histogram(
                 "talea_commit_duration_seconds",

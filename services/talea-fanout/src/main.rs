@@ -68,6 +68,12 @@ struct Config {
     /// Open streams before new ones get 503.
     #[arg(long, env = "TALEA_SSE_MAX_CONNECTIONS", default_value_t = talea_stream::MAX_CONNECTIONS_DEFAULT)]
     sse_max_connections: usize,
+    /// Open SSE streams one token (by name, across every book; a ticket's
+    /// stream counts for its token) may hold before new ones get 429:
+    /// 1..=TALEA_SSE_MAX_CONNECTIONS [default: 1000, or
+    /// TALEA_SSE_MAX_CONNECTIONS where lower].
+    #[arg(long, env = "TALEA_SSE_MAX_PER_TOKEN")]
+    sse_max_per_token: Option<usize>,
     /// Key verifying stream tickets: talead's `TALEA_STREAM_TICKET_KEY`
     /// (at least 32 bytes). Unset, tickets from talead are refused.
     #[arg(long, env = "TALEA_STREAM_TICKET_KEY", hide_env_values = true)]
@@ -100,6 +106,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
     if tokens.is_empty() {
         bail!("no token configured: set TALEA_SCOPE_URL, TALEA_API_TOKEN or TALEA_TOKENS_FILE");
     }
+    let sse_max_per_token =
+        talea_stream::max_per_token(config.sse_max_per_token, config.sse_max_connections)
+            .map_err(anyhow::Error::msg)?;
     // The fan-out issues no tickets, so their lifetime is talead's business.
     let browser = service::browser_settings(
         config.stream_ticket_key.as_ref(),
@@ -140,6 +149,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
             heartbeat_s: config.sse_heartbeat_s,
             buffer_events_max: config.sse_buffer,
             max_connections: config.sse_max_connections,
+            max_per_token: sse_max_per_token,
         },
     );
     let state = AppState::new(

@@ -78,6 +78,12 @@ pub(crate) struct ServeArgs {
     /// Most drafts per storage transaction.
     #[arg(long, env = "TALEA_WRITE_BATCH_MAX", default_value_t = 64)]
     pub write_batch_max: usize,
+    /// Most books' batches sharing one storage transaction (1: each book alone).
+    #[arg(long, env = "TALEA_COMMIT_BOOKS_MAX", default_value_t = talea_ledger::COMMIT_BOOKS_MAX_DEFAULT)]
+    pub commit_books_max: usize,
+    /// Most storage transactions of combined batches running at once.
+    #[arg(long, env = "TALEA_COMMITS_IN_FLIGHT", default_value_t = talea_ledger::COMMITS_IN_FLIGHT_DEFAULT)]
+    pub commits_in_flight: usize,
     /// Deadline per request before 408 `timeout`, in milliseconds.
     #[arg(long, env = "TALEA_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
     pub request_timeout_ms: u64,
@@ -115,6 +121,12 @@ pub(crate) struct ServeArgs {
     /// Open SSE streams before new ones get 503.
     #[arg(long, env = "TALEA_SSE_MAX_CONNECTIONS", default_value_t = talea_stream::MAX_CONNECTIONS_DEFAULT)]
     pub sse_max_connections: usize,
+    /// Open SSE streams one token (by name, across every book; a ticket's
+    /// stream counts for its token) may hold before new ones get 429:
+    /// 1..=TALEA_SSE_MAX_CONNECTIONS [default: 1000, or
+    /// TALEA_SSE_MAX_CONNECTIONS where lower].
+    #[arg(long, env = "TALEA_SSE_MAX_PER_TOKEN")]
+    pub sse_max_per_token: Option<usize>,
     /// Where `serve` writes a generated API token (embedded stores only).
     #[arg(long, default_value = ".env")]
     pub env_file: PathBuf,

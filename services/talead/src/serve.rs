@@ -35,6 +35,17 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tokens = TokenSource::Local(TokenSet::load(Some(&token), None).context("loading tokens")?);
     }
     let rate_limit = rate_limit(&args)?;
+    let ledger_config = LedgerConfig {
+        write_queue_depth: args.write_queue_depth,
+        write_batch_max: args.write_batch_max,
+        commit_books_max: args.commit_books_max,
+        commits_in_flight: args.commits_in_flight,
+        ..LedgerConfig::default()
+    };
+    ledger_config.check().map_err(anyhow::Error::msg)?;
+    let sse_max_per_token =
+        talea_stream::max_per_token(args.sse_max_per_token, args.sse_max_connections)
+            .map_err(anyhow::Error::msg)?;
     let browser = service::browser_settings(
         args.stream_ticket_key.as_ref(),
         args.stream_ticket_ttl_s,
@@ -51,15 +62,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let store = crate::store::open(&url, args.db_pool, Schema::RequireMigrated).await?;
 
     let metrics = talea_telemetry::Metrics::new();
-    let ledger = LedgerService::new(
-        store,
-        LedgerConfig {
-            write_queue_depth: args.write_queue_depth,
-            write_batch_max: args.write_batch_max,
-            ..LedgerConfig::default()
-        },
-        metrics,
-    );
+    let ledger = LedgerService::new(store, ledger_config, metrics);
     let auth = tokens.into_authenticator(ledger.metrics().auth.clone())?;
     tracing::info!(role = %args.role, rate_limit = ?rate_limit, "serving");
     let hub = Hub::new(
@@ -70,6 +73,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
             heartbeat_s: args.sse_heartbeat_s,
             buffer_events_max: args.sse_buffer,
             max_connections: args.sse_max_connections,
+            max_per_token: sse_max_per_token,
         },
     );
     let state = AppState::new(

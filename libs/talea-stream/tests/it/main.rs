@@ -15,8 +15,8 @@ use talea_api::{AssetRequest, LedgerApi, OpenAccountRequest, PostTransactionRequ
 use talea_ledger::{LedgerConfig, LedgerService};
 use talea_store_pg::PgStore;
 use talea_stream::{
-    Hub, LedgerBackfill, LiveEvent, LiveSource, NoObserver, NoticeSource, Recheck, StreamConfig,
-    Subscription,
+    Hub, LedgerBackfill, LiveEvent, LiveSource, NoObserver, NoticeSource, Recheck, Refusal,
+    StreamConfig, Subscription,
 };
 use talea_testkit::TestDb;
 use tokio::sync::broadcast;
@@ -172,7 +172,7 @@ impl Fixture {
 }
 
 async fn open(hub: &Hub, after_seq: Option<u64>, accounts: Option<&[&str]>) -> Frames {
-    let permit = hub.try_permit().expect("a connection slot");
+    let permit = hub.try_admit(None).expect("a connection slot");
     Box::pin(
         talea_stream::open(
             hub,
@@ -394,7 +394,7 @@ async fn shutdown_and_withdrawn_access_close_with_their_event() {
     let hub = f.notice_hub();
     let allowed = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let flag = allowed.clone();
-    let permit = hub.try_permit().expect("permit");
+    let permit = hub.try_admit(None).expect("permit");
     let mut stream: Frames = Box::pin(
         talea_stream::open(
             &hub,
@@ -446,14 +446,74 @@ async fn connections_are_capped_and_released() {
     );
     let mut first = open(&hub, None, None).await;
     read_until(&mut first, |s| !s.is_empty()).await;
-    assert!(hub.try_permit().is_none(), "the one slot is taken");
+    assert_eq!(
+        hub.try_admit(Some("other")).err(),
+        Some(Refusal::Connections),
+        "the one slot is taken"
+    );
+    assert_eq!(hub.streaming_tokens(), 1, "the refused token holds nothing");
     drop(first);
     talea_testkit::wait_until(Duration::from_secs(10), || {
         let hub = hub.clone();
-        async move { hub.open_streams() == 0 }
+        async move { hub.open_streams() == 0 && hub.streaming_tokens() == 0 }
     })
     .await
-    .expect("the slot comes back when the client leaves");
-    assert!(hub.try_permit().is_some());
+    .expect("the slots come back when the client leaves");
+    assert!(hub.try_admit(None).is_ok());
     f.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_token_at_its_cap_is_refused_without_taking_a_process_slot() {
+    let f = Fixture::new().await;
+    let refusals = Arc::new(Refusals::default());
+    let hub = Hub::new(
+        Arc::new(NoticeSource::new(f.ledger.clone())),
+        Arc::new(LedgerBackfill::new(f.ledger.clone())),
+        refusals.clone(),
+        StreamConfig {
+            max_connections: 3,
+            max_per_token: 2,
+            ..StreamConfig::default()
+        },
+    );
+    let a1 = hub.try_admit(Some("a")).expect("a's first");
+    let a2 = hub.try_admit(Some("a")).expect("a's second");
+    assert_eq!(hub.try_admit(Some("a")).err(), Some(Refusal::TokenCap));
+    assert_eq!(hub.open_streams(), 2, "the refusal took no process slot");
+    assert_eq!(hub.token_streams(Some("a")), 2);
+    // The last process slot goes to another token; then the process is full
+    // for everyone, and a token at its cap is still told it is.
+    let b = hub.try_admit(Some("b")).expect("b's first");
+    assert_eq!(hub.try_admit(Some("c")).err(), Some(Refusal::Connections));
+    assert_eq!(hub.try_admit(Some("a")).err(), Some(Refusal::TokenCap));
+    assert_eq!(hub.token_streams(Some("c")), 0);
+    assert_eq!(
+        refusals.seen(),
+        [Refusal::TokenCap, Refusal::Connections, Refusal::TokenCap]
+    );
+    drop(a1);
+    let a3 = hub.try_admit(Some("a")).expect("a's freed slot");
+    drop((a2, a3, b));
+    assert_eq!((hub.open_streams(), hub.streaming_tokens()), (0, 0));
+    f.finish().await;
+}
+
+/// Records refusals.
+#[derive(Debug, Default)]
+struct Refusals(std::sync::Mutex<Vec<Refusal>>);
+
+impl Refusals {
+    fn seen(&self) -> Vec<Refusal> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl talea_stream::StreamObserver for Refusals {
+    fn refused(&self, refusal: Refusal) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(refusal);
+    }
 }

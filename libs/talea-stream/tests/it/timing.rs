@@ -114,7 +114,7 @@ async fn heartbeats_fill_silence_and_events_reset_them() {
     let log = Arc::new(MemoryLog::default());
     let (live, _) = broadcast::channel(16);
     let hub = hub(log.clone(), live.clone());
-    let permit = hub.try_permit().expect("permit");
+    let permit = hub.try_admit(None).expect("permit");
     let mut frames = Box::pin(
         talea_stream::open(
             &hub,
@@ -157,7 +157,7 @@ async fn the_recheck_runs_at_its_interval() {
     let calls = Arc::new(Mutex::new(Vec::new()));
     let seen = calls.clone();
     let start = tokio::time::Instant::now();
-    let permit = hub.try_permit().expect("permit");
+    let permit = hub.try_admit(None).expect("permit");
     let mut frames = Box::pin(
         talea_stream::open(
             &hub,

@@ -19,6 +19,7 @@ use talea_testkit::TestDb;
 use tokio::sync::{mpsc, watch};
 
 mod browser;
+mod caps;
 mod faults;
 mod fields;
 
@@ -73,23 +74,8 @@ impl Fixture {
     }
 
     async fn deposit(&self, key: &str) -> u64 {
-        let leg = |account: &str, debit: bool| PostingDto {
-            account: account.to_owned(),
-            asset: "BTC".to_owned(),
-            debit: debit.then(|| "1".to_owned()),
-            credit: (!debit).then(|| "1".to_owned()),
-        };
         self.ledger
-            .post_transaction(
-                "pay",
-                PostTransactionRequest {
-                    idempotency_key: key.to_owned(),
-                    postings: vec![leg("hot", true), leg("alice", false)],
-                    occurred_at: None,
-                    memo: None,
-                    metadata: None,
-                },
-            )
+            .post_transaction("pay", deposit_request(key))
             .await
             .expect("post")
             .seq
@@ -161,6 +147,23 @@ impl Fixture {
     async fn finish(self) {
         self.store.pool().close().await;
         self.db.drop_database().await.expect("drop");
+    }
+}
+
+/// One BTC from `hot` to `alice` in book `pay`, under `key`.
+fn deposit_request(key: &str) -> PostTransactionRequest {
+    let leg = |account: &str, debit: bool| PostingDto {
+        account: account.to_owned(),
+        asset: "BTC".to_owned(),
+        debit: debit.then(|| "1".to_owned()),
+        credit: (!debit).then(|| "1".to_owned()),
+    };
+    PostTransactionRequest {
+        idempotency_key: key.to_owned(),
+        postings: vec![leg("hot", true), leg("alice", false)],
+        occurred_at: None,
+        memo: None,
+        metadata: None,
     }
 }
 

@@ -42,7 +42,8 @@ async fn serve(db_url: &str, bind: &str, envs: &[(&str, &str)]) -> Service {
         .expect("talead starts")
 }
 
-async fn migrate(db_url: &str) {
+/// Migrates the database at `db_url` (as `talead init` would, without its `.env`).
+pub(crate) async fn migrate(db_url: &str) {
     let store = PgStore::connect(db_url, 2).await.expect("connects");
     store.migrate().await.expect("migrates");
     store.pool().close().await;

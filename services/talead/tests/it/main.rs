@@ -10,7 +10,9 @@ use serde_json::{Value, json};
 mod bootstrap;
 mod embedded;
 mod faults;
+mod probing;
 mod scope;
+mod scope_outage;
 mod token_leak;
 
 const BIN: &str = env!("CARGO_BIN_EXE_talead");
@@ -365,4 +367,167 @@ async fn a_client_trickling_its_headers_is_cut_off_and_others_are_served() {
         waited >= Duration::from_millis(400) && waited < Duration::from_secs(5),
         "cut off after {waited:?}, configured 500 ms"
     );
+}
+
+/// What a trickling client got: whether the server closed its connection
+/// (within `limit`), what it answered, and when the answer began.
+struct Trickled {
+    closed: bool,
+    answer: String,
+    answered_after: Option<Duration>,
+}
+
+/// Sends one more body byte on `stream` every second from `started`,
+/// reading whatever comes back, until the server closes the connection or
+/// `limit` has passed.
+async fn trickle(
+    stream: &mut tokio::net::TcpStream,
+    started: std::time::Instant,
+    limit: Duration,
+) -> Trickled {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut answer = Vec::new();
+    let mut answered_after = None;
+    let mut buf = [0u8; 1024];
+    let mut next_byte = started + Duration::from_secs(1);
+    let closed = loop {
+        if started.elapsed() > limit {
+            break false;
+        }
+        if std::time::Instant::now() >= next_byte {
+            if stream.write_all(b" ").await.is_err() {
+                break true;
+            }
+            next_byte += Duration::from_secs(1);
+        }
+        match tokio::time::timeout(Duration::from_millis(100), stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break true,
+            Ok(Ok(n)) => {
+                answered_after.get_or_insert_with(|| started.elapsed());
+                answer.extend_from_slice(&buf[..n]);
+            }
+            Err(_) => {}
+        }
+    };
+    Trickled {
+        closed,
+        answer: String::from_utf8_lossy(&answer).into_owned(),
+        answered_after,
+    }
+}
+
+/// Connects to `addr` and sends `head` (a request's headers declaring
+/// `Content-Length: 1000`) and the first body byte.
+async fn slow_request(addr: &str, head: &str) -> (tokio::net::TcpStream, std::time::Instant) {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connects");
+    stream
+        .write_all(format!("{head}Content-Length: 1000\r\n\r\n{{").as_bytes())
+        .await
+        .expect("writes");
+    (stream, std::time::Instant::now())
+}
+
+/// A client that sends its headers promptly, then trickles the body it
+/// declared (`Content-Length: 1000`) a byte a second, is answered 408
+/// `timeout` once `TALEA_REQUEST_TIMEOUT_MS` is out (the handler reads the
+/// body inside the request deadline) and loses its connection; everyone
+/// else is served meanwhile. A route that reads no body (here `/livez`,
+/// outside the deadline) answers at once and the connection is closed
+/// rather than held open for the declared body.
+#[tokio::test]
+async fn a_client_trickling_its_body_is_answered_408_and_others_are_served() {
+    const DEADLINE_MS: u64 = 1_500;
+
+    let db = talea_testkit::fresh_database().await.expect("database");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("talea.seed.toml"), SEED).expect("seed");
+    let out = talead(dir.path())
+        .args(["init", "--db-url", &db.url])
+        .output()
+        .expect("runs");
+    assert!(out.status.success());
+    let token = env_value(dir.path(), "TALEA_API_TOKEN").expect("token");
+    let server = start_with(
+        dir.path(),
+        &[("TALEA_REQUEST_TIMEOUT_MS", &DEADLINE_MS.to_string())],
+    );
+    let addr = server.api.trim_start_matches("http://").to_owned();
+
+    let (mut slow, started) = slow_request(
+        &addr,
+        &format!(
+            "POST /v1/books/demo/transactions HTTP/1.1\r\nHost: talea\r\n\
+             Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
+        ),
+    )
+    .await;
+
+    // Meanwhile, well-behaved clients are served at once, writes included.
+    let client = reqwest::Client::new();
+    let r = client
+        .post(format!("{}/v1/books/demo/transactions", server.api))
+        .bearer_auth(&token)
+        .json(&json!({"idempotency_key": "k1", "postings": [
+            {"account": "hot-wallet", "asset": "BTC", "debit": "1"},
+            {"account": "customers:alice", "asset": "BTC", "credit": "1"}]}))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(r.status(), 201);
+    let r = client
+        .get(format!("{}/v1/books/demo/accounts", server.api))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(r.status(), 200);
+    let served_after = started.elapsed();
+
+    let got = trickle(&mut slow, started, Duration::from_secs(15)).await;
+    let text = &got.answer;
+    assert!(
+        got.closed,
+        "the trickler's connection is closed; it got {text:?}"
+    );
+    assert!(text.starts_with("HTTP/1.1 408 "), "{text}");
+    assert!(text.contains(r#""error":"timeout""#), "{text}");
+    let answered_after = got.answered_after.expect("an answer before the close");
+    assert!(
+        answered_after >= Duration::from_millis(DEADLINE_MS - 100)
+            && answered_after < Duration::from_millis(DEADLINE_MS + 3_500),
+        "answered after {answered_after:?}, deadline {DEADLINE_MS} ms"
+    );
+    assert!(
+        served_after < answered_after,
+        "the others were served ({served_after:?}) while the trickler held on"
+    );
+
+    // Nothing of the trickled post was committed: one transaction, k1.
+    let r: Value = client
+        .get(format!("{}/v1/books/demo/transactions", server.api))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("answered")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(r["transactions"].as_array().map(Vec::len), Some(1), "{r}");
+
+    // A route that reads no body answers at once and closes the connection
+    // instead of waiting for the declared body: `/livez` has no deadline,
+    // so only the close bounds this client.
+    let (mut slow, started) = slow_request(&addr, "GET /livez HTTP/1.1\r\nHost: talea\r\n").await;
+    let got = trickle(&mut slow, started, Duration::from_secs(10)).await;
+    assert!(got.answer.starts_with("HTTP/1.1 200 "), "{}", got.answer);
+    assert!(
+        got.closed,
+        "a connection whose declared body is never read is closed; it got {:?}",
+        got.answer
+    );
+    drop(server);
+    db.drop_database().await.expect("drops");
 }

@@ -3,7 +3,7 @@
 # the naive one-transaction-per-request ledger commit (pgbench,
 # loadtest/naive/commit.sql), on the same Postgres, in the same run. A
 # shorthand for two phases of loadtest/bench.sh (which see for the settings:
-# DURATION, VUS, NAIVE_CLIENTS, NAIVE_JOBS, NAIVE_NOTIFY, TALEAD_BIN, KEEP_DB,
+# DURATION, HOT_VUS, NAIVE_CLIENTS, NAIVE_JOBS, NAIVE_NOTIFY, TALEAD_BIN, KEEP_DB,
 # RESULTS_DIR); docs/benchmarks.md is left alone.
 #
 #   loadtest/run-hot-book.sh [--talea-only | --naive-only] [PG_ADMIN_URL]

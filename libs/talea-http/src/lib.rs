@@ -68,9 +68,16 @@ impl Default for HttpConfig {
     }
 }
 
-/// What every handler can reach.
+/// What every handler can reach. Cheap to clone (one reference count): every
+/// middleware layer and handler takes its own copy per request.
 #[derive(Debug, Clone)]
 pub struct AppState {
+    inner: Arc<StateFields>,
+}
+
+/// The fields of [`AppState`], reached through it.
+#[derive(Debug, Clone)]
+pub struct StateFields {
     /// The ledger.
     pub ledger: LedgerService,
     /// Decides who a bearer token is.
@@ -85,11 +92,19 @@ pub struct AppState {
     cors_origins: Arc<[HeaderValue]>,
 }
 
+impl std::ops::Deref for AppState {
+    type Target = StateFields;
+
+    fn deref(&self) -> &StateFields {
+        &self.inner
+    }
+}
+
 impl AppState {
     /// State for a router over `ledger`, authenticating with `auth`.
     pub fn new(ledger: LedgerService, auth: Arc<dyn Authenticator>, config: &HttpConfig) -> Self {
         let backend = HeaderValue::from_static(ledger.backend().as_str());
-        Self {
+        let state = StateFields {
             ledger,
             auth,
             inflight: Arc::new(Semaphore::new(config.max_inflight.max(1))),
@@ -100,12 +115,15 @@ impl AppState {
             stream: None,
             tickets: Arc::new(config.stream_tickets.clone()),
             cors_origins: config.cors_origins.clone().into(),
+        };
+        Self {
+            inner: Arc::new(state),
         }
     }
 
     /// Serves `GET /v1/books/{book}/stream` from `hub` too.
     pub fn with_stream(mut self, hub: talea_stream::Hub) -> Self {
-        self.stream = Some(hub);
+        Arc::make_mut(&mut self.inner).stream = Some(hub);
         self
     }
 

@@ -310,7 +310,7 @@ pub(crate) async fn commit_books(
         tx.rollback().await.map_err(store_error)?;
         tx = conn.begin().await.map_err(store_error)?;
         crate::codec::query(
-            "INSERT INTO books (book) SELECT b FROM unnest($1::text[]) AS b ORDER BY b \
+            "INSERT INTO books (book) SELECT b FROM unnest($1::text[]) AS b ORDER BY b COLLATE \"C\" \
              ON CONFLICT ON CONSTRAINT books_pkey DO NOTHING",
         )
         .bind(&names)

@@ -1,6 +1,7 @@
 //! The hub: one live-source task per book with subscribers, fanned out in process.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -55,8 +56,16 @@ struct Inner {
     config: StreamConfig,
     permits: Arc<Semaphore>,
     tokens: Arc<TokenCounts>,
-    books: Mutex<HashMap<String, broadcast::Sender<Arc<LiveEvent>>>>,
+    books: Mutex<HashMap<String, Feed>>,
     shutdown: watch::Sender<bool>,
+}
+
+/// One followed book: its channel, and the lowest position a subscriber
+/// reached in the log before relying on the feed (`u64::MAX`: none yet).
+#[derive(Debug, Clone)]
+struct Feed {
+    tx: broadcast::Sender<Arc<LiveEvent>>,
+    floor: Arc<AtomicU64>,
 }
 
 impl Hub {
@@ -153,16 +162,31 @@ impl Hub {
     /// is not running.
     pub fn live(&self, book: &str) -> broadcast::Receiver<Arc<LiveEvent>> {
         let mut books = self.books();
-        if let Some(tx) = books.get(book) {
-            return tx.subscribe();
+        if let Some(feed) = books.get(book) {
+            return feed.tx.subscribe();
         }
         let (tx, rx) = broadcast::channel(BOOK_CHANNEL_EVENTS_MAX);
-        books.insert(book.to_owned(), tx.clone());
-        tokio::spawn(follow(self.inner.clone(), book.to_owned(), tx));
+        let feed = Feed {
+            tx,
+            floor: Arc::new(AtomicU64::new(u64::MAX)),
+        };
+        books.insert(book.to_owned(), feed.clone());
+        tokio::spawn(follow(self.inner.clone(), book.to_owned(), feed));
         rx
     }
 
-    fn books(&self) -> MutexGuard<'_, HashMap<String, broadcast::Sender<Arc<LiveEvent>>>> {
+    /// A subscriber of `book` has read the log up to `position` and now
+    /// relies on the live feed. Until the feed has sent anything, the tail
+    /// check repairs from the lowest such position: the feed may have
+    /// started listening after a subscriber's read, and a commit in between
+    /// would otherwise reach neither.
+    pub fn joined(&self, book: &str, position: u64) {
+        if let Some(feed) = self.books().get(book) {
+            feed.floor.fetch_min(position, Ordering::AcqRel);
+        }
+    }
+
+    fn books(&self) -> MutexGuard<'_, HashMap<String, Feed>> {
         lock(&self.inner.books)
     }
 }
@@ -178,7 +202,8 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// waiting, so every `TAIL_CHECK_MS` of silence the hub compares the last
 /// seq it saw with the log's and sends what the feed missed. One read per
 /// book, however many subscribers it has.
-async fn follow(inner: Arc<Inner>, book: String, tx: broadcast::Sender<Arc<LiveEvent>>) {
+async fn follow(inner: Arc<Inner>, book: String, feed: Feed) {
+    let Feed { tx, floor } = feed;
     // The hub's own receiver, to see what the feed sends.
     let mut seen = tx.subscribe();
     let mut last_seen: Option<u64> = None;
@@ -201,7 +226,7 @@ async fn follow(inner: Arc<Inner>, book: String, tx: broadcast::Sender<Arc<LiveE
                 Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => break,
             },
-            _ = tail_check.tick() => repair_tail(&inner, &book, &tx, &mut last_seen).await,
+            _ = tail_check.tick() => repair_tail(&inner, &book, &tx, &floor, &mut last_seen).await,
             _ = idle_check.tick() => {
                 // Under the map's lock, so `live` cannot hand out a receiver
                 // of a channel this task is about to abandon. One receiver
@@ -215,25 +240,34 @@ async fn follow(inner: Arc<Inner>, book: String, tx: broadcast::Sender<Arc<LiveE
         }
     }
     let mut books = lock(&inner.books);
-    if books.get(&book).is_some_and(|t| t.same_channel(&tx)) {
+    if books.get(&book).is_some_and(|f| f.tx.same_channel(&tx)) {
         books.remove(&book);
     }
 }
 
 /// Sends the events the log holds past `last_seen`, if the feed went quiet
-/// behind it. Before the feed has sent anything, only records the log's end.
+/// behind it. Before the feed has sent anything, sends those past the lowest
+/// position a subscriber joined at (see [`Hub::joined`]); with no subscriber
+/// joined yet, only records the log's end.
 async fn repair_tail(
     inner: &Inner,
     book: &str,
     tx: &broadcast::Sender<Arc<LiveEvent>>,
+    floor: &AtomicU64,
     last_seen: &mut Option<u64>,
 ) {
     let Ok(Some(last)) = inner.backfill.last_seq(book).await else {
         return;
     };
-    let Some(mut position) = *last_seen else {
-        *last_seen = Some(last);
-        return;
+    let mut position = match *last_seen {
+        Some(seen) => seen,
+        None => match floor.load(Ordering::Acquire) {
+            u64::MAX => {
+                *last_seen = Some(last);
+                return;
+            }
+            lowest => lowest,
+        },
     };
     while position < last {
         inner.observer.gap_repair();

@@ -278,6 +278,7 @@ impl Session {
         if let Err(end) = self.catch_up(&mut position, None, &shutdown).await {
             return end;
         }
+        self.hub.joined(book, position);
         let mut recheck_timer = recheck.map(|r| {
             let every = r.every.max(Duration::from_millis(100));
             tokio::time::interval_at(tokio::time::Instant::now() + every, every)

@@ -43,8 +43,9 @@ pub fn talea_command(bin: impl AsRef<OsStr>, dir: &Path) -> Command {
 }
 
 /// The path of the binary `bin` of the workspace package `package`, built
-/// first (once per test process) with `cargo build -p <package> --bin <bin>`
-/// into the running test's own target directory and profile.
+/// first (once per test process) with `cargo build --workspace --tests`
+/// into the running test's own target directory and profile: within a
+/// workspace test run everything is fresh already and this costs a second.
 ///
 /// `env!("CARGO_BIN_EXE_…")` names only the binaries of the test's own
 /// package, and services never depend on each other (not even as
@@ -110,7 +111,11 @@ pub fn workspace_bin(package: &str, bin: &str) -> anyhow::Result<PathBuf> {
         .arg("--quiet")
         .arg("--manifest-path")
         .arg(&manifest)
-        .args(["-p", package, "--bin", bin])
+        // What `cargo nextest run --workspace` (scripts/test) has just
+        // built, with the same feature unification, so there this is a
+        // no-op. `-p <package> --bin <bin>` unifies features differently
+        // and rebuilt much of the tree inside a running test (minutes).
+        .args(["--workspace", "--tests"])
         .env("CARGO_TARGET_DIR", target_dir);
     match profile.as_str() {
         "debug" => {}
@@ -121,7 +126,10 @@ pub fn workspace_bin(package: &str, bin: &str) -> anyhow::Result<PathBuf> {
             cmd.args(["--profile", other]);
         }
     }
-    run_checked(&mut cmd, &format!("cargo build -p {package} --bin {bin}"))?;
+    run_checked(
+        &mut cmd,
+        &format!("cargo build --workspace --tests (for {package}'s {bin})"),
+    )?;
     let path = profile_dir.join(bin);
     if !path.is_file() {
         bail!("cargo built {bin}, but {} is missing", path.display());

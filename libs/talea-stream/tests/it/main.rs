@@ -310,6 +310,50 @@ impl LiveSource for Lossy {
     }
 }
 
+/// A live source that starts listening only when told: a feed task that a
+/// loaded machine schedules after a subscriber has already read the log.
+#[derive(Debug)]
+struct LateStart {
+    source: NoticeSource,
+    gate: Arc<tokio::sync::Notify>,
+}
+
+#[async_trait]
+impl LiveSource for LateStart {
+    async fn follow(&self, book: String, tx: broadcast::Sender<Arc<LiveEvent>>) {
+        self.gate.notified().await;
+        self.source.follow(book, tx).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_commit_made_before_the_feed_listens_still_reaches_a_joined_subscriber() {
+    let f = Fixture::new().await;
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let hub = Hub::new(
+        Arc::new(LateStart {
+            source: NoticeSource::new(f.ledger.clone()),
+            gate: gate.clone(),
+        }),
+        Arc::new(LedgerBackfill::new(f.ledger.clone())),
+        Arc::new(NoObserver),
+        StreamConfig::default(),
+    );
+    let mut stream = open(&hub, Some(0), None).await;
+    // The three account openings, read from the log.
+    let seen = read_until(&mut stream, |s| ids(s).len() >= 3).await;
+    assert_eq!(ids(&seen), vec![1, 2, 3]);
+    // Committed after the subscriber's read and before the feed listens:
+    // the feed starts after it, and no later commit reveals the gap. Only
+    // the hub's tail check, from where the subscriber joined, delivers it.
+    let seq = f.deposit("before-listening", "alice").await;
+    gate.notify_one();
+    let seen = read_until(&mut stream, |s| ids(s).contains(&seq)).await;
+    assert_eq!(ids(&seen), vec![seq]);
+    drop(stream);
+    f.finish().await;
+}
+
 #[derive(Debug, Default)]
 struct Counting {
     gaps: AtomicU64,

@@ -42,8 +42,8 @@ use talea_core::{
 };
 pub use talea_store::PoolStats;
 use talea_store::{
-    AccountPosting, Backend, Balance, BalanceCut, BookInfo, Notice, NoticeBus, Opened, Outcome,
-    Registered, Store, StoreError, TrialRow,
+    AccountPosting, Backend, Balance, BalanceCut, BookBatch, BookInfo, Notice, NoticeBus, Opened,
+    Outcome, Registered, Store, StoreError, TrialRow,
 };
 
 use crate::error::{migrate_error, store_error};
@@ -337,6 +337,16 @@ impl Store for SqliteStore {
         drafts: &[Draft],
     ) -> Result<Vec<Outcome>, StoreError> {
         write::commit_batch(self, book, drafts).await
+    }
+
+    async fn commit_books(
+        &self,
+        batches: &[BookBatch<'_>],
+    ) -> Vec<Result<Vec<Outcome>, StoreError>> {
+        match write::commit_books(self, batches).await {
+            Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
+            Err(err) => vec![Err(err); batches.len()],
+        }
     }
 
     async fn books(&self) -> Result<Vec<BookInfo>, StoreError> {

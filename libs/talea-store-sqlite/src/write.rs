@@ -9,7 +9,9 @@
 //! key and balance lookups are authoritative: this is Postgres's "book
 //! counter row lock", held for the whole file rather than per book.
 //!
-//! `commit_batch` follows the same protocol as Postgres: read the batch's
+//! `commit_books` (one write transaction for every book of the call, each
+//! book in a savepoint of its own; `commit_batch` is its one-book case)
+//! follows the same protocol as Postgres for each book: read the batch's
 //! inputs in a few statements, decide every draft in memory with the shared
 //! planner (`talea_store::plan`), write the passing drafts set-wise, move
 //! the book's counter once, commit (one fsync), then announce the new last
@@ -24,7 +26,7 @@ use talea_store::plan::{
     AccountRule, Loaded, Pair, Planned, Planner, StoredKey, Totals, Verdict, final_balances,
     outcomes,
 };
-use talea_store::{Opened, Outcome, Registered, Rejection, StoreError};
+use talea_store::{BookBatch, Opened, Outcome, Registered, Rejection, StoreError, repeated_book};
 
 use crate::SqliteStore;
 use crate::codec::{self, amount_text, get, new_seq_param};
@@ -210,9 +212,57 @@ pub(crate) async fn commit_batch(
     book: &BookName,
     drafts: &[Draft],
 ) -> Result<Vec<Outcome>, StoreError> {
-    if drafts.is_empty() {
-        return Ok(Vec::new());
+    let mut results = commit_books(store, &[BookBatch { book, drafts }]).await?;
+    results
+        .pop()
+        .ok_or_else(|| StoreError::Other(format!("book {book}: no outcomes for the batch")))
+}
+
+/// Commits batches of distinct books in one write transaction (one fsync);
+/// see `Store::commit_books`. One outcome list per batch, in order.
+pub(crate) async fn commit_books(
+    store: &SqliteStore,
+    batches: &[BookBatch<'_>],
+) -> Result<Vec<Vec<Outcome>>, StoreError> {
+    if let Some(err) = repeated_book(batches) {
+        return Err(err);
     }
+    let mut results: Vec<Vec<Outcome>> = vec![Vec::new(); batches.len()];
+    if batches.iter().all(|b| b.drafts.is_empty()) {
+        return Ok(results);
+    }
+    let mut conn = store.writer().await?;
+    let mut tx = conn.begin_with(BEGIN_WRITE).await.map_err(store_error)?;
+    let mut advanced = Vec::new();
+    for (batch, result) in batches.iter().zip(results.iter_mut()) {
+        if batch.drafts.is_empty() {
+            continue;
+        }
+        let (outcomes, last_seq) = commit_in(&mut tx, batch.book, batch.drafts).await?;
+        *result = outcomes;
+        if let Some(last_seq) = last_seq {
+            advanced.push((batch.book, last_seq));
+        }
+    }
+    if advanced.is_empty() {
+        // Nothing passed: nothing to write.
+        tx.rollback().await.map_err(store_error)?;
+    } else {
+        tx.commit().await.map_err(store_error)?;
+        for (book, last_seq) in advanced {
+            store.bus().publish(book, last_seq);
+        }
+    }
+    Ok(results)
+}
+
+/// Decides and writes one book's batch inside the write transaction `tx`;
+/// returns its outcomes and, when it wrote anything, the book's new last seq.
+async fn commit_in(
+    tx: &mut SqliteConnection,
+    book: &BookName,
+    drafts: &[Draft],
+) -> Result<(Vec<Outcome>, Option<u64>), StoreError> {
     let mut accounts: HashSet<&str> = HashSet::new();
     let mut assets: HashSet<&AssetCode> = HashSet::new();
     let mut keys: HashSet<&str> = HashSet::new();
@@ -227,12 +277,10 @@ pub(crate) async fn commit_batch(
     let assets: Vec<&AssetCode> = assets.into_iter().collect();
     let keys: Vec<&str> = keys.into_iter().collect();
 
-    let mut conn = store.writer().await?;
-    let mut tx = conn.begin_with(BEGIN_WRITE).await.map_err(store_error)?;
-    let head = head(&mut tx, book).await?;
-    let stored = StoredKey::by_key(read::transactions_by_key(&mut tx, book, &keys).await?);
-    let scales = read::scales(&mut tx, &assets).await?;
-    let (rules, balances) = load_accounts(&mut tx, book, &accounts, &assets).await?;
+    let head = head(tx, book).await?;
+    let stored = StoredKey::by_key(read::transactions_by_key(tx, book, &keys).await?);
+    let scales = read::scales(tx, &assets).await?;
+    let (rules, balances) = load_accounts(tx, book, &accounts, &assets).await?;
     let loaded = Loaded {
         accounts: rules,
         balances,
@@ -248,14 +296,13 @@ pub(crate) async fn commit_batch(
     let verdicts = planner.decide_all(drafts);
     let last_seq = planner.last_seq();
     if last_seq == head.last_seq {
-        // Nothing passed: nothing to write.
-        tx.rollback().await.map_err(store_error)?;
-        return Ok(outcomes(verdicts));
+        // Nothing passed: nothing to write for this book.
+        return Ok((outcomes(verdicts), None));
     }
 
     // A savepoint is nearly free in SQLite and lets a refused set-wise write
     // be retried draft by draft inside the same lock.
-    control(&mut tx, "SAVEPOINT batch").await?;
+    control(tx, "SAVEPOINT batch").await?;
     let plans: Vec<&Planned> = verdicts
         .iter()
         .filter_map(|v| match v {
@@ -264,22 +311,21 @@ pub(crate) async fn commit_batch(
         })
         .collect();
     let rows = Rows::of(book, head.committed_at, &plans)?;
-    let written = match rows.write(&mut tx).await {
-        Ok(()) => advance_book(&mut tx, book, last_seq, head.committed_at).await,
+    let written = match rows.write(tx).await {
+        Ok(()) => advance_book(tx, book, last_seq, head.committed_at).await,
         Err(error) => Err(error),
     };
     match written {
         Ok(()) => {
-            tx.commit().await.map_err(store_error)?;
-            store.bus().publish(book, last_seq);
+            control(tx, "RELEASE SAVEPOINT batch").await?;
             tracing::debug!(
                 %book,
                 drafts = drafts.len(),
                 committed = plans.len(),
                 last_seq,
-                "batch committed"
+                "batch written"
             );
-            return Ok(outcomes(verdicts));
+            return Ok((outcomes(verdicts), Some(last_seq)));
         }
         Err(error) if isolatable(&error) => {
             tracing::warn!(
@@ -288,22 +334,20 @@ pub(crate) async fn commit_batch(
                 error = %describe(&error),
                 "the database refused a batch; writing its drafts one by one"
             );
-            control(&mut tx, "ROLLBACK TO SAVEPOINT batch").await?;
+            control(tx, "ROLLBACK TO SAVEPOINT batch; RELEASE SAVEPOINT batch").await?;
         }
         Err(error) => return Err(write_error(book, error)),
     }
 
-    let (verdicts, last_seq) = write_one_by_one(&mut tx, book, &loaded, head, drafts).await?;
+    let (verdicts, last_seq) = write_one_by_one(tx, book, &loaded, head, drafts).await?;
     if last_seq > head.last_seq {
-        advance_book(&mut tx, book, last_seq, head.committed_at)
+        advance_book(tx, book, last_seq, head.committed_at)
             .await
             .map_err(|e| write_error(book, e))?;
-        tx.commit().await.map_err(store_error)?;
-        store.bus().publish(book, last_seq);
+        Ok((outcomes(verdicts), Some(last_seq)))
     } else {
-        tx.rollback().await.map_err(store_error)?;
+        Ok((outcomes(verdicts), None))
     }
-    Ok(outcomes(verdicts))
 }
 
 /// The careful path: decides and writes each draft in turn, each in its own

@@ -204,16 +204,25 @@ impl LedgerService {
         tx_id: &str,
         books: impl IntoIterator<Item = &'a str>,
     ) -> Result<TransactionDto, ApiError> {
-        let not_found = || ApiError::not_found("transaction not found");
-        let id = uuid::Uuid::parse_str(tx_id).map_err(|_| not_found())?;
         let books: Vec<&str> = books.into_iter().collect();
-        let commit = self
-            .inner
-            .store
-            .transaction_in(TxId(id), &books)
-            .await
-            .map_err(|e| store_error(&e))?
-            .ok_or_else(not_found)?;
+        self.find_transaction(tx_id, Some(&books)).await
+    }
+
+    /// One transaction by id, in any book or (with `books`) only in those;
+    /// `not_found` for a malformed id, an unknown one and one elsewhere alike.
+    async fn find_transaction(
+        &self,
+        tx_id: &str,
+        books: Option<&[&str]>,
+    ) -> Result<TransactionDto, ApiError> {
+        let not_found = || ApiError::not_found("transaction not found");
+        let id = TxId(uuid::Uuid::parse_str(tx_id).map_err(|_| not_found())?);
+        let store = &self.inner.store;
+        let found = match books {
+            None => store.transaction(id).await,
+            Some(books) => store.transaction_in(id, books).await,
+        };
+        let commit = found.map_err(|e| store_error(&e))?.ok_or_else(not_found)?;
         self.commit_dto(&commit).await
     }
 
@@ -678,16 +687,7 @@ impl LedgerApi for LedgerService {
     }
 
     async fn transaction(&self, tx_id: &str) -> Result<TransactionDto, ApiError> {
-        let not_found = || ApiError::not_found("transaction not found");
-        let id = uuid::Uuid::parse_str(tx_id).map_err(|_| not_found())?;
-        let commit = self
-            .inner
-            .store
-            .transaction(TxId(id))
-            .await
-            .map_err(|e| store_error(&e))?
-            .ok_or_else(not_found)?;
-        self.commit_dto(&commit).await
+        self.find_transaction(tx_id, None).await
     }
 
     async fn balances(

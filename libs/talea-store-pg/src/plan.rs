@@ -6,8 +6,8 @@
 use talea_core::{BookName, Draft, Timestamp};
 use talea_store::Rejection;
 pub(crate) use talea_store::plan::{
-    AccountRule, Loaded, Pair, Planned, Planner, StoredKey, Totals, Verdict, final_balances,
-    outcomes,
+    AccountRule, Loaded, Pair, Planned, Planner, StoredKey, Totals, Verdict, Wanted,
+    final_balances, outcomes,
 };
 
 /// A planner for a batch of this backend: the shared rules plus `storable`.

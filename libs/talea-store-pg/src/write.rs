@@ -17,8 +17,8 @@ use crate::PgStore;
 use crate::codec::{self, amount_text, get, get_seq, new_seq_param};
 use crate::error::{Class, classify, constraint, corrupt, describe, store_error};
 use crate::plan::{
-    AccountRule, Loaded, Pair, Planned, StoredKey, Totals, Verdict, final_balances, outcomes,
-    planner,
+    AccountRule, Loaded, Pair, Planned, StoredKey, Totals, Verdict, Wanted, final_balances,
+    outcomes, planner,
 };
 use crate::read;
 
@@ -250,10 +250,10 @@ pub(crate) async fn commit_batch(
     book: &BookName,
     drafts: &[Draft],
 ) -> Result<Vec<Outcome>, StoreError> {
-    let mut results = commit_books(store, &[BookBatch { book, drafts }]).await?;
-    results
-        .pop()
-        .ok_or_else(|| StoreError::Other(format!("book {book}: no outcomes for the batch")))
+    talea_store::only_batch(
+        book,
+        commit_books(store, &[BookBatch { book, drafts }]).await,
+    )
 }
 
 /// Commits batches of distinct books in one database transaction; see
@@ -272,26 +272,17 @@ pub(crate) async fn commit_books(
     if wanted.is_empty() {
         return Ok(results);
     }
-    let mut assets: HashSet<&AssetCode> = HashSet::new();
-    let mut wants: Vec<(&BookName, Vec<&str>, Vec<&str>)> = Vec::with_capacity(wanted.len());
-    for &i in &wanted {
-        let mut accounts: HashSet<&str> = HashSet::new();
-        let mut keys: HashSet<&str> = HashSet::new();
-        for draft in batches[i].drafts {
-            keys.insert(draft.idempotency_key.as_str());
-            for p in &draft.postings {
-                accounts.insert(p.account.as_str());
-                assets.insert(&p.asset);
-            }
-        }
-        wants.push((
-            batches[i].book,
-            accounts.into_iter().collect(),
-            keys.into_iter().collect(),
-        ));
-    }
-    let assets: Vec<&AssetCode> = assets.into_iter().collect();
-    let names: Vec<&str> = wants.iter().map(|(book, _, _)| book.as_str()).collect();
+    let wants: Vec<(&BookName, Wanted<'_>)> = wanted
+        .iter()
+        .map(|&i| (batches[i].book, Wanted::of(batches[i].drafts)))
+        .collect();
+    let assets: Vec<&AssetCode> = wants
+        .iter()
+        .flat_map(|(_, w)| w.assets.iter().copied())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let names: Vec<&str> = wants.iter().map(|(book, _)| book.as_str()).collect();
     let label = names.join(",");
 
     let mut conn = store.connection().await?;
@@ -321,12 +312,12 @@ pub(crate) async fn commit_books(
     }
     let key_sets: Vec<(&BookName, &[&str])> = wants
         .iter()
-        .map(|(book, _, keys)| (*book, keys.as_slice()))
+        .map(|(book, w)| (*book, w.keys.as_slice()))
         .collect();
     let mut stored = read::transactions_by_keys(&mut tx, &key_sets).await?;
     let account_sets: Vec<(&BookName, &[&str])> = wants
         .iter()
-        .map(|(book, accounts, _)| (*book, accounts.as_slice()))
+        .map(|(book, w)| (*book, w.accounts.as_slice()))
         .collect();
     let mut accounts = load_accounts(&mut tx, &account_sets, &assets).await?;
 

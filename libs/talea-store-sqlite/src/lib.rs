@@ -343,10 +343,7 @@ impl Store for SqliteStore {
         &self,
         batches: &[BookBatch<'_>],
     ) -> Vec<Result<Vec<Outcome>, StoreError>> {
-        match write::commit_books(self, batches).await {
-            Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
-            Err(err) => vec![Err(err); batches.len()],
-        }
+        talea_store::shared_fate(write::commit_books(self, batches).await, batches.len())
     }
 
     async fn books(&self) -> Result<Vec<BookInfo>, StoreError> {

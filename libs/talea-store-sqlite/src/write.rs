@@ -18,13 +18,13 @@
 //! seq. A set-wise write the database refuses is rolled back to a savepoint
 //! and the drafts are written one by one, each in its own savepoint.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use sqlx::{Connection, SqliteConnection};
 use talea_core::{Account, AccountName, Asset, AssetCode, BookName, Draft, NewAccount, Timestamp};
 use talea_store::plan::{
-    AccountRule, Loaded, Pair, Planned, Planner, StoredKey, Totals, Verdict, final_balances,
-    outcomes,
+    AccountRule, Loaded, Pair, Planned, Planner, StoredKey, Totals, Verdict, Wanted,
+    final_balances, outcomes,
 };
 use talea_store::{BookBatch, Opened, Outcome, Registered, Rejection, StoreError, repeated_book};
 
@@ -212,10 +212,10 @@ pub(crate) async fn commit_batch(
     book: &BookName,
     drafts: &[Draft],
 ) -> Result<Vec<Outcome>, StoreError> {
-    let mut results = commit_books(store, &[BookBatch { book, drafts }]).await?;
-    results
-        .pop()
-        .ok_or_else(|| StoreError::Other(format!("book {book}: no outcomes for the batch")))
+    talea_store::only_batch(
+        book,
+        commit_books(store, &[BookBatch { book, drafts }]).await,
+    )
 }
 
 /// Commits batches of distinct books in one write transaction (one fsync);
@@ -263,20 +263,11 @@ async fn commit_in(
     book: &BookName,
     drafts: &[Draft],
 ) -> Result<(Vec<Outcome>, Option<u64>), StoreError> {
-    let mut accounts: HashSet<&str> = HashSet::new();
-    let mut assets: HashSet<&AssetCode> = HashSet::new();
-    let mut keys: HashSet<&str> = HashSet::new();
-    for draft in drafts {
-        keys.insert(draft.idempotency_key.as_str());
-        for p in &draft.postings {
-            accounts.insert(p.account.as_str());
-            assets.insert(&p.asset);
-        }
-    }
-    let accounts: Vec<&str> = accounts.into_iter().collect();
-    let assets: Vec<&AssetCode> = assets.into_iter().collect();
-    let keys: Vec<&str> = keys.into_iter().collect();
-
+    let Wanted {
+        accounts,
+        assets,
+        keys,
+    } = Wanted::of(drafts);
     let head = head(tx, book).await?;
     let stored = StoredKey::by_key(read::transactions_by_key(tx, book, &keys).await?);
     let scales = read::scales(tx, &assets).await?;

@@ -247,6 +247,30 @@ pub fn repeated_book(batches: &[BookBatch<'_>]) -> Option<StoreError> {
         .map(|batch| StoreError::Other(format!("book {} appears twice in one commit", batch.book)))
 }
 
+/// Spreads the result of one storage transaction that held `batches`
+/// batches over them, as `Store::commit_books` answers: each batch's
+/// outcomes, or the same error for every batch (they shared its fate).
+pub fn shared_fate(
+    result: Result<Vec<Vec<Outcome>>, StoreError>,
+    batches: usize,
+) -> Vec<Result<Vec<Outcome>, StoreError>> {
+    match result {
+        Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
+        Err(err) => vec![Err(err); batches],
+    }
+}
+
+/// The outcomes of the only batch of a one-book `commit_books`-style call,
+/// for backends whose `commit_batch` is that call with one book.
+pub fn only_batch(
+    book: &BookName,
+    result: Result<Vec<Vec<Outcome>>, StoreError>,
+) -> Result<Vec<Outcome>, StoreError> {
+    result?
+        .pop()
+        .ok_or_else(|| StoreError::Other(format!("book {book}: no outcomes for the batch")))
+}
+
 /// The persistence trait. Every method is safe to call concurrently from many
 /// tasks and (for Postgres) from many processes: the store is the arbiter.
 ///

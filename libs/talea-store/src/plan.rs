@@ -73,6 +73,39 @@ pub struct Loaded {
     pub stored: HashMap<IdempotencyKey, StoredKey>,
 }
 
+/// What a batch needs read under the lock: its distinct accounts, assets
+/// and idempotency keys, in no particular order.
+#[derive(Debug, Clone, Default)]
+pub struct Wanted<'a> {
+    /// Names of the accounts its postings name.
+    pub accounts: Vec<&'a str>,
+    /// The assets its postings move.
+    pub assets: Vec<&'a AssetCode>,
+    /// Its drafts' idempotency keys.
+    pub keys: Vec<&'a str>,
+}
+
+impl<'a> Wanted<'a> {
+    /// What `drafts` need.
+    pub fn of(drafts: &'a [Draft]) -> Self {
+        let mut accounts = std::collections::HashSet::new();
+        let mut assets = std::collections::HashSet::new();
+        let mut keys = std::collections::HashSet::new();
+        for draft in drafts {
+            keys.insert(draft.idempotency_key.as_str());
+            for p in &draft.postings {
+                accounts.insert(p.account.as_str());
+                assets.insert(&p.asset);
+            }
+        }
+        Wanted {
+            accounts: accounts.into_iter().collect(),
+            assets: assets.into_iter().collect(),
+            keys: keys.into_iter().collect(),
+        }
+    }
+}
+
 /// A commit found under an idempotency key.
 #[derive(Debug, Clone)]
 pub struct StoredKey {

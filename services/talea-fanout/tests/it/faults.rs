@@ -52,6 +52,25 @@ async fn relay_on(
     (stop, tokio::spawn(async move { relay.run(rx).await }))
 }
 
+/// Whether a message with `Talea-Seq: last` arrives on `subscriber` within 20 s.
+async fn publishes(subscriber: &mut async_nats::Subscriber, last: u64) -> bool {
+    let reached = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(message) = subscriber.next().await {
+            let seq = message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get("Talea-Seq"))
+                .and_then(|v| v.as_str().parse::<u64>().ok());
+            if seq == Some(last) {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    reached == Ok(true)
+}
+
 async fn wait_progress(progress: &AtomicU64, at_least: u64) {
     talea_testkit::wait_until(Duration::from_secs(30), || async {
         progress.load(Ordering::SeqCst) >= at_least
@@ -118,23 +137,8 @@ async fn a_nats_restart_mid_stream_costs_no_gap_or_repeat() {
     for i in 0..5 {
         last = f.deposit(&format!("after-{i}")).await;
     }
-    let published = tokio::time::timeout(Duration::from_secs(20), async {
-        while let Some(message) = live.next().await {
-            let seq = message
-                .headers
-                .as_ref()
-                .and_then(|h| h.get("Talea-Seq"))
-                .and_then(|v| v.as_str().parse::<u64>().ok());
-            if seq == Some(last) {
-                return true;
-            }
-        }
-        false
-    })
-    .await;
-    assert_eq!(
-        published,
-        Ok(true),
+    assert!(
+        publishes(&mut live, last).await,
         "the relay publishes on the restarted NATS"
     );
     expect_exactly(&mut ids, &mut seen, last).await;
@@ -324,21 +328,10 @@ async fn relay_and_fanout_killed_under_sdk_load_cost_no_gap_or_repeat() {
     assert_eq!(seqs, dense, "a dense log");
 
     // The second relay published the end of the load on NATS.
-    let reached = tokio::time::timeout(Duration::from_secs(20), async {
-        while let Some(message) = published.next().await {
-            let seq = message
-                .headers
-                .as_ref()
-                .and_then(|h| h.get("Talea-Seq"))
-                .and_then(|v| v.as_str().parse::<u64>().ok());
-            if seq == Some(last) {
-                return true;
-            }
-        }
-        false
-    })
-    .await;
-    assert_eq!(reached, Ok(true), "the new relay publishes up to {last}");
+    assert!(
+        publishes(&mut published, last).await,
+        "the new relay publishes up to {last}"
+    );
 
     kill(fanout);
     drop((relay, api));

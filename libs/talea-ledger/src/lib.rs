@@ -217,12 +217,13 @@ impl LedgerService {
     ) -> Result<TransactionDto, ApiError> {
         let not_found = || ApiError::not_found("transaction not found");
         let id = TxId(uuid::Uuid::parse_str(tx_id).map_err(|_| not_found())?);
-        let store = &self.inner.store;
-        let found = match books {
-            None => store.transaction(id).await,
-            Some(books) => store.transaction_in(id, books).await,
-        };
-        let commit = found.map_err(|e| store_error(&e))?.ok_or_else(not_found)?;
+        let commit = self
+            .inner
+            .store
+            .transaction(id, books)
+            .await
+            .map_err(|e| store_error(&e))?
+            .ok_or_else(not_found)?;
         self.commit_dto(&commit).await
     }
 

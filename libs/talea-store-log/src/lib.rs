@@ -69,8 +69,8 @@ use talea_core::{
     TxId,
 };
 use talea_store::{
-    AccountPosting, Backend, Balance, BalanceCut, BookInfo, Notice, NoticeBus, Opened, Outcome,
-    Registered, Store, StoreError, TrialRow,
+    AccountPosting, Backend, Balance, BalanceCut, BookBatch, BookInfo, Notice, NoticeBus, Opened,
+    Outcome, Registered, Store, StoreError, TrialRow,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -275,6 +275,20 @@ impl LogStore {
         sender.send(request(reply)).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
+
+    /// Commits one book's batch through the writer.
+    async fn commit_one(
+        &self,
+        book: &BookName,
+        drafts: &[Draft],
+    ) -> Result<Vec<Outcome>, StoreError> {
+        if drafts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (book, drafts) = (book.clone(), drafts.to_vec());
+        self.call(|reply| Request::Commit(book, drafts, reply))
+            .await
+    }
 }
 
 #[async_trait]
@@ -319,17 +333,20 @@ impl Store for LogStore {
             .await
     }
 
-    async fn commit_batch(
+    async fn commit_books(
         &self,
-        book: &BookName,
-        drafts: &[Draft],
-    ) -> Result<Vec<Outcome>, StoreError> {
-        if drafts.is_empty() {
-            return Ok(Vec::new());
+        batches: &[BookBatch<'_>],
+    ) -> Vec<Result<Vec<Outcome>, StoreError>> {
+        if let Some(err) = talea_store::repeated_book(batches) {
+            return vec![Err(err); batches.len()];
         }
-        let (book, drafts) = (book.clone(), drafts.to_vec());
-        self.call(|reply| Request::Commit(book, drafts, reply))
-            .await
+        // Each book's batch is one request to the writer, which already
+        // group-commits whatever is queued behind one fsync.
+        let mut results = Vec::with_capacity(batches.len());
+        for batch in batches {
+            results.push(self.commit_one(batch.book, batch.drafts).await);
+        }
+        results
     }
 
     async fn books(&self) -> Result<Vec<BookInfo>, StoreError> {
@@ -402,8 +419,15 @@ impl Store for LogStore {
         read::transactions(&self.inner.shared, book, after_seq, limit)
     }
 
-    async fn transaction(&self, tx_id: TxId) -> Result<Option<Commit>, StoreError> {
-        read::transaction(&self.inner.shared, tx_id)
+    async fn transaction(
+        &self,
+        tx_id: TxId,
+        books: Option<&[&str]>,
+    ) -> Result<Option<Commit>, StoreError> {
+        // The lookup is in memory: filtering its answer costs nothing that
+        // would tell an id in another book from an unknown one.
+        Ok(read::transaction(&self.inner.shared, tx_id)?
+            .filter(|commit| books.is_none_or(|books| books.contains(&commit.book.as_str()))))
     }
 
     async fn events(

@@ -1,36 +1,32 @@
-//! Maps sqlx and Postgres failures onto `StoreError`, by SQLSTATE and constraint name.
+//! What a Postgres failure means to the store: SQLSTATEs and constraint names.
 
 use sqlx::error::DatabaseError;
 use talea_store::StoreError;
+use talea_store_sql::Class;
+use talea_store_sql::error::classify_common;
 
-/// What a failure means to the store, decided once here so that every caller
-/// reacts to the same error the same way.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Class {
-    /// The database is unreachable, shutting down, overloaded or read-only:
-    /// retrying later may work, and nothing is to be blamed on the data.
-    Unavailable,
-    /// The schema is missing or older than this binary.
-    NotMigrated,
-    /// A stored value could not be decoded.
-    Corrupt,
-    /// The database refused the data of this statement (bad bytes, a
-    /// constraint, a size limit): isolating the offending draft may help.
-    Refused,
-    /// Anything else: a bug or an unexpected condition.
-    Other,
-}
+use crate::PgStore;
 
-/// The name of the constraint a database error reports, if any.
-pub(crate) fn constraint(error: &sqlx::Error) -> Option<&str> {
-    match error {
-        sqlx::Error::Database(db) => db.constraint(),
-        _ => None,
-    }
-}
+pub(crate) use talea_store_sql::error::MIGRATE_HINT;
 
-/// Classifies a database error by its SQLSTATE (never by its message).
+/// Constraints whose violation means a seq was taken twice: some writer
+/// bypassed the counter lock. No draft is to blame, so the batch fails whole.
+const SEQ_CONSTRAINTS: &[&str] = &[
+    "events_pkey",
+    "transactions_pkey",
+    "postings_pkey",
+    "accounts_seq_key",
+];
+
+/// Classifies a database error by its SQLSTATE and constraint name (never
+/// by its message).
 fn classify_database(db: &dyn DatabaseError) -> Class {
+    if db
+        .constraint()
+        .is_some_and(|c| SEQ_CONSTRAINTS.contains(&c))
+    {
+        return Class::Duplicate;
+    }
     let Some(code) = db.code() else {
         return Class::Other;
     };
@@ -59,19 +55,7 @@ fn classify_database(db: &dyn DatabaseError) -> Class {
 pub(crate) fn classify(error: &sqlx::Error) -> Class {
     match error {
         sqlx::Error::Database(db) => classify_database(db.as_ref()),
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed
-        | sqlx::Error::BeginFailed => Class::Unavailable,
-        sqlx::Error::Decode(_)
-        | sqlx::Error::ColumnDecode { .. }
-        | sqlx::Error::ColumnNotFound(_)
-        | sqlx::Error::ColumnIndexOutOfBounds { .. }
-        | sqlx::Error::TypeNotFound { .. } => Class::Corrupt,
-        _ => Class::Other,
+        other => classify_common(other).unwrap_or(Class::Other),
     }
 }
 
@@ -90,48 +74,7 @@ pub(crate) fn describe(error: &sqlx::Error) -> String {
     }
 }
 
-/// The hint every "schema missing or behind" error carries.
-pub(crate) const MIGRATE_HINT: &str =
-    "run `talead init` (or `talead bootstrap`) against this database to apply the migrations";
-
 /// Converts a sqlx error into the store's error.
 pub(crate) fn store_error(error: sqlx::Error) -> StoreError {
-    let text = describe(&error);
-    match classify(&error) {
-        Class::Unavailable => StoreError::Unavailable(text),
-        Class::NotMigrated => StoreError::NotMigrated(format!("{text}; {MIGRATE_HINT}")),
-        Class::Corrupt => StoreError::Corrupt(text),
-        Class::Refused | Class::Other => StoreError::Other(text),
-    }
-}
-
-/// A decoding failure of a stored value.
-pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(what.to_string())
-}
-
-/// Converts a migration failure into the store's error.
-pub(crate) fn migrate_error(error: sqlx::migrate::MigrateError) -> StoreError {
-    use sqlx::migrate::MigrateError;
-    match error {
-        MigrateError::Execute(e) | MigrateError::ExecuteMigration(e, _) => store_error(e),
-        other => StoreError::Other(format!("migration failed: {other}")),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn transport_failures_are_unavailable() {
-        assert_eq!(classify(&sqlx::Error::PoolTimedOut), Class::Unavailable);
-        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
-        assert_eq!(classify(&sqlx::Error::Io(io)), Class::Unavailable);
-        assert_eq!(
-            classify(&sqlx::Error::ColumnNotFound("x".into())),
-            Class::Corrupt
-        );
-        assert_eq!(classify(&sqlx::Error::RowNotFound), Class::Other);
-    }
+    talea_store_sql::error::store_error::<PgStore>(error)
 }

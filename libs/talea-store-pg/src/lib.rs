@@ -6,42 +6,45 @@
 //! answered from a lookup made under that lock (with a unique constraint as a
 //! backstop). Each commit ends with one `pg_notify('talea_events',
 //! '<book>:<last seq>')` for the relay. See `migrations/0001_ledger.sql` for
-//! the schema and `write.rs` for the group-commit protocol.
+//! the schema. Every read, the group-commit protocol and the decoding of
+//! rows are the shared SQL core's (`talea_store_sql`); this crate owns what
+//! only Postgres has: the connection pool and its session set-up, binding
+//! values as Postgres types (arrays for lists), the statements written in
+//! its dialect (`dialect.rs`: `UNNEST`, `LATERAL`, `= ANY`), the per-book
+//! counter-row locks, the one-statement set-based write with `pg_notify`,
+//! SQLSTATE classification, the LISTEN connection, and what the relay needs.
 //!
 //! Only runtime-checked queries are used (no `query!` macros), so building
 //! needs no database.
 
 mod codec;
+mod dialect;
 mod error;
 mod listen;
-mod plan;
-mod read;
 mod relay;
-mod write;
 
 use std::collections::HashMap;
 use std::str::FromStr;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use sqlx::migrate::Migrator;
 use sqlx::pool::PoolConnection;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{PgConnection, Postgres};
-use talea_core::{
-    Account, AccountName, Asset, AssetCode, BookName, Commit, Draft, Event, NewAccount, Scale,
-    Timestamp, TxId,
-};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::query::Query;
+use sqlx::{Postgres, Row as _};
+use talea_core::{Draft, Timestamp};
 pub use talea_store::PoolStats;
-use talea_store::{
-    AccountPosting, Backend, Balance, BalanceCut, BookBatch, BookInfo, Notice, Opened, Outcome,
-    Registered, Store, StoreError, TrialRow,
-};
+use talea_store::{Backend, Notice, Rejection, StoreError};
+use talea_store_sql::rows::{Advance, Rows};
+use talea_store_sql::{Class, Dialect, Head, Param, ScaleCache, SqlBackend, Tx};
 
-use crate::error::{Class, MIGRATE_HINT, classify, store_error};
+use crate::error::{MIGRATE_HINT, classify, store_error};
 pub use crate::relay::{Backlog, CommitListener, PROBE_TIMEOUT_MS, RELAY_LOCK_KEY, RelayLease};
-pub use crate::write::NOTIFY_CHANNEL;
+
+/// The channel commit notifications go to; the payload is `<book>:<last seq>`.
+pub const NOTIFY_CHANNEL: &str = "talea_events";
 
 /// The schema migrations, embedded at build time (see `build.rs`).
 static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
@@ -54,11 +57,8 @@ pub const ACQUIRE_TIMEOUT_MS: u64 = 5_000;
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
-    /// Asset scales by code. An asset's scale never changes and assets are
-    /// never deleted, so a cached entry never goes stale; caching saves a
-    /// round trip per batch. Only registered assets are cached, so the map
-    /// is bounded by the (small) registry.
-    scales: Arc<RwLock<HashMap<AssetCode, Scale>>>,
+    /// Asset scales, shared by the clones.
+    scales: Arc<ScaleCache>,
     /// The one LISTEN connection of this store (and its clones), while watched.
     listener: listen::Listener,
 }
@@ -104,7 +104,7 @@ impl PgStore {
     pub fn from_pool(pool: PgPool) -> PgStore {
         PgStore {
             pool,
-            scales: Arc::new(RwLock::new(HashMap::new())),
+            scales: Arc::new(ScaleCache::default()),
             listener: listen::Listener::default(),
         }
     }
@@ -126,7 +126,10 @@ impl PgStore {
     /// Applies the embedded migrations that are not applied yet. Safe to run
     /// from several processes at once (sqlx takes an advisory lock).
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        MIGRATOR.run(&self.pool).await.map_err(error::migrate_error)
+        MIGRATOR
+            .run(&self.pool)
+            .await
+            .map_err(talea_store_sql::error::migrate_error::<Self>)
     }
 
     /// Fails with `StoreError::NotMigrated` unless every migration this binary
@@ -178,206 +181,135 @@ impl PgStore {
         }
         Ok(())
     }
+}
 
-    /// A pooled connection.
-    async fn connection(&self) -> Result<PoolConnection<Postgres>, StoreError> {
-        self.pool.acquire().await.map_err(store_error)
-    }
-
-    /// Scales of the given assets that are registered (absent: unknown),
-    /// from the cache, reading the misses in one statement.
-    async fn scales(
-        &self,
-        conn: &mut PgConnection,
-        codes: &[&AssetCode],
-    ) -> Result<HashMap<AssetCode, Scale>, StoreError> {
-        let mut found = HashMap::with_capacity(codes.len());
-        let mut missing: Vec<&str> = Vec::new();
-        {
-            // A poisoned lock only means a panic elsewhere while inserting a
-            // correct value; the map itself is still valid.
-            let cache = self.scales.read().unwrap_or_else(PoisonError::into_inner);
-            for &code in codes {
-                match cache.get(code) {
-                    Some(&scale) => {
-                        found.insert(code.clone(), scale);
-                    }
-                    None => missing.push(code.as_str()),
-                }
-            }
-        }
-        if missing.is_empty() {
-            return Ok(found);
-        }
-        let rows: Vec<(String, i16)> =
-            sqlx::query_as("SELECT code, scale FROM assets WHERE code = ANY($1)")
-                .bind(&missing)
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(store_error)?;
-        let mut cache = self.scales.write().unwrap_or_else(PoisonError::into_inner);
-        for (code, scale) in rows {
-            let code = codec::asset_code(&code)?;
-            let scale = codec::scale(scale)?;
-            cache.insert(code.clone(), scale);
-            found.insert(code, scale);
-        }
-        Ok(found)
+/// Binds one neutral parameter as its Postgres type (lists as arrays).
+fn bind<'q>(
+    query: Query<'q, Postgres, PgArguments>,
+    param: Param<'q>,
+) -> Query<'q, Postgres, PgArguments> {
+    match param {
+        Param::Text(value) => query.bind(value),
+        Param::Int(value) => query.bind(value),
+        Param::OptInt(value) => query.bind(value),
+        Param::Uuid(value) => query.bind(value),
+        Param::Time(value) => query.bind(codec::instant(value)),
+        Param::Texts(value) => query.bind(value),
+        Param::Ints(value) => query.bind(value),
     }
 }
 
-#[async_trait]
-impl Store for PgStore {
-    fn backend(&self) -> Backend {
-        Backend::Postgres
+impl SqlBackend for PgStore {
+    type Db = Postgres;
+    const BACKEND: Backend = Backend::Postgres;
+    const SQL: Dialect = dialect::SQL;
+
+    async fn reader(&self) -> Result<PoolConnection<Postgres>, StoreError> {
+        self.pool.acquire().await.map_err(store_error)
     }
 
-    fn pool_stats(&self) -> Option<PoolStats> {
-        Some(PgStore::pool_stats(self))
+    async fn writer(&self) -> Result<PoolConnection<Postgres>, StoreError> {
+        self.pool.acquire().await.map_err(store_error)
+    }
+
+    fn pool_stats(&self) -> PoolStats {
+        PgStore::pool_stats(self)
+    }
+
+    fn scale_cache(&self) -> &ScaleCache {
+        &self.scales
+    }
+
+    async fn fetch(
+        conn: &mut PgConnection,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> Result<Vec<PgRow>, sqlx::Error> {
+        let mut query = sqlx::query(sql);
+        for param in params {
+            query = bind(query, *param);
+        }
+        query.fetch_all(conn).await
+    }
+
+    async fn control(conn: &mut PgConnection, sql: &'static str) -> Result<(), sqlx::Error> {
+        // The simple protocol: no statement to prepare, and several
+        // statements may share one round trip.
+        sqlx::Executor::execute(conn, sql).await.map(drop)
+    }
+
+    fn text(row: &PgRow, column: &str) -> Result<Option<String>, sqlx::Error> {
+        row.try_get(column)
+    }
+
+    fn int(row: &PgRow, column: &str) -> Result<Option<i64>, sqlx::Error> {
+        row.try_get(column)
+    }
+
+    fn uuid(row: &PgRow, column: &str) -> Result<Option<uuid::Uuid>, sqlx::Error> {
+        row.try_get(column)
+    }
+
+    fn bytes(row: &PgRow, column: &str) -> Result<Option<Vec<u8>>, sqlx::Error> {
+        row.try_get(column)
+    }
+
+    fn time(row: &PgRow, column: &str) -> Result<Option<Timestamp>, sqlx::Error> {
+        let value: Option<DateTime<Utc>> = row.try_get(column)?;
+        Ok(value.map(codec::timestamp))
+    }
+
+    fn classify(error: &sqlx::Error) -> Class {
+        classify(error)
+    }
+
+    fn describe(error: &sqlx::Error) -> String {
+        error::describe(error)
+    }
+
+    async fn begin_locked(
+        &self,
+        books: &[&str],
+    ) -> Result<(Tx<Self>, HashMap<String, Head>), StoreError> {
+        dialect::begin_locked(&self.pool, books).await
+    }
+
+    async fn write_rows(
+        conn: &mut PgConnection,
+        rows: &Rows<'_>,
+        advance: Option<&Advance>,
+    ) -> Result<(), sqlx::Error> {
+        dialect::write_rows(conn, rows, advance).await
+    }
+
+    async fn advance(conn: &mut PgConnection, advance: &Advance) -> Result<(), sqlx::Error> {
+        dialect::advance(conn, advance).await
+    }
+
+    /// Refuses an `occurred_at` that chrono (and so sqlx) cannot represent.
+    fn check_draft(draft: &Draft) -> Result<(), Rejection> {
+        if draft
+            .occurred_at
+            .is_some_and(|at| codec::datetime(at).is_none())
+        {
+            return Err(Rejection::Failed(
+                "occurred_at is outside the storable range".to_owned(),
+            ));
+        }
+        Ok(())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)
             .await
-            .map(|_| ())
+            .map(drop)
             .map_err(store_error)
-    }
-
-    async fn register_asset(&self, asset: &Asset) -> Result<Registered<Asset>, StoreError> {
-        write::register_asset(&mut *self.connection().await?, asset).await
-    }
-
-    async fn asset(&self, code: &AssetCode) -> Result<Option<Asset>, StoreError> {
-        read::asset(&mut *self.connection().await?, code).await
-    }
-
-    async fn assets(&self) -> Result<Vec<Asset>, StoreError> {
-        read::assets(&mut *self.connection().await?).await
-    }
-
-    async fn open_account(
-        &self,
-        book: &BookName,
-        account: &NewAccount,
-    ) -> Result<Opened, StoreError> {
-        write::open_account(self, book, account).await
-    }
-
-    async fn commit_batch(
-        &self,
-        book: &BookName,
-        drafts: &[Draft],
-    ) -> Result<Vec<Outcome>, StoreError> {
-        write::commit_batch(self, book, drafts).await
-    }
-
-    async fn commit_books(
-        &self,
-        batches: &[BookBatch<'_>],
-    ) -> Vec<Result<Vec<Outcome>, StoreError>> {
-        talea_store::shared_fate(write::commit_books(self, batches).await, batches.len())
-    }
-
-    async fn books(&self) -> Result<Vec<BookInfo>, StoreError> {
-        read::books(&mut *self.connection().await?).await
-    }
-
-    async fn last_seq(&self, book: &BookName) -> Result<Option<u64>, StoreError> {
-        read::last_seq(&mut *self.connection().await?, book).await
-    }
-
-    async fn account(
-        &self,
-        book: &BookName,
-        name: &AccountName,
-    ) -> Result<Option<Account>, StoreError> {
-        read::account(&mut *self.connection().await?, book, name).await
-    }
-
-    async fn accounts(
-        &self,
-        book: &BookName,
-        after: Option<&AccountName>,
-        limit: u32,
-    ) -> Result<Vec<Account>, StoreError> {
-        read::accounts(&mut *self.connection().await?, book, after, limit).await
-    }
-
-    async fn balances(
-        &self,
-        book: &BookName,
-        account: &AccountName,
-        as_of: Option<Timestamp>,
-    ) -> Result<Vec<Balance>, StoreError> {
-        read::balances(&mut *self.connection().await?, book, account, as_of).await
-    }
-
-    async fn balance_cut(
-        &self,
-        book: &BookName,
-        accounts: Option<&[AccountName]>,
-        limit: u32,
-    ) -> Result<Option<BalanceCut>, StoreError> {
-        read::balance_cut(&mut *self.connection().await?, book, accounts, limit).await
-    }
-
-    async fn account_postings(
-        &self,
-        book: &BookName,
-        account: &AccountName,
-        after_seq: u64,
-        limit: u32,
-    ) -> Result<Vec<AccountPosting>, StoreError> {
-        read::account_postings(
-            &mut *self.connection().await?,
-            book,
-            account,
-            after_seq,
-            limit,
-        )
-        .await
-    }
-
-    async fn trial_balance(
-        &self,
-        book: &BookName,
-        as_of: Option<Timestamp>,
-    ) -> Result<Vec<TrialRow>, StoreError> {
-        read::trial_balance(&mut *self.connection().await?, book, as_of).await
-    }
-
-    async fn transactions(
-        &self,
-        book: &BookName,
-        after_seq: u64,
-        limit: u32,
-    ) -> Result<Vec<Commit>, StoreError> {
-        read::transactions(&mut *self.connection().await?, book, after_seq, limit).await
-    }
-
-    async fn transaction(&self, tx_id: TxId) -> Result<Option<Commit>, StoreError> {
-        read::transaction(&mut *self.connection().await?, tx_id, None).await
-    }
-
-    async fn transaction_in(
-        &self,
-        tx_id: TxId,
-        books: &[&str],
-    ) -> Result<Option<Commit>, StoreError> {
-        read::transaction(&mut *self.connection().await?, tx_id, Some(books)).await
     }
 
     async fn watch(&self) -> Result<tokio::sync::broadcast::Receiver<Notice>, StoreError> {
         self.listener.watch(&self.pool).await
     }
-
-    async fn events(
-        &self,
-        book: &BookName,
-        after_seq: u64,
-        limit: u32,
-    ) -> Result<Vec<Event>, StoreError> {
-        read::events(&mut *self.connection().await?, book, after_seq, limit).await
-    }
 }
+
+talea_store_sql::impl_store!(PgStore);

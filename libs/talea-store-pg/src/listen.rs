@@ -17,8 +17,8 @@ use talea_core::BookName;
 use talea_store::{Notice, NoticeBus, StoreError};
 use tokio::sync::{Mutex, broadcast};
 
+use crate::NOTIFY_CHANNEL;
 use crate::error::store_error;
-use crate::write::NOTIFY_CHANNEL;
 
 /// How often the listener task checks whether anyone still listens.
 const IDLE_CHECK_MS: u64 = 1_000;

@@ -13,10 +13,10 @@ use sqlx::{Connection, Row};
 use talea_core::BookName;
 use talea_store::{Notice, StoreError};
 
+use crate::NOTIFY_CHANNEL;
 use crate::PgStore;
 use crate::error::store_error;
 use crate::listen::parse_payload;
-use crate::write::NOTIFY_CHANNEL;
 
 /// The advisory lock key of relay leadership (`hashtext('talea-relay')` is
 /// not stable across versions, so a fixed number).
@@ -41,7 +41,7 @@ impl RelayLease {
         let mut conn = PgConnection::connect_with(&options)
             .await
             .map_err(store_error)?;
-        let held: bool = crate::codec::query_scalar("SELECT pg_try_advisory_lock($1)")
+        let held: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
             .bind(RELAY_LOCK_KEY)
             .fetch_one(&mut conn)
             .await
@@ -81,7 +81,7 @@ pub struct Backlog {
 impl PgStore {
     /// Every book whose log is ahead of the relay's published position.
     pub async fn relay_backlog(&self) -> Result<Vec<Backlog>, StoreError> {
-        let rows = crate::codec::query(
+        let rows = sqlx::query(
             "SELECT b.book, COALESCE(r.published_seq, 0) AS published, b.last_seq
                FROM books b LEFT JOIN relay_positions r ON r.book = b.book
               WHERE b.last_seq > COALESCE(r.published_seq, 0)
@@ -108,7 +108,7 @@ impl PgStore {
     /// The relay's published position of `book` (0 when nothing was published).
     pub async fn relay_position(&self, book: &BookName) -> Result<u64, StoreError> {
         let seq: Option<i64> =
-            crate::codec::query_scalar("SELECT published_seq FROM relay_positions WHERE book = $1")
+            sqlx::query_scalar("SELECT published_seq FROM relay_positions WHERE book = $1")
                 .bind(book.as_str())
                 .fetch_optional(self.pool())
                 .await
@@ -130,7 +130,7 @@ impl PgStore {
                     .map_err(|_| StoreError::Other(format!("seq {seq} does not fit bigint")))
             })
             .collect::<Result<Vec<i64>, _>>()?;
-        crate::codec::query(
+        sqlx::query(
             "INSERT INTO relay_positions (book, published_seq)
              SELECT * FROM unnest($1::text[], $2::bigint[])
              ON CONFLICT ON CONSTRAINT relay_positions_pkey DO UPDATE
@@ -166,7 +166,7 @@ impl CommitListener {
             .await
             .map_err(store_error)?;
         let nonce = uuid::Uuid::new_v4().to_string();
-        crate::codec::query("SELECT pg_notify($1, $2)")
+        sqlx::query("SELECT pg_notify($1, $2)")
             .bind(PROBE_CHANNEL)
             .bind(&nonce)
             .execute(store.pool())

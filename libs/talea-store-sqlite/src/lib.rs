@@ -8,9 +8,15 @@
 //! transaction is `BEGIN IMMEDIATE`, so SQLite's write lock plays the part
 //! of Postgres's per-book counter row lock, for the whole file, and also
 //! serializes other processes that open the same file (they wait up to
-//! [`BUSY_TIMEOUT_MS`]). See `write.rs` for the group-commit protocol, which
-//! shares its planner with Postgres (`talea_store::plan`), and
-//! `migrations/sqlite/` at the repository root for the schema.
+//! [`BUSY_TIMEOUT_MS`]). Every read, the group-commit protocol and the
+//! decoding of rows are the shared SQL core's (`talea_store_sql`), the same
+//! as Postgres's; this crate owns what only SQLite has: the file, its two
+//! pools and the per-process registry, binding values as SQLite types
+//! (lists as JSON arrays), the statements written in its dialect
+//! (`dialect.rs`: `json_each`, `INDEXED BY`), the write lock, the
+//! multi-row inserts (`rows.rs`), result-code classification and the
+//! in-process notices. `migrations/sqlite/` at the repository root holds
+//! the schema.
 //!
 //! Commit notices go to an in-process [`NoticeBus`]: commits made through
 //! this process are announced at once; commits by another process on the
@@ -18,35 +24,30 @@
 //!
 //! Only runtime-checked queries are used (no `query!` macros).
 
-mod codec;
+mod dialect;
 mod error;
-mod read;
 mod rows;
-mod write;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use sqlx::Sqlite;
 use sqlx::migrate::Migrator;
 use sqlx::pool::PoolConnection;
+use sqlx::query::Query;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
 };
-use talea_core::{
-    Account, AccountName, Asset, AssetCode, BookName, Commit, Draft, Event, NewAccount, Timestamp,
-    TxId,
-};
+use sqlx::{Row as _, Sqlite, SqliteConnection};
+use talea_core::Timestamp;
 pub use talea_store::PoolStats;
-use talea_store::{
-    AccountPosting, Backend, Balance, BalanceCut, BookBatch, BookInfo, Notice, NoticeBus, Opened,
-    Outcome, Registered, Store, StoreError, TrialRow,
-};
+use talea_store::{Backend, Notice, NoticeBus, StoreError};
+use talea_store_sql::rows::{Advance, Rows};
+use talea_store_sql::{Class, Dialect, Head, Param, ScaleCache, SqlBackend, Tx};
 
-use crate::error::{migrate_error, store_error};
+use crate::error::store_error;
 
 /// The SQLite schema migrations, embedded at build time (see `build.rs`).
 /// They live apart from the Postgres ones (`migrations/`), whose embedding
@@ -91,6 +92,8 @@ struct Inner {
     reader: SqlitePool,
     /// Where commits are announced once durable.
     bus: NoticeBus,
+    /// Asset scales, shared by the handles.
+    scales: ScaleCache,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -218,21 +221,6 @@ impl SqliteStore {
         self.inner.writer.close().await;
         self.inner.reader.close().await;
     }
-
-    /// The writer connection, once the writes queued before this one are done.
-    async fn writer(&self) -> Result<PoolConnection<Sqlite>, StoreError> {
-        self.inner.writer.acquire().await.map_err(store_error)
-    }
-
-    /// A read connection.
-    async fn reader(&self) -> Result<PoolConnection<Sqlite>, StoreError> {
-        self.inner.reader.acquire().await.map_err(store_error)
-    }
-
-    /// The notice bus of this file in this process.
-    fn bus(&self) -> &NoticeBus {
-        &self.inner.bus
-    }
 }
 
 impl Inner {
@@ -274,7 +262,10 @@ impl Inner {
             )
             .await
             .map_err(opening)?;
-        MIGRATOR.run(&writer).await.map_err(migrate_error)?;
+        MIGRATOR
+            .run(&writer)
+            .await
+            .map_err(talea_store_sql::error::migrate_error::<SqliteStore>)?;
         // `query_only` makes any write through a reader fail loudly, so the
         // one-writer rule cannot be broken by accident.
         let reader = SqlitePoolOptions::new()
@@ -289,183 +280,139 @@ impl Inner {
             writer,
             reader,
             bus: NoticeBus::new(),
+            scales: ScaleCache::default(),
         })
     }
 }
 
-#[async_trait]
-impl Store for SqliteStore {
-    fn backend(&self) -> Backend {
-        Backend::Sqlite
+/// Binds one neutral parameter as its SQLite type (lists as JSON arrays).
+fn bind<'q>(
+    query: Query<'q, Sqlite, SqliteArguments<'q>>,
+    param: Param<'q>,
+) -> Result<Query<'q, Sqlite, SqliteArguments<'q>>, sqlx::Error> {
+    let encode = |e: serde_json::Error| sqlx::Error::Encode(Box::new(e));
+    Ok(match param {
+        Param::Text(value) => query.bind(value),
+        Param::Int(value) => query.bind(value),
+        Param::OptInt(value) => query.bind(value),
+        Param::Uuid(value) => query.bind(value),
+        Param::Time(value) => query.bind(value.micros()),
+        Param::Texts(value) => query.bind(
+            value
+                .map(serde_json::to_string)
+                .transpose()
+                .map_err(encode)?,
+        ),
+        Param::Ints(value) => query.bind(serde_json::to_string(value).map_err(encode)?),
+    })
+}
+
+impl SqlBackend for SqliteStore {
+    type Db = Sqlite;
+    const BACKEND: Backend = Backend::Sqlite;
+    const SQL: Dialect = dialect::SQL;
+
+    async fn reader(&self) -> Result<PoolConnection<Sqlite>, StoreError> {
+        self.inner.reader.acquire().await.map_err(store_error)
     }
 
-    fn pool_stats(&self) -> Option<PoolStats> {
-        Some(SqliteStore::pool_stats(self))
+    /// The writer connection, once the writes queued before this one are done.
+    async fn writer(&self) -> Result<PoolConnection<Sqlite>, StoreError> {
+        self.inner.writer.acquire().await.map_err(store_error)
+    }
+
+    fn pool_stats(&self) -> PoolStats {
+        SqliteStore::pool_stats(self)
+    }
+
+    fn scale_cache(&self) -> &ScaleCache {
+        &self.inner.scales
+    }
+
+    async fn fetch(
+        conn: &mut SqliteConnection,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> Result<Vec<SqliteRow>, sqlx::Error> {
+        let mut query = sqlx::query(sql);
+        for param in params {
+            query = bind(query, *param)?;
+        }
+        query.fetch_all(conn).await
+    }
+
+    async fn control(conn: &mut SqliteConnection, sql: &'static str) -> Result<(), sqlx::Error> {
+        sqlx::Executor::execute(conn, sql).await.map(drop)
+    }
+
+    fn text(row: &SqliteRow, column: &str) -> Result<Option<String>, sqlx::Error> {
+        row.try_get(column)
+    }
+
+    fn int(row: &SqliteRow, column: &str) -> Result<Option<i64>, sqlx::Error> {
+        row.try_get(column)
+    }
+
+    fn uuid(row: &SqliteRow, column: &str) -> Result<Option<uuid::Uuid>, sqlx::Error> {
+        row.try_get(column)
+    }
+
+    fn bytes(row: &SqliteRow, column: &str) -> Result<Option<Vec<u8>>, sqlx::Error> {
+        row.try_get(column)
+    }
+
+    fn time(row: &SqliteRow, column: &str) -> Result<Option<Timestamp>, sqlx::Error> {
+        let micros: Option<i64> = row.try_get(column)?;
+        Ok(micros.map(Timestamp::from_micros))
+    }
+
+    fn classify(error: &sqlx::Error) -> Class {
+        error::classify(error)
+    }
+
+    fn describe(error: &sqlx::Error) -> String {
+        error::describe(error)
+    }
+
+    async fn begin_locked(
+        &self,
+        books: &[&str],
+    ) -> Result<(Tx<Self>, HashMap<String, Head>), StoreError> {
+        dialect::begin_locked(&self.inner.writer, books).await
+    }
+
+    async fn write_rows(
+        conn: &mut SqliteConnection,
+        rows: &Rows<'_>,
+        advance: Option<&Advance>,
+    ) -> Result<(), sqlx::Error> {
+        dialect::write_rows(conn, rows, advance).await
+    }
+
+    async fn advance(conn: &mut SqliteConnection, advance: &Advance) -> Result<(), sqlx::Error> {
+        dialect::advance(conn, advance).await
+    }
+
+    /// Commits made through this process are announced on its bus once
+    /// durable; other processes' commits reach subscribers by their polling.
+    fn committed(&self, advance: &Advance) {
+        for m in &advance.moves {
+            self.inner.bus.publish(&m.book, m.last_seq);
+        }
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1")
             .execute(&self.inner.reader)
             .await
-            .map(|_| ())
+            .map(drop)
             .map_err(store_error)
-    }
-
-    async fn register_asset(&self, asset: &Asset) -> Result<Registered<Asset>, StoreError> {
-        write::register_asset(self, asset).await
-    }
-
-    async fn asset(&self, code: &AssetCode) -> Result<Option<Asset>, StoreError> {
-        read::asset(&mut *self.reader().await?, code).await
-    }
-
-    async fn assets(&self) -> Result<Vec<Asset>, StoreError> {
-        read::assets(&mut *self.reader().await?).await
-    }
-
-    async fn open_account(
-        &self,
-        book: &BookName,
-        account: &NewAccount,
-    ) -> Result<Opened, StoreError> {
-        write::open_account(self, book, account).await
-    }
-
-    async fn commit_batch(
-        &self,
-        book: &BookName,
-        drafts: &[Draft],
-    ) -> Result<Vec<Outcome>, StoreError> {
-        write::commit_batch(self, book, drafts).await
-    }
-
-    async fn commit_books(
-        &self,
-        batches: &[BookBatch<'_>],
-    ) -> Vec<Result<Vec<Outcome>, StoreError>> {
-        talea_store::shared_fate(write::commit_books(self, batches).await, batches.len())
-    }
-
-    async fn books(&self) -> Result<Vec<BookInfo>, StoreError> {
-        read::books(&mut *self.reader().await?).await
-    }
-
-    async fn last_seq(&self, book: &BookName) -> Result<Option<u64>, StoreError> {
-        read::last_seq(&mut *self.reader().await?, book).await
-    }
-
-    async fn account(
-        &self,
-        book: &BookName,
-        name: &AccountName,
-    ) -> Result<Option<Account>, StoreError> {
-        read::account(&mut *self.reader().await?, book, name).await
-    }
-
-    async fn accounts(
-        &self,
-        book: &BookName,
-        after: Option<&AccountName>,
-        limit: u32,
-    ) -> Result<Vec<Account>, StoreError> {
-        read::accounts(&mut *self.reader().await?, book, after, limit).await
-    }
-
-    async fn balances(
-        &self,
-        book: &BookName,
-        account: &AccountName,
-        as_of: Option<Timestamp>,
-    ) -> Result<Vec<Balance>, StoreError> {
-        read::balances(&mut *self.reader().await?, book, account, as_of).await
-    }
-
-    async fn balance_cut(
-        &self,
-        book: &BookName,
-        accounts: Option<&[AccountName]>,
-        limit: u32,
-    ) -> Result<Option<BalanceCut>, StoreError> {
-        read::balance_cut(&mut *self.reader().await?, book, accounts, limit).await
-    }
-
-    async fn account_postings(
-        &self,
-        book: &BookName,
-        account: &AccountName,
-        after_seq: u64,
-        limit: u32,
-    ) -> Result<Vec<AccountPosting>, StoreError> {
-        read::account_postings(&mut *self.reader().await?, book, account, after_seq, limit).await
-    }
-
-    async fn trial_balance(
-        &self,
-        book: &BookName,
-        as_of: Option<Timestamp>,
-    ) -> Result<Vec<TrialRow>, StoreError> {
-        read::trial_balance(&mut *self.reader().await?, book, as_of).await
-    }
-
-    async fn transactions(
-        &self,
-        book: &BookName,
-        after_seq: u64,
-        limit: u32,
-    ) -> Result<Vec<Commit>, StoreError> {
-        read::transactions(&mut *self.reader().await?, book, after_seq, limit).await
-    }
-
-    async fn transaction(&self, tx_id: TxId) -> Result<Option<Commit>, StoreError> {
-        read::transaction(&mut *self.reader().await?, tx_id, None).await
-    }
-
-    async fn transaction_in(
-        &self,
-        tx_id: TxId,
-        books: &[&str],
-    ) -> Result<Option<Commit>, StoreError> {
-        read::transaction(&mut *self.reader().await?, tx_id, Some(books)).await
-    }
-
-    async fn events(
-        &self,
-        book: &BookName,
-        after_seq: u64,
-        limit: u32,
-    ) -> Result<Vec<Event>, StoreError> {
-        read::events(&mut *self.reader().await?, book, after_seq, limit).await
     }
 
     async fn watch(&self) -> Result<tokio::sync::broadcast::Receiver<Notice>, StoreError> {
         // The bus is in process: nothing to connect, so this cannot fail.
-        Ok(self.bus().receiver())
+        Ok(self.inner.bus.receiver())
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_name_paths() {
-        let path = |url: &str| path_from_url(url).ok();
-        assert_eq!(
-            path("sqlite://talea-data/talea.db"),
-            Some(PathBuf::from("talea-data/talea.db"))
-        );
-        assert_eq!(
-            path("sqlite:///var/lib/talea.db"),
-            Some(PathBuf::from("/var/lib/talea.db"))
-        );
-        for bad in [
-            "sqlite://",
-            "sqlite:talea.db",
-            "postgres://x/y",
-            "sqlite://talea.db?mode=rwc",
-            "sqlite://:memory:",
-        ] {
-            assert!(path(bad).is_none(), "{bad} should be refused");
-        }
-    }
-}
+talea_store_sql::impl_store!(SqliteStore);

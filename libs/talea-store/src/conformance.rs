@@ -1090,7 +1090,10 @@ pub async fn amount_extremes(store: Arc<dyn Store>) {
         .await,
     );
     assert_eq!(
-        store.transaction(c1.tx_id).await.expect("transaction"),
+        store
+            .transaction(c1.tx_id, None)
+            .await
+            .expect("transaction"),
         Some(c1.clone())
     );
     assert_eq!(
@@ -1458,16 +1461,16 @@ pub async fn transaction_by_id(store: Arc<dyn Store>) {
     let r = committed(&commit_one(&store, &right, deposit("same-key", "bob", "BTC", 4)).await);
     assert_ne!(l.tx_id, r.tx_id, "keys are per book: both commit");
     assert_eq!(
-        store.transaction(l.tx_id).await.expect("transaction"),
+        store.transaction(l.tx_id, None).await.expect("transaction"),
         Some(l.clone())
     );
     assert_eq!(
-        store.transaction(r.tx_id).await.expect("transaction"),
+        store.transaction(r.tx_id, None).await.expect("transaction"),
         Some(r.clone())
     );
     assert_eq!(
         store
-            .transaction(TxId::generate())
+            .transaction(TxId::generate(), None)
             .await
             .expect("transaction"),
         None
@@ -1478,9 +1481,9 @@ pub async fn transaction_by_id(store: Arc<dyn Store>) {
         let store = store.clone();
         async move {
             store
-                .transaction_in(id, books)
+                .transaction(id, Some(books))
                 .await
-                .expect("transaction_in")
+                .expect("transaction in books")
         }
     };
     assert_eq!(scoped(l.tx_id, &["left"]).await, Some(l.clone()));
@@ -1694,7 +1697,7 @@ pub async fn commit_details(store: Arc<dyn Store>) {
     for x in &commits {
         assert_eq!(
             store
-                .transaction(x.tx_id)
+                .transaction(x.tx_id, None)
                 .await
                 .expect("transaction")
                 .as_ref(),

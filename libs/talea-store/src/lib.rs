@@ -260,17 +260,6 @@ pub fn shared_fate(
     }
 }
 
-/// The outcomes of the only batch of a one-book `commit_books`-style call,
-/// for backends whose `commit_batch` is that call with one book.
-pub fn only_batch(
-    book: &BookName,
-    result: Result<Vec<Vec<Outcome>>, StoreError>,
-) -> Result<Vec<Outcome>, StoreError> {
-    result?
-        .pop()
-        .ok_or_else(|| StoreError::Other(format!("book {book}: no outcomes for the batch")))
-}
-
 /// The persistence trait. Every method is safe to call concurrently from many
 /// tasks and (for Postgres) from many processes: the store is the arbiter.
 ///
@@ -308,47 +297,48 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         account: &NewAccount,
     ) -> Result<Opened, StoreError>;
 
-    /// Commits a batch of drafts to one book in one storage transaction.
+    /// Commits one batch of drafts for each of several distinct books, in
+    /// as few storage transactions as the backend can: the SQL stores commit
+    /// them all in one (taking the books' locks in an order every writer
+    /// shares, so concurrent callers never deadlock); the log store, one
+    /// after another. This is the one write entry point of a backend;
+    /// [`commit_batch`](Self::commit_batch) is its one-book case.
     ///
-    /// Returns one outcome per draft, in order. Drafts are applied in order:
-    /// a later draft sees the balances left by the earlier committed ones. A
-    /// draft whose key was committed before with the same request hash (or
-    /// earlier in this batch) is `Deduplicated` with the original commit; with
-    /// another hash, `Rejected(IdempotencyKeyReused)`. Only committed drafts
-    /// take seqs, so the log stays dense. The whole batch shares one commit
-    /// time, taken from the store's clock under the book's lock, never earlier
-    /// than the book's previous commit time. `Err` means the batch was not
-    /// acknowledged: nothing was written, except when the connection broke
-    /// during the commit itself, where the outcome is unknown. Either way the
-    /// callers retry with the same keys, which is safe.
+    /// Returns one result per batch, in order. For each batch: one outcome
+    /// per draft, in order. Drafts are applied in order: a later draft sees
+    /// the balances left by the earlier committed ones. A draft whose key
+    /// was committed before with the same request hash (or earlier in this
+    /// batch) is `Deduplicated` with the original commit; with another hash,
+    /// `Rejected(IdempotencyKeyReused)`. Only committed drafts take seqs, so
+    /// the log stays dense. A batch shares one commit time, taken from the
+    /// store's clock under the book's lock, never earlier than the book's
+    /// previous commit time. `Err` means the batch was not acknowledged:
+    /// nothing was written, except when the connection broke during the
+    /// commit itself, where the outcome is unknown. Either way the callers
+    /// retry with the same keys, which is safe. Batches sharing a storage
+    /// transaction share its fate: an `Err` for one is an `Err` for all of
+    /// them. The caller guarantees the books are distinct (a book repeated
+    /// is refused with `StoreError::Other` for every batch).
+    async fn commit_books(
+        &self,
+        batches: &[BookBatch<'_>],
+    ) -> Vec<Result<Vec<Outcome>, StoreError>>;
+
+    /// Commits a batch of drafts to one book: [`commit_books`](Self::commit_books)
+    /// with one batch. Provided; a backend does not override it.
     async fn commit_batch(
         &self,
         book: &BookName,
         drafts: &[Draft],
-    ) -> Result<Vec<Outcome>, StoreError>;
-
-    /// Commits one batch for each of several distinct books, in as few
-    /// storage transactions as the backend can: Postgres commits them all in
-    /// one (taking the books' locks in name order, so concurrent callers
-    /// never deadlock); the default commits them one after another.
-    ///
-    /// Returns one result per batch, in order, each meaning exactly what
-    /// [`commit_batch`](Self::commit_batch)'s does. Batches sharing a
-    /// storage transaction share its fate: an `Err` for one is an `Err` for
-    /// all of them. The caller guarantees the books are distinct (a book
-    /// repeated is refused with `StoreError::Other` for every batch).
-    async fn commit_books(
-        &self,
-        batches: &[BookBatch<'_>],
-    ) -> Vec<Result<Vec<Outcome>, StoreError>> {
-        if let Some(err) = repeated_book(batches) {
-            return vec![Err(err); batches.len()];
-        }
-        let mut results = Vec::with_capacity(batches.len());
-        for batch in batches {
-            results.push(self.commit_batch(batch.book, batch.drafts).await);
-        }
-        results
+    ) -> Result<Vec<Outcome>, StoreError> {
+        self.commit_books(&[BookBatch { book, drafts }])
+            .await
+            .pop()
+            .unwrap_or_else(|| {
+                Err(StoreError::Other(format!(
+                    "book {book}: no outcomes for the batch"
+                )))
+            })
     }
 
     /// Books with at least one event, by name.
@@ -422,25 +412,16 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         limit: u32,
     ) -> Result<Vec<Commit>, StoreError>;
 
-    /// One transaction by id, in whatever book it is.
-    async fn transaction(&self, tx_id: TxId) -> Result<Option<Commit>, StoreError>;
-
-    /// One transaction by id, only if it is in one of `books`: what a token
-    /// limited to those books may see. An id in another book does the same
-    /// work as an unknown one where the backend does IO (one lookup, found
-    /// nothing), so neither the answer nor its time tells them apart. The
-    /// default filters [`transaction`](Self::transaction)'s answer, for
-    /// backends that look up in memory.
-    async fn transaction_in(
+    /// One transaction by id: in whatever book it is, or with `books` only
+    /// if it is in one of them (what a token limited to those books may
+    /// see). An id in another book does the same work as an unknown one
+    /// (one lookup, found nothing), so neither the answer nor its time
+    /// tells them apart.
+    async fn transaction(
         &self,
         tx_id: TxId,
-        books: &[&str],
-    ) -> Result<Option<Commit>, StoreError> {
-        Ok(self
-            .transaction(tx_id)
-            .await?
-            .filter(|commit| books.contains(&commit.book.as_str())))
-    }
+        books: Option<&[&str]>,
+    ) -> Result<Option<Commit>, StoreError>;
 
     /// Events with seq above `after_seq`, in seq order, at most `limit`.
     async fn events(

@@ -143,7 +143,7 @@ async fn a_writer_killed_mid_load_loses_no_acknowledged_commit() {
             "acknowledged {ack:?} is in the log"
         );
         let commit = store
-            .transaction(ack.tx_id)
+            .transaction(ack.tx_id, None)
             .await
             .expect("transaction")
             .unwrap_or_else(|| panic!("acknowledged {ack:?} survives the crash"));

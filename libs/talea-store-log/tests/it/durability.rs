@@ -98,7 +98,10 @@ async fn reopening_reads_back_everything_and_keeps_keys() {
         Outcome::Rejected(Rejection::IdempotencyKeyReused(first[4].tx_id))
     );
     assert_eq!(
-        store.transaction(second[2].tx_id).await.expect("by id"),
+        store
+            .transaction(second[2].tx_id, None)
+            .await
+            .expect("by id"),
         Some(second[2].clone())
     );
     // Seqs and commit times carry on from the log.
@@ -190,12 +193,12 @@ async fn a_frame_cut_short_is_a_torn_tail() {
         assert_eq!(store.last_seq(&b).await.expect("last_seq"), Some(2 + 4));
         for c in &a {
             assert_eq!(
-                store.transaction(c.tx_id).await.expect("tx").as_ref(),
+                store.transaction(c.tx_id, None).await.expect("tx").as_ref(),
                 Some(c)
             );
         }
         for c in &bb {
-            assert_eq!(store.transaction(c.tx_id).await.expect("tx"), None);
+            assert_eq!(store.transaction(c.tx_id, None).await.expect("tx"), None);
         }
         // The lost batch was never acknowledged: retrying it commits it anew.
         let retried = commit_all(&store, &b, &drafts("b", 4)).await;

@@ -528,7 +528,7 @@ async fn a_draft_the_database_refuses_fails_alone() {
     let stored = committed(&commit_one(&store, &b, nul).await);
     assert_eq!(
         store
-            .transaction(stored.tx_id)
+            .transaction(stored.tx_id, None)
             .await
             .expect("read")
             .map(|c| c.memo),

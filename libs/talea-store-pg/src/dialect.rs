@@ -1,0 +1,353 @@
+//! Postgres's own SQL: the dialect statements (arrays, lateral joins), the book locks, and the set-based write.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgPool;
+use sqlx::{PgConnection, Row as _};
+use talea_store::StoreError;
+use talea_store_sql::rows::{Advance, Rows, new_seq_param};
+use talea_store_sql::{Dialect, Head, Tx, account_columns, transaction_columns};
+
+use crate::codec;
+use crate::error::store_error;
+
+/// The statements whose text is Postgres's own (see `talea_store_sql::Dialect`).
+pub(crate) const SQL: Dialect = Dialect {
+    // The last seq committed at or before `$3` (commit time is monotonic
+    // with seq), then per asset ever held the last posting at or before that
+    // seq: two index probes per asset, never a scan.
+    balances_as_of: "WITH cut AS ( \
+           SELECT seq FROM events WHERE book = $1 AND committed_at <= $3 \
+           ORDER BY committed_at DESC, seq DESC LIMIT 1 \
+         ) \
+         SELECT b.asset, p.balance_after::text AS balance \
+         FROM cut, balances b \
+         CROSS JOIN LATERAL ( \
+           SELECT balance_after FROM postings \
+           WHERE book = b.book AND account = b.account AND asset = b.asset AND seq <= cut.seq \
+           ORDER BY seq DESC, leg DESC LIMIT 1 \
+         ) p \
+         WHERE b.book = $1 AND b.account = $2 ORDER BY b.asset",
+    balance_cut: "SELECT bk.last_seq, bk.last_committed_at, a.name, a.kind, b.asset, \
+           b.balance::text AS balance \
+         FROM books bk \
+         LEFT JOIN LATERAL ( \
+           SELECT name, kind FROM accounts \
+           WHERE book = bk.book AND ($2::text[] IS NULL OR name = ANY($2::text[])) \
+           ORDER BY name LIMIT $3 \
+         ) a ON true \
+         LEFT JOIN balances b ON b.book = bk.book AND b.account = a.name \
+         WHERE bk.book = $1 AND bk.last_seq > 0 \
+         ORDER BY a.name, b.asset",
+    // As in `balances_as_of`: the cut seq, then each pair's last posting at
+    // or before it, whose `debits_after` and `balance_after` give both totals.
+    trial_balance_as_of: "WITH cut AS ( \
+           SELECT seq FROM events WHERE book = $1 AND committed_at <= $2 \
+           ORDER BY committed_at DESC, seq DESC LIMIT 1 \
+         ) \
+         SELECT b.account, a.kind, b.asset, p.debits_after::text AS debits, \
+                p.balance_after::text AS balance \
+         FROM cut, balances b \
+         JOIN accounts a ON a.book = b.book AND a.name = b.account \
+         CROSS JOIN LATERAL ( \
+           SELECT debits_after, balance_after FROM postings \
+           WHERE book = b.book AND account = b.account AND asset = b.asset AND seq <= cut.seq \
+           ORDER BY seq DESC, leg DESC LIMIT 1 \
+         ) p \
+         WHERE b.book = $1 ORDER BY b.account, b.asset",
+    // `page` is the first `$4` postings; the outer query then takes every
+    // posting up to the last seq of that page, which adds the remaining legs
+    // of the page's last transaction on this account (if any).
+    account_postings: "WITH page AS ( \
+           SELECT seq FROM postings WHERE book = $1 AND account = $2 AND seq > $3 \
+           ORDER BY seq, leg LIMIT $4 \
+         ) \
+         SELECT p.seq, t.tx_id, t.committed_at, p.asset, p.amount::text AS amount, \
+                p.balance_after::text AS balance_after \
+         FROM postings p JOIN transactions t ON t.book = p.book AND t.seq = p.seq \
+         WHERE p.book = $1 AND p.account = $2 AND p.seq > $3 \
+           AND p.seq <= (SELECT max(seq) FROM page) \
+         ORDER BY p.seq, p.leg",
+    postings_of: "SELECT seq, account, asset, amount::text AS amount, \
+           balance_after::text AS balance_after \
+         FROM postings WHERE book = $1 AND seq = ANY($2) ORDER BY seq, leg",
+    transaction: concat!(
+        "SELECT t.book, ",
+        transaction_columns!(),
+        " FROM transactions t WHERE t.tx_id = $1 AND ($2::text[] IS NULL OR t.book = ANY($2)) \
+         LIMIT 1"
+    ),
+    transactions_by_keys: concat!(
+        "SELECT t.book, ",
+        transaction_columns!(),
+        ", t.request_hash FROM unnest($1::text[], $2::text[]) AS w (book, key) \
+         JOIN transactions t ON t.book = w.book AND t.idempotency_key = w.key"
+    ),
+    // No `FOR UPDATE` on the balance rows: every writer of a book holds its
+    // counter lock, which already excludes concurrent changes, and row
+    // locks would cost a WAL record per row for nothing.
+    batch_accounts: concat!(
+        "SELECT a.book, ",
+        account_columns!(),
+        ", b.asset, b.balance::text AS balance, b.debits::text AS debits, \
+           b.credits::text AS credits \
+         FROM unnest($1::text[], $2::text[]) AS w (book, name) \
+         JOIN accounts a ON a.book = w.book AND a.name = w.name \
+         LEFT JOIN balances b ON b.book = a.book AND b.account = a.name AND b.asset = ANY($3)"
+    ),
+    scales: "SELECT code, scale::bigint AS scale FROM assets WHERE code = ANY($1)",
+    register_asset: "INSERT INTO assets (code, scale, name) VALUES ($1, $2, $3) \
+         ON CONFLICT ON CONSTRAINT assets_pkey DO NOTHING RETURNING code",
+    insert_account: "INSERT INTO accounts \
+           (book, name, kind, min_balance_mantissa, min_balance_scale, metadata, seq, opened_at) \
+         VALUES ($1, $2, $3, $4::text::numeric, $5, $6, $7, $8)",
+};
+
+/// Locks the counter rows of `books` in one statement, in the database's
+/// order of book names, and reads the clock for each.
+///
+/// Every caller locks its books in the same order (a statement's `ORDER BY
+/// … FOR UPDATE` locks rows in the order it returns them), so two commits
+/// sharing books wait for each other and never deadlock. The commit time is
+/// the database clock truncated to microseconds (the contract's unit),
+/// raised to the previous commit time of the book so it never goes
+/// backwards with seq, whatever the clock does; if another writer held the
+/// row, Postgres re-evaluates it once that writer is done. Books whose row
+/// is missing are absent from the answer.
+async fn lock_books(
+    conn: &mut PgConnection,
+    books: &[&str],
+) -> Result<HashMap<String, Head>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT book, last_seq, \
+           greatest(date_trunc('microseconds', clock_timestamp()), last_committed_at) AS now \
+         FROM books WHERE book = ANY($1) ORDER BY book FOR UPDATE",
+    )
+    .bind(books)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(store_error)?;
+    let mut heads = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let last_seq: i64 = row.try_get("last_seq").map_err(store_error)?;
+        heads.insert(
+            row.try_get::<String, _>("book").map_err(store_error)?,
+            Head {
+                last_seq: talea_store::stored::seq(last_seq)?,
+                committed_at: codec::timestamp(row.try_get("now").map_err(store_error)?),
+            },
+        );
+    }
+    Ok(heads)
+}
+
+/// `SqlBackend::begin_locked`: a transaction holding the books' counter
+/// row locks. The lock serializes every writer of a book, on every
+/// instance: after it is granted, each READ COMMITTED statement of the
+/// transaction sees every commit made to the book before, so key and
+/// balance lookups are authoritative.
+pub(crate) async fn begin_locked(
+    pool: &PgPool,
+    books: &[&str],
+) -> Result<(Tx<crate::PgStore>, HashMap<String, Head>), StoreError> {
+    let mut tx = pool.begin().await.map_err(store_error)?;
+    let mut heads = lock_books(&mut tx, books).await?;
+    if heads.len() < books.len() {
+        // New books: start over, creating their rows first, in name order,
+        // then locking every row in order. A creation waits only for other
+        // creations of the same rows, which go in the same order, so this
+        // cannot deadlock either; and if nothing passes, the rollback
+        // leaves no empty book behind.
+        tx.rollback().await.map_err(store_error)?;
+        tx = pool.begin().await.map_err(store_error)?;
+        sqlx::query(
+            "INSERT INTO books (book) SELECT b FROM unnest($1::text[]) AS b ORDER BY b COLLATE \"C\" \
+             ON CONFLICT ON CONSTRAINT books_pkey DO NOTHING",
+        )
+        .bind(books)
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        heads = lock_books(&mut tx, books).await?;
+    }
+    Ok((tx, heads))
+}
+
+/// The counter moves of a commit as the parallel arrays `UNNEST` takes,
+/// with one `pg_notify` payload per book.
+#[derive(Debug, Default)]
+struct Moves {
+    books: Vec<String>,
+    last_seqs: Vec<i64>,
+    committed_at: Vec<DateTime<Utc>>,
+    payloads: Vec<String>,
+}
+
+impl Moves {
+    fn of(advance: &Advance) -> Result<Self, sqlx::Error> {
+        let mut moves = Moves::default();
+        for m in &advance.moves {
+            moves.books.push(m.book.as_str().to_owned());
+            moves
+                .last_seqs
+                .push(new_seq_param(m.last_seq).map_err(encode_error)?);
+            moves.committed_at.push(codec::instant(m.committed_at));
+            moves.payloads.push(m.payload());
+        }
+        Ok(moves)
+    }
+}
+
+/// A value this backend cannot encode, as the statement error it becomes.
+fn encode_error(error: StoreError) -> sqlx::Error {
+    sqlx::Error::Encode(Box::new(std::io::Error::other(error.to_string())))
+}
+
+/// Moves the counters and notifies once per book (the careful path, and
+/// account opening).
+const ADVANCE_BOOKS: &str = "WITH bump AS ( \
+       UPDATE books SET last_seq = u.last_seq, last_committed_at = u.at \
+       FROM unnest($1::text[], $2::bigint[], $3::timestamptz[]) AS u (book, last_seq, at) \
+       WHERE books.book = u.book \
+     ) SELECT pg_notify('talea_events', p) FROM unnest($4::text[]) AS p";
+
+/// `SqlBackend::advance`.
+pub(crate) async fn advance(conn: &mut PgConnection, advance: &Advance) -> Result<(), sqlx::Error> {
+    let moves = Moves::of(advance)?;
+    sqlx::query(ADVANCE_BOOKS)
+        .bind(&moves.books)
+        .bind(&moves.last_seqs)
+        .bind(&moves.committed_at)
+        .bind(&moves.payloads)
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// The set-based write of drafts of any number of books: events,
+/// transactions, postings and the balance upsert in one statement, so a
+/// commit costs one round trip to write and a draft's rows can never be half
+/// written (every data-modifying CTE runs, atomically with the rest of the
+/// statement).
+macro_rules! write_drafts {
+    () => {
+        "WITH event AS ( \
+           INSERT INTO events (book, seq, type, committed_at) \
+           SELECT u.book, u.seq, 'transaction', u.at \
+           FROM unnest($1::text[], $2::bigint[], $3::timestamptz[]) AS u (book, seq, at) \
+         ), tx AS ( \
+           INSERT INTO transactions \
+             (book, seq, tx_id, idempotency_key, request_hash, committed_at, occurred_at, memo, metadata) \
+           SELECT u.book, u.seq, u.tx_id, u.key, u.hash, u.at, u.occurred_at, u.memo, u.metadata \
+           FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::uuid[], $5::text[], $6::bytea[], \
+                       $7::timestamptz[], $8::text[], $9::text[]) \
+             AS u (book, seq, at, tx_id, key, hash, occurred_at, memo, metadata) \
+         ), posting AS ( \
+           INSERT INTO postings (book, seq, leg, account, asset, amount, balance_after, debits_after) \
+           SELECT u.book, u.seq, u.leg, u.account, u.asset, u.amount::numeric, u.balance_after::numeric, \
+                  u.debits_after::numeric \
+           FROM unnest($10::text[], $11::bigint[], $12::smallint[], $13::text[], $14::text[], $15::text[], \
+                       $16::text[], $17::text[]) \
+             AS u (book, seq, leg, account, asset, amount, balance_after, debits_after) \
+         ), balance AS ( \
+           INSERT INTO balances (book, account, asset, balance, debits, credits) \
+           SELECT u.book, u.account, u.asset, u.balance::numeric, u.debits::numeric, u.credits::numeric \
+           FROM unnest($18::text[], $19::text[], $20::text[], $21::text[], $22::text[], $23::text[]) \
+             AS u (book, account, asset, balance, debits, credits) \
+           ON CONFLICT ON CONSTRAINT balances_pkey DO UPDATE \
+             SET balance = excluded.balance, debits = excluded.debits, credits = excluded.credits \
+         )"
+    };
+}
+
+/// Writes drafts and closes the commit: each book's counter, commit time
+/// and one notification.
+const WRITE_BATCH: &str = concat!(
+    write_drafts!(),
+    ", bump AS ( \
+       UPDATE books SET last_seq = u.last_seq, last_committed_at = u.at \
+       FROM unnest($24::text[], $25::bigint[], $26::timestamptz[]) AS u (book, last_seq, at) \
+       WHERE books.book = u.book \
+     ) SELECT pg_notify('talea_events', p) FROM unnest($27::text[]) AS p"
+);
+
+/// Writes drafts only (the careful path closes the commit with `ADVANCE_BOOKS`).
+const WRITE_DRAFTS: &str = concat!(write_drafts!(), " SELECT 1");
+
+/// `SqlBackend::write_rows`: the rows as parallel arrays, in one statement.
+pub(crate) async fn write_rows(
+    conn: &mut PgConnection,
+    rows: &Rows<'_>,
+    advance: Option<&Advance>,
+) -> Result<(), sqlx::Error> {
+    let txs = &rows.transactions;
+    let at: Vec<DateTime<Utc>> = txs.iter().map(|t| codec::instant(t.committed_at)).collect();
+    // The planner refused every `occurred_at` chrono cannot hold
+    // (`PgStore::check_draft`); one that reached here anyway fails the write
+    // rather than being stored as NULL.
+    let occurred_at = txs
+        .iter()
+        .map(|t| {
+            t.occurred_at
+                .map(|at| {
+                    codec::datetime(at).ok_or_else(|| {
+                        encode_error(StoreError::Other(format!(
+                            "occurred_at {} is out of range",
+                            at.micros()
+                        )))
+                    })
+                })
+                .transpose()
+        })
+        .collect::<Result<Vec<Option<DateTime<Utc>>>, _>>()?;
+    let (ps, bs) = (&rows.postings, &rows.balances);
+    let query = sqlx::query(if advance.is_some() {
+        WRITE_BATCH
+    } else {
+        WRITE_DRAFTS
+    })
+    .bind(txs.iter().map(|t| t.book).collect::<Vec<_>>())
+    .bind(txs.iter().map(|t| t.seq).collect::<Vec<_>>())
+    .bind(at)
+    .bind(txs.iter().map(|t| t.tx_id).collect::<Vec<_>>())
+    .bind(txs.iter().map(|t| t.key).collect::<Vec<_>>())
+    .bind(txs.iter().map(|t| t.hash).collect::<Vec<_>>())
+    .bind(occurred_at)
+    .bind(txs.iter().map(|t| t.memo).collect::<Vec<_>>())
+    .bind(txs.iter().map(|t| t.metadata).collect::<Vec<_>>())
+    .bind(ps.iter().map(|p| p.book).collect::<Vec<_>>())
+    .bind(ps.iter().map(|p| p.seq).collect::<Vec<_>>())
+    .bind(ps.iter().map(|p| p.leg).collect::<Vec<_>>())
+    .bind(ps.iter().map(|p| p.account).collect::<Vec<_>>())
+    .bind(ps.iter().map(|p| p.asset).collect::<Vec<_>>())
+    .bind(ps.iter().map(|p| p.amount.as_str()).collect::<Vec<_>>())
+    .bind(
+        ps.iter()
+            .map(|p| p.balance_after.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        ps.iter()
+            .map(|p| p.debits_after.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(bs.iter().map(|b| b.book).collect::<Vec<_>>())
+    .bind(bs.iter().map(|b| b.account).collect::<Vec<_>>())
+    .bind(bs.iter().map(|b| b.asset).collect::<Vec<_>>())
+    .bind(bs.iter().map(|b| b.balance.as_str()).collect::<Vec<_>>())
+    .bind(bs.iter().map(|b| b.debits.as_str()).collect::<Vec<_>>())
+    .bind(bs.iter().map(|b| b.credits.as_str()).collect::<Vec<_>>());
+    let query = match advance {
+        Some(advance) => {
+            let moves = Moves::of(advance)?;
+            query
+                .bind(moves.books)
+                .bind(moves.last_seqs)
+                .bind(moves.committed_at)
+                .bind(moves.payloads)
+        }
+        None => query,
+    };
+    query.execute(conn).await.map(drop)
+}

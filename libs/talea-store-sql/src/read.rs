@@ -1,0 +1,528 @@
+//! Every read of the SQL stores, written once over [`SqlBackend`].
+//!
+//! Reads run outside any explicit transaction. That is safe because the log
+//! is append-only and each write is one transaction: a transaction row that
+//! is visible has all its postings visible, whatever snapshot a later
+//! statement takes. Statements that must agree with each other (a balance
+//! row and the postings behind it, the counter row and the balances) are
+//! written as one statement.
+//!
+//! Statements use `$n` parameters, which both databases read positionally,
+//! and `CAST`s both accept (amounts are `numeric` in Postgres and text in
+//! SQLite; both come back as text). The few whose text must differ are the
+//! backend's [`crate::Dialect`].
+
+use std::collections::HashMap;
+
+use talea_core::{
+    Account, AccountName, Amount, Asset, AssetCode, BookName, Commit, Event, EventKind, Timestamp,
+    TxId,
+};
+use talea_store::stored::seq_param;
+use talea_store::{AccountPosting, Balance, BalanceCut, BookInfo, StoreError, TrialRow};
+
+use crate::backend::{Conn, Param, Row, SqlBackend};
+use crate::decode::{self, fetch};
+use crate::error::corrupt;
+
+/// The columns [`decode::account`] reads, selected from `accounts a`.
+#[macro_export]
+macro_rules! account_columns {
+    () => {
+        "a.name, a.kind, CAST(a.min_balance_mantissa AS TEXT) AS min_balance_mantissa, \
+         CAST(a.min_balance_scale AS BIGINT) AS min_balance_scale, \
+         a.metadata AS account_metadata, a.seq AS account_seq, a.opened_at"
+    };
+}
+
+/// The columns [`decode::commit_head`] reads, selected from `transactions t`.
+#[macro_export]
+macro_rules! transaction_columns {
+    () => {
+        "t.seq AS tx_seq, t.tx_id, t.idempotency_key, t.committed_at AS tx_committed_at, \
+         t.occurred_at, t.memo, t.metadata"
+    };
+}
+
+/// The columns of an asset row.
+const ASSET: &str = "SELECT code, CAST(scale AS BIGINT) AS scale, name FROM assets WHERE code = $1";
+
+/// One asset by code.
+pub async fn asset<B: SqlBackend>(
+    conn: &mut Conn<B>,
+    code: &AssetCode,
+) -> Result<Option<Asset>, StoreError> {
+    let rows = fetch::<B>(conn, ASSET, &[Param::Text(Some(code.as_str()))]).await?;
+    rows.first().map(decode::asset::<B>).transpose()
+}
+
+/// Every asset, by code (bytewise: the column's collation is).
+pub async fn assets<B: SqlBackend>(conn: &mut Conn<B>) -> Result<Vec<Asset>, StoreError> {
+    const SQL: &str = "SELECT code, CAST(scale AS BIGINT) AS scale, name FROM assets ORDER BY code";
+    let rows = fetch::<B>(conn, SQL, &[]).await?;
+    rows.iter().map(decode::asset::<B>).collect()
+}
+
+/// Books with at least one event, by name.
+pub async fn books<B: SqlBackend>(conn: &mut Conn<B>) -> Result<Vec<BookInfo>, StoreError> {
+    // A counter row can exist at 0 (a book whose every draft was rejected, or
+    // one that an older version created eagerly); such a book has no events.
+    const SQL: &str = "SELECT book, last_seq FROM books WHERE last_seq > 0 ORDER BY book";
+    let rows = fetch::<B>(conn, SQL, &[]).await?;
+    rows.iter()
+        .map(|row| {
+            Ok(BookInfo {
+                book: decode::book::<B>(row, "book")?,
+                last_seq: decode::seq::<B>(row, "last_seq")?,
+            })
+        })
+        .collect()
+}
+
+/// A book's counter row: last seq and last commit time (`(0, None)`
+/// without one).
+pub async fn head<B: SqlBackend>(
+    conn: &mut Conn<B>,
+    book: &BookName,
+) -> Result<(u64, Option<Timestamp>), StoreError> {
+    const SQL: &str = "SELECT last_seq, last_committed_at FROM books WHERE book = $1";
+    let rows = fetch::<B>(conn, SQL, &[Param::Text(Some(book.as_str()))]).await?;
+    match rows.first() {
+        None => Ok((0, None)),
+        Some(row) => Ok((
+            decode::seq::<B>(row, "last_seq")?,
+            decode::opt_time::<B>(row, "last_committed_at")?,
+        )),
+    }
+}
+
+/// A book's last seq, `None` without events.
+pub async fn last_seq<B: SqlBackend>(
+    conn: &mut Conn<B>,
+    book: &BookName,
+) -> Result<Option<u64>, StoreError> {
+    let (seq, _) = head::<B>(conn, book).await?;
+    Ok((seq > 0).then_some(seq))
+}
+
+/// One account by name.
+pub async fn account<B: SqlBackend>(
+    conn: &mut Conn<B>,
+    book: &BookName,
+    name: &AccountName,
+) -> Result<Option<Account>, StoreError> {
+    const SQL: &str = concat!(
+        "SELECT ",
+        account_columns!(),
+        " FROM accounts a WHERE a.book = $1 AND a.name = $2"
+    );
+    let params = [
+        Param::Text(Some(book.as_str())),
+        Param::Text(Some(name.as_str())),
+    ];
+    let rows = fetch::<B>(conn, SQL, &params).await?;
+    rows.first()
+        .map(|row| decode::account::<B>(book, row))
+        .transpose()
+}
+
+/// Accounts by name strictly after `after`.
+pub async fn accounts<B: SqlBackend>(
+    conn: &mut Conn<B>,
+    book: &BookName,
+    after: Option<&AccountName>,
+    limit: u32,
+) -> Result<Vec<Account>, StoreError> {
+    // No `after` is "after the empty string", which sorts before every name
+    // (bytewise collation), so the bound stays an index range condition in
+    // both cases instead of an `IS NULL OR` that a plan cannot use.
+    const SQL: &str = concat!(
+        "SELECT ",
+        account_columns!(),
+        " FROM accounts a WHERE a.book = $1 AND a.name > $2 ORDER BY a.name LIMIT $3"
+    );
+    let params = [
+        Param::Text(Some(book.as_str())),
+        Param::Text(Some(after.map_or("", AccountName::as_str))),
+        Param::Int(i64::from(limit)),
+    ];
+    let rows = fetch::<B>(conn, SQL, &params).await?;
+    rows.iter()
+        .map(|row| decode::account::<B>(book, row))
+        .collect()
+}
+
+/// An account's storage balances, now or as of a commit time (the last seq
+/// committed at or before it: commit time is monotonic with seq).
+pub async fn balances<B: SqlBackend>(
+    conn: &mut Conn<B>,
+    book: &BookName,
+    account: &AccountName,
+    as_of: Option<Timestamp>,
+) -> Result<Vec<Balance>, StoreError> {
+    const NOW: &str = "SELECT asset, CAST(balance AS TEXT) AS balance FROM balances \
+                       WHERE book = $1 AND account = $2 ORDER BY asset";
+    let mut params = vec![
+        Param::Text(Some(book.as_str())),
+        Param::Text(Some(account.as_str())),
+    ];
+    let sql = match as_of {
+        None => NOW,
+        Some(at) => {
+            params.push(Param::Time(at));
+            B::SQL.balances_as_of
+        }
+    };
+    let rows = fetch::<B>(conn, sql, &params).await?;
+    rows.iter()
+        .map(|row| {
+            Ok(Balance {
+                asset: decode::asset_code::<B>(row, "asset")?,
+                balance: decode::amount::<B>(row, "balance")?,
+            })
+        })
+        .collect()
+}
+
+/// The book's balances with its head seq, in one statement (one snapshot):
+/// the counter row and the balance rows are written by the same
+/// transactions, so they agree.
+pub async fn balance_cut<B: SqlBackend>(
+    conn: &mut Conn<B>,
+    book: &BookName,
+    accounts: Option<&[AccountName]>,
+    limit: u32,
+) -> Result<Option<BalanceCut>, StoreError> {
+    let names: Option<Vec<&str>> = accounts.map(|list| list.iter().map(|a| a.as_str()).collect());
+    let params = [
+        Param::Text(Some(book.as_str())),
+        Param::Texts(names.as_deref()),
+        Param::Int(i64::from(limit)),
+    ];
+    let rows = fetch::<B>(conn, B::SQL.balance_cut, &params).await?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let committed_at = decode::opt_time::<B>(first, "last_committed_at")?
+        .ok_or_else(|| corrupt(format!("book {book} has events but no commit time")))?;
+    let mut cut = BalanceCut::new(decode::seq::<B>(first, "last_seq")?, committed_at);
+    for row in &rows {
+        if decode::opt_text::<B>(row, "name")?.is_none() {
+            continue;
+        }
+        let balance = match decode::opt_text::<B>(row, "asset")? {
+            None => None,
+            Some(_) => Some(Balance {
+                asset: decode::asset_code::<B>(row, "asset")?,
+                balance: decode::amount::<B>(row, "balance")?,
+            }),
+        };
+        cut.push(
+            decode::account_name::<B>(row, "name")?,
+            decode::account_kind::<B>(row, "kind")?,
+            balance,
+        );
+    }
+    Ok(Some(cut))
+}
+
+/// Totals per account and asset, now or as of a commit time.
+pub async fn trial_balance<B: SqlBackend>(
+    conn: &mut Conn<B>,
+    book: &BookName,
+    as_of: Option<Timestamp>,
+) -> Result<Vec<TrialRow>, StoreError> {
+    const NOW: &str = "SELECT b.account, a.kind, b.asset, CAST(b.debits AS TEXT) AS debits, \
+                         CAST(b.credits AS TEXT) AS credits \
+                       FROM balances b JOIN accounts a ON a.book = b.book AND a.name = b.account \
+                       WHERE b.book = $1 ORDER BY b.account, b.asset";
+    let Some(at) = as_of else {
+        let rows = fetch::<B>(conn, NOW, &[Param::Text(Some(book.as_str()))]).await?;
+        return rows
+            .iter()
+            .map(|row| {
+                let debits = decode::amount::<B>(row, "debits")?;
+                trial_row::<B>(row, debits, decode::amount::<B>(row, "credits")?)
+            })
+            .collect();
+    };
+    // The cut gives each pair's debits and balance after its last posting
+    // at or before the cut; the credits are their difference, computed here
+    // (SQLite cannot subtract 128-bit amounts).
+    let params = [Param::Text(Some(book.as_str())), Param::Time(at)];
+    let rows = fetch::<B>(conn, B::SQL.trial_balance_as_of, &params).await?;
+    rows.iter()
+        .map(|row| {
+            let debits = decode::amount::<B>(row, "debits")?;
+            let balance = decode::amount::<B>(row, "balance")?;
+            let credits = debits.checked_sub(balance).ok_or_else(|| {
+                corrupt(format!(
+                    "debits {} and balance {} imply credits beyond 128 bits",
+                    debits.minor(),
+                    balance.minor()
+                ))
+            })?;
+            trial_row::<B>(row, debits, credits)
+        })
+        .collect()
+}
+
+/// Decodes a trial row's names; the totals come from the caller.
+fn trial_row<B: SqlBackend>(
+    row: &Row<B>,
+    debits: Amount,
+    credits: Amount,
+) -> Result<TrialRow, StoreError> {
+    Ok(TrialRow {
+        account: decode::account_name::<B>(row, "account")?,
+        kind: decode::account_kind::<B>(row, "kind")?,
+        asset: decode::asset_code::<B>(row, "asset")?,
+        debits,
+        credits,
+    })
+}
+
+/// An account's postings after a seq, never splitting a transaction.
+pub async fn account_postings<B: SqlBackend>(
+    conn: &mut Conn<B>,
+    book: &BookName,
+    account: &AccountName,
+    after_seq: u64,
+    limit: u32,
+) -> Result<Vec<AccountPosting>, StoreError> {
+    let params = [
+        Param::Text(Some(book.as_str())),
+        Param::Text(Some(account.as_str())),
+        Param::Int(seq_param(after_seq)),
+        Param::Int(i64::from(limit)),
+    ];
+    let rows = fetch::<B>(conn, B::SQL.account_postings, &params).await?;
+    rows.iter()
+        .map(|row| {
+            let tx_id =
+                decode::opt_uuid::<B>(row, "tx_id")?.ok_or_else(|| corrupt("tx_id is NULL"))?;
+            Ok(AccountPosting {
+                seq: decode::seq::<B>(row, "seq")?,
+                tx_id: TxId(tx_id),
+                committed_at: decode::time::<B>(row, "committed_at")?,
+                asset: decode::asset_code::<B>(row, "asset")?,
+                amount: decode::amount::<B>(row, "amount")?,
+                balance_after: decode::amount::<B>(row, "balance_after")?,
+            })
+        })
+        .collect()
+}
+
+/// Fills in the postings of `commits` (all of one book) with one statement.
+async fn attach_postings<B: SqlBackend>(
+    conn: &mut Conn<B>,
+    book: &BookName,
+    commits: &mut [Commit],
+) -> Result<(), StoreError> {
+    if commits.is_empty() {
+        return Ok(());
+    }
+    let mut by_seq: HashMap<u64, usize> = HashMap::with_capacity(commits.len());
+    let mut seqs = Vec::with_capacity(commits.len());
+    for (i, commit) in commits.iter().enumerate() {
+        by_seq.insert(commit.seq, i);
+        seqs.push(seq_param(commit.seq));
+    }
+    let params = [Param::Text(Some(book.as_str())), Param::Ints(&seqs)];
+    let rows = fetch::<B>(conn, B::SQL.postings_of, &params).await?;
+    for row in &rows {
+        let seq = decode::seq::<B>(row, "seq")?;
+        let index = by_seq
+            .get(&seq)
+            .copied()
+            .ok_or_else(|| corrupt(format!("posting of seq {seq} that was not asked for")))?;
+        commits[index]
+            .postings
+            .push(decode::stored_posting::<B>(row)?);
+    }
+    if let Some(empty) = commits
+        .iter()
+        .find(|c| c.postings.len() < talea_core::limits::POSTINGS_MIN)
+    {
+        return Err(corrupt(format!(
+            "transaction at seq {} has too few postings",
+            empty.seq
+        )));
+    }
+    Ok(())
+}
+
+/// Transactions of a book after a seq, with their postings.
+pub async fn transactions<B: SqlBackend>(
+    conn: &mut Conn<B>,
+    book: &BookName,
+    after_seq: u64,
+    limit: u32,
+) -> Result<Vec<Commit>, StoreError> {
+    const SQL: &str = concat!(
+        "SELECT ",
+        transaction_columns!(),
+        " FROM transactions t WHERE t.book = $1 AND t.seq > $2 ORDER BY t.seq LIMIT $3"
+    );
+    let params = [
+        Param::Text(Some(book.as_str())),
+        Param::Int(seq_param(after_seq)),
+        Param::Int(i64::from(limit)),
+    ];
+    let rows = fetch::<B>(conn, SQL, &params).await?;
+    let mut commits = rows
+        .iter()
+        .map(|row| decode::commit_head::<B>(book, row))
+        .collect::<Result<Vec<_>, _>>()?;
+    attach_postings::<B>(conn, book, &mut commits).await?;
+    Ok(commits)
+}
+
+/// Commits under the given keys of each book, with their request hashes:
+/// one list per book, in order, in one statement (plus one per book that
+/// has any, for their postings).
+pub async fn transactions_by_keys<B: SqlBackend>(
+    conn: &mut Conn<B>,
+    wanted: &[(&BookName, &[&str])],
+) -> Result<Vec<Vec<(Commit, [u8; 32])>>, StoreError> {
+    let (books, keys, slot_of) = parallel(wanted);
+    let params = [Param::Texts(Some(&books)), Param::Texts(Some(&keys))];
+    let rows = fetch::<B>(conn, B::SQL.transactions_by_keys, &params).await?;
+    let mut found: Vec<(Vec<Commit>, Vec<[u8; 32]>)> = vec![(Vec::new(), Vec::new()); wanted.len()];
+    for row in &rows {
+        let slot = slot::<B>(&slot_of, row, "transaction")?;
+        let (commits, hashes) = &mut found[slot];
+        commits.push(decode::commit_head::<B>(wanted[slot].0, row)?);
+        hashes.push(decode::request_hash::<B>(row, "request_hash")?);
+    }
+    let mut out = Vec::with_capacity(found.len());
+    for ((mut commits, hashes), (book, _)) in found.into_iter().zip(wanted) {
+        attach_postings::<B>(conn, book, &mut commits).await?;
+        out.push(commits.into_iter().zip(hashes).collect());
+    }
+    Ok(out)
+}
+
+/// Per-book name lists as the parallel lists (book, name) a statement
+/// takes, with each book's slot.
+pub(crate) fn parallel<'a>(
+    wanted: &[(&'a BookName, &[&'a str])],
+) -> (Vec<&'a str>, Vec<&'a str>, HashMap<&'a str, usize>) {
+    let mut books = Vec::new();
+    let mut names = Vec::new();
+    let mut slot_of = HashMap::with_capacity(wanted.len());
+    for (slot, (book, book_names)) in wanted.iter().enumerate() {
+        slot_of.insert(book.as_str(), slot);
+        for name in book_names.iter() {
+            books.push(book.as_str());
+            names.push(*name);
+        }
+    }
+    (books, names, slot_of)
+}
+
+/// The slot of the book a row of a multi-book statement belongs to.
+pub(crate) fn slot<B: SqlBackend>(
+    slot_of: &HashMap<&str, usize>,
+    row: &Row<B>,
+    what: &str,
+) -> Result<usize, StoreError> {
+    let book = decode::text::<B>(row, "book")?;
+    slot_of
+        .get(book.as_str())
+        .copied()
+        .ok_or_else(|| corrupt(format!("{what} of book {book}, which was not asked for")))
+}
+
+/// One transaction by id, in any book, or (with `books`) only in those:
+/// the filter is in the one statement, so an id outside them costs what an
+/// unknown one does.
+pub async fn transaction<B: SqlBackend>(
+    conn: &mut Conn<B>,
+    tx_id: TxId,
+    books: Option<&[&str]>,
+) -> Result<Option<Commit>, StoreError> {
+    let params = [Param::Uuid(tx_id.0), Param::Texts(books)];
+    let rows = fetch::<B>(conn, B::SQL.transaction, &params).await?;
+    let Some(row) = rows.first() else {
+        return Ok(None);
+    };
+    let book = decode::book::<B>(row, "book")?;
+    let mut commits = vec![decode::commit_head::<B>(&book, row)?];
+    attach_postings::<B>(conn, &book, &mut commits).await?;
+    Ok(commits.pop())
+}
+
+/// Events of a book after a seq: the log joined with what each entry recorded.
+pub async fn events<B: SqlBackend>(
+    conn: &mut Conn<B>,
+    book: &BookName,
+    after_seq: u64,
+    limit: u32,
+) -> Result<Vec<Event>, StoreError> {
+    const SQL: &str = concat!(
+        "SELECT e.seq, e.type, e.committed_at, ",
+        account_columns!(),
+        ", ",
+        transaction_columns!(),
+        " FROM events e \
+          LEFT JOIN accounts a ON a.book = e.book AND a.seq = e.seq \
+          LEFT JOIN transactions t ON t.book = e.book AND t.seq = e.seq \
+          WHERE e.book = $1 AND e.seq > $2 ORDER BY e.seq LIMIT $3"
+    );
+    let params = [
+        Param::Text(Some(book.as_str())),
+        Param::Int(seq_param(after_seq)),
+        Param::Int(i64::from(limit)),
+    ];
+    let rows = fetch::<B>(conn, SQL, &params).await?;
+
+    /// An event decoded except for its postings.
+    enum Entry {
+        Opened(Account),
+        Transaction(usize),
+    }
+    let mut heads = Vec::with_capacity(rows.len());
+    let mut commits = Vec::new();
+    for row in &rows {
+        let seq = decode::seq::<B>(row, "seq")?;
+        let committed_at = decode::time::<B>(row, "committed_at")?;
+        let kind = decode::text::<B>(row, "type")?;
+        let has_account = decode::opt_text::<B>(row, "name")?.is_some();
+        let has_transaction = decode::opt_uuid::<B>(row, "tx_id")?.is_some();
+        let entry = match kind.as_str() {
+            "account_opened" if has_account => Entry::Opened(decode::account::<B>(book, row)?),
+            "transaction" if has_transaction => {
+                commits.push(decode::commit_head::<B>(book, row)?);
+                Entry::Transaction(commits.len() - 1)
+            }
+            other => {
+                return Err(corrupt(format!(
+                    "event {seq} of type {other:?} has no matching record"
+                )));
+            }
+        };
+        heads.push((seq, committed_at, entry));
+    }
+    attach_postings::<B>(conn, book, &mut commits).await?;
+    let mut commits: Vec<Option<Commit>> = commits.into_iter().map(Some).collect();
+    heads
+        .into_iter()
+        .map(|(seq, committed_at, entry)| {
+            let kind = match entry {
+                Entry::Opened(account) => EventKind::AccountOpened(account),
+                Entry::Transaction(i) => EventKind::Transaction(
+                    commits
+                        .get_mut(i)
+                        .and_then(Option::take)
+                        .ok_or_else(|| corrupt("transaction event decoded twice"))?,
+                ),
+            };
+            Ok(Event {
+                seq,
+                committed_at,
+                kind,
+            })
+        })
+        .collect()
+}

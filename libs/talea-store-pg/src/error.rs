@@ -3,7 +3,6 @@
 use sqlx::error::DatabaseError;
 use talea_store::StoreError;
 use talea_store_sql::Class;
-use talea_store_sql::error::classify_common;
 
 use crate::PgStore;
 
@@ -20,7 +19,7 @@ const SEQ_CONSTRAINTS: &[&str] = &[
 
 /// Classifies a database error by its SQLSTATE and constraint name (never
 /// by its message).
-fn classify_database(db: &dyn DatabaseError) -> Class {
+pub(crate) fn classify_database(db: &dyn DatabaseError) -> Class {
     if db
         .constraint()
         .is_some_and(|c| SEQ_CONSTRAINTS.contains(&c))
@@ -51,30 +50,43 @@ fn classify_database(db: &dyn DatabaseError) -> Class {
     }
 }
 
-/// Classifies any sqlx error.
+/// What any sqlx error means to this store.
 pub(crate) fn classify(error: &sqlx::Error) -> Class {
-    match error {
-        sqlx::Error::Database(db) => classify_database(db.as_ref()),
-        other => classify_common(other).unwrap_or(Class::Other),
-    }
+    talea_store_sql::error::classify::<PgStore>(error)
 }
 
-/// A short description of a database error for messages: its SQLSTATE,
-/// constraint (when there is one) and text.
+/// A short description of an error for messages.
 pub(crate) fn describe(error: &sqlx::Error) -> String {
-    match error {
-        sqlx::Error::Database(db) => {
-            let code = db.code().unwrap_or_default();
-            match db.constraint() {
-                Some(name) => format!("{} (SQLSTATE {code}, constraint {name})", db.message()),
-                None => format!("{} (SQLSTATE {code})", db.message()),
-            }
-        }
-        other => other.to_string(),
+    talea_store_sql::error::describe::<PgStore>(error)
+}
+
+/// A database error's text with its SQLSTATE and constraint (when there is one).
+pub(crate) fn describe_database(db: &dyn DatabaseError) -> String {
+    let code = db.code().unwrap_or_default();
+    match db.constraint() {
+        Some(name) => format!("{} (SQLSTATE {code}, constraint {name})", db.message()),
+        None => format!("{} (SQLSTATE {code})", db.message()),
     }
 }
 
 /// Converts a sqlx error into the store's error.
 pub(crate) fn store_error(error: sqlx::Error) -> StoreError {
     talea_store_sql::error::store_error::<PgStore>(error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transport_failures_are_unavailable() {
+        assert_eq!(classify(&sqlx::Error::PoolTimedOut), Class::Unavailable);
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        assert_eq!(classify(&sqlx::Error::Io(io)), Class::Unavailable);
+        assert_eq!(
+            classify(&sqlx::Error::ColumnNotFound("x".into())),
+            Class::Corrupt
+        );
+        assert_eq!(classify(&sqlx::Error::RowNotFound), Class::Other);
+    }
 }

@@ -29,6 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use sqlx::error::DatabaseError;
 use sqlx::migrate::Migrator;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
@@ -238,33 +239,17 @@ impl SqlBackend for PgStore {
         sqlx::Executor::execute(conn, sql).await.map(drop)
     }
 
-    fn text(row: &PgRow, column: &str) -> Result<Option<String>, sqlx::Error> {
-        row.try_get(column)
-    }
-
-    fn int(row: &PgRow, column: &str) -> Result<Option<i64>, sqlx::Error> {
-        row.try_get(column)
-    }
-
-    fn uuid(row: &PgRow, column: &str) -> Result<Option<uuid::Uuid>, sqlx::Error> {
-        row.try_get(column)
-    }
-
-    fn bytes(row: &PgRow, column: &str) -> Result<Option<Vec<u8>>, sqlx::Error> {
-        row.try_get(column)
-    }
-
     fn time(row: &PgRow, column: &str) -> Result<Option<Timestamp>, sqlx::Error> {
         let value: Option<DateTime<Utc>> = row.try_get(column)?;
         Ok(value.map(codec::timestamp))
     }
 
-    fn classify(error: &sqlx::Error) -> Class {
-        classify(error)
+    fn classify_database(error: &dyn DatabaseError) -> Class {
+        error::classify_database(error)
     }
 
-    fn describe(error: &sqlx::Error) -> String {
-        error::describe(error)
+    fn describe_database(error: &dyn DatabaseError) -> String {
+        error::describe_database(error)
     }
 
     async fn begin_locked(

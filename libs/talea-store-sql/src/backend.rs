@@ -10,6 +10,8 @@
 use std::collections::HashMap;
 use std::future::Future;
 
+use sqlx::Row as _;
+use sqlx::error::DatabaseError;
 use sqlx::pool::PoolConnection;
 use talea_core::{Draft, Timestamp};
 use talea_store::{Backend, Notice, PoolStats, Rejection, StoreError};
@@ -26,6 +28,45 @@ pub type Row<B> = <<B as SqlBackend>::Db as sqlx::Database>::Row;
 
 /// A write transaction of backend `B`, holding its pooled connection.
 pub type Tx<B> = sqlx::Transaction<'static, <B as SqlBackend>::Db>;
+
+/// The column types that every driver decodes alike, read the same way;
+/// implemented for each sqlx driver that decodes them.
+pub trait Columns: sqlx::Database {
+    /// A text column (NULL: `None`).
+    fn text(row: &Self::Row, column: &str) -> Result<Option<String>, sqlx::Error>;
+    /// An integer column.
+    fn int(row: &Self::Row, column: &str) -> Result<Option<i64>, sqlx::Error>;
+    /// A UUID column.
+    fn uuid(row: &Self::Row, column: &str) -> Result<Option<uuid::Uuid>, sqlx::Error>;
+    /// A byte-string column.
+    fn bytes(row: &Self::Row, column: &str) -> Result<Option<Vec<u8>>, sqlx::Error>;
+}
+
+impl<DB> Columns for DB
+where
+    DB: sqlx::Database,
+    for<'r> String: sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    for<'r> i64: sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    for<'r> uuid::Uuid: sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    for<'r> Vec<u8>: sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    for<'a> &'a str: sqlx::ColumnIndex<DB::Row>,
+{
+    fn text(row: &DB::Row, column: &str) -> Result<Option<String>, sqlx::Error> {
+        row.try_get(column)
+    }
+
+    fn int(row: &DB::Row, column: &str) -> Result<Option<i64>, sqlx::Error> {
+        row.try_get(column)
+    }
+
+    fn uuid(row: &DB::Row, column: &str) -> Result<Option<uuid::Uuid>, sqlx::Error> {
+        row.try_get(column)
+    }
+
+    fn bytes(row: &DB::Row, column: &str) -> Result<Option<Vec<u8>>, sqlx::Error> {
+        row.try_get(column)
+    }
+}
 
 /// A statement parameter in the neutral form the shared statements use;
 /// each backend binds it in its own types.
@@ -118,7 +159,7 @@ pub struct Head {
 /// tell a refused draft from a broken connection ([`SqlBackend::classify`]).
 pub trait SqlBackend: Send + Sync + std::fmt::Debug + 'static {
     /// The sqlx driver.
-    type Db: sqlx::Database;
+    type Db: Columns;
     /// Which backend this is.
     const BACKEND: Backend;
     /// The statements whose text is this dialect's own.
@@ -150,23 +191,15 @@ pub trait SqlBackend: Send + Sync + std::fmt::Debug + 'static {
         sql: &'static str,
     ) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
 
-    /// A text column (NULL: `None`).
-    fn text(row: &Row<Self>, column: &str) -> Result<Option<String>, sqlx::Error>;
-    /// An integer column.
-    fn int(row: &Row<Self>, column: &str) -> Result<Option<i64>, sqlx::Error>;
-    /// A UUID column.
-    fn uuid(row: &Row<Self>, column: &str) -> Result<Option<uuid::Uuid>, sqlx::Error>;
-    /// A byte-string column.
-    fn bytes(row: &Row<Self>, column: &str) -> Result<Option<Vec<u8>>, sqlx::Error>;
-    /// A commit-time column.
+    /// A commit-time column (the one column type the drivers store
+    /// differently; the others are read through [`Columns`]).
     fn time(row: &Row<Self>, column: &str) -> Result<Option<Timestamp>, sqlx::Error>;
 
-    /// What a database error means to the store (see [`Class`]); the
-    /// failures every driver shares are classified by
-    /// [`crate::error::classify_common`].
-    fn classify(error: &sqlx::Error) -> Class;
-    /// A short description of an error for messages.
-    fn describe(error: &sqlx::Error) -> String;
+    /// What an error the database itself reported means to the store
+    /// (see [`Class`]), by its code and constraint, never its message.
+    fn classify_database(error: &dyn DatabaseError) -> Class;
+    /// A short description of an error the database reported, with its code.
+    fn describe_database(error: &dyn DatabaseError) -> String;
 
     /// Starts a write transaction and locks `books` (distinct) for it, in
     /// an order every writer shares (so that writers never deadlock); the

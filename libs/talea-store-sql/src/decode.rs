@@ -10,7 +10,7 @@ use talea_core::{
 };
 use talea_store::{StoreError, stored};
 
-use crate::backend::{Conn, Param, Row, SqlBackend};
+use crate::backend::{Columns, Conn, Param, Row, SqlBackend};
 use crate::error::{corrupt, store_error};
 
 /// Runs a statement, mapping failures to the store's error.
@@ -45,12 +45,12 @@ pub(crate) fn opt_text<B: SqlBackend>(
     row: &Row<B>,
     column: &str,
 ) -> Result<Option<String>, StoreError> {
-    nullable::<B, _>(B::text, row, column)
+    nullable::<B, _>(<B::Db as Columns>::text, row, column)
 }
 
 /// A text column.
 pub(crate) fn text<B: SqlBackend>(row: &Row<B>, column: &str) -> Result<String, StoreError> {
-    required::<B, _>(B::text, row, column)
+    required::<B, _>(<B::Db as Columns>::text, row, column)
 }
 
 /// A commit-time column.
@@ -71,12 +71,12 @@ pub(crate) fn opt_uuid<B: SqlBackend>(
     row: &Row<B>,
     column: &str,
 ) -> Result<Option<uuid::Uuid>, StoreError> {
-    nullable::<B, _>(B::uuid, row, column)
+    nullable::<B, _>(<B::Db as Columns>::uuid, row, column)
 }
 
 /// A seq column.
 pub(crate) fn seq<B: SqlBackend>(row: &Row<B>, column: &str) -> Result<u64, StoreError> {
-    stored::seq(required::<B, _>(B::int, row, column)?)
+    stored::seq(required::<B, _>(<B::Db as Columns>::int, row, column)?)
 }
 
 /// An amount column (decimal text of minor units).
@@ -115,7 +115,7 @@ pub(crate) fn book<B: SqlBackend>(row: &Row<B>, column: &str) -> Result<BookName
 
 /// An asset scale column.
 pub(crate) fn scale<B: SqlBackend>(row: &Row<B>, column: &str) -> Result<Scale, StoreError> {
-    let value = required::<B, _>(B::int, row, column)?;
+    let value = required::<B, _>(<B::Db as Columns>::int, row, column)?;
     Scale::new(value).ok_or_else(|| corrupt(format!("asset scale {value}")))
 }
 
@@ -124,7 +124,7 @@ pub(crate) fn request_hash<B: SqlBackend>(
     row: &Row<B>,
     column: &str,
 ) -> Result<[u8; 32], StoreError> {
-    let hash = required::<B, _>(B::bytes, row, column)?;
+    let hash = required::<B, _>(<B::Db as Columns>::bytes, row, column)?;
     <[u8; 32]>::try_from(hash.as_slice()).map_err(|_| corrupt("request hash is not 32 bytes"))
 }
 
@@ -132,7 +132,7 @@ pub(crate) fn request_hash<B: SqlBackend>(
 pub(crate) fn min_balance<B: SqlBackend>(row: &Row<B>) -> Result<Option<Decimal>, StoreError> {
     stored::min_balance(
         opt_text::<B>(row, "min_balance_mantissa")?,
-        nullable::<B, _>(B::int, row, "min_balance_scale")?,
+        nullable::<B, _>(<B::Db as Columns>::int, row, "min_balance_scale")?,
     )
 }
 

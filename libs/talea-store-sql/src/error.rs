@@ -27,24 +27,32 @@ pub enum Class {
     Other,
 }
 
-/// The classes of the failures that do not come from the database's own
-/// error codes, the same for every sqlx driver; `None` for database errors.
-pub fn classify_common(error: &sqlx::Error) -> Option<Class> {
+/// What a failure of backend `B` means to the store: a database error by
+/// the backend's own codes, anything else alike for every driver.
+pub fn classify<B: SqlBackend>(error: &sqlx::Error) -> Class {
     match error {
-        sqlx::Error::Database(_) => None,
+        sqlx::Error::Database(db) => B::classify_database(db.as_ref()),
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
         | sqlx::Error::Protocol(_)
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed
-        | sqlx::Error::BeginFailed => Some(Class::Unavailable),
+        | sqlx::Error::BeginFailed => Class::Unavailable,
         sqlx::Error::Decode(_)
         | sqlx::Error::ColumnDecode { .. }
         | sqlx::Error::ColumnNotFound(_)
         | sqlx::Error::ColumnIndexOutOfBounds { .. }
-        | sqlx::Error::TypeNotFound { .. } => Some(Class::Corrupt),
-        _ => Some(Class::Other),
+        | sqlx::Error::TypeNotFound { .. } => Class::Corrupt,
+        _ => Class::Other,
+    }
+}
+
+/// A short description of a failure of backend `B` for messages.
+pub fn describe<B: SqlBackend>(error: &sqlx::Error) -> String {
+    match error {
+        sqlx::Error::Database(db) => B::describe_database(db.as_ref()),
+        other => other.to_string(),
     }
 }
 
@@ -54,8 +62,8 @@ pub const MIGRATE_HINT: &str =
 
 /// Converts a sqlx error of backend `B` into the store's error.
 pub fn store_error<B: SqlBackend>(error: sqlx::Error) -> StoreError {
-    let text = B::describe(&error);
-    match B::classify(&error) {
+    let text = describe::<B>(&error);
+    match classify::<B>(&error) {
         Class::Unavailable => StoreError::Unavailable(text),
         Class::NotMigrated => StoreError::NotMigrated(format!("{text}; {MIGRATE_HINT}")),
         Class::Corrupt => StoreError::Corrupt(text),
@@ -65,11 +73,11 @@ pub fn store_error<B: SqlBackend>(error: sqlx::Error) -> StoreError {
 
 /// The store error for a write of `books` that cannot be blamed on one draft.
 pub fn write_error<B: SqlBackend>(books: &str, error: sqlx::Error) -> StoreError {
-    match B::classify(&error) {
+    match classify::<B>(&error) {
         Class::Duplicate => StoreError::Other(format!(
             "book {books}: a seq or idempotency key was already taken ({}); \
              a writer bypassed the book's lock",
-            B::describe(&error)
+            describe::<B>(&error)
         )),
         _ => store_error::<B>(error),
     }
@@ -90,31 +98,5 @@ pub fn migrate_error<B: SqlBackend>(error: sqlx::migrate::MigrateError) -> Store
              to this binary); run a talea at least as new as the one that wrote it"
         )),
         other => StoreError::Other(format!("migration failed: {other}")),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn transport_failures_are_unavailable() {
-        assert_eq!(
-            classify_common(&sqlx::Error::PoolTimedOut),
-            Some(Class::Unavailable)
-        );
-        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
-        assert_eq!(
-            classify_common(&sqlx::Error::Io(io)),
-            Some(Class::Unavailable)
-        );
-        assert_eq!(
-            classify_common(&sqlx::Error::ColumnNotFound("x".into())),
-            Some(Class::Corrupt)
-        );
-        assert_eq!(
-            classify_common(&sqlx::Error::RowNotFound),
-            Some(Class::Other)
-        );
     }
 }

@@ -23,7 +23,7 @@ pub mod rows;
 pub mod scales;
 pub mod write;
 
-pub use backend::{Conn, Dialect, Head, Param, Row, SqlBackend, Tx};
+pub use backend::{Columns, Conn, Dialect, Head, Param, Row, SqlBackend, Tx};
 pub use error::Class;
 pub use scales::ScaleCache;
 

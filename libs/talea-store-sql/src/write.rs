@@ -20,7 +20,7 @@ use talea_store::{BookBatch, Opened, Outcome, Registered, Rejection, StoreError,
 
 use crate::backend::{Conn, Head, Param, SqlBackend, Tx};
 use crate::decode::{self, fetch};
-use crate::error::{Class, store_error, write_error};
+use crate::error::{Class, classify, describe, store_error, write_error};
 use crate::read;
 use crate::rows::{Advance, Rows, new_seq_param};
 
@@ -127,7 +127,7 @@ const INSERT_ACCOUNT_EVENT: &str = "INSERT INTO events (book, seq, type, committ
 /// refused the data (not the connection, not the schema), and not because
 /// the log itself is inconsistent.
 fn isolatable<B: SqlBackend>(error: &sqlx::Error) -> bool {
-    B::classify(error) == Class::Refused
+    classify::<B>(error) == Class::Refused
 }
 
 /// One book's part of a commit: what was loaded for it under the lock.
@@ -223,7 +223,7 @@ pub async fn commit_books<B: SqlBackend>(
         Err(error) if isolatable::<B>(&error) => {
             tracing::warn!(
                 books = %label,
-                error = %B::describe(&error),
+                error = %describe::<B>(&error),
                 "the database refused a batch; writing its drafts one by one"
             );
             control::<B>(&mut tx, "ROLLBACK TO SAVEPOINT batch").await?;
@@ -348,7 +348,7 @@ async fn write_one_by_one<B: SqlBackend>(
                             .await?;
                         Verdict::Settled(Outcome::Rejected(Rejection::Failed(format!(
                             "the database refused this transaction: {}",
-                            B::describe(&error)
+                            describe::<B>(&error)
                         ))))
                     }
                     Err(error) => return Err(write_error::<B>(part.book.as_str(), error)),

@@ -3,7 +3,6 @@
 use sqlx::error::DatabaseError;
 use talea_store::StoreError;
 use talea_store_sql::Class;
-use talea_store_sql::error::classify_common;
 
 use crate::SqliteStore;
 
@@ -35,7 +34,7 @@ fn extended_code(db: &dyn DatabaseError) -> Option<i64> {
 }
 
 /// Classifies a database error by its extended result code.
-fn classify_database(db: &dyn DatabaseError) -> Class {
+pub(crate) fn classify_database(db: &dyn DatabaseError) -> Class {
     let Some(code) = extended_code(db) else {
         return Class::Other;
     };
@@ -51,24 +50,10 @@ fn classify_database(db: &dyn DatabaseError) -> Class {
     }
 }
 
-/// Classifies any sqlx error.
-pub(crate) fn classify(error: &sqlx::Error) -> Class {
-    match error {
-        sqlx::Error::Database(db) => classify_database(db.as_ref()),
-        other => classify_common(other).unwrap_or(Class::Other),
-    }
-}
-
-/// A short description of an error for messages: the message and its
-/// result code.
-pub(crate) fn describe(error: &sqlx::Error) -> String {
-    match error {
-        sqlx::Error::Database(db) => {
-            let code = db.code().unwrap_or_default();
-            format!("{} (SQLite result code {code})", db.message())
-        }
-        other => other.to_string(),
-    }
+/// A database error's text with its result code.
+pub(crate) fn describe_database(db: &dyn DatabaseError) -> String {
+    let code = db.code().unwrap_or_default();
+    format!("{} (SQLite result code {code})", db.message())
 }
 
 /// Converts a sqlx error into the store's error.

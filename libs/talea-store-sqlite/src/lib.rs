@@ -33,6 +33,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
+use sqlx::error::DatabaseError;
 use sqlx::migrate::Migrator;
 use sqlx::pool::PoolConnection;
 use sqlx::query::Query;
@@ -345,33 +346,17 @@ impl SqlBackend for SqliteStore {
         sqlx::Executor::execute(conn, sql).await.map(drop)
     }
 
-    fn text(row: &SqliteRow, column: &str) -> Result<Option<String>, sqlx::Error> {
-        row.try_get(column)
-    }
-
-    fn int(row: &SqliteRow, column: &str) -> Result<Option<i64>, sqlx::Error> {
-        row.try_get(column)
-    }
-
-    fn uuid(row: &SqliteRow, column: &str) -> Result<Option<uuid::Uuid>, sqlx::Error> {
-        row.try_get(column)
-    }
-
-    fn bytes(row: &SqliteRow, column: &str) -> Result<Option<Vec<u8>>, sqlx::Error> {
-        row.try_get(column)
-    }
-
     fn time(row: &SqliteRow, column: &str) -> Result<Option<Timestamp>, sqlx::Error> {
         let micros: Option<i64> = row.try_get(column)?;
         Ok(micros.map(Timestamp::from_micros))
     }
 
-    fn classify(error: &sqlx::Error) -> Class {
-        error::classify(error)
+    fn classify_database(error: &dyn DatabaseError) -> Class {
+        error::classify_database(error)
     }
 
-    fn describe(error: &sqlx::Error) -> String {
-        error::describe(error)
+    fn describe_database(error: &dyn DatabaseError) -> String {
+        error::describe_database(error)
     }
 
     async fn begin_locked(

@@ -147,7 +147,7 @@ async fn lock_books(
 /// instance: after it is granted, each READ COMMITTED statement of the
 /// transaction sees every commit made to the book before, so key and
 /// balance lookups are authoritative.
-pub(crate) async fn begin_locked(
+pub(crate) async fn begin_with_book_locks(
     pool: &PgPool,
     books: &[&str],
 ) -> Result<(Tx<crate::PgStore>, HashMap<String, Head>), StoreError> {
@@ -213,7 +213,10 @@ const ADVANCE_BOOKS: &str = "WITH bump AS ( \
      ) SELECT pg_notify('talea_events', p) FROM unnest($4::text[]) AS p";
 
 /// `SqlBackend::advance`.
-pub(crate) async fn advance(conn: &mut PgConnection, advance: &Advance) -> Result<(), sqlx::Error> {
+pub(crate) async fn bump_and_notify(
+    conn: &mut PgConnection,
+    advance: &Advance,
+) -> Result<(), sqlx::Error> {
     let moves = Moves::of(advance)?;
     sqlx::query(ADVANCE_BOOKS)
         .bind(&moves.books)
@@ -276,7 +279,7 @@ const WRITE_BATCH: &str = concat!(
 const WRITE_DRAFTS: &str = concat!(write_drafts!(), " SELECT 1");
 
 /// `SqlBackend::write_rows`: the rows as parallel arrays, in one statement.
-pub(crate) async fn write_rows(
+pub(crate) async fn unnest_write(
     conn: &mut PgConnection,
     rows: &Rows<'_>,
     advance: Option<&Advance>,

@@ -19,7 +19,7 @@ const SEQ_CONSTRAINTS: &[&str] = &[
 
 /// Classifies a database error by its SQLSTATE and constraint name (never
 /// by its message).
-pub(crate) fn classify_database(db: &dyn DatabaseError) -> Class {
+pub(crate) fn by_sqlstate(db: &dyn DatabaseError) -> Class {
     if db
         .constraint()
         .is_some_and(|c| SEQ_CONSTRAINTS.contains(&c))
@@ -61,7 +61,7 @@ pub(crate) fn describe(error: &sqlx::Error) -> String {
 }
 
 /// A database error's text with its SQLSTATE and constraint (when there is one).
-pub(crate) fn describe_database(db: &dyn DatabaseError) -> String {
+pub(crate) fn with_sqlstate(db: &dyn DatabaseError) -> String {
     let code = db.code().unwrap_or_default();
     match db.constraint() {
         Some(name) => format!("{} (SQLSTATE {code}, constraint {name})", db.message()),

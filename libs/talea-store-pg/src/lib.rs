@@ -245,18 +245,18 @@ impl SqlBackend for PgStore {
     }
 
     fn classify_database(error: &dyn DatabaseError) -> Class {
-        error::classify_database(error)
+        error::by_sqlstate(error)
     }
 
     fn describe_database(error: &dyn DatabaseError) -> String {
-        error::describe_database(error)
+        error::with_sqlstate(error)
     }
 
     async fn begin_locked(
         &self,
         books: &[&str],
     ) -> Result<(Tx<Self>, HashMap<String, Head>), StoreError> {
-        dialect::begin_locked(&self.pool, books).await
+        dialect::begin_with_book_locks(&self.pool, books).await
     }
 
     async fn write_rows(
@@ -264,11 +264,11 @@ impl SqlBackend for PgStore {
         rows: &Rows<'_>,
         advance: Option<&Advance>,
     ) -> Result<(), sqlx::Error> {
-        dialect::write_rows(conn, rows, advance).await
+        dialect::unnest_write(conn, rows, advance).await
     }
 
     async fn advance(conn: &mut PgConnection, advance: &Advance) -> Result<(), sqlx::Error> {
-        dialect::advance(conn, advance).await
+        dialect::bump_and_notify(conn, advance).await
     }
 
     /// Refuses an `occurred_at` that chrono (and so sqlx) cannot represent.

@@ -157,7 +157,7 @@ pub(crate) fn now() -> Timestamp {
 /// commit time is the system clock, raised to the book's previous commit
 /// time so that it never goes backwards with seq, whatever the clock does
 /// (or another process's clock did).
-pub(crate) async fn begin_locked(
+pub(crate) async fn begin_immediate(
     writer: &SqlitePool,
     books: &[&str],
 ) -> Result<(Tx<crate::SqliteStore>, HashMap<String, Head>), StoreError> {
@@ -201,7 +201,7 @@ pub(crate) async fn begin_locked(
 
 /// `SqlBackend::advance`: each book's counter row moved (created with the
 /// book's first event).
-pub(crate) async fn advance(
+pub(crate) async fn upsert_counters(
     conn: &mut SqliteConnection,
     advance: &Advance,
 ) -> Result<(), sqlx::Error> {
@@ -285,7 +285,7 @@ impl Row for BalanceRow<'_> {
 
 /// `SqlBackend::write_rows`: a few multi-row statements per table, then
 /// the counters.
-pub(crate) async fn write_rows(
+pub(crate) async fn insert_rows(
     conn: &mut SqliteConnection,
     rows: &Rows<'_>,
     moves: Option<&Advance>,
@@ -324,7 +324,7 @@ pub(crate) async fn write_rows(
     )
     .await?;
     match moves {
-        Some(moves) => advance(conn, moves).await,
+        Some(moves) => upsert_counters(conn, moves).await,
         None => Ok(()),
     }
 }

@@ -34,7 +34,7 @@ fn extended_code(db: &dyn DatabaseError) -> Option<i64> {
 }
 
 /// Classifies a database error by its extended result code.
-pub(crate) fn classify_database(db: &dyn DatabaseError) -> Class {
+pub(crate) fn by_result_code(db: &dyn DatabaseError) -> Class {
     let Some(code) = extended_code(db) else {
         return Class::Other;
     };
@@ -51,7 +51,7 @@ pub(crate) fn classify_database(db: &dyn DatabaseError) -> Class {
 }
 
 /// A database error's text with its result code.
-pub(crate) fn describe_database(db: &dyn DatabaseError) -> String {
+pub(crate) fn with_result_code(db: &dyn DatabaseError) -> String {
     let code = db.code().unwrap_or_default();
     format!("{} (SQLite result code {code})", db.message())
 }

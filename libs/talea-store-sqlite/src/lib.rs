@@ -352,18 +352,18 @@ impl SqlBackend for SqliteStore {
     }
 
     fn classify_database(error: &dyn DatabaseError) -> Class {
-        error::classify_database(error)
+        error::by_result_code(error)
     }
 
     fn describe_database(error: &dyn DatabaseError) -> String {
-        error::describe_database(error)
+        error::with_result_code(error)
     }
 
     async fn begin_locked(
         &self,
         books: &[&str],
     ) -> Result<(Tx<Self>, HashMap<String, Head>), StoreError> {
-        dialect::begin_locked(&self.inner.writer, books).await
+        dialect::begin_immediate(&self.inner.writer, books).await
     }
 
     async fn write_rows(
@@ -371,11 +371,11 @@ impl SqlBackend for SqliteStore {
         rows: &Rows<'_>,
         advance: Option<&Advance>,
     ) -> Result<(), sqlx::Error> {
-        dialect::write_rows(conn, rows, advance).await
+        dialect::insert_rows(conn, rows, advance).await
     }
 
     async fn advance(conn: &mut SqliteConnection, advance: &Advance) -> Result<(), sqlx::Error> {
-        dialect::advance(conn, advance).await
+        dialect::upsert_counters(conn, advance).await
     }
 
     /// Commits made through this process are announced on its bus once

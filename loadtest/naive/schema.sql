@@ -1,10 +1,12 @@
 -- The naive baseline's schema, in its own schema `naive` so it never meets
 -- talea's tables (run-hot-book.sh also gives it its own database).
 --
--- The tables mirror talea's migrations/0001_ledger.sql (same columns, keys,
--- constraints, foreign keys and indexes), so that the comparison with talea
--- is about the commit strategy alone: one database transaction per request
--- here (commit.sql) against talea's group commit.
+-- The tables are talea's own: migrations/0001_ledger.sql is included as it
+-- is, into schema `naive`, so that the comparison with talea is about the
+-- commit strategy alone: one database transaction per request here
+-- (commit.sql) against talea's group commit. A naive design also keeps the
+-- foreign keys that talea's write protocol makes redundant (see the
+-- migration's header), so they are added after it.
 --
 -- Load it with: psql -v ON_ERROR_STOP=1 [-v books=N] -f loadtest/naive/schema.sql <db>
 -- It drops and recreates schema `naive`, registers the asset BTC and opens
@@ -16,110 +18,19 @@ DROP SCHEMA IF EXISTS naive CASCADE;
 CREATE SCHEMA naive;
 SET search_path = naive;
 
-CREATE TABLE assets (
-    code        text COLLATE "C" NOT NULL,
-    scale       smallint NOT NULL,
-    name        text NULL,
-    created_at  timestamptz NOT NULL DEFAULT now(),
-    CONSTRAINT assets_pkey PRIMARY KEY (code),
-    CONSTRAINT assets_scale_range CHECK (scale BETWEEN 0 AND 30)
-);
+\ir ../../migrations/0001_ledger.sql
 
--- The book's counter row: every commit updates it, which serializes the
--- writers of one book (the "hot book").
-CREATE TABLE books (
-    book               text COLLATE "C" NOT NULL,
-    last_seq           bigint NOT NULL DEFAULT 0,
-    last_committed_at  timestamptz NULL,
-    CONSTRAINT books_pkey PRIMARY KEY (book),
-    CONSTRAINT books_last_seq_nonnegative CHECK (last_seq >= 0),
-    CONSTRAINT books_committed_when_seq CHECK ((last_seq = 0) = (last_committed_at IS NULL))
-);
+ALTER TABLE events
+    ADD CONSTRAINT events_book_fkey FOREIGN KEY (book) REFERENCES books (book);
+ALTER TABLE transactions
+    ADD CONSTRAINT transactions_event_fkey FOREIGN KEY (book, seq) REFERENCES events (book, seq);
+ALTER TABLE postings
+    ADD CONSTRAINT postings_transaction_fkey
+        FOREIGN KEY (book, seq) REFERENCES transactions (book, seq),
+    ADD CONSTRAINT postings_account_fkey FOREIGN KEY (book, account) REFERENCES accounts (book, name);
+ALTER TABLE balances
+    ADD CONSTRAINT balances_account_fkey FOREIGN KEY (book, account) REFERENCES accounts (book, name);
 
-CREATE TABLE events (
-    book          text COLLATE "C" NOT NULL,
-    seq           bigint NOT NULL,
-    type          text NOT NULL,
-    committed_at  timestamptz NOT NULL,
-    CONSTRAINT events_pkey PRIMARY KEY (book, seq),
-    CONSTRAINT events_seq_positive CHECK (seq > 0),
-    CONSTRAINT events_type_known CHECK (type IN ('account_opened', 'transaction')),
-    CONSTRAINT events_book_fkey FOREIGN KEY (book) REFERENCES books (book)
-);
-CREATE INDEX events_book_committed_at_idx ON events (book, committed_at, seq);
-
-CREATE TABLE accounts (
-    book                  text COLLATE "C" NOT NULL,
-    name                  text COLLATE "C" NOT NULL,
-    kind                  text NOT NULL,
-    min_balance_mantissa  numeric(39,0) NULL,
-    min_balance_scale     smallint NULL,
-    metadata              text NOT NULL,
-    seq                   bigint NOT NULL,
-    opened_at             timestamptz NOT NULL,
-    CONSTRAINT accounts_pkey PRIMARY KEY (book, name),
-    CONSTRAINT accounts_kind_known
-        CHECK (kind IN ('asset', 'expense', 'liability', 'equity', 'revenue')),
-    CONSTRAINT accounts_min_balance_parts
-        CHECK ((min_balance_mantissa IS NULL) = (min_balance_scale IS NULL)),
-    CONSTRAINT accounts_min_balance_scale_range CHECK (min_balance_scale BETWEEN 0 AND 30),
-    CONSTRAINT accounts_seq_key UNIQUE (book, seq),
-    CONSTRAINT accounts_event_fkey FOREIGN KEY (book, seq) REFERENCES events (book, seq)
-);
-
--- One row per transaction; it carries the idempotency key, unique per book,
--- and the hash of the canonical request.
-CREATE TABLE transactions (
-    book             text COLLATE "C" NOT NULL,
-    seq              bigint NOT NULL,
-    tx_id            uuid NOT NULL,
-    idempotency_key  text COLLATE "C" NOT NULL,
-    request_hash     bytea NOT NULL,
-    committed_at     timestamptz NOT NULL,
-    occurred_at      timestamptz NULL,
-    memo             text NULL,
-    metadata         text NULL,
-    CONSTRAINT transactions_pkey PRIMARY KEY (book, seq),
-    CONSTRAINT transactions_idempotency_key_key UNIQUE (book, idempotency_key),
-    CONSTRAINT transactions_request_hash_length CHECK (octet_length(request_hash) = 32),
-    CONSTRAINT transactions_event_fkey FOREIGN KEY (book, seq) REFERENCES events (book, seq)
-);
-CREATE INDEX transactions_tx_id_idx ON transactions (tx_id);
-
-CREATE TABLE postings (
-    book           text COLLATE "C" NOT NULL,
-    seq            bigint NOT NULL,
-    leg            smallint NOT NULL,
-    account        text COLLATE "C" NOT NULL,
-    asset          text COLLATE "C" NOT NULL,
-    amount         numeric(39,0) NOT NULL,
-    balance_after  numeric(39,0) NOT NULL,
-    debits_after   numeric(39,0) NOT NULL,
-    CONSTRAINT postings_pkey PRIMARY KEY (book, seq, leg),
-    CONSTRAINT postings_leg_nonnegative CHECK (leg >= 0),
-    CONSTRAINT postings_amount_nonzero CHECK (amount <> 0),
-    CONSTRAINT postings_transaction_fkey FOREIGN KEY (book, seq) REFERENCES transactions (book, seq),
-    CONSTRAINT postings_account_fkey FOREIGN KEY (book, account) REFERENCES accounts (book, name)
-);
-CREATE INDEX postings_account_asset_idx ON postings (book, account, asset, seq, leg);
-CREATE INDEX postings_account_idx ON postings (book, account, seq, leg);
-
-CREATE TABLE balances (
-    book     text COLLATE "C" NOT NULL,
-    account  text COLLATE "C" NOT NULL,
-    asset    text COLLATE "C" NOT NULL,
-    balance  numeric(39,0) NOT NULL,
-    debits   numeric(39,0) NOT NULL,
-    credits  numeric(39,0) NOT NULL,
-    CONSTRAINT balances_pkey PRIMARY KEY (book, account, asset),
-    CONSTRAINT balances_totals_nonnegative CHECK (debits >= 0 AND credits >= 0),
-    CONSTRAINT balances_identity CHECK (balance = debits - credits),
-    CONSTRAINT balances_account_fkey FOREIGN KEY (book, account) REFERENCES accounts (book, name)
-);
-
--- The books, as talea's setup leaves them: asset BTC (scale 8), accounts
--- hot:a (asset, unbounded) and hot:b (liability, unbounded), opened as
--- events 1 and 2 of each book.
 \if :{?books}
 \else
 \set books 64

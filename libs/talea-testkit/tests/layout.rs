@@ -158,7 +158,12 @@ fn dependency_rules_hold() {
             );
         }
     }
-    for backend in ["talea-store-pg", "talea-store-sqlite", "talea-store-log"] {
+    for backend in [
+        "talea-store-sql",
+        "talea-store-pg",
+        "talea-store-sqlite",
+        "talea-store-log",
+    ] {
         if !ws.members.contains_key(backend) {
             continue;
         }
@@ -176,5 +181,49 @@ fn dependency_rules_hold() {
     let core = ws.transitive("talea-core");
     for banned in ["serde", "sqlx", "tokio"] {
         assert!(!core.contains(banned), "talea-core pulls in {banned}");
+    }
+}
+
+/// The store crates depend one way: `talea-store` (the trait) on no store
+/// crate; the SQL core on the trait alone; each backend on the trait and
+/// (the SQL ones) on the core, never on another backend; and `talea-store`
+/// and the log store never pull in sqlx.
+#[test]
+fn store_crates_depend_one_way() {
+    let ws = load();
+    let stores = [
+        "talea-store",
+        "talea-store-sql",
+        "talea-store-pg",
+        "talea-store-sqlite",
+        "talea-store-log",
+    ];
+    let allowed: [(&str, &[&str]); 5] = [
+        ("talea-store", &[]),
+        ("talea-store-sql", &["talea-store"]),
+        ("talea-store-pg", &["talea-store", "talea-store-sql"]),
+        ("talea-store-sqlite", &["talea-store", "talea-store-sql"]),
+        ("talea-store-log", &["talea-store"]),
+    ];
+    for (store, may) in allowed {
+        let pulled = ws.transitive(store);
+        for other in stores.iter().filter(|s| **s != store) {
+            assert_eq!(
+                pulled.contains(*other),
+                may.contains(other),
+                "{store} {} {other}",
+                if may.contains(other) {
+                    "must depend on"
+                } else {
+                    "must not depend on"
+                }
+            );
+        }
+    }
+    for light in ["talea-store", "talea-store-log"] {
+        assert!(
+            !ws.transitive(light).contains("sqlx"),
+            "{light} pulls in sqlx"
+        );
     }
 }

@@ -73,20 +73,3 @@ pub(crate) fn with_sqlstate(db: &dyn DatabaseError) -> String {
 pub(crate) fn store_error(error: sqlx::Error) -> StoreError {
     talea_store_sql::error::store_error::<PgStore>(error)
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn transport_failures_are_unavailable() {
-        assert_eq!(classify(&sqlx::Error::PoolTimedOut), Class::Unavailable);
-        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
-        assert_eq!(classify(&sqlx::Error::Io(io)), Class::Unavailable);
-        assert_eq!(
-            classify(&sqlx::Error::ColumnNotFound("x".into())),
-            Class::Corrupt
-        );
-        assert_eq!(classify(&sqlx::Error::RowNotFound), Class::Other);
-    }
-}

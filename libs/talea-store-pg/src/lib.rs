@@ -298,3 +298,53 @@ impl SqlBackend for PgStore {
 }
 
 talea_store_sql::impl_store!(PgStore);
+
+#[cfg(test)]
+mod tests {
+    use talea_core::{
+        AccountKind, AccountName, Amount, AssetCode, BookName, DraftPosting, IdempotencyKey, Scale,
+        Side,
+    };
+    use talea_store::plan::{AccountRule, Loaded, Planner, Verdict};
+
+    use super::*;
+
+    #[test]
+    fn times_chrono_cannot_hold_are_refused() {
+        let book = BookName::parse("b").expect("book");
+        let mut loaded = Loaded::default();
+        for name in ["x", "y"] {
+            loaded.accounts.insert(
+                AccountName::parse(name).expect("name"),
+                AccountRule {
+                    kind: AccountKind::Asset,
+                    min_balance: None,
+                },
+            );
+        }
+        let btc = AssetCode::parse("BTC").expect("code");
+        loaded
+            .scales
+            .insert(btc.clone(), Scale::new(8).expect("scale"));
+        let leg = |account: &str, side| DraftPosting {
+            account: AccountName::parse(account).expect("name"),
+            asset: btc.clone(),
+            side,
+            amount: Amount::from_minor(1),
+        };
+        let far = Draft::new(
+            IdempotencyKey::parse("far").expect("key"),
+            vec![leg("x", Side::Debit), leg("y", Side::Credit)],
+            Some(Timestamp::from_micros(i64::MAX)),
+            None,
+            None,
+        )
+        .expect("draft");
+        let planner = Planner::new(&book, &loaded, 0, Timestamp::from_micros(1))
+            .with_draft_check(PgStore::check_draft);
+        assert!(matches!(
+            planner.evaluate(&far),
+            Verdict::Settled(talea_store::Outcome::Rejected(Rejection::Failed(_)))
+        ));
+    }
+}

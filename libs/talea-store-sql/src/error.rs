@@ -32,6 +32,15 @@ pub enum Class {
 pub fn classify<B: SqlBackend>(error: &sqlx::Error) -> Class {
     match error {
         sqlx::Error::Database(db) => B::classify_database(db.as_ref()),
+        other => classify_driver(other),
+    }
+}
+
+/// The class of a failure that is not the database's own error: the same
+/// for every driver.
+fn classify_driver(error: &sqlx::Error) -> Class {
+    match error {
+        sqlx::Error::Database(_) => Class::Other,
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
         | sqlx::Error::Protocol(_)
@@ -98,5 +107,25 @@ pub fn migrate_error<B: SqlBackend>(error: sqlx::migrate::MigrateError) -> Store
              to this binary); run a talea at least as new as the one that wrote it"
         )),
         other => StoreError::Other(format!("migration failed: {other}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transport_failures_are_unavailable() {
+        assert_eq!(
+            classify_driver(&sqlx::Error::PoolTimedOut),
+            Class::Unavailable
+        );
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        assert_eq!(classify_driver(&sqlx::Error::Io(io)), Class::Unavailable);
+        assert_eq!(
+            classify_driver(&sqlx::Error::ColumnNotFound("x".into())),
+            Class::Corrupt
+        );
+        assert_eq!(classify_driver(&sqlx::Error::RowNotFound), Class::Other);
     }
 }

@@ -376,4 +376,43 @@ mod tests {
             }
         }
     }
+
+    /// Lists travel as JSON arrays: every text comes back from `json_each`
+    /// as it was, quotes and backslashes included, and integers likewise.
+    #[tokio::test]
+    async fn lists_bind_as_json_arrays() {
+        use talea_store_sql::{Param, SqlBackend};
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = crate::SqliteStore::open(&dir.path().join("lists.db"))
+            .await
+            .expect("open");
+        let mut conn = store.reader().await.expect("reader");
+        let texts = ["a", "q\"uote", "back\\slash"];
+        let rows = crate::SqliteStore::fetch(
+            &mut conn,
+            "SELECT value FROM json_each(?1) ORDER BY key",
+            &[Param::Texts(Some(&texts))],
+        )
+        .await
+        .expect("texts");
+        let back: Vec<String> = rows
+            .iter()
+            .map(|row| row.try_get("value").expect("value"))
+            .collect();
+        assert_eq!(back, texts);
+        for ints in [&[1, -2, 3][..], &[]] {
+            let rows = crate::SqliteStore::fetch(
+                &mut conn,
+                "SELECT value FROM json_each(?1) ORDER BY key",
+                &[Param::Ints(ints)],
+            )
+            .await
+            .expect("ints");
+            let back: Vec<i64> = rows
+                .iter()
+                .map(|row| row.try_get("value").expect("value"))
+                .collect();
+            assert_eq!(back, ints);
+        }
+    }
 }

@@ -117,4 +117,33 @@ mod tests {
         assert!(min_balance(Some("1".into()), Some(300)).is_err());
         assert_eq!(min_balance(None, None).ok(), Some(None));
     }
+
+    #[test]
+    fn amounts_round_trip_through_text() {
+        for minor in [0, 1, -1, i128::MAX, i128::MIN] {
+            assert_eq!(
+                amount(&amount_text(minor)).map(Amount::minor).ok(),
+                Some(minor)
+            );
+        }
+        assert!(amount("1.5").is_err());
+        assert!(amount("170141183460469231731687303715884105728").is_err());
+    }
+
+    #[test]
+    fn min_balance_parts_round_trip() {
+        let d = Decimal::parse("-10.25").ok();
+        let (m, s) = min_balance_parts(d);
+        assert_eq!(min_balance(m, s).ok(), Some(d));
+        assert_eq!(min_balance(None, None).ok(), Some(None));
+        assert!(min_balance(Some("1".into()), None).is_err());
+        assert!(min_balance(Some("1".into()), Some(31)).is_err());
+    }
+
+    #[test]
+    fn seq_params_saturate() {
+        assert_eq!(seq_param(u64::MAX), i64::MAX);
+        assert_eq!(seq_param(7), 7);
+        assert!(seq(-1).is_err());
+    }
 }

@@ -17,9 +17,15 @@
 #   SCHEMATHESIS_MAX_TIME_S    time budget of the run, in seconds      [90]
 #   SCHEMATHESIS_SEED          hypothesis seed, for a reproducible run [random]
 #   TALEAD_BIN, KEEP_DB        see loadtest/lib.sh
+#   SCHEMATHESIS_PYTHON        the venv's interpreter                  [see below]
 # Postgres: PG_ADMIN_URL, else scripts/test's discovery (TALEA_TEST_PG_URL, …).
 # The pinned tools (scripts/schemathesis.requirements.txt) are installed into
-# a venv under ${XDG_CACHE_HOME:-~/.cache}/talea-schemathesis-venv.
+# a venv under ${XDG_CACHE_HOME:-~/.cache}/talea-schemathesis-venv, made with
+# a CPython free of the threads bug gh-106905 (3.11.8+ or 3.12.2+): the first
+# such among SCHEMATHESIS_PYTHON, else python3, python3.13, python3.12 and
+# pyenv's versions, newest first; with none the run fails, saying so.
+# A Python traceback in schemathesis's output fails the run even when it
+# exits 0 (a worker thread that died is otherwise only printed).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -47,23 +53,57 @@ max_time_s=${SCHEMATHESIS_MAX_TIME_S:-90}
 # The whole schemathesis run is stopped past this, whatever it is doing.
 limit_s=$((max_time_s + 60))
 
-# st_venv: prints the venv's schemathesis, installing the pinned
-# requirements when they changed since the last run.
+# st_python: prints the interpreter for the venv. CPython 3.11 before 3.11.8
+# (this machine's python3 is 3.11.7, Debian 12's 3.11.2) keeps one AST
+# recursion counter for all threads (CPython issue gh-106905): schemathesis's
+# worker threads both build ASTs (hypothesis reads the source of filter
+# lambdas with ast.parse), and when the garbage collector runs a finalizer
+# in the middle of one, the other thread's parse corrupts the counter:
+# "SystemError: AST constructor recursion depth mismatch", now and then.
+# Fixed in 3.11.8 and 3.12.2, so such an interpreter is required, never
+# retried around.
+st_python() {
+    local py root cands=() found=()
+    local fixed='import sys; v = sys.version_info
+sys.exit(not (sys.implementation.name == "cpython" and (v >= (3, 12, 2) or (3, 11, 8) <= v < (3, 12))))'
+    if [[ -n ${SCHEMATHESIS_PYTHON:-} ]]; then
+        cands=("$SCHEMATHESIS_PYTHON")
+    else
+        cands=(python3 python3.13 python3.12)
+        if root=$(pyenv root 2>/dev/null); then
+            mapfile -t found < <(printf '%s\n' "$root"/versions/3.*/bin/python3 | sort -rV)
+            cands+=("${found[@]}")
+        fi
+    fi
+    for py in "${cands[@]}"; do
+        if "$py" -c "$fixed" 2>/dev/null; then
+            "$py" -c 'import sys; print(sys.executable)'
+            return 0
+        fi
+    done
+    lt_die "no CPython 3.11.8+ or 3.12.2+ among ${cands[*]}: older ones crash now and then under schemathesis's threads (CPython gh-106905); install one or set SCHEMATHESIS_PYTHON"
+}
+
+# st_venv: prints the venv's schemathesis, making the venv again when the
+# pinned requirements or the interpreter changed since the last run.
 st_venv() {
     local venv=${XDG_CACHE_HOME:-$HOME/.cache}/talea-schemathesis-venv
-    local req=$ROOT/scripts/schemathesis.requirements.txt want
-    if [[ ! -x $venv/bin/python ]] || ! "$venv/bin/python" -c 'import sys' 2>/dev/null; then
+    local req=$ROOT/scripts/schemathesis.requirements.txt py want
+    py=$(st_python)
+    want="$(sha256sum "$req" | cut -d' ' -f1) $("$py" -c 'import sys; print(sys.version.split()[0])') $py"
+    if [[ $(cat "$venv/.talea-requirements" 2>/dev/null) != "$want" ]] ||
+        ! "$venv/bin/python" -c 'import sys' 2>/dev/null; then
+        echo "schemathesis venv: $want" >&2
         rm -rf "$venv"
-        python3 -m venv "$venv" >&2 || {
+        "$py" -m venv "$venv" >&2 || {
             rm -rf "$venv"
             svc_apt_install python3-venv >&2 || true
-            python3 -m venv "$venv" >&2 || lt_die "cannot create a Python venv: install the Debian package python3-venv"
+            "$py" -m venv "$venv" >&2 || lt_die "cannot create a Python venv with $py: install the Debian package python3-venv"
         }
-    fi
-    want=$(sha256sum "$req" | cut -d' ' -f1)
-    if [[ $(cat "$venv/.talea-requirements" 2>/dev/null) != "$want" ]]; then
-        "$venv/bin/python" -m pip install --disable-pip-version-check -q -r "$req" >&2 ||
+        "$venv/bin/python" -m pip install --disable-pip-version-check -q -r "$req" >&2 || {
+            rm -rf "$venv"
             lt_die "pip could not install $req"
+        }
         echo "$want" >"$venv/.talea-requirements"
     fi
     echo "$venv/bin/schemathesis"
@@ -80,7 +120,7 @@ post() {
 lt_setup_pg "${1:-}"
 LT_TALEAD=$(lt_talead_bin debug)
 schemathesis=$(st_venv)
-echo "talead: $LT_TALEAD; $("$schemathesis" --version)"
+echo "talead: $LT_TALEAD; $("$schemathesis" --version) on Python $("${schemathesis%/*}/python" -c 'import sys; print(sys.version.split()[0])')"
 
 db=talea_schemathesis_$(date -u +%Y%m%d%H%M%S)_$$
 lt_create_db "$db"
@@ -135,8 +175,21 @@ args=(
 )
 if [[ -n ${SCHEMATHESIS_SEED:-} ]]; then args+=(--seed "$SCHEMATHESIS_SEED"); fi
 rc=0
-# From the work directory, so that its caches go with it.
-lt_run_child "$limit_s" env -C "$LT_WORK" "$schemathesis" "${args[@]}" || rc=$?
+# From the work directory, so that its caches go with it; its output is
+# also kept there for the traceback check below.
+out=$LT_WORK/schemathesis.out
+exec {tee_fd}> >(tee "$out")
+tee_pid=$!
+lt_run_child "$limit_s" env -C "$LT_WORK" "$schemathesis" "${args[@]}" >&"$tee_fd" 2>&1 || rc=$?
+exec {tee_fd}>&-
+wait "$tee_pid" || true
+# An exception that escapes a schemathesis worker thread is printed by
+# Python's threading.excepthook, and schemathesis goes on without that
+# worker's operation and may exit 0: a run with a traceback is not a pass.
+if ((rc == 0)) && grep -Eq '^Exception in thread |^Traceback \(most recent call last\):' "$out"; then
+    echo "schemathesis: FAILED: it exited 0 but printed a Python traceback (above): a crash inside the tool, so not every case ran" >&2
+    rc=1
+fi
 if ((rc != 0)); then
     echo "talead's last log lines:" >&2
     tail -n 20 "$LT_WORK/main/talead.log" >&2 || true

@@ -1,9 +1,14 @@
 //! HTTP for a test: a JSON client of a service under test, and a service's
 //! metrics, read where they are served and checked by promtool.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use serde_json::Value;
+use anyhow::Context;
+
+use serde_json::{Value, json};
+
+use crate::ledger::{ASSET, ASSET_SCALE};
 
 /// A JSON client of one service: every call answers its status and body
 /// (`Null` when the body is not JSON). A call that gets no answer at all
@@ -63,6 +68,37 @@ impl JsonClient {
         self.call("POST", path, token, Some(body)).await
     }
 
+    /// Registers the seeded asset ([`crate::ledger::ASSET`]) and opens each
+    /// `(name, kind)` of `accounts` in each of `books`, through the HTTP API
+    /// with `token`; fails unless every request answered 201 Created (that
+    /// is, on a fresh ledger).
+    pub async fn create_ledger(
+        &self,
+        token: &str,
+        books: &[&str],
+        accounts: &[(&str, &str)],
+    ) -> anyhow::Result<()> {
+        let asset = json!({"code": ASSET, "scale": ASSET_SCALE});
+        self.created("/v1/assets", token, asset).await?;
+        for book in books {
+            for (name, kind) in accounts {
+                let account = json!({"name": name, "kind": kind});
+                self.created(&format!("/v1/books/{book}/accounts"), token, account)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `POST path`, failing unless it answered 201 Created.
+    async fn created(&self, path: &str, token: &str, body: Value) -> anyhow::Result<()> {
+        let (status, answer) = self.post(path, token, body).await;
+        if status != 201 {
+            anyhow::bail!("POST {path} answered {status}, not 201: {answer}");
+        }
+        Ok(())
+    }
+
     /// Polls `GET path` with `token` until it answers `status`; fails after
     /// `deadline`.
     pub async fn wait_status(
@@ -78,6 +114,24 @@ impl JsonClient {
         .await
         .map_err(|e| anyhow::anyhow!("{path} with {token:?} never answered {status}: {e}"))
     }
+}
+
+/// Serves `router` on a free loopback port until the test's runtime ends,
+/// with each peer's address available to it (as talead serves: requests
+/// without a token are rate limited by peer address); returns
+/// `http://127.0.0.1:port`.
+pub async fn serve_router(router: axum::Router) -> anyhow::Result<String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("binding 127.0.0.1:0")?;
+    let addr = listener.local_addr().context("the local address")?;
+    tokio::spawn(async move {
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        if let Err(e) = axum::serve(listener, service).await {
+            eprintln!("the test server on {addr} stopped: {e}");
+        }
+    });
+    Ok(format!("http://{addr}"))
 }
 
 /// The Prometheus text a service serves at `metrics_url`, after checking

@@ -23,7 +23,7 @@ pub mod process;
 pub mod tokens;
 
 pub use db::{DEFAULT_PG_URL, TestDb, admin_url, fresh_database};
-pub use http::{JsonClient, promtool_check, scrape_metrics};
+pub use http::{JsonClient, promtool_check, scrape_metrics, serve_router};
 pub use nats::{DEFAULT_NATS_URL, nats_url, unique_prefix};
 pub use poll::{wait_for, wait_http_ok, wait_until};
 pub use tokens::tokens_file;

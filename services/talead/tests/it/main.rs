@@ -237,6 +237,19 @@ async fn post_k1(client: &reqwest::Client, api: &str, token: &str) -> u16 {
         .as_u16()
 }
 
+/// `GET url` with `token`, answered with JSON.
+async fn get_json(client: &reqwest::Client, url: &str, token: &str) -> Value {
+    client
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("answered")
+        .json()
+        .await
+        .expect("json")
+}
+
 #[tokio::test]
 async fn serve_answers_exports_valid_metrics_and_stops_on_sigterm() {
     let Initialised {
@@ -249,15 +262,12 @@ async fn serve_answers_exports_valid_metrics_and_stops_on_sigterm() {
     assert!(!server.metrics.is_empty(), "metrics address printed");
     let client = reqwest::Client::new();
     assert_eq!(post_k1(&client, &server.api, &token).await, 201);
-    let r: Value = client
-        .get(format!("{}/v1/books/demo/trial-balance", server.api))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("answered")
-        .json()
-        .await
-        .expect("json");
+    let r = get_json(
+        &client,
+        &format!("{}/v1/books/demo/trial-balance", server.api),
+        &token,
+    )
+    .await;
     assert_eq!(r["balanced"], true);
     let text = talea_testkit::scrape_metrics(&server.api, &server.metrics).await;
     for name in [
@@ -458,15 +468,12 @@ async fn a_client_trickling_its_body_is_answered_408_and_others_are_served() {
     );
 
     // Nothing of the trickled post was committed: one transaction, k1.
-    let r: Value = client
-        .get(format!("{}/v1/books/demo/transactions", server.api))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("answered")
-        .json()
-        .await
-        .expect("json");
+    let r = get_json(
+        &client,
+        &format!("{}/v1/books/demo/transactions", server.api),
+        &token,
+    )
+    .await;
     assert_eq!(r["transactions"].as_array().map(Vec::len), Some(1), "{r}");
 
     // A route that reads no body answers at once and closes the connection

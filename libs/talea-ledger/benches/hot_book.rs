@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use talea_api::{AssetRequest, LedgerApi, OpenAccountRequest, PostTransactionRequest, PostingDto};
+use talea_api::LedgerApi;
 use talea_ledger::{LedgerConfig, LedgerService};
 use talea_store::Store;
 
@@ -46,15 +46,6 @@ fn percentile(sorted: &[Duration], q: f64) -> f64 {
     sorted[index.min(sorted.len() - 1)].as_secs_f64() * 1000.0
 }
 
-fn posting(account: &str, debit: bool) -> PostingDto {
-    PostingDto {
-        account: account.to_owned(),
-        asset: "BTC".to_owned(),
-        debit: debit.then(|| "0.00000001".to_owned()),
-        credit: (!debit).then(|| "0.00000001".to_owned()),
-    }
-}
-
 async fn run(name: &str, store: Arc<dyn Store>, secs: u64, clients: usize) -> Row {
     let batch_max = env_or("TALEA_WRITE_BATCH_MAX", 64usize);
     let queue_depth = env_or("TALEA_WRITE_QUEUE_DEPTH", clients.max(1));
@@ -67,28 +58,13 @@ async fn run(name: &str, store: Arc<dyn Store>, secs: u64, clients: usize) -> Ro
         },
         talea_telemetry::Metrics::new(),
     );
-    ledger
-        .register_asset(AssetRequest {
-            code: "BTC".to_owned(),
-            scale: 8,
-            name: None,
-        })
-        .await
-        .expect("register BTC");
-    for (account, kind) in [("hot:a", "asset"), ("hot:b", "liability")] {
-        ledger
-            .open_account(
-                "hot",
-                OpenAccountRequest {
-                    name: account.to_owned(),
-                    kind: kind.to_owned(),
-                    min_balance: None,
-                    metadata: None,
-                },
-            )
-            .await
-            .expect("open account");
-    }
+    talea_testkit::ledger::seed(
+        &ledger,
+        &["hot"],
+        &[("hot:a", "asset"), ("hot:b", "liability")],
+    )
+    .await
+    .expect("seeds the ledger");
 
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
@@ -100,13 +76,12 @@ async fn run(name: &str, store: Arc<dyn Store>, secs: u64, clients: usize) -> Ro
                 let mut latencies = Vec::new();
                 let mut i = 0u64;
                 while !stop.load(Ordering::Relaxed) {
-                    let request = PostTransactionRequest {
-                        idempotency_key: format!("bench-{client}-{i}"),
-                        postings: vec![posting("hot:a", true), posting("hot:b", false)],
-                        occurred_at: None,
-                        memo: None,
-                        metadata: None,
-                    };
+                    let request = talea_testkit::ledger::transfer(
+                        &format!("bench-{client}-{i}"),
+                        "hot:a",
+                        "hot:b",
+                        "0.00000001",
+                    );
                     let t = Instant::now();
                     match ledger.post_transaction("hot", request).await {
                         Ok(tx) if tx.deduplicated != Some(true) => latencies.push(t.elapsed()),

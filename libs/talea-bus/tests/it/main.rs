@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use talea_api::{AssetRequest, LedgerApi, OpenAccountRequest, PostTransactionRequest, PostingDto};
+use talea_api::LedgerApi;
 use talea_bus::{Relay, RelayConfig};
 use talea_ledger::{LedgerConfig, LedgerService};
 use talea_store_pg::PgStore;
@@ -30,33 +30,10 @@ impl Fixture {
             LedgerConfig::default(),
             talea_telemetry::Metrics::new(),
         );
-        ledger
-            .register_asset(AssetRequest {
-                code: "BTC".to_owned(),
-                scale: 8,
-                name: None,
-            })
+        talea_testkit::ledger::seed(&ledger, &["pay", "fees"], &talea_testkit::ledger::HOT_ALICE)
             .await
-            .expect("asset");
-        for book in ["pay", "fees"] {
-            for (name, kind) in [("hot", "asset"), ("alice", "liability")] {
-                ledger
-                    .open_account(
-                        book,
-                        OpenAccountRequest {
-                            name: name.to_owned(),
-                            kind: kind.to_owned(),
-                            min_balance: None,
-                            metadata: None,
-                        },
-                    )
-                    .await
-                    .expect("open");
-            }
-        }
-        let nats = async_nats::connect(talea_testkit::nats_url())
-            .await
-            .expect("NATS answers (scripts/test starts one)");
+            .expect("seeds the ledger");
+        let nats = talea_testkit::nats::connect().await.expect("NATS");
         Fixture {
             store,
             ledger,
@@ -67,23 +44,8 @@ impl Fixture {
     }
 
     async fn deposit(&self, book: &str, key: &str) -> u64 {
-        let leg = |account: &str, debit: bool| PostingDto {
-            account: account.to_owned(),
-            asset: "BTC".to_owned(),
-            debit: debit.then(|| "1".to_owned()),
-            credit: (!debit).then(|| "1".to_owned()),
-        };
         self.ledger
-            .post_transaction(
-                book,
-                PostTransactionRequest {
-                    idempotency_key: key.to_owned(),
-                    postings: vec![leg("hot", true), leg("alice", false)],
-                    occurred_at: None,
-                    memo: None,
-                    metadata: None,
-                },
-            )
+            .post_transaction(book, talea_testkit::ledger::deposit(key))
             .await
             .expect("post")
             .seq
@@ -121,12 +83,10 @@ impl Fixture {
 
     /// Collects (book, seq, msg id, payload seq) of every message under the prefix.
     async fn collect(&self) -> mpsc::UnboundedReceiver<(String, u64, String, u64)> {
-        let mut sub = self
-            .nats
-            .subscribe(format!("{}.>", self.prefix))
-            .await
-            .expect("subscribe");
-        self.nats.flush().await.expect("flush");
+        let mut sub =
+            talea_testkit::nats::subscribe_ready(&self.nats, format!("{}.>", self.prefix))
+                .await
+                .expect("subscribe");
         let (tx, rx) = mpsc::unbounded_channel();
         let prefix = self.prefix.clone();
         tokio::spawn(async move {

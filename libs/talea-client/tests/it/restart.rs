@@ -5,59 +5,27 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use talea_api::{
-    AssetRequest, LedgerApi, OpenAccountRequest, PostTransactionRequest, PostingDto, SeqPage,
-};
+use talea_api::{LedgerApi, PostTransactionRequest, SeqPage};
 use talea_client::{RetryPolicy, TaleaClient};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::support::{self, ROOT, Server};
 
+/// BTC and the two accounts of book `demo`.
 async fn setup(api: &dyn LedgerApi) {
-    api.register_asset(AssetRequest {
-        code: "BTC".to_owned(),
-        scale: 8,
-        name: None,
-    })
+    talea_testkit::ledger::seed(
+        api,
+        &["demo"],
+        &[("hot-wallet", "asset"), ("customers:alice", "liability")],
+    )
     .await
-    .expect("registers");
-    for (name, kind) in [("hot-wallet", "asset"), ("customers:alice", "liability")] {
-        api.open_account(
-            "demo",
-            OpenAccountRequest {
-                name: name.to_owned(),
-                kind: kind.to_owned(),
-                min_balance: None,
-                metadata: None,
-            },
-        )
-        .await
-        .expect("opens");
-    }
+    .expect("seeds the ledger");
 }
 
+/// One BTC from `hot-wallet` to `customers:alice`.
 fn deposit(key: &str) -> PostTransactionRequest {
-    PostTransactionRequest {
-        idempotency_key: key.to_owned(),
-        postings: vec![
-            PostingDto {
-                account: "hot-wallet".to_owned(),
-                asset: "BTC".to_owned(),
-                debit: Some("1".to_owned()),
-                credit: None,
-            },
-            PostingDto {
-                account: "customers:alice".to_owned(),
-                asset: "BTC".to_owned(),
-                debit: None,
-                credit: Some("1".to_owned()),
-            },
-        ],
-        occurred_at: None,
-        memo: None,
-        metadata: None,
-    }
+    talea_testkit::ledger::transfer(key, "hot-wallet", "customers:alice", "1")
 }
 
 /// A client that counts its retries, with a generous deadline.

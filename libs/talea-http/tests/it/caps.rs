@@ -9,9 +9,6 @@ use std::time::Duration;
 
 use serde_json::json;
 use talea_auth::{Secret, TokenSet};
-use talea_http::{AppState, HttpConfig};
-use talea_ledger::{LedgerConfig, LedgerService};
-use talea_store_pg::PgStore;
 use talea_stream::{Hub, StreamConfig};
 
 use crate::harness::*;
@@ -40,48 +37,23 @@ access = "ro"
 /// streams, `max_per_token` per token, with 1 s heartbeats (so a closed
 /// client is noticed within a second); the hub is returned for its counts.
 async fn spawn_capped(max_connections: usize, max_per_token: usize) -> (TestApp, Hub) {
-    let db = talea_testkit::fresh_database()
-        .await
-        .expect("a fresh test database");
-    let store = PgStore::connect(&db.url, 5).await.expect("connects");
-    store.migrate().await.expect("migrates");
-    let metrics = talea_telemetry::Metrics::new();
-    let ledger = LedgerService::new(Arc::new(store), LedgerConfig::default(), metrics.clone());
     let auth = Arc::new(
         TokenSet::parse_file(TOKENS)
             .expect("test tokens parse")
             .with_api_token(&Secret::new(ROOT)),
     );
-    let hub = Hub::new(
-        Arc::new(talea_stream::NoticeSource::new(ledger.clone())),
-        Arc::new(talea_stream::LedgerBackfill::new(ledger.clone())),
-        Arc::new(talea_http::MetricsObserver(metrics.stream.clone())),
-        StreamConfig {
+    let app = spawn_app_with(Options {
+        auth: Some(auth),
+        stream: StreamConfig {
             heartbeat_s: 1,
             max_connections,
             max_per_token,
             ..StreamConfig::default()
         },
-    );
-    let state = AppState::new(ledger, auth, &HttpConfig::default()).with_stream(hub.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("binds");
-    let addr = listener.local_addr().expect("address");
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            talea_http::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .await
-        .expect("serves");
-    });
-    let app = TestApp {
-        base: format!("http://{addr}"),
-        client: reqwest::Client::new(),
-        db_url: db.url.clone(),
-        metrics,
-    };
+        ..Options::default()
+    })
+    .await;
+    let hub = app.hub.clone();
     (app, hub)
 }
 

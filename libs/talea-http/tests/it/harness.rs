@@ -36,6 +36,8 @@ pub struct Options {
     pub ledger: LedgerConfig,
     /// Replaces the test tokens file.
     pub auth: Option<Arc<dyn Authenticator>>,
+    /// The stream hub's limits and timings.
+    pub stream: talea_stream::StreamConfig,
 }
 
 pub struct TestApp {
@@ -43,6 +45,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub db_url: String,
     pub metrics: talea_telemetry::Metrics,
+    /// The instance's stream hub, for its counts.
+    pub hub: talea_stream::Hub,
 }
 
 pub struct Resp {
@@ -102,28 +106,18 @@ pub async fn spawn_store(
         Arc::new(talea_stream::NoticeSource::new(ledger.clone())),
         Arc::new(talea_stream::LedgerBackfill::new(ledger.clone())),
         Arc::new(talea_http::MetricsObserver(metrics.stream.clone())),
-        talea_stream::StreamConfig::default(),
+        options.stream,
     );
-    let state = AppState::new(ledger, auth, &options.http).with_stream(hub);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("binds");
-    let addr = listener.local_addr().expect("address");
-    tokio::spawn(async move {
-        // With connect info, as talead serves: requests without a token are
-        // rate limited by peer address.
-        axum::serve(
-            listener,
-            talea_http::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
+    let state = AppState::new(ledger, auth, &options.http).with_stream(hub.clone());
+    let base = talea_testkit::serve_router(talea_http::router(state))
         .await
         .expect("serves");
-    });
     TestApp {
-        base: format!("http://{addr}"),
+        base,
         client: reqwest::Client::new(),
         db_url: db_url.to_owned(),
         metrics,
+        hub,
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use talea_api::{AssetRequest, LedgerApi, OpenAccountRequest, PostTransactionRequest, PostingDto};
+use talea_api::{LedgerApi, PostTransactionRequest};
 use talea_ledger::{LedgerConfig, LedgerService};
 use talea_store::Store;
 use talea_store_pg::PgStore;
@@ -20,47 +20,17 @@ async fn ledger(config: LedgerConfig) -> (LedgerService, TestDb) {
     store.migrate().await.expect("migrate");
     let store: Arc<dyn Store> = Arc::new(store);
     let ledger = LedgerService::new(store, config, talea_telemetry::Metrics::new());
-    ledger
-        .register_asset(AssetRequest {
-            code: "BTC".to_owned(),
-            scale: 8,
-            name: None,
-        })
+    let books: Vec<String> = (0..BOOKS).map(|book| format!("book-{book}")).collect();
+    let books: Vec<&str> = books.iter().map(String::as_str).collect();
+    talea_testkit::ledger::seed(&ledger, &books, &[("a", "asset"), ("b", "liability")])
         .await
-        .expect("register BTC");
-    for book in 0..BOOKS {
-        for (name, kind) in [("a", "asset"), ("b", "liability")] {
-            ledger
-                .open_account(
-                    &format!("book-{book}"),
-                    OpenAccountRequest {
-                        name: name.to_owned(),
-                        kind: kind.to_owned(),
-                        min_balance: None,
-                        metadata: None,
-                    },
-                )
-                .await
-                .expect("open account");
-        }
-    }
+        .expect("seeds the ledger");
     (ledger, db)
 }
 
+/// One minor unit from `a` to `b`.
 fn post(key: String) -> PostTransactionRequest {
-    let leg = |account: &str, debit: bool| PostingDto {
-        account: account.to_owned(),
-        asset: "BTC".to_owned(),
-        debit: debit.then(|| "0.00000001".to_owned()),
-        credit: (!debit).then(|| "0.00000001".to_owned()),
-    };
-    PostTransactionRequest {
-        idempotency_key: key,
-        postings: vec![leg("a", true), leg("b", false)],
-        occurred_at: None,
-        memo: None,
-        metadata: None,
-    }
+    talea_testkit::ledger::transfer(&key, "a", "b", "0.00000001")
 }
 
 /// Posts `POSTS_PER_BOOK` to each book, one client per book, all at once;

@@ -8,47 +8,21 @@ mod durability;
 
 use std::path::Path;
 
-use talea_core::{
-    AccountKind, AccountName, Amount, Asset, AssetCode, BookName, Draft, DraftPosting,
-    IdempotencyKey, NewAccount, Scale, Side,
-};
+use talea_core::{AccountKind, BookName, Draft, NewAccount};
 use talea_store::{Opened, Outcome, Registered, Store};
 use talea_store_log::LogStore;
 
-pub fn book(s: &str) -> BookName {
-    BookName::parse(s).expect("book name")
-}
-
-pub fn acct(s: &str) -> AccountName {
-    AccountName::parse(s).expect("account name")
-}
+pub use talea_testkit::domain::{acct, book};
 
 /// Moves `n` BTC minor units from `hot` to `alice`.
 pub fn deposit(key: &str, n: i128) -> Draft {
-    let leg = |account: &str, side| DraftPosting {
-        account: acct(account),
-        asset: AssetCode::parse("BTC").expect("asset code"),
-        side,
-        amount: Amount::from_minor(n),
-    };
-    Draft::new(
-        IdempotencyKey::parse(key).expect("key"),
-        vec![leg("hot", Side::Debit), leg("alice", Side::Credit)],
-        None,
-        None,
-        None,
-    )
-    .expect("balanced draft")
+    talea_testkit::domain::transfer(key, "alice", "hot", n)
 }
 
 /// Opens a store in `dir` with BTC registered and `hot`/`alice` opened in `b`.
 pub async fn seeded(dir: &Path, b: &BookName) -> LogStore {
     let store = LogStore::open(dir).expect("open the store");
-    let btc = Asset {
-        code: AssetCode::parse("BTC").expect("code"),
-        scale: Scale::new(8).expect("scale"),
-        name: None,
-    };
+    let btc = talea_testkit::domain::asset();
     assert!(matches!(
         store.register_asset(&btc).await.expect("register"),
         Registered::Created(_) | Registered::Existing(_)

@@ -4,52 +4,20 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use sqlx::postgres::{PgListener, PgNotification};
-use talea_core::{
-    AccountKind, AccountName, Amount, Asset, AssetCode, BookName, Draft, DraftPosting,
-    IdempotencyKey, NewAccount, Scale, Side,
-};
+use talea_core::{AccountKind, Amount, BookName, Draft, IdempotencyKey, NewAccount};
 use talea_store::{Opened, Outcome, Rejection, Store, StoreError};
 use talea_store_pg::{NOTIFY_CHANNEL, PgStore};
+use talea_testkit::domain::{acct, book, transfer};
 
 use crate::{POOL_MAX, migrated_store};
 
 /// How long a test waits for something asynchronous (a notification).
 const DEADLINE: Duration = Duration::from_secs(10);
 
-fn book(s: &str) -> BookName {
-    BookName::parse(s).expect("book name")
-}
-
-fn acct(s: &str) -> AccountName {
-    AccountName::parse(s).expect("account name")
-}
-
-/// Debit `to`, credit `from`, `n` BTC minor units.
-fn transfer(key: &str, from: &str, to: &str, n: i128) -> Draft {
-    let leg = |account: &str, side| DraftPosting {
-        account: acct(account),
-        asset: AssetCode::parse("BTC").expect("asset code"),
-        side,
-        amount: Amount::from_minor(n),
-    };
-    Draft::new(
-        IdempotencyKey::parse(key).expect("key"),
-        vec![leg(to, Side::Debit), leg(from, Side::Credit)],
-        None,
-        None,
-        None,
-    )
-    .expect("draft")
-}
-
 /// BTC and two unbounded accounts, `a` and `b`, in `book`.
 async fn setup(store: &PgStore, b: &BookName) {
     store
-        .register_asset(&Asset {
-            code: AssetCode::parse("BTC").expect("asset code"),
-            scale: Scale::new(8).expect("scale"),
-            name: None,
-        })
+        .register_asset(&talea_testkit::domain::asset())
         .await
         .expect("register BTC");
     for name in ["a", "b"] {

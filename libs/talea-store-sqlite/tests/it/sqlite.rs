@@ -7,46 +7,17 @@ use std::time::Duration;
 
 use sqlx::{Connection, SqliteConnection};
 use talea_core::{
-    AccountKind, AccountName, Amount, Asset, AssetCode, BookName, Commit, Decimal, Draft,
-    DraftPosting, IdempotencyKey, NewAccount, Scale, Side, Timestamp,
+    AccountKind, Amount, Asset, BookName, Commit, Decimal, Draft, IdempotencyKey, NewAccount,
+    Scale, Timestamp,
 };
 use talea_store::{Opened, Outcome, Registered, Rejection, Store, StoreError};
 use talea_store_sqlite::{BUSY_TIMEOUT_MS, SqliteStore};
+use talea_testkit::domain::{acct, asset_code, book, transfer};
 
 use crate::temp_store;
 
 /// How long a test waits for something asynchronous (a notice).
 const DEADLINE: Duration = Duration::from_secs(10);
-
-fn book(s: &str) -> BookName {
-    BookName::parse(s).expect("book name")
-}
-
-fn acct(s: &str) -> AccountName {
-    AccountName::parse(s).expect("account name")
-}
-
-fn btc() -> AssetCode {
-    AssetCode::parse("BTC").expect("asset code")
-}
-
-/// Debit `to`, credit `from`, `n` BTC minor units.
-fn transfer(key: &str, from: &str, to: &str, n: i128) -> Draft {
-    let leg = |account: &str, side| DraftPosting {
-        account: acct(account),
-        asset: btc(),
-        side,
-        amount: Amount::from_minor(n),
-    };
-    Draft::new(
-        IdempotencyKey::parse(key).expect("key"),
-        vec![leg(to, Side::Debit), leg(from, Side::Credit)],
-        None,
-        None,
-        None,
-    )
-    .expect("draft")
-}
 
 /// alice deposits `n`: debit `hot`, credit `alice` (raising her liability).
 fn deposit(key: &str, n: i128) -> Draft {
@@ -63,7 +34,7 @@ fn withdraw(key: &str, n: i128) -> Draft {
 async fn setup(store: &SqliteStore, b: &BookName) {
     store
         .register_asset(&Asset {
-            code: btc(),
+            code: asset_code(),
             scale: Scale::new(8).expect("scale"),
             name: Some("Bitcoin".to_owned()),
         })
@@ -485,7 +456,7 @@ async fn a_file_that_is_not_a_database_is_refused() {
     assert!(matches!(
         store
             .register_asset(&Asset {
-                code: btc(),
+                code: asset_code(),
                 scale: Scale::new(8).expect("scale"),
                 name: None,
             })
@@ -575,7 +546,7 @@ async fn a_draft_the_database_refuses_fails_alone() {
         outcomes[3],
         Outcome::Rejected(Rejection::InsufficientBalance {
             account: acct("alice"),
-            asset: btc(),
+            asset: asset_code(),
             balance: Amount::ZERO,
         }),
         "later drafts do not see the refused one"

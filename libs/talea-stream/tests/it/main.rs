@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::{Stream, StreamExt};
-use talea_api::{AssetRequest, LedgerApi, OpenAccountRequest, PostTransactionRequest, PostingDto};
+use talea_api::LedgerApi;
 use talea_ledger::{LedgerConfig, LedgerService};
 use talea_store_pg::PgStore;
 use talea_stream::{
@@ -19,6 +19,7 @@ use talea_stream::{
     StreamConfig, Subscription,
 };
 use talea_testkit::TestDb;
+use talea_testkit::ledger::transfer;
 use tokio::sync::broadcast;
 
 type Frames = Pin<Box<dyn Stream<Item = Result<bytes::Bytes, Infallible>> + Send>>;
@@ -100,28 +101,17 @@ impl Fixture {
             LedgerConfig::default(),
             talea_telemetry::Metrics::new(),
         );
-        ledger
-            .register_asset(AssetRequest {
-                code: "BTC".to_owned(),
-                scale: 8,
-                name: None,
-            })
-            .await
-            .expect("asset");
-        for name in ["hot", "alice", "bob"] {
-            ledger
-                .open_account(
-                    "pay",
-                    OpenAccountRequest {
-                        name: name.to_owned(),
-                        kind: if name == "hot" { "asset" } else { "liability" }.to_owned(),
-                        min_balance: None,
-                        metadata: None,
-                    },
-                )
-                .await
-                .expect("open");
-        }
+        talea_testkit::ledger::seed(
+            &ledger,
+            &["pay"],
+            &[
+                ("hot", "asset"),
+                ("alice", "liability"),
+                ("bob", "liability"),
+            ],
+        )
+        .await
+        .expect("seeds the ledger");
         Fixture { ledger, store, db }
     }
 
@@ -143,23 +133,8 @@ impl Fixture {
 
     /// Posts a deposit to `customer`; returns its seq.
     async fn deposit(&self, key: &str, customer: &str) -> u64 {
-        let leg = |account: &str, debit: bool| PostingDto {
-            account: account.to_owned(),
-            asset: "BTC".to_owned(),
-            debit: debit.then(|| "1".to_owned()),
-            credit: (!debit).then(|| "1".to_owned()),
-        };
         self.ledger
-            .post_transaction(
-                "pay",
-                PostTransactionRequest {
-                    idempotency_key: key.to_owned(),
-                    postings: vec![leg("hot", true), leg(customer, false)],
-                    occurred_at: None,
-                    memo: None,
-                    metadata: None,
-                },
-            )
+            .post_transaction("pay", transfer(key, "hot", customer, "1"))
             .await
             .expect("post")
             .seq
@@ -245,23 +220,8 @@ impl Fixture {
         move |key| {
             let ledger = ledger.clone();
             Box::pin(async move {
-                let leg = |account: &str, debit: bool| PostingDto {
-                    account: account.to_owned(),
-                    asset: "BTC".to_owned(),
-                    debit: debit.then(|| "1".to_owned()),
-                    credit: (!debit).then(|| "1".to_owned()),
-                };
                 ledger
-                    .post_transaction(
-                        "pay",
-                        PostTransactionRequest {
-                            idempotency_key: key,
-                            postings: vec![leg("hot", true), leg("bob", false)],
-                            occurred_at: None,
-                            memo: None,
-                            metadata: None,
-                        },
-                    )
+                    .post_transaction("pay", transfer(&key, "hot", "bob", "1"))
                     .await
                     .expect("post")
                     .seq

@@ -3,8 +3,10 @@
 //! while other tokens stream, counts the refusal, gives the slot back when
 //! a stream closes; and an out-of-range value stops start-up.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
+
+use talea_testkit::process::{run_to_exit, talea_command};
 
 use crate::{BIN, Fixture, TOKEN, free_port, kill};
 
@@ -38,8 +40,7 @@ async fn metrics(port: u16) -> String {
 async fn a_token_at_its_stream_cap_gets_429_while_other_tokens_stream() {
     let f = Fixture::new().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let tokens = dir.path().join("tokens.toml");
-    std::fs::write(&tokens, TOKENS).expect("writes");
+    let tokens = talea_testkit::tokens_file(dir.path(), TOKENS).expect("tokens file");
     let metrics_port = free_port();
     let (fanout, port) = f
         .fanout_with(
@@ -106,41 +107,19 @@ async fn a_token_at_its_stream_cap_gets_429_while_other_tokens_stream() {
 /// Runs the fan-out with `env` and returns its exit status and stderr; it
 /// must exit on its own (within 20 s).
 fn start_and_exit(env: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
-    let mut cmd = Command::new(BIN);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("TALEA_") {
-            cmd.env_remove(key);
-        }
-    }
-    let mut child = cmd
-        // Settings are checked before anything connects: nothing listens here.
-        .env("TALEA_DB_URL", "postgres://nobody@127.0.0.1:1/none")
+    let mut cmd = talea_command(BIN, &std::env::temp_dir());
+    // Settings are checked before anything connects: nothing listens here.
+    cmd.env("TALEA_DB_URL", "postgres://nobody@127.0.0.1:1/none")
         .env("TALEA_NATS_URL", "nats://127.0.0.1:1")
         .env("TALEA_API_TOKEN", TOKEN)
         .env("TALEA_BIND", format!("127.0.0.1:{}", free_port()))
-        .envs(env.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("fan-out starts");
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if std::time::Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the fan-out did not exit with {env:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut stderr = String::new();
-    if let Some(mut pipe) = child.stderr.take() {
-        use std::io::Read;
-        let _ = pipe.read_to_string(&mut stderr);
-    }
-    (status, stderr)
+        .envs(env.iter().copied());
+    let out = run_to_exit(cmd, Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("the fan-out did not exit with {env:?}: {e:#}"));
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]

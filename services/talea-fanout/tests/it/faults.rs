@@ -20,56 +20,18 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use futures::StreamExt;
 use talea_api::LedgerApi;
-use talea_bus::{Relay, RelayConfig};
 use talea_client::{RetryPolicy, TaleaClient};
-use talea_store_pg::PgStore;
-use talea_testkit::process::{NatsServer, Service, talea_command, workspace_bin_async};
+use talea_testkit::nats::{subscribe_ready, wait_for_seq};
+use talea_testkit::process::{
+    NatsServer, Service, TALEAD_LISTENING, talea_command, talead_serve, workspace_bin_async,
+};
 use tokio::sync::watch;
 
-use super::{Fixture, TOKEN, deposit_request, event_source, expect_exactly, kill};
+use super::{Fixture, TOKEN, event_source, expect_exactly, kill};
 
-/// The relay in process, on `nats_url`.
-async fn relay_on(
-    f: &Fixture,
-    nats_url: &str,
-) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
-    let store = PgStore::connect(&f.db.url, 4).await.expect("connect");
-    let nats = async_nats::connect(nats_url).await.expect("NATS");
-    let relay = Relay::new(
-        store,
-        nats,
-        RelayConfig {
-            subject_prefix: f.prefix.clone(),
-            poll_ms: 200,
-            standby_retry_ms: 100,
-            lease_check_ms: 100,
-        },
-        talea_telemetry::RelayMetrics::new(),
-    );
-    let (stop, rx) = watch::channel(false);
-    (stop, tokio::spawn(async move { relay.run(rx).await }))
-}
-
-/// Whether a message with `Talea-Seq: last` arrives on `subscriber` within 20 s.
-async fn publishes(subscriber: &mut async_nats::Subscriber, last: u64) -> bool {
-    let reached = tokio::time::timeout(Duration::from_secs(20), async {
-        while let Some(message) = subscriber.next().await {
-            let seq = message
-                .headers
-                .as_ref()
-                .and_then(|h| h.get("Talea-Seq"))
-                .and_then(|v| v.as_str().parse::<u64>().ok());
-            if seq == Some(last) {
-                return true;
-            }
-        }
-        false
-    })
-    .await;
-    reached == Ok(true)
-}
+/// How long the relay may take to publish a commit on NATS.
+const PUBLISH_DEADLINE: Duration = Duration::from_secs(20);
 
 async fn wait_progress(progress: &AtomicU64, at_least: u64) {
     talea_testkit::wait_until(Duration::from_secs(30), || async {
@@ -86,7 +48,7 @@ async fn a_nats_restart_mid_stream_costs_no_gap_or_repeat() {
         .expect("the start task")
         .expect("a throwaway nats-server");
     let f = Arc::new(Fixture::new().await);
-    let (stop_relay, relay) = relay_on(&f, &nats.url()).await;
+    let (stop_relay, relay) = f.relay_on(&nats.url()).await;
     let (fanout, port) = f
         .fanout_with(0, &[("TALEA_NATS_URL", nats.url())], Stdio::inherit())
         .await;
@@ -129,16 +91,14 @@ async fn a_nats_restart_mid_stream_costs_no_gap_or_repeat() {
 
     // The live path is back: the relay publishes new commits on NATS again.
     let watcher = async_nats::connect(nats.url()).await.expect("NATS");
-    let mut live = watcher
-        .subscribe(format!("{}.pay", f.prefix))
+    let mut live = subscribe_ready(&watcher, format!("{}.pay", f.prefix))
         .await
         .expect("subscribes");
-    watcher.flush().await.expect("flushes");
     for i in 0..5 {
         last = f.deposit(&format!("after-{i}")).await;
     }
     assert!(
-        publishes(&mut live, last).await,
+        wait_for_seq(&mut live, last, PUBLISH_DEADLINE).await,
         "the relay publishes on the restarted NATS"
     );
     expect_exactly(&mut ids, &mut seen, last).await;
@@ -160,12 +120,9 @@ async fn service_bin(package: &str) -> PathBuf {
 
 /// The real talead on the fixture's database.
 async fn talead_on(f: &Fixture, bin: &Path) -> Service {
-    let mut cmd = talea_command(bin, &std::env::temp_dir());
-    cmd.arg("serve")
-        .env("TALEA_DB_URL", &f.db.url)
-        .env("TALEA_API_TOKEN", TOKEN)
-        .env("TALEA_BIND", "127.0.0.1:0");
-    Service::spawn_async(cmd, "talead listening on ")
+    let mut cmd = talead_serve(bin, &std::env::temp_dir(), &f.db.url);
+    cmd.env("TALEA_API_TOKEN", TOKEN);
+    Service::spawn_async(cmd, TALEAD_LISTENING)
         .await
         .expect("talead starts")
 }
@@ -231,14 +188,10 @@ async fn relay_and_fanout_killed_under_sdk_load_cost_no_gap_or_repeat() {
     let mut seen = Vec::new();
     expect_exactly(&mut ids, &mut seen, 2).await;
     // What reaches NATS: the relays' live path, checked at the end.
-    let nats = async_nats::connect(talea_testkit::nats_url())
-        .await
-        .expect("NATS");
-    let mut published = nats
-        .subscribe(format!("{}.pay", f.prefix))
+    let nats = talea_testkit::nats::connect().await.expect("NATS");
+    let mut published = subscribe_ready(&nats, format!("{}.pay", f.prefix))
         .await
         .expect("subscribes");
-    nats.flush().await.expect("flushes");
 
     // SDK clients posting unique keys through talead until told to stop.
     let acked = Arc::new(Acked::default());
@@ -260,7 +213,7 @@ async fn relay_and_fanout_killed_under_sdk_load_cost_no_gap_or_repeat() {
             while !acked.stop.load(Ordering::SeqCst) {
                 let key = format!("w{w}-k{i}");
                 let tx = client
-                    .post_transaction("pay", deposit_request(&key))
+                    .post_transaction("pay", talea_testkit::ledger::deposit(&key))
                     .await
                     .unwrap_or_else(|e| panic!("{key} refused for good: {e:?}"));
                 acked
@@ -329,7 +282,7 @@ async fn relay_and_fanout_killed_under_sdk_load_cost_no_gap_or_repeat() {
 
     // The second relay published the end of the load on NATS.
     assert!(
-        publishes(&mut published, last).await,
+        wait_for_seq(&mut published, last, PUBLISH_DEADLINE).await,
         "the new relay publishes up to {last}"
     );
 

@@ -86,8 +86,7 @@ async fn post_secret(f: &Fixture, key: &str) -> u64 {
 async fn hidden_fields_never_leave_the_fanout_and_snapshots_are_consistent() {
     let f = Fixture::new().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let tokens = dir.path().join("tokens.toml");
-    std::fs::write(&tokens, TOKENS).expect("writes");
+    let tokens = talea_testkit::tokens_file(dir.path(), TOKENS).expect("tokens file");
     let (stop, relay) = f.relay().await;
     let (fanout, port) = f
         .fanout_with(

@@ -11,11 +11,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use talea_api::{AssetRequest, LedgerApi, OpenAccountRequest, PostTransactionRequest, PostingDto};
+use talea_api::LedgerApi;
 use talea_bus::{Relay, RelayConfig};
 use talea_ledger::{LedgerConfig, LedgerService};
 use talea_store_pg::PgStore;
 use talea_testkit::TestDb;
+use talea_testkit::process::talea_command;
 use tokio::sync::{mpsc, watch};
 
 mod browser;
@@ -43,28 +44,9 @@ impl Fixture {
             LedgerConfig::default(),
             talea_telemetry::Metrics::new(),
         );
-        ledger
-            .register_asset(AssetRequest {
-                code: "BTC".to_owned(),
-                scale: 8,
-                name: None,
-            })
+        talea_testkit::ledger::seed(&ledger, &["pay"], &talea_testkit::ledger::HOT_ALICE)
             .await
-            .expect("asset");
-        for (name, kind) in [("hot", "asset"), ("alice", "liability")] {
-            ledger
-                .open_account(
-                    "pay",
-                    OpenAccountRequest {
-                        name: name.to_owned(),
-                        kind: kind.to_owned(),
-                        min_balance: None,
-                        metadata: None,
-                    },
-                )
-                .await
-                .expect("open");
-        }
+            .expect("seeds the ledger");
         Fixture {
             db,
             store,
@@ -75,17 +57,22 @@ impl Fixture {
 
     async fn deposit(&self, key: &str) -> u64 {
         self.ledger
-            .post_transaction("pay", deposit_request(key))
+            .post_transaction("pay", talea_testkit::ledger::deposit(key))
             .await
             .expect("post")
             .seq
     }
 
+    /// The relay in process on the test's NATS server.
     async fn relay(&self) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+        self.relay_on(&talea_testkit::nats_url()).await
+    }
+
+    /// The relay in process on `nats_url`, scanning every 200 ms and trying
+    /// for the lease every 100 ms.
+    async fn relay_on(&self, nats_url: &str) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
         let store = PgStore::connect(&self.db.url, 4).await.expect("connect");
-        let nats = async_nats::connect(talea_testkit::nats_url())
-            .await
-            .expect("NATS");
+        let nats = async_nats::connect(nats_url).await.expect("NATS");
         let relay = Relay::new(
             store,
             nats,
@@ -109,36 +96,22 @@ impl Fixture {
     /// [`Fixture::fanout`] with more variables and its stderr sent to `stderr`.
     async fn fanout_with(&self, port: u16, env: &[(&str, String)], stderr: Stdio) -> (Child, u16) {
         let port = if port == 0 { free_port() } else { port };
-        let mut cmd = Command::new(BIN);
-        for (key, _) in std::env::vars() {
-            if key.starts_with("TALEA_") {
-                cmd.env_remove(key);
-            }
-        }
-        let child = cmd
+        let child = talea_command(BIN, &std::env::temp_dir())
             .env("TALEA_BIND", format!("127.0.0.1:{port}"))
             .env("TALEA_DB_URL", &self.db.url)
             .env("TALEA_NATS_URL", talea_testkit::nats_url())
             .env("TALEA_NATS_SUBJECT_PREFIX", &self.prefix)
             .env("TALEA_API_TOKEN", TOKEN)
             .env("TALEA_SSE_HEARTBEAT_S", "1")
-            .env("RUST_LOG", "warn")
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
             .expect("fan-out starts");
-        let client = reqwest::Client::new();
-        talea_testkit::wait_until(Duration::from_secs(20), || {
-            let client = client.clone();
-            async move {
-                client
-                    .get(format!("http://127.0.0.1:{port}/health"))
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().is_success())
-            }
-        })
+        talea_testkit::wait_http_ok(
+            &format!("http://127.0.0.1:{port}/health"),
+            Duration::from_secs(20),
+        )
         .await
         .expect("fan-out answers /health");
         (child, port)
@@ -150,28 +123,9 @@ impl Fixture {
     }
 }
 
-/// One BTC from `hot` to `alice` in book `pay`, under `key`.
-fn deposit_request(key: &str) -> PostTransactionRequest {
-    let leg = |account: &str, debit: bool| PostingDto {
-        account: account.to_owned(),
-        asset: "BTC".to_owned(),
-        debit: debit.then(|| "1".to_owned()),
-        credit: (!debit).then(|| "1".to_owned()),
-    };
-    PostTransactionRequest {
-        idempotency_key: key.to_owned(),
-        postings: vec![leg("hot", true), leg("alice", false)],
-        occurred_at: None,
-        memo: None,
-        metadata: None,
-    }
-}
-
+/// A loopback port nothing listened on a moment ago.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    talea_testkit::process::free_port().expect("a free port")
 }
 
 fn kill(mut child: Child) {

@@ -6,7 +6,6 @@
 //! builds from `TALEA_SCOPE_URL`; it has no token configuration of its own,
 //! so every decision below comes from the service.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +14,7 @@ use talea_auth::{ScopeClient, ScopeClientConfig, Secret};
 use talea_http::{AppState, HttpConfig};
 use talea_ledger::{LedgerConfig, LedgerService};
 use talea_store_pg::PgStore;
+use talea_testkit::JsonClient;
 
 use crate::support::*;
 
@@ -45,42 +45,19 @@ hide = ["metadata", "memo"]
 /// a loaded machine; the test waits it out once, by polling.
 const TTL_S: &str = "3";
 
+/// talead's router in process, deciding through the scope service.
 struct App {
-    base: String,
-    client: reqwest::Client,
+    api: JsonClient,
     metrics: talea_telemetry::Metrics,
 }
 
 impl App {
-    async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        token: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let url = format!("{}{path}", self.base);
-        let mut req = match method {
-            "POST" => self.client.post(url),
-            _ => self.client.get(url),
-        };
-        if !token.is_empty() {
-            req = req.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        let resp = req.send().await.expect("answered");
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(Value::Null))
-    }
-
     async fn get(&self, path: &str, token: &str) -> (u16, Value) {
-        self.call("GET", path, token, None).await
+        self.api.get(path, token).await
     }
 
     async fn post(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
-        self.call("POST", path, token, Some(body)).await
+        self.api.post(path, token, body).await
     }
 }
 
@@ -95,21 +72,11 @@ async fn spawn_app(scope_url: &str) -> App {
     config.breaker_open_ms = 200;
     let scope = ScopeClient::new(config, metrics.auth.clone()).expect("client");
     let state = AppState::new(ledger, Arc::new(scope), &HttpConfig::default());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("binds");
-    let addr = listener.local_addr().expect("address");
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            talea_http::router(state).into_make_service_with_connect_info::<SocketAddr>(),
-        )
+    let base = talea_testkit::serve_router(talea_http::router(state))
         .await
         .expect("serves");
-    });
     App {
-        base: format!("http://{addr}"),
-        client: reqwest::Client::new(),
+        api: JsonClient::new(base),
         metrics,
     }
 }
@@ -117,8 +84,7 @@ async fn spawn_app(scope_url: &str) -> App {
 #[tokio::test]
 async fn decisions_come_from_the_scope_service_and_survive_its_death_until_the_ttl() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("tokens.toml");
-    std::fs::write(&file, TOKENS).expect("writes");
+    let file = talea_testkit::tokens_file(dir.path(), TOKENS).expect("tokens file");
     let file = file.display().to_string();
     let envs = |bind: &str| {
         vec![
@@ -136,26 +102,14 @@ async fn decisions_come_from_the_scope_service_and_survive_its_death_until_the_t
     let app = spawn_app(&scope.url).await;
 
     // Setup, as admin.
-    let (s, _) = app
-        .post(
-            "/v1/assets",
+    app.api
+        .create_ledger(
             "admin-secret",
-            json!({"code": "BTC", "scale": 8}),
+            &["payments", "other"],
+            &[("cash", "asset"), ("equity", "equity")],
         )
-        .await;
-    assert_eq!(s, 201);
-    for book in ["payments", "other"] {
-        for (name, kind) in [("cash", "asset"), ("equity", "equity")] {
-            let (s, _) = app
-                .post(
-                    &format!("/v1/books/{book}/accounts"),
-                    "admin-secret",
-                    json!({"name": name, "kind": kind}),
-                )
-                .await;
-            assert_eq!(s, 201);
-        }
-    }
+        .await
+        .expect("a fresh ledger");
     let posting = json!({"idempotency_key": "k1", "postings": [
         {"account": "cash", "asset": "BTC", "debit": "1"},
         {"account": "equity", "asset": "BTC", "credit": "1"}],

@@ -1,7 +1,6 @@
 //! Start-up refusals and the introspection contract, over a real socket.
 
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -260,21 +259,8 @@ async fn introspection_answers_the_contract() {
             .expect("answered");
         assert_eq!(r.status().as_u16(), status, "{path}");
     }
-    let r = client
-        .get(format!("{}/metrics", scope.url))
-        .send()
-        .await
-        .expect("answered");
-    assert_eq!(r.status(), 404, "metrics only on their own listener");
-
-    let text = client
-        .get(scope.metrics.clone().expect("metrics listener"))
-        .send()
-        .await
-        .expect("answered")
-        .text()
-        .await
-        .expect("text");
+    let metrics = scope.metrics.clone().expect("metrics listener");
+    let text = talea_testkit::scrape_metrics(&scope.url, &metrics).await;
     for line in [
         "talea_introspect_requests_total{outcome=\"active\"} 5",
         "talea_introspect_requests_total{outcome=\"inactive\"} 4",
@@ -297,18 +283,9 @@ async fn introspection_answers_the_contract() {
     talea_testkit::promtool_check(&text);
 
     // SIGTERM: a graceful stop with exit code 0.
-    let status = Command::new("kill")
-        .args(["-TERM", &scope.child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(status) = scope.child.try_wait().expect("wait") {
-            assert!(status.success(), "{status}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "talea-scope did not stop");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let status = scope
+        .service
+        .terminate(Duration::from_secs(10))
+        .expect("talea-scope stops on SIGTERM");
+    assert!(status.success(), "{status}");
 }

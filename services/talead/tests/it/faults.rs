@@ -8,17 +8,18 @@
 //! (seqs 1..=N), and every balance equals the sum of its postings.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use sqlx::PgPool;
-use talea_api::{
-    ApiError, AssetRequest, LedgerApi, OpenAccountRequest, PostTransactionRequest, PostingDto,
-};
+use talea_api::{ApiError, LedgerApi};
 use talea_client::{RetryPolicy, RetryReason, TaleaClient};
 use talea_store_pg::PgStore;
-use talea_testkit::process::{PgCluster, PgStopMode, Service, free_port, talea_command};
+use talea_testkit::process::{
+    PgCluster, PgStopMode, Service, TALEAD_LISTENING, free_port, talead_serve,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_talead");
 const TOKEN: &str = "fault-test-token";
@@ -30,15 +31,12 @@ const LOAD_DEADLINE: Duration = Duration::from_secs(45);
 
 /// Starts `talead serve` on `db_url`, bound to `bind`, with `envs` added.
 async fn serve(db_url: &str, bind: &str, envs: &[(&str, &str)]) -> Service {
-    let mut cmd = talea_command(BIN, &std::env::temp_dir());
-    cmd.arg("serve")
-        .env("TALEA_DB_URL", db_url)
-        .env("TALEA_API_TOKEN", TOKEN)
+    let mut cmd = talead_serve(Path::new(BIN), &std::env::temp_dir(), db_url);
+    cmd.env("TALEA_API_TOKEN", TOKEN)
         .env("TALEA_BIND", bind)
         .envs(envs.iter().copied());
-    tokio::task::spawn_blocking(move || Service::spawn(cmd, "talead listening on "))
+    Service::spawn_async(cmd, TALEAD_LISTENING)
         .await
-        .expect("the spawn task")
         .expect("talead starts")
 }
 
@@ -51,42 +49,9 @@ pub(crate) async fn migrate(db_url: &str) {
 
 /// The asset and the book's two accounts (seqs 1 and 2).
 async fn setup(api: &dyn LedgerApi) {
-    api.register_asset(AssetRequest {
-        code: "BTC".to_owned(),
-        scale: 8,
-        name: None,
-    })
-    .await
-    .expect("registers");
-    for (name, kind) in [("hot", "asset"), ("alice", "liability")] {
-        api.open_account(
-            BOOK,
-            OpenAccountRequest {
-                name: name.to_owned(),
-                kind: kind.to_owned(),
-                min_balance: None,
-                metadata: None,
-            },
-        )
+    talea_testkit::ledger::seed(api, &[BOOK], &talea_testkit::ledger::HOT_ALICE)
         .await
-        .expect("opens");
-    }
-}
-
-fn deposit(key: &str) -> PostTransactionRequest {
-    let leg = |account: &str, debit: bool| PostingDto {
-        account: account.to_owned(),
-        asset: "BTC".to_owned(),
-        debit: debit.then(|| "1".to_owned()),
-        credit: (!debit).then(|| "1".to_owned()),
-    };
-    PostTransactionRequest {
-        idempotency_key: key.to_owned(),
-        postings: vec![leg("hot", true), leg("alice", false)],
-        occurred_at: None,
-        memo: None,
-        metadata: None,
-    }
+        .expect("seeds the ledger");
 }
 
 /// What the load's clients saw.
@@ -175,7 +140,10 @@ fn load(
                     let key = format!("w{w}-k{i}");
                     let started = tokio::time::Instant::now();
                     loop {
-                        match clients[current].post_transaction(BOOK, deposit(&key)).await {
+                        match clients[current]
+                            .post_transaction(BOOK, talea_testkit::ledger::deposit(&key))
+                            .await
+                        {
                             Ok(tx) => {
                                 seen.status(if tx.deduplicated == Some(true) {
                                     200
@@ -410,7 +378,7 @@ async fn a_burst_past_the_book_queue_is_refused_429_then_lands_once() {
             let r = http
                 .post(url)
                 .bearer_auth(TOKEN)
-                .json(&deposit(&format!("burst-{i}")))
+                .json(&talea_testkit::ledger::deposit(&format!("burst-{i}")))
                 .send()
                 .await
                 .expect("answered");
@@ -460,7 +428,9 @@ async fn a_burst_past_the_book_queue_is_refused_429_then_lands_once() {
         let sdk = sdk.clone();
         retries.spawn(async move {
             let key = format!("burst-{i}");
-            let tx = sdk.post_transaction(BOOK, deposit(&key)).await;
+            let tx = sdk
+                .post_transaction(BOOK, talea_testkit::ledger::deposit(&key))
+                .await;
             (key, tx)
         });
     }

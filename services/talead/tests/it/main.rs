@@ -1,11 +1,12 @@
 //! The real `talead` binary: `init`, `serve`, start-up refusals, metrics, shutdown.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use talea_testkit::TestDb;
+use talea_testkit::process::{Service, TALEAD_LISTENING, TALEAD_METRICS, talea_command};
 
 mod bootstrap;
 mod embedded;
@@ -19,15 +20,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_talead");
 
 /// A `talead` command in `dir` with a clean `TALEA_*` environment.
 fn talead(dir: &Path) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.current_dir(dir);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("TALEA_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.env("RUST_LOG", "warn");
-    cmd
+    talea_command(BIN, dir)
 }
 
 fn env_value(dir: &Path, key: &str) -> Option<String> {
@@ -167,20 +160,15 @@ async fn serve_refuses_an_unmigrated_database_and_a_missing_token() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("tokens file"));
 }
 
-/// A running `talead serve`, stopped with SIGTERM when dropped.
+/// A running `talead serve` with its API and metrics listeners on free
+/// ports, killed when dropped.
 struct Server {
-    child: Child,
+    service: Service,
     api: String,
+    /// The metrics URL talead printed (empty if it printed none).
     metrics: String,
     /// What talead printed up to its listening line.
     printed: Vec<String>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn start(dir: &Path) -> Server {
@@ -188,93 +176,100 @@ fn start(dir: &Path) -> Server {
 }
 
 fn start_with(dir: &Path, envs: &[(&str, &str)]) -> Server {
-    let mut child = talead(dir)
-        .arg("serve")
+    let mut cmd = talead(dir);
+    cmd.arg("serve")
         .envs(envs.iter().copied())
         .env("TALEA_BIND", "127.0.0.1:0")
-        .env("TALEA_METRICS_BIND", "127.0.0.1:0")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawns");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let (mut api, mut metrics) = (String::new(), String::new());
-    let mut printed = Vec::new();
-    while api.is_empty() {
-        let line = lines
-            .next()
-            .expect("talead printed its address")
-            .expect("line");
-        printed.push(line.clone());
-        if let Some(url) = line.strip_prefix("talead metrics on ") {
-            metrics = url.to_owned();
-        } else if let Some(rest) = line.strip_prefix("talead listening on ") {
-            api = rest
-                .split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .to_owned();
-        }
-    }
+        .env("TALEA_METRICS_BIND", "127.0.0.1:0");
+    let service = Service::spawn(cmd, TALEAD_LISTENING).expect("talead printed its address");
     Server {
-        child,
-        api,
-        metrics,
-        printed,
+        api: service.url.clone(),
+        metrics: service
+            .printed_url(TALEAD_METRICS)
+            .unwrap_or_default()
+            .to_owned(),
+        printed: service.printed.clone(),
+        service,
     }
 }
 
-#[tokio::test]
-async fn serve_answers_exports_valid_metrics_and_stops_on_sigterm() {
+/// `talead init` on a fresh database in a fresh directory, seeded with
+/// [`SEED`] when `seeded`.
+struct Initialised {
+    db: TestDb,
+    dir: tempfile::TempDir,
+    /// The API token init wrote to `.env`.
+    token: String,
+}
+
+async fn initialised(seeded: bool) -> Initialised {
     let db = talea_testkit::fresh_database().await.expect("database");
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("talea.seed.toml"), SEED).expect("seed");
+    if seeded {
+        std::fs::write(dir.path().join("talea.seed.toml"), SEED).expect("seed");
+    }
     let out = talead(dir.path())
         .args(["init", "--db-url", &db.url])
         .output()
         .expect("runs");
-    assert!(out.status.success());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let token = env_value(dir.path(), "TALEA_API_TOKEN").expect("token");
+    Initialised { db, dir, token }
+}
 
-    let mut server = start(dir.path());
-    assert!(!server.metrics.is_empty(), "metrics address printed");
-    let client = reqwest::Client::new();
-    let r = client
-        .post(format!("{}/v1/books/demo/transactions", server.api))
-        .bearer_auth(&token)
+/// Posts `k1` to the seeded book `demo` (one BTC from `hot-wallet` to
+/// `customers:alice`) with `token`; returns the status.
+async fn post_k1(client: &reqwest::Client, api: &str, token: &str) -> u16 {
+    client
+        .post(format!("{api}/v1/books/demo/transactions"))
+        .bearer_auth(token)
         .json(&json!({"idempotency_key": "k1", "postings": [
             {"account": "hot-wallet", "asset": "BTC", "debit": "1"},
             {"account": "customers:alice", "asset": "BTC", "credit": "1"}]}))
         .send()
         .await
-        .expect("answered");
-    assert_eq!(r.status(), 201);
-    let r: Value = client
-        .get(format!("{}/v1/books/demo/trial-balance", server.api))
-        .bearer_auth(&token)
+        .expect("answered")
+        .status()
+        .as_u16()
+}
+
+/// `GET url` with `token`, answered with JSON.
+async fn get_json(client: &reqwest::Client, url: &str, token: &str) -> Value {
+    client
+        .get(url)
+        .bearer_auth(token)
         .send()
         .await
         .expect("answered")
         .json()
         .await
-        .expect("json");
-    assert_eq!(r["balanced"], true);
-    let r = client
-        .get(format!("{}/metrics", server.api))
-        .send()
-        .await
-        .expect("answered");
-    assert_eq!(r.status(), 404, "metrics never on the API listener");
+        .expect("json")
+}
 
-    let text = client
-        .get(&server.metrics)
-        .send()
-        .await
-        .expect("answered")
-        .text()
-        .await
-        .expect("text");
+#[tokio::test]
+async fn serve_answers_exports_valid_metrics_and_stops_on_sigterm() {
+    let Initialised {
+        db: _db,
+        dir,
+        token,
+    } = initialised(true).await;
+
+    let mut server = start(dir.path());
+    assert!(!server.metrics.is_empty(), "metrics address printed");
+    let client = reqwest::Client::new();
+    assert_eq!(post_k1(&client, &server.api, &token).await, 201);
+    let r = get_json(
+        &client,
+        &format!("{}/v1/books/demo/trial-balance", server.api),
+        &token,
+    )
+    .await;
+    assert_eq!(r["balanced"], true);
+    let text = talea_testkit::scrape_metrics(&server.api, &server.metrics).await;
     for name in [
         "talea_commits_total 1",
         "talea_batch_size_bucket",
@@ -289,21 +284,11 @@ async fn serve_answers_exports_valid_metrics_and_stops_on_sigterm() {
     talea_testkit::promtool_check(&text);
 
     // SIGTERM: a graceful stop with exit code 0.
-    let pid = server.child.id().to_string();
-    let status = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(status) = server.child.try_wait().expect("wait") {
-            assert!(status.success(), "{status}");
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "talead did not stop");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let status = server
+        .service
+        .terminate(Duration::from_secs(10))
+        .expect("talead stops on SIGTERM");
+    assert!(status.success(), "{status}");
 }
 
 /// A client that trickles its headers loses its connection after
@@ -313,13 +298,7 @@ async fn serve_answers_exports_valid_metrics_and_stops_on_sigterm() {
 async fn a_client_trickling_its_headers_is_cut_off_and_others_are_served() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    let db = talea_testkit::fresh_database().await.expect("database");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let out = talead(dir.path())
-        .args(["init", "--db-url", &db.url])
-        .output()
-        .expect("runs");
-    assert!(out.status.success());
+    let Initialised { db: _db, dir, .. } = initialised(false).await;
 
     let out = talead(dir.path())
         .arg("serve")
@@ -441,15 +420,7 @@ async fn slow_request(addr: &str, head: &str) -> (tokio::net::TcpStream, std::ti
 async fn a_client_trickling_its_body_is_answered_408_and_others_are_served() {
     const DEADLINE_MS: u64 = 1_500;
 
-    let db = talea_testkit::fresh_database().await.expect("database");
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("talea.seed.toml"), SEED).expect("seed");
-    let out = talead(dir.path())
-        .args(["init", "--db-url", &db.url])
-        .output()
-        .expect("runs");
-    assert!(out.status.success());
-    let token = env_value(dir.path(), "TALEA_API_TOKEN").expect("token");
+    let Initialised { db, dir, token } = initialised(true).await;
     let server = start_with(
         dir.path(),
         &[("TALEA_REQUEST_TIMEOUT_MS", &DEADLINE_MS.to_string())],
@@ -467,16 +438,7 @@ async fn a_client_trickling_its_body_is_answered_408_and_others_are_served() {
 
     // Meanwhile, well-behaved clients are served at once, writes included.
     let client = reqwest::Client::new();
-    let r = client
-        .post(format!("{}/v1/books/demo/transactions", server.api))
-        .bearer_auth(&token)
-        .json(&json!({"idempotency_key": "k1", "postings": [
-            {"account": "hot-wallet", "asset": "BTC", "debit": "1"},
-            {"account": "customers:alice", "asset": "BTC", "credit": "1"}]}))
-        .send()
-        .await
-        .expect("answered");
-    assert_eq!(r.status(), 201);
+    assert_eq!(post_k1(&client, &server.api, &token).await, 201);
     let r = client
         .get(format!("{}/v1/books/demo/accounts", server.api))
         .bearer_auth(&token)
@@ -506,15 +468,12 @@ async fn a_client_trickling_its_body_is_answered_408_and_others_are_served() {
     );
 
     // Nothing of the trickled post was committed: one transaction, k1.
-    let r: Value = client
-        .get(format!("{}/v1/books/demo/transactions", server.api))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("answered")
-        .json()
-        .await
-        .expect("json");
+    let r = get_json(
+        &client,
+        &format!("{}/v1/books/demo/transactions", server.api),
+        &token,
+    )
+    .await;
     assert_eq!(r["transactions"].as_array().map(Vec::len), Some(1), "{r}");
 
     // A route that reads no body answers at once and closes the connection

@@ -12,10 +12,11 @@
 //! what the out-of-scope path cost before the store's lookup was filtered
 //! by the token's books).
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use talea_testkit::process::{Service, talea_command};
+use talea_testkit::process::{Service, TALEAD_LISTENING, talead_serve};
 
 use crate::faults::migrate;
 
@@ -120,15 +121,12 @@ fn random_tx_id() -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn out_of_scope_transactions_answer_like_unknown_ones_in_body_headers_and_time() {
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("tokens.toml"), TOKENS).expect("tokens file");
+    let tokens = talea_testkit::tokens_file(dir.path(), TOKENS).expect("tokens file");
     let db = talea_testkit::fresh_database().await.expect("database");
     migrate(&db.url).await;
-    let mut cmd = talea_command(crate::BIN, dir.path());
-    cmd.arg("serve")
-        .env("TALEA_DB_URL", &db.url)
-        .env("TALEA_BIND", "127.0.0.1:0")
-        .env("TALEA_TOKENS_FILE", dir.path().join("tokens.toml"));
-    let talead = Service::spawn_async(cmd, "talead listening on ")
+    let mut cmd = talead_serve(Path::new(crate::BIN), dir.path(), &db.url);
+    cmd.env("TALEA_TOKENS_FILE", tokens);
+    let talead = Service::spawn_async(cmd, TALEAD_LISTENING)
         .await
         .expect("talead starts");
 

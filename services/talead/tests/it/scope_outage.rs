@@ -13,7 +13,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use talea_testkit::process::{Service, talea_command, workspace_bin_async};
+use talea_testkit::JsonClient;
+use talea_testkit::process::{
+    SCOPE_LISTENING, Service, TALEAD_LISTENING, scope_command, talead_serve, workspace_bin_async,
+};
 
 use crate::faults::migrate;
 
@@ -48,61 +51,20 @@ const CHANGE_DEADLINE: Duration = Duration::from_secs(20);
 
 /// Starts talea-scope on `bind` with the tokens file in `dir`.
 async fn scope(bin: &Path, dir: &Path, bind: &str) -> Service {
-    let mut cmd = talea_command(bin, dir);
+    let mut cmd = scope_command(bin, dir, &dir.join("tokens.toml"), SERVICE_TOKEN);
     cmd.env("TALEA_BIND", bind)
-        .env("TALEA_TOKENS_FILE", dir.join("tokens.toml"))
-        .env("TALEA_SCOPE_SERVICE_TOKEN", SERVICE_TOKEN)
         .env("TALEA_SCOPE_TTL_S", TTL.as_secs().to_string());
-    Service::spawn_async(cmd, "talea-scope listening on ")
+    Service::spawn_async(cmd, SCOPE_LISTENING)
         .await
         .expect("talea-scope starts")
 }
 
-struct Api {
-    base: String,
-    http: reqwest::Client,
-}
-
-impl Api {
-    async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        token: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let url = format!("{}{path}", self.base);
-        let mut req = match method {
-            "POST" => self.http.post(url),
-            _ => self.http.get(url),
-        };
-        if !token.is_empty() {
-            req = req.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        let resp = req.send().await.expect("answered");
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn get(&self, path: &str, token: &str) -> (u16, Value) {
-        self.call("GET", path, token, None).await
-    }
-
-    async fn post(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
-        self.call("POST", path, token, Some(body)).await
-    }
-
-    /// Polls `GET path` with `token` until it answers `status`.
-    async fn wait_status(&self, path: &str, token: &str, status: u16, what: &str) {
-        talea_testkit::wait_until(CHANGE_DEADLINE, || async {
-            self.get(path, token).await.0 == status
-        })
+/// Polls `GET path` with `token` until it answers `status`, within
+/// [`CHANGE_DEADLINE`]; `what` names the change awaited.
+async fn wait_status(api: &JsonClient, path: &str, token: &str, status: u16, what: &str) {
+    api.wait_status(path, token, status, CHANGE_DEADLINE)
         .await
-        .unwrap_or_else(|_| panic!("{what}: {path} with {token:?} never answered {status}"));
-    }
+        .unwrap_or_else(|e| panic!("{what}: {e:#}"));
 }
 
 /// The contract's 503 for an undecidable token, naming nothing of it.
@@ -121,45 +83,28 @@ async fn talead_fails_closed_when_the_real_scope_service_dies_and_recovers_with_
         .await
         .unwrap_or_else(|e| panic!("the talea-scope binary: {e:#}"));
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("tokens.toml"), TOKENS).expect("tokens file");
+    talea_testkit::tokens_file(dir.path(), TOKENS).expect("tokens file");
     let mut scope_service = scope(&scope_bin, dir.path(), "127.0.0.1:0").await;
     let db = talea_testkit::fresh_database().await.expect("database");
     migrate(&db.url).await;
-    let mut cmd = talea_command(crate::BIN, dir.path());
-    cmd.arg("serve")
-        .env("TALEA_DB_URL", &db.url)
-        .env("TALEA_BIND", "127.0.0.1:0")
-        .env("TALEA_SCOPE_URL", &scope_service.url)
+    let mut cmd = talead_serve(Path::new(crate::BIN), dir.path(), &db.url);
+    cmd.env("TALEA_SCOPE_URL", &scope_service.url)
         .env("TALEA_SCOPE_SERVICE_TOKEN", SERVICE_TOKEN);
-    let talead = Service::spawn_async(cmd, "talead listening on ")
+    let talead = Service::spawn_async(cmd, TALEAD_LISTENING)
         .await
         .expect("talead starts");
-    let api = Api {
-        base: talead.url.clone(),
-        http: reqwest::Client::new(),
-    };
+    let api = JsonClient::new(&talead.url);
 
     // Setup, as admin: a transaction in each of two books.
-    let (s, _) = api
-        .post(
-            "/v1/assets",
-            "admin-secret",
-            json!({"code": "BTC", "scale": 8}),
-        )
-        .await;
-    assert_eq!(s, 201);
+    api.create_ledger(
+        "admin-secret",
+        &["payments", "other"],
+        &[("cash", "asset"), ("equity", "equity")],
+    )
+    .await
+    .expect("a fresh ledger");
     let mut tx_paths = Vec::new();
     for book in ["payments", "other"] {
-        for (name, kind) in [("cash", "asset"), ("equity", "equity")] {
-            let (s, _) = api
-                .post(
-                    &format!("/v1/books/{book}/accounts"),
-                    "admin-secret",
-                    json!({"name": name, "kind": kind}),
-                )
-                .await;
-            assert_eq!(s, 201);
-        }
         let (s, tx) = api
             .post(
                 &format!("/v1/books/{book}/transactions"),
@@ -232,15 +177,20 @@ async fn talead_fails_closed_when_the_real_scope_service_dies_and_recovers_with_
     );
 
     // Once the TTL is out, every token fails closed: 503, never allowed.
-    api.wait_status("/v1/books/payments/accounts", "pay-secret", 503, "the TTL")
-        .await;
+    wait_status(
+        &api,
+        "/v1/books/payments/accounts",
+        "pay-secret",
+        503,
+        "the TTL",
+    )
+    .await;
     assert!(
         decided_at.elapsed() >= TTL,
         "a cached answer expired before its TTL ({:?})",
         decided_at.elapsed()
     );
-    api.wait_status("/v1/assets", "no-such-token", 503, "the negative TTL")
-        .await;
+    wait_status(&api, "/v1/assets", "no-such-token", 503, "the negative TTL").await;
     assert_unavailable(
         api.get("/v1/books/other/accounts", "pay-secret").await,
         "pay-secret",
@@ -253,7 +203,8 @@ async fn talead_fails_closed_when_the_real_scope_service_dies_and_recovers_with_
     let addr = scope_service.addr().to_owned();
     drop(scope_service);
     let _successor = scope(&scope_bin, dir.path(), &addr).await;
-    api.wait_status(
+    wait_status(
+        &api,
         "/v1/books/payments/accounts",
         "pay-secret",
         200,

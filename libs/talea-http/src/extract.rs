@@ -142,7 +142,15 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let mut pointer = pointer(e.path());
         let inner = e.into_inner();
-        let message = inner.to_string();
+        let mut message = inner.to_string();
+        // A value of the wrong type or form is named by its field; where in
+        // the body's text it stood adds nothing (a syntax error keeps it).
+        if inner.is_data() {
+            let at = format!(" at line {} column {}", inner.line(), inner.column());
+            if let Some(bare) = message.strip_suffix(&at) {
+                message = bare.to_owned();
+            }
+        }
         // serde reports a missing field at its parent; name the field itself.
         if message.starts_with("missing field") {
             if let Some(name) = message.split('`').nth(1) {

@@ -584,3 +584,41 @@ async fn pages_enforce_their_limits() {
         assert_eq!((r.status, r.error()), (400, "invalid_request"), "{bad}");
     }
 }
+
+/// An amount sent as a JSON number, a boolean or an object is refused like
+/// every other bad amount: 400 with its field and what to send instead.
+#[tokio::test]
+async fn amounts_that_are_not_strings_say_what_to_send() {
+    let app = spawn_app().await;
+    let path = "/v1/books/payments/transactions";
+    for (bad, field) in [
+        (json!(0.01), "/postings/0/debit"),
+        (json!(true), "/postings/0/debit"),
+        (json!({"value": "1"}), "/postings/0/debit"),
+    ] {
+        let mut body = transfer_body("k", "hot-wallet", "treasury", "1");
+        body["postings"][0]["debit"] = bad.clone();
+        let r = app.post(path, ROOT, &body).await;
+        assert_eq!((r.status, r.error()), (400, "invalid_request"), "{bad}");
+        assert_eq!(r.body["field"], field, "{bad}: {}", r.body);
+        let message = r.body["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("a decimal string such as \"0.01\""),
+            "{bad}: {message}"
+        );
+    }
+    let r = app
+        .post(
+            "/v1/books/payments/accounts",
+            ROOT,
+            &json!({"name": "floor", "kind": "asset", "min_balance": 0}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.error()),
+        (400, "invalid_request"),
+        "{}",
+        r.body
+    );
+    assert_eq!(r.body["field"], "/min_balance");
+}

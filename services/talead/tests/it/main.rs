@@ -14,6 +14,7 @@ mod faults;
 mod probing;
 mod scope;
 mod scope_outage;
+mod settings_documented;
 mod token_leak;
 
 const BIN: &str = env!("CARGO_BIN_EXE_talead");

@@ -182,17 +182,12 @@ pub(crate) fn events(list: &EventList) -> String {
             let text = |k: &str| data.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
             let detail = match e.kind.as_str() {
                 "account_opened" => format!("{} ({})", text("name"), text("kind")),
-                "transaction" => {
-                    let legs = data
-                        .get("postings")
-                        .and_then(Value::as_array)
-                        .map_or(0, Vec::len);
-                    format!(
-                        "tx {} key {:?}, {legs} postings",
-                        text("tx_id"),
-                        text("idempotency_key")
-                    )
-                }
+                "transaction" => format!(
+                    "tx {} key {:?}: {}",
+                    text("tx_id"),
+                    text("idempotency_key"),
+                    legs(&data["postings"])
+                ),
                 _ => String::new(),
             };
             vec![
@@ -261,36 +256,41 @@ pub(crate) fn books(list: &BookList) -> String {
     table(&[Col("BOOK", false), Col("LAST_SEQ", true)], &rows)
 }
 
+/// A transaction's legs on one line, each as a debit or a credit of a
+/// positive amount, as `post` and `tx` show them in their DEBIT and CREDIT
+/// columns (never the storage sign): `debit treasury 0.025 BTC, credit
+/// customers:alice 0.025 BTC`.
+fn legs(postings: &Value) -> String {
+    let legs: Vec<String> = postings
+        .as_array()
+        .map(|ps| {
+            ps.iter()
+                .map(|p| {
+                    let (side, amount) = match (p["debit"].as_str(), p["credit"].as_str()) {
+                        (Some(a), _) => ("debit", a),
+                        (_, Some(a)) => ("credit", a),
+                        _ => ("leg", ""),
+                    };
+                    format!("{side} {} {amount} {}", s(&p["account"]), s(&p["asset"]))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    legs.join(", ")
+}
+
 /// One streamed event on one line: seq, type, and what it is about.
 pub(crate) fn stream_event(event: &talea_client::StreamEvent) -> String {
     let d = &event.data;
     match event.kind.as_str() {
-        "transaction" => {
-            let legs: Vec<String> = d["postings"]
-                .as_array()
-                .map(|ps| {
-                    ps.iter()
-                        .map(|p| match (p["debit"].as_str(), p["credit"].as_str()) {
-                            (Some(a), _) => {
-                                format!("{} +{} {}", s(&p["account"]), a, s(&p["asset"]))
-                            }
-                            (_, Some(a)) => {
-                                format!("{} -{} {}", s(&p["account"]), a, s(&p["asset"]))
-                            }
-                            _ => s(&p["account"]).to_owned(),
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            format!(
-                "{:>8}  {}  transaction {}  key {}  {}",
-                event.seq,
-                s(&d["committed_at"]),
-                s(&d["tx_id"]),
-                s(&d["idempotency_key"]),
-                legs.join(", ")
-            )
-        }
+        "transaction" => format!(
+            "{:>8}  {}  transaction {}  key {}  {}",
+            event.seq,
+            s(&d["committed_at"]),
+            s(&d["tx_id"]),
+            s(&d["idempotency_key"]),
+            legs(&d["postings"])
+        ),
         "account_opened" => format!(
             "{:>8}  {}  account_opened {} ({})",
             event.seq,
@@ -320,5 +320,19 @@ mod tests {
             ],
         );
         assert_eq!(out, "ASSET  BALANCE\nBTC      0.015\nUSDC      1250\n");
+    }
+
+    /// `tail` and `log` show each leg as a debit or a credit of a positive
+    /// amount, the words of `post`'s and `tx`'s columns, never a sign.
+    #[test]
+    fn legs_read_as_debits_and_credits() {
+        let postings = serde_json::json!([
+            {"account": "treasury", "asset": "BTC", "debit": "0.025"},
+            {"account": "customers:alice", "asset": "BTC", "credit": "0.025"}
+        ]);
+        assert_eq!(
+            legs(&postings),
+            "debit treasury 0.025 BTC, credit customers:alice 0.025 BTC"
+        );
     }
 }

@@ -276,21 +276,11 @@ async fn schema_ready(url: &str) -> Result<(), talea_store::StoreError> {
 }
 
 /// The role and database `TALEA_DB_URL` names, and the role's password.
-#[derive(PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 struct Target {
     role: String,
-    password: Option<String>,
+    password: Option<Secret>,
     database: String,
-}
-
-impl std::fmt::Debug for Target {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Target")
-            .field("role", &self.role)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
-            .field("database", &self.database)
-            .finish()
-    }
 }
 
 impl Target {
@@ -323,7 +313,7 @@ impl Target {
         check_name("database", &database)?;
         Ok(Target {
             role,
-            password: password.filter(|p| !p.is_empty()),
+            password: password.filter(|p| !p.is_empty()).map(Secret::new),
             database,
         })
     }
@@ -476,7 +466,7 @@ async fn ensure_role(conn: &mut PgConnection, target: &Target) -> anyhow::Result
             .fetch_one(&mut *conn)
             .await
             .context("looking up the application role")?;
-    let password = target.password.as_deref().map(password_value);
+    let password = target.password.as_ref().map(|p| password_value(p.expose()));
     if !exists {
         match login_role(conn, "CREATE", &target.role, password.as_deref()).await {
             Ok(()) => {
@@ -716,7 +706,7 @@ mod tests {
         let t = Target::parse("postgres://talea_app:p%40ss%3Aw0rd@db:5432/talea?sslmode=require")
             .expect("valid");
         assert_eq!(t.role, "talea_app");
-        assert_eq!(t.password.as_deref(), Some("p@ss:w0rd"));
+        assert_eq!(t.password.as_ref().map(Secret::expose), Some("p@ss:w0rd"));
         assert_eq!(t.database, "talea");
         assert!(!format!("{t:?}").contains("p@ss"), "Debug redacts");
         let t = Target::parse("postgresql://app@db/ledger-prod").expect("no password");

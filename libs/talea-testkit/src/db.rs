@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, anyhow};
 use sqlx::{Connection, Executor, PgConnection};
+use url::Url;
 
 /// The admin database URL used when `TALEA_TEST_PG_URL` is unset.
 pub const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -74,16 +75,14 @@ pub async fn fresh_database() -> anyhow::Result<TestDb> {
     if let Some(run) = run_mark() {
         name = format!("{name}_{run}");
     }
+    let url = with_database(&admin_url(), &name)?;
     // The name is generated here from hex digits, so quoting it is enough.
     admin
         .execute(format!("CREATE DATABASE \"{name}\"").as_str())
         .await
         .with_context(|| format!("creating test database {name}"))?;
     admin.close().await.ok();
-    Ok(TestDb {
-        url: with_database(&admin_url(), &name),
-        name,
-    })
+    Ok(TestDb { url, name })
 }
 
 /// Drops test databases created more than [`STALE_DB_AGE`] ago. Best effort:
@@ -137,37 +136,22 @@ fn created_ms(name: &str) -> Option<u64> {
 }
 
 /// `url` with its database (the path) replaced by `name`, query kept.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
-    };
-    let authority_start = base.find("://").map_or(0, |i| i + 3);
-    let path_start = base[authority_start..]
-        .find('/')
-        .map_or(base.len(), |i| authority_start + i);
-    let mut out = format!("{}/{name}", &base[..path_start]);
-    if let Some(query) = query {
-        out.push('?');
-        out.push_str(query);
-    }
-    out
+fn with_database(url: &str, name: &str) -> anyhow::Result<String> {
+    let mut url = Url::parse(url).context("TALEA_TEST_PG_URL is not a URL")?;
+    url.set_path(name);
+    Ok(url.into())
 }
 
 /// `url` with any password replaced, for error messages.
 fn redact(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        return url.to_owned();
+    let Ok(mut url) = Url::parse(url) else {
+        return "(not a URL)".to_owned();
     };
-    let rest = &url[scheme_end..];
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
-        return url.to_owned();
-    };
-    match rest[..at].split_once(':') {
-        Some((user, _password)) => format!("{}{user}:***{}", &url[..scheme_end], &rest[at..]),
-        None => url.to_owned(),
+    if url.password().is_some() {
+        // Only a URL without a host refuses a password, and this one has one.
+        url.set_password(Some("***")).ok();
     }
+    url.into()
 }
 
 #[cfg(test)]
@@ -177,19 +161,19 @@ mod tests {
     #[test]
     fn database_replaced_in_urls() {
         assert_eq!(
-            with_database("postgres://postgres@127.0.0.1:5432/postgres", "t1"),
+            with_database("postgres://postgres@127.0.0.1:5432/postgres", "t1").expect("a URL"),
             "postgres://postgres@127.0.0.1:5432/t1"
         );
         assert_eq!(
-            with_database("postgres://u:p@h/db?sslmode=disable", "t1"),
+            with_database("postgres://u:p@h/db?sslmode=disable", "t1").expect("a URL"),
             "postgres://u:p@h/t1?sslmode=disable"
         );
         assert_eq!(
-            with_database("postgres://h:5432", "t1"),
+            with_database("postgres://h:5432", "t1").expect("a URL"),
             "postgres://h:5432/t1"
         );
         assert_eq!(
-            with_database("postgres://h?x=1", "t1"),
+            with_database("postgres://h?x=1", "t1").expect("a URL"),
             "postgres://h/t1?x=1"
         );
     }

@@ -29,20 +29,25 @@
 //! statement log, and every statement text is built by the server from bound
 //! parameters: nothing from the URL is spliced into SQL by this process.
 
-use std::path::PathBuf;
-use std::str::FromStr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::{Context, anyhow, bail};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use clap::{Args, ValueEnum};
+use hmac::{Hmac, Mac};
+use pbkdf2::pbkdf2_hmac_array;
+use percent_encoding::percent_decode_str;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use sqlx::postgres::PgConnectOptions;
-use sqlx::{Connection, PgConnection};
+use sqlx::{ConnectOptions, Connection, PgConnection};
 use talea_auth::Secret;
 use talea_store_pg::PgStore;
 use tokio::time::Instant;
+use url::{Position, Url};
 
 use crate::seed;
 
@@ -99,46 +104,79 @@ const CONNECT_ATTEMPT_MAX: Duration = Duration::from_secs(10);
 /// Iterations of the SCRAM-SHA-256 verifiers made here (Postgres' default).
 const SCRAM_ITERATIONS: u32 = 4096;
 
+/// The variable naming the administrator's URL, for messages.
+const ADMIN_VAR: &str = "TALEA_ADMIN_DB_URL";
+
 pub(crate) async fn run(args: BootstrapArgs) -> anyhow::Result<()> {
-    let Some(admin_url) = args.admin_db_url else {
+    let Some(admin_url) = args.admin_db_url.as_ref() else {
         bail!(
             "no administrator URL: set TALEA_ADMIN_DB_URL to a direct (not PgBouncer) \
              postgres://… URL of a role that may create roles and databases"
         );
     };
-    let Some(app_url) = args.db_url else {
+    let Some(app_url) = args.db_url.as_ref() else {
         bail!("no application URL: set TALEA_DB_URL (postgres://ROLE:PASSWORD@HOST:PORT/DATABASE)");
     };
     let target = Target::parse(app_url.expose())?;
+    let admin_url = Url::parse(admin_url.expose())
+        .map_err(|e| anyhow!("{ADMIN_VAR} is not a valid PostgreSQL URL: {e}"))?;
     let deadline = Instant::now() + Duration::from_secs(args.wait_timeout_s);
 
-    let mut admin = connect_until(admin_url.expose(), deadline, "TALEA_ADMIN_DB_URL").await?;
+    let mut admin = connect_until(&admin_url, deadline).await?;
     println!(
         "connected to PostgreSQL at {} as administrator",
-        describe(admin_url.expose())
+        describe(&admin_url)
     );
     let admin_role: String = sqlx::query_scalar("SELECT current_user::text")
         .fetch_one(&mut admin)
         .await
         .context("reading the administrator's role")?;
+    let found = gate(&mut admin, &admin_url, &target, &args, deadline).await?;
+    if target.role == admin_role {
+        println!(
+            "TALEA_DB_URL uses the administrator role {} itself: no role to create",
+            target.role
+        );
+    } else {
+        converge_role(&mut admin, &target).await?;
+    }
+    let created = ensure_database(&mut admin, &target).await?;
+    admin.close().await.ok();
+    if !created && target.role != admin_role {
+        // An existing database (e.g. one the Postgres image created) may be
+        // owned by another role: let the application role create its schema.
+        let mut conn =
+            connect_until(&with_database(&admin_url, &target.database), deadline).await?;
+        grant_schema(&mut conn, &target).await?;
+        conn.close().await.ok();
+    }
+    migrate_and_seed(app_url.expose(), &target, &args.seed, found).await
+}
+
+/// The data gate, run first and as the administrator: what application data
+/// the target database holds, if it exists. A `fresh` bootstrap pointed at a
+/// database with data (say, with a regenerated password) fails here, before
+/// anything is changed, so the role the running release uses is untouched.
+async fn gate(
+    admin: &mut PgConnection,
+    admin_url: &Url,
+    target: &Target,
+    args: &BootstrapArgs,
+    deadline: Instant,
+) -> anyhow::Result<Option<String>> {
     let seed_names = if args.seed.exists() {
         seed::names(&args.seed)?
     } else {
         seed::SeedNames::default()
     };
-
-    // The gate comes first, before anything is changed: a `fresh` bootstrap
-    // pointed at a database with data (say, with a regenerated password)
-    // must fail without touching the role that the running release uses.
     let db_exists: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
             .bind(&target.database)
-            .fetch_one(&mut admin)
+            .fetch_one(&mut *admin)
             .await
             .context("looking up the database")?;
     let found = if db_exists {
-        let url = with_database(admin_url.expose(), &target.database);
-        let mut conn = connect_until(&url, deadline, "TALEA_ADMIN_DB_URL").await?;
+        let mut conn = connect_until(&with_database(admin_url, &target.database), deadline).await?;
         let found = application_data(&mut conn, &seed_names).await?;
         conn.close().await.ok();
         found
@@ -154,48 +192,42 @@ pub(crate) async fn run(args: BootstrapArgs) -> anyhow::Result<()> {
             target.database
         );
     }
+    Ok(found)
+}
 
-    if target.role == admin_role {
-        println!(
-            "TALEA_DB_URL uses the administrator role {} itself: no role to create",
-            target.role
-        );
-    } else {
-        ensure_role(&mut admin, &target).await?;
-        // Custom plans for every session of the role, also through a
-        // transaction-mode PgBouncer (talea_store_pg sets it per connection
-        // too; see its `SESSION_SETUP`).
-        execute_formatted(
-            &mut admin,
-            "SELECT format('ALTER ROLE %I SET plan_cache_mode = force_custom_plan', $1::text)",
-            &[&target.role],
-        )
-        .await
-        .with_context(|| format!("setting plan_cache_mode on role {}", target.role))?;
-    }
-    let created = ensure_database(&mut admin, &target).await?;
-    admin.close().await.ok();
-    if !created && target.role != admin_role {
-        // An existing database (e.g. one the Postgres image created) may be
-        // owned by another role: let the application role create its schema.
-        let url = with_database(admin_url.expose(), &target.database);
-        let mut conn = connect_until(&url, deadline, "TALEA_ADMIN_DB_URL").await?;
-        grant_schema(&mut conn, &target).await?;
-        conn.close().await.ok();
-    }
+/// Creates or converges the application role, and gives every session of it
+/// custom plans, also through a transaction-mode PgBouncer (talea_store_pg
+/// sets it per connection too; see its `SESSION_SETUP`).
+async fn converge_role(admin: &mut PgConnection, target: &Target) -> anyhow::Result<()> {
+    ensure_role(admin, target).await?;
+    execute_formatted(
+        admin,
+        "SELECT format('ALTER ROLE %I SET plan_cache_mode = force_custom_plan', $1::text)",
+        &[&target.role],
+    )
+    .await
+    .with_context(|| format!("setting plan_cache_mode on role {}", target.role))
+}
 
-    // Migrations run as the application role, so the schema is its own.
-    let store = PgStore::connect(app_url.expose(), 2)
+/// Migrates as the application role, so the schema is its own, then seeds
+/// the database when the gate `found` no application data in it.
+async fn migrate_and_seed(
+    app_url: &str,
+    target: &Target,
+    seed_file: &Path,
+    found: Option<String>,
+) -> anyhow::Result<()> {
+    let store = PgStore::connect(app_url, 2)
         .await
         .context("cannot connect as the application role (TALEA_DB_URL)")?;
     store.migrate().await.context("migrating the database")?;
     println!("database {} migrated", target.database);
     match found {
-        None if args.seed.exists() => {
-            let applied = seed::apply_to_store(Arc::new(store), &args.seed).await?;
-            println!("seed {}: {}", args.seed.display(), applied.summary());
+        None if seed_file.exists() => {
+            let applied = seed::apply_to_store(Arc::new(store), seed_file).await?;
+            println!("seed {}: {}", seed_file.display(), applied.summary());
         }
-        None => println!("no seed file at {} (skipped)", args.seed.display()),
+        None => println!("no seed file at {} (skipped)", seed_file.display()),
         Some(what) => println!("application data present ({what}): seed skipped"),
     }
     println!("bootstrap complete");
@@ -244,21 +276,11 @@ async fn schema_ready(url: &str) -> Result<(), talea_store::StoreError> {
 }
 
 /// The role and database `TALEA_DB_URL` names, and the role's password.
-#[derive(PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 struct Target {
     role: String,
-    password: Option<String>,
+    password: Option<Secret>,
     database: String,
-}
-
-impl std::fmt::Debug for Target {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Target")
-            .field("role", &self.role)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
-            .field("database", &self.database)
-            .finish()
-    }
 }
 
 impl Target {
@@ -267,42 +289,31 @@ impl Target {
     /// `dbname=` parameter would make what is created differ from what the
     /// application connects as, so it is refused.
     fn parse(url: &str) -> anyhow::Result<Target> {
-        let Some(rest) = url
-            .strip_prefix("postgres://")
-            .or_else(|| url.strip_prefix("postgresql://"))
-        else {
+        let url = Url::parse(url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "postgres" | "postgresql"));
+        let Some(url) = url else {
             bail!("TALEA_DB_URL must be a postgres://… URL");
         };
-        let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
-        for pair in query.split('&') {
-            let key = pair.split_once('=').map_or(pair, |(k, _)| k);
-            if matches!(key, "user" | "password" | "dbname") {
-                bail!(
-                    "TALEA_DB_URL sets `{key}` as a parameter: name the role and database \
-                     in the URL itself (postgres://ROLE:PASSWORD@HOST/DATABASE)"
-                );
-            }
+        let refused = ["user", "password", "dbname"];
+        if let Some((key, _)) = url.query_pairs().find(|(k, _)| refused.contains(&&**k)) {
+            bail!(
+                "TALEA_DB_URL sets `{key}` as a parameter: name the role and database \
+                 in the URL itself (postgres://ROLE:PASSWORD@HOST/DATABASE)"
+            );
         }
-        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let Some((userinfo, _host)) = authority.rsplit_once('@') else {
+        if url.username().is_empty() {
             bail!("TALEA_DB_URL names no role: use postgres://ROLE:PASSWORD@HOST/DATABASE");
-        };
-        let (user, password) = match userinfo.split_once(':') {
-            Some((user, password)) => (user, Some(password)),
-            None => (userinfo, None),
-        };
-        let role = percent_decode(user).context("TALEA_DB_URL: the role name")?;
-        let password = match password {
-            Some(p) => Some(percent_decode(p).context("TALEA_DB_URL: the password")?),
-            None => None,
         }
-        .filter(|p| !p.is_empty());
-        let database = percent_decode(path).context("TALEA_DB_URL: the database name")?;
+        let role = decode("role name", url.username())?;
+        let password = url.password().map(|p| decode("password", p)).transpose()?;
+        let path = url.path();
+        let database = decode("database name", path.strip_prefix('/').unwrap_or(path))?;
         check_name("role", &role)?;
         check_name("database", &database)?;
         Ok(Target {
             role,
-            password,
+            password: password.filter(|p| !p.is_empty()).map(Secret::new),
             database,
         })
     }
@@ -329,62 +340,41 @@ fn check_name(kind: &str, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn percent_decode(text: &str) -> anyhow::Result<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok());
-            let Some(byte) = hex else {
-                bail!("invalid percent-encoding");
-            };
-            out.push(byte);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
+/// A URL component percent-decoded. `url` keeps a `%` that starts no escape
+/// as it is, which libpq refuses, so it is refused here too (without echoing
+/// the text, which may be the password).
+fn decode(what: &str, text: &str) -> anyhow::Result<String> {
+    let escapes_ok = text.split('%').skip(1).all(|rest| {
+        rest.get(..2)
+            .is_some_and(|hex| hex.bytes().all(|b| b.is_ascii_hexdigit()))
+    });
+    if !escapes_ok {
+        bail!("TALEA_DB_URL: the {what} has an invalid percent-encoding");
     }
-    String::from_utf8(out).context("not UTF-8 once percent-decoded")
+    let decoded = percent_decode_str(text).decode_utf8();
+    let decoded = decoded.with_context(|| format!("TALEA_DB_URL: the {what} is not UTF-8"))?;
+    Ok(decoded.into_owned())
 }
 
 /// `url` with its database (the path) replaced by `name`, query kept.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = url.split_once('?').unwrap_or((url, ""));
-    let authority_start = base.find("://").map_or(0, |i| i + 3);
-    let path_start = base[authority_start..]
-        .find('/')
-        .map_or(base.len(), |i| authority_start + i);
-    let mut out = format!("{}/{name}", &base[..path_start]);
-    if !query.is_empty() {
-        out.push('?');
-        out.push_str(query);
-    }
-    out
+fn with_database(url: &Url, name: &str) -> Url {
+    let mut url = url.clone();
+    url.set_path(name);
+    url
 }
 
 /// `host:port/database` of a URL, for messages: never the user or password.
-fn describe(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let rest = rest.split_once('?').map_or(rest, |(r, _)| r);
-    rest.rsplit_once('@').map_or(rest, |(_, r)| r).to_owned()
+fn describe(url: &Url) -> &str {
+    &url[Position::BeforeHost..Position::AfterPath]
 }
 
-/// Connects to `url`, retrying what may pass (refused, unresolvable, "the
-/// database system is starting up", too many connections) until `deadline`.
-/// A refusal that will not pass (a wrong password, a missing database) fails
-/// at once.
-async fn connect_until(
-    url: &str,
-    deadline: Instant,
-    variable: &str,
-) -> anyhow::Result<PgConnection> {
-    let options = PgConnectOptions::from_str(url)
-        .map_err(|e| anyhow::anyhow!("{variable} is not a valid PostgreSQL URL: {e}"))?
+/// Connects to `url` (the administrator's), retrying what may pass (refused,
+/// unresolvable, "the database system is starting up", too many
+/// connections) until `deadline`. A refusal that will not pass (a wrong
+/// password, a missing database) fails at once.
+async fn connect_until(url: &Url, deadline: Instant) -> anyhow::Result<PgConnection> {
+    let options = PgConnectOptions::from_url(url)
+        .map_err(|e| anyhow!("{ADMIN_VAR} is not a valid PostgreSQL URL: {e}"))?
         .application_name("talea-bootstrap");
     let mut pause = Duration::from_millis(100);
     let mut last = String::new();
@@ -395,7 +385,7 @@ async fn connect_until(
         match tokio::time::timeout(budget, PgConnection::connect_with(&options)).await {
             Ok(Ok(conn)) => return Ok(conn),
             Ok(Err(e)) if !retryable(&e) => {
-                bail!("cannot connect with {variable} to {}: {e}", describe(url));
+                bail!("cannot connect with {ADMIN_VAR} to {}: {e}", describe(url));
             }
             Ok(Err(e)) => {
                 let message = e.to_string();
@@ -409,7 +399,7 @@ async fn connect_until(
         let now = Instant::now();
         if now >= deadline {
             bail!(
-                "PostgreSQL at {} did not accept a connection with {variable} in time \
+                "PostgreSQL at {} did not accept a connection with {ADMIN_VAR} in time \
                  (last: {last}); check that it runs and that the URL is direct, not PgBouncer",
                 describe(url)
             );
@@ -476,26 +466,9 @@ async fn ensure_role(conn: &mut PgConnection, target: &Target) -> anyhow::Result
             .fetch_one(&mut *conn)
             .await
             .context("looking up the application role")?;
-    let password = target.password.as_deref().map(password_value);
+    let password = target.password.as_ref().map(|p| password_value(p.expose()));
     if !exists {
-        let created =
-            match &password {
-                Some(p) => execute_formatted(
-                    conn,
-                    "SELECT format('CREATE ROLE %I WITH LOGIN PASSWORD %L', $1::text, $2::text)",
-                    &[&target.role, p],
-                )
-                .await,
-                None => {
-                    execute_formatted(
-                        conn,
-                        "SELECT format('CREATE ROLE %I WITH LOGIN', $1::text)",
-                        &[&target.role],
-                    )
-                    .await
-                }
-            };
-        match created {
+        match login_role(conn, "CREATE", &target.role, password.as_deref()).await {
             Ok(()) => {
                 println!("created role {}", target.role);
                 return Ok(());
@@ -509,27 +482,33 @@ async fn ensure_role(conn: &mut PgConnection, target: &Target) -> anyhow::Result
     }
     // The Secret is the truth: an existing role gets its password (and the
     // right to log in) from it, so `recover` converges after a restore.
-    match &password {
-        Some(p) => {
-            execute_formatted(
-                conn,
-                "SELECT format('ALTER ROLE %I WITH LOGIN PASSWORD %L', $1::text, $2::text)",
-                &[&target.role, p],
-            )
-            .await
-        }
-        None => {
-            execute_formatted(
-                conn,
-                "SELECT format('ALTER ROLE %I WITH LOGIN', $1::text)",
-                &[&target.role],
-            )
-            .await
-        }
-    }
-    .with_context(|| format!("updating role {}", target.role))?;
+    login_role(conn, "ALTER", &target.role, password.as_deref())
+        .await
+        .with_context(|| format!("updating role {}", target.role))?;
     println!("role {} exists: login and password converged", target.role);
     Ok(())
+}
+
+/// `CREATE` or `ALTER` (the `verb`, always one of those two literals) the
+/// role `WITH LOGIN`, and the password when there is one.
+async fn login_role(
+    conn: &mut PgConnection,
+    verb: &'static str,
+    role: &str,
+    password: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    match password {
+        Some(p) => {
+            let template = format!(
+                "SELECT format('{verb} ROLE %I WITH LOGIN PASSWORD %L', $1::text, $2::text)"
+            );
+            execute_formatted(conn, &template, &[role, p]).await
+        }
+        None => {
+            let template = format!("SELECT format('{verb} ROLE %I WITH LOGIN', $1::text)");
+            execute_formatted(conn, &template, &[role]).await
+        }
+    }
 }
 
 /// Creates the database, owned by the application role, unless it exists.
@@ -648,17 +627,9 @@ async fn application_data(
 /// A SCRAM-SHA-256 verifier in Postgres' `pg_authid` form
 /// (`SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`, RFC 5802/7677).
 fn scram_verifier(password: &str, salt: &[u8], iterations: u32) -> String {
-    // Hi(): PBKDF2-HMAC-SHA-256 with one output block.
-    let mut u = hmac_sha256(password.as_bytes(), &[salt, &1u32.to_be_bytes()]);
-    let mut salted = u;
-    for _ in 1..iterations {
-        u = hmac_sha256(password.as_bytes(), &[&u]);
-        for (s, b) in salted.iter_mut().zip(u) {
-            *s ^= b;
-        }
-    }
-    let client_key = hmac_sha256(&salted, &[b"Client Key"]);
-    let stored_key = Sha256::digest(client_key);
+    // SCRAM's Hi() is PBKDF2-HMAC-SHA-256 with one output block.
+    let salted = pbkdf2_hmac_array::<Sha256, 32>(password.as_bytes(), salt, iterations);
+    let stored_key = Sha256::digest(hmac_sha256(&salted, &[b"Client Key"]));
     let server_key = hmac_sha256(&salted, &[b"Server Key"]);
     format!(
         "SCRAM-SHA-256${iterations}:{}${}:{}",
@@ -668,43 +639,19 @@ fn scram_verifier(password: &str, salt: &[u8], iterations: u32) -> String {
     )
 }
 
-/// HMAC-SHA-256 (RFC 2104) of the concatenated `parts`.
+/// HMAC-SHA-256 of the concatenated `parts`.
 fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
-    let mut block = [0u8; 64];
-    if key.len() > block.len() {
-        block[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        block[..key.len()].copy_from_slice(key);
-    }
-    let mut inner = Sha256::new();
-    inner.update(block.map(|b| b ^ 0x36));
+    // HMAC hashes a key longer than its block, so any length is accepted.
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
     for part in parts {
-        inner.update(part);
+        mac.update(part);
     }
-    let mut outer = Sha256::new();
-    outer.update(block.map(|b| b ^ 0x5c));
-    outer.update(inner.finalize());
-    outer.finalize().into()
+    mac.finalize().into_bytes().into()
 }
 
-/// Standard base64 with padding.
+/// Standard base64 with padding, as `pg_authid` holds it.
 fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    STANDARD.encode(bytes)
 }
 
 #[cfg(test)]
@@ -759,7 +706,7 @@ mod tests {
         let t = Target::parse("postgres://talea_app:p%40ss%3Aw0rd@db:5432/talea?sslmode=require")
             .expect("valid");
         assert_eq!(t.role, "talea_app");
-        assert_eq!(t.password.as_deref(), Some("p@ss:w0rd"));
+        assert_eq!(t.password.as_ref().map(Secret::expose), Some("p@ss:w0rd"));
         assert_eq!(t.database, "talea");
         assert!(!format!("{t:?}").contains("p@ss"), "Debug redacts");
         let t = Target::parse("postgresql://app@db/ledger-prod").expect("no password");
@@ -785,14 +732,28 @@ mod tests {
         assert!(Target::parse(&long).is_err());
     }
 
+    fn url(text: &str) -> Url {
+        Url::parse(text).expect("a valid URL")
+    }
+
     #[test]
     fn urls_are_described_without_credentials() {
-        assert_eq!(describe("postgres://u:secret@h:5432/db?x=1"), "h:5432/db");
-        assert_eq!(describe("postgres://h/db"), "h/db");
         assert_eq!(
-            with_database("postgres://u:p@h:5432/postgres?sslmode=disable", "talea"),
+            describe(&url("postgres://u:secret@h:5432/db?x=1")),
+            "h:5432/db"
+        );
+        assert_eq!(describe(&url("postgres://h/db")), "h/db");
+        assert_eq!(
+            with_database(
+                &url("postgres://u:p@h:5432/postgres?sslmode=disable"),
+                "talea"
+            )
+            .as_str(),
             "postgres://u:p@h:5432/talea?sslmode=disable"
         );
-        assert_eq!(with_database("postgres://h", "t"), "postgres://h/t");
+        assert_eq!(
+            with_database(&url("postgres://h"), "t").as_str(),
+            "postgres://h/t"
+        );
     }
 }

@@ -152,11 +152,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let json_logs = matches!(&cli.command, Command::Serve(a) if a.log_format == "json");
     talea_telemetry::init_tracing(json_logs);
-    if let Err(e) = &env_loaded {
-        if !e.not_found() {
-            eprintln!("talead: cannot read .env: {e}");
-            return ExitCode::FAILURE;
-        }
+    if let Err(e) = &env_loaded
+        && !e.not_found()
+    {
+        eprintln!("talead: cannot read .env: {e}");
+        return ExitCode::FAILURE;
     }
     talea_http::service::run("talead", async {
         match cli.command {

@@ -84,7 +84,7 @@ fn summary(mut samples: Vec<Duration>) -> (f64, f64) {
     samples.sort();
     let us: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1e6).collect();
     let n = us.len();
-    let median = if n % 2 == 0 {
+    let median = if n.is_multiple_of(2) {
         (us[n / 2 - 1] + us[n / 2]) / 2.0
     } else {
         us[n / 2]

@@ -82,14 +82,14 @@ impl NatsServer {
         self.child = Some(child);
         let started = Instant::now();
         while started.elapsed() < START_DEADLINE {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    self.child = None;
-                    bail!(
-                        "nats-server exited at start on port {}: {status}",
-                        self.port
-                    );
-                }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                self.child = None;
+                bail!(
+                    "nats-server exited at start on port {}: {status}",
+                    self.port
+                );
             }
             if greets(self.port) {
                 return Ok(());

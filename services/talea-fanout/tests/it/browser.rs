@@ -136,10 +136,10 @@ async fn report_when(seen: &Arc<Mutex<Seen>>, what: &str, done: impl Fn(&Value) 
             .unwrap_or_else(|e| e.into_inner())
             .latest
             .clone();
-        if let Some(report) = &latest {
-            if done(report) {
-                return report.clone();
-            }
+        if let Some(report) = &latest
+            && done(report)
+        {
+            return report.clone();
         }
         assert!(
             tokio::time::Instant::now() < deadline,

@@ -13,6 +13,7 @@ mod ratelimit;
 mod role;
 mod routes;
 pub mod service;
+pub mod settings;
 mod stream;
 mod ticket;
 

@@ -7,42 +7,16 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use axum::Router;
-use axum::http::{HeaderValue, header};
+use axum::http::header;
 use axum::routing::get;
-use talea_auth::{Secret, Tickets};
 use tokio::net::TcpListener;
-
-/// Default of `TALEA_HEADER_READ_TIMEOUT_MS`: how long a client may take to
-/// send a request's headers before its connection is closed.
-pub const HEADER_READ_TIMEOUT_MS_DEFAULT: u64 = 10_000;
-
-/// Largest `TALEA_HEADER_READ_TIMEOUT_MS` accepted (10 minutes).
-pub const HEADER_READ_TIMEOUT_MS_MAX: u64 = 600_000;
-
-/// `TALEA_HEADER_READ_TIMEOUT_MS`, checked: 1..=[`HEADER_READ_TIMEOUT_MS_MAX`].
-pub fn header_read_timeout() -> Result<Duration, String> {
-    let ms = match std::env::var("TALEA_HEADER_READ_TIMEOUT_MS") {
-        Err(_) => HEADER_READ_TIMEOUT_MS_DEFAULT,
-        Ok(text) => text
-            .trim()
-            .parse::<u64>()
-            .ok()
-            .filter(|ms| (1..=HEADER_READ_TIMEOUT_MS_MAX).contains(ms))
-            .ok_or_else(|| {
-                format!(
-                    "TALEA_HEADER_READ_TIMEOUT_MS must be a whole number of ms in \
-                     1..={HEADER_READ_TIMEOUT_MS_MAX} (got {text:?})"
-                )
-            })?,
-    };
-    Ok(Duration::from_millis(ms))
-}
 
 /// Serves `app` on `listener` until `shutdown` completes, then lets open
 /// connections finish (streams end on their own at shutdown) and returns.
 ///
 /// This replaces `axum::serve` for one reason: a client must send its
-/// headers within `header_read_timeout` or lose its connection (a
+/// headers within `header_read_timeout` (`TALEA_HEADER_READ_TIMEOUT_MS`,
+/// see [`crate::settings::ListenArgs`]) or lose its connection (a
 /// slow-loris client otherwise holds a connection for ever: hyper's header
 /// timeout needs a timer, which `axum::serve` does not give it). Every
 /// request carries [`ConnectInfo`](axum::extract::ConnectInfo) with the
@@ -194,34 +168,4 @@ where
         }
     });
     Ok(addr)
-}
-
-/// What a service needs to serve browsers: stream tickets and CORS origins.
-#[derive(Debug)]
-pub struct BrowserSettings {
-    /// Issues and verifies stream tickets.
-    pub tickets: Tickets,
-    /// Whether the ticket key is random (unset `TALEA_STREAM_TICKET_KEY`):
-    /// tickets then verify in this process only.
-    pub random_key: bool,
-    /// `TALEA_CORS_ORIGINS`, parsed.
-    pub cors_origins: Vec<HeaderValue>,
-}
-
-/// Checks `TALEA_STREAM_TICKET_KEY`, `TALEA_STREAM_TICKET_TTL_S` and
-/// `TALEA_CORS_ORIGINS` once, at startup: a short key, a lifetime outside
-/// 1..=60 s or a malformed origin stops the service with a clear error.
-pub fn browser_settings(
-    key: Option<&Secret>,
-    ticket_ttl_s: u64,
-    cors_origins: &str,
-) -> Result<BrowserSettings, String> {
-    let (tickets, random_key) = Tickets::configure(key, ticket_ttl_s).map_err(|e| e.to_string())?;
-    let cors_origins =
-        crate::parse_cors_origins(cors_origins).map_err(|e| format!("TALEA_CORS_ORIGINS: {e}"))?;
-    Ok(BrowserSettings {
-        tickets,
-        random_key,
-        cors_origins,
-    })
 }

@@ -12,19 +12,49 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-/// Installs the global tracing subscriber: JSON lines when `TALEA_LOG_FORMAT=json`,
-/// human-readable otherwise; the filter comes from `RUST_LOG` (default `info`).
-pub fn init_tracing(json: bool) {
+/// How log lines are written: `TALEA_LOG_FORMAT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// The logging settings every service flattens into its parser; global,
+/// so they may follow a subcommand (`talead serve --log-format json`).
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Logging")]
+pub struct LogArgs {
+    /// Log lines as `text` or `json` (one object per line).
+    #[arg(long, global = true, env = "TALEA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Which log lines are written: `tracing` directives such as `info` or
+    /// `talea_http=debug,info`; one that does not parse falls back to `info`.
+    #[arg(long, global = true, env = "RUST_LOG", default_value = "info")]
+    pub log_filter: String,
+}
+
+impl LogArgs {
+    /// Installs the global tracing subscriber with these settings.
+    pub fn init(&self) {
+        init_tracing(self.log_format, &self.log_filter);
+    }
+}
+
+/// Installs the global tracing subscriber: JSON lines or human-readable
+/// text, filtered by `filter` (`info` when it does not parse).
+pub fn init_tracing(format: LogFormat, filter: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     // A second initialisation (tests) is harmless, so its error is ignored.
-    let _ = if json {
-        builder.json().flatten_event(true).try_init()
-    } else {
-        builder.try_init()
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
     };
 }
 

@@ -5,29 +5,26 @@
 //! (a read-only use of `TALEA_DB_URL`), and the stream itself is
 //! `talea_stream` behind `talea_http::stream_router`.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use talea_auth::{Secret, TokenSource};
+use talea_auth::Secret;
 use talea_bus::NatsSource;
+use talea_http::settings::{AuthArgs, BrowserArgs, ListenArgs, MetricsArgs, SseArgs};
 use talea_http::{AppState, HttpConfig, MetricsObserver, Role, service};
 use talea_ledger::{LedgerConfig, LedgerService};
 use talea_store_pg::PgStore;
-use talea_stream::{Hub, LedgerBackfill, StreamConfig};
-use talea_telemetry::{FanoutMetrics, Metrics};
-use tokio::net::TcpListener;
+use talea_stream::{Hub, LedgerBackfill};
+use talea_telemetry::{FanoutMetrics, LogArgs, Metrics};
 
 /// The SSE fan-out.
 #[derive(Debug, Parser)]
 #[command(name = "talea-fanout", version, about, long_about = None)]
 struct Config {
-    /// Address to listen on.
-    #[arg(long, env = "TALEA_BIND", default_value = "127.0.0.1:8092")]
-    bind: SocketAddr,
+    #[command(flatten)]
+    listen: ListenArgs<8092>,
     /// PostgreSQL URL for backfill reads (a pooler is fine: no LISTEN here).
     #[arg(long, env = "TALEA_DB_URL", hide_env_values = true)]
     db_url: Secret,
@@ -44,47 +41,16 @@ struct Config {
         default_value = "talea.v1.events"
     )]
     subject_prefix: String,
-    /// Address of the Prometheus metrics listener (none when unset).
-    #[arg(long, env = "TALEA_METRICS_BIND")]
-    metrics_bind: Option<SocketAddr>,
-    /// talea-scope's base URL: when set, it decides every token.
-    #[arg(long, env = "TALEA_SCOPE_URL")]
-    scope_url: Option<String>,
-    /// The bearer token presented to talea-scope.
-    #[arg(long, env = "TALEA_SCOPE_SERVICE_TOKEN", hide_env_values = true)]
-    scope_service_token: Option<Secret>,
-    /// The all-books token (without TALEA_SCOPE_URL).
-    #[arg(long, env = "TALEA_API_TOKEN", hide_env_values = true)]
-    api_token: Option<Secret>,
-    /// TOML tokens file (without TALEA_SCOPE_URL).
-    #[arg(long, env = "TALEA_TOKENS_FILE")]
-    tokens_file: Option<PathBuf>,
-    /// Seconds between heartbeat comments.
-    #[arg(long, env = "TALEA_SSE_HEARTBEAT_S", default_value_t = talea_stream::HEARTBEAT_S_DEFAULT)]
-    sse_heartbeat_s: u64,
-    /// Events buffered per subscriber before it is cut off as a slow consumer.
-    #[arg(long, env = "TALEA_SSE_BUFFER", default_value_t = talea_stream::BUFFER_EVENTS_DEFAULT)]
-    sse_buffer: usize,
-    /// Open streams before new ones get 503.
-    #[arg(long, env = "TALEA_SSE_MAX_CONNECTIONS", default_value_t = talea_stream::MAX_CONNECTIONS_DEFAULT)]
-    sse_max_connections: usize,
-    /// Open SSE streams one token (by name, across every book; a ticket's
-    /// stream counts for its token) may hold before new ones get 429:
-    /// 1..=TALEA_SSE_MAX_CONNECTIONS [default: 1000, or
-    /// TALEA_SSE_MAX_CONNECTIONS where lower].
-    #[arg(long, env = "TALEA_SSE_MAX_PER_TOKEN")]
-    sse_max_per_token: Option<usize>,
-    /// Key verifying stream tickets: talead's `TALEA_STREAM_TICKET_KEY`
-    /// (at least 32 bytes). Unset, tickets from talead are refused.
-    #[arg(long, env = "TALEA_STREAM_TICKET_KEY", hide_env_values = true)]
-    stream_ticket_key: Option<Secret>,
-    /// Comma-separated browser origins allowed on the stream route; empty,
-    /// no CORS headers.
-    #[arg(long, env = "TALEA_CORS_ORIGINS", default_value = "")]
-    cors_origins: String,
-    /// `json` for JSON log lines.
-    #[arg(long, env = "TALEA_LOG_FORMAT", default_value = "text")]
-    log_format: String,
+    #[command(flatten)]
+    metrics: MetricsArgs,
+    #[command(flatten)]
+    auth: AuthArgs,
+    #[command(flatten)]
+    sse: SseArgs,
+    #[command(flatten)]
+    browser: BrowserArgs,
+    #[command(flatten)]
+    log: LogArgs,
 }
 
 fn main() -> ExitCode {
@@ -92,30 +58,22 @@ fn main() -> ExitCode {
         return code;
     }
     let config = Config::parse();
-    talea_telemetry::init_tracing(config.log_format == "json");
+    config.log.init();
     service::run("talea-fanout", run(config))
 }
 
+/// Checks every setting, connects to the store and NATS, then serves until a signal.
 async fn run(config: Config) -> anyhow::Result<()> {
-    let tokens = TokenSource::configure(
-        config.scope_url.as_deref(),
-        config.scope_service_token.as_ref(),
-        config.api_token.as_ref(),
-        config.tokens_file.as_deref(),
-    )?;
+    let tokens = config.auth.token_source()?;
     if tokens.is_empty() {
         bail!("no token configured: set TALEA_SCOPE_URL, TALEA_API_TOKEN or TALEA_TOKENS_FILE");
     }
-    let sse_max_per_token =
-        talea_stream::max_per_token(config.sse_max_per_token, config.sse_max_connections)
-            .map_err(anyhow::Error::msg)?;
+    let stream_config = config.sse.stream_config().map_err(anyhow::Error::msg)?;
     // The fan-out issues no tickets, so their lifetime is talead's business.
-    let browser = service::browser_settings(
-        config.stream_ticket_key.as_ref(),
-        talea_auth::TICKET_TTL_S_DEFAULT,
-        &config.cors_origins,
-    )
-    .map_err(anyhow::Error::msg)?;
+    let browser = config
+        .browser
+        .settings(talea_auth::TICKET_TTL_S_DEFAULT)
+        .map_err(anyhow::Error::msg)?;
     if browser.random_key {
         tracing::warn!(
             "TALEA_STREAM_TICKET_KEY is unset: stream tickets from talead are refused \
@@ -145,12 +103,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         )),
         Arc::new(LedgerBackfill::new(ledger.clone())),
         Arc::new(MetricsObserver(fanout_metrics.stream.clone())),
-        StreamConfig {
-            heartbeat_s: config.sse_heartbeat_s,
-            buffer_events_max: config.sse_buffer,
-            max_connections: config.sse_max_connections,
-            max_per_token: sse_max_per_token,
-        },
+        stream_config,
     );
     let state = AppState::new(
         ledger.clone(),
@@ -163,24 +116,30 @@ async fn run(config: Config) -> anyhow::Result<()> {
         },
     )
     .with_stream(hub.clone());
+    serve(&config, ledger, fanout_metrics, state, hub).await
+}
 
-    if let Some(addr) = config.metrics_bind {
-        let (m, h, l) = (fanout_metrics.clone(), hub.clone(), ledger.clone());
-        service::serve_metrics("talea-fanout", addr, move || {
+/// Starts the metrics listener, then serves the stream route until a signal.
+async fn serve(
+    config: &Config,
+    ledger: LedgerService,
+    fanout_metrics: FanoutMetrics,
+    state: AppState,
+    hub: Hub,
+) -> anyhow::Result<()> {
+    let (m, h) = (fanout_metrics, hub.clone());
+    config
+        .metrics
+        .serve("talea-fanout", move || {
             m.stream
                 .subscribers
                 .set(i64::try_from(h.open_streams()).unwrap_or(i64::MAX));
-            l.refresh_gauges();
-            format!("{}{}", m.render(), l.metrics().render())
+            ledger.refresh_gauges();
+            format!("{}{}", m.render(), ledger.metrics().render())
         })
-        .await
-        .with_context(|| format!("cannot listen on {addr} for metrics"))?;
-    }
+        .await?;
 
-    let header_read_timeout = service::header_read_timeout().map_err(anyhow::Error::msg)?;
-    let listener = TcpListener::bind(config.bind)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.bind))?;
+    let listener = config.listen.listen().await?;
     println!(
         "talea-fanout listening on http://{} (events from {}.<book>)",
         listener.local_addr().context("listener address")?,
@@ -189,7 +148,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     service::serve(
         listener,
         talea_http::stream_router(state),
-        header_read_timeout,
+        config.listen.header_read_timeout(),
         async move {
             service::shutdown_signal().await;
             // Every stream ends with `event: shutdown`; clients resume elsewhere.

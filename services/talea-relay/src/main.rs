@@ -13,8 +13,9 @@ use axum::routing::get;
 use clap::Parser;
 use talea_bus::{Relay, RelayConfig};
 use talea_http::service;
+use talea_http::settings::MetricsArgs;
 use talea_store_pg::PgStore;
-use talea_telemetry::RelayMetrics;
+use talea_telemetry::{LogArgs, RelayMetrics};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -38,18 +39,16 @@ struct Config {
     /// Address of `/health` and `/livez`.
     #[arg(long, env = "TALEA_BIND", default_value = "127.0.0.1:8091")]
     bind: SocketAddr,
-    /// Address of the Prometheus metrics listener (none when unset).
-    #[arg(long, env = "TALEA_METRICS_BIND")]
-    metrics_bind: Option<SocketAddr>,
+    #[command(flatten)]
+    metrics: MetricsArgs,
     /// How often the leader scans every book even without a notification, in ms.
     #[arg(long, env = "TALEA_RELAY_POLL_MS", default_value_t = 1_000)]
     poll_ms: u64,
     /// How often a standby tries to take over, in ms.
     #[arg(long, env = "TALEA_RELAY_STANDBY_RETRY_MS", default_value_t = 1_000)]
     standby_retry_ms: u64,
-    /// `json` for JSON log lines.
-    #[arg(long, env = "TALEA_LOG_FORMAT", default_value = "text")]
-    log_format: String,
+    #[command(flatten)]
+    log: LogArgs,
 }
 
 const fn talea_api_prefix() -> &'static str {
@@ -61,7 +60,7 @@ fn main() -> ExitCode {
         return code;
     }
     let config = Config::parse();
-    talea_telemetry::init_tracing(config.log_format == "json");
+    config.log.init();
     service::run("talea-relay", run(config))
 }
 
@@ -94,12 +93,11 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)
         .context("LISTEN/NOTIFY check")?;
 
-    if let Some(addr) = config.metrics_bind {
-        let m = metrics.clone();
-        service::serve_metrics("talea-relay", addr, move || m.render())
-            .await
-            .with_context(|| format!("cannot listen on {addr} for metrics"))?;
-    }
+    let m = metrics.clone();
+    config
+        .metrics
+        .serve("talea-relay", move || m.render())
+        .await?;
 
     let (stop, stopped) = watch::channel(false);
     let health = metrics.clone();

@@ -22,7 +22,9 @@ pub(crate) async fn run(args: InitArgs) -> anyhow::Result<()> {
 
     let existing = envfile::read(&args.env_file)
         .with_context(|| format!("cannot read {}", args.env_file.display()))?;
-    let token = match envfile::get(&existing, "TALEA_API_TOKEN") {
+    let kept = envfile::get(&existing, "TALEA_API_TOKEN")
+        .with_context(|| format!("cannot read {}", args.env_file.display()))?;
+    let token = match kept {
         Some(token) if !token.is_empty() && !args.force => {
             println!("keeping the API token in {}", args.env_file.display());
             token

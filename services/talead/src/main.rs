@@ -14,6 +14,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use talea_auth::Secret;
+use talea_http::service;
+use talea_http::settings::{AuthArgs, BrowserArgs, ListenArgs, MetricsArgs, SseArgs};
+use talea_telemetry::LogArgs;
 
 /// The talea ledger daemon.
 #[derive(Debug, Parser)]
@@ -21,6 +24,9 @@ use talea_auth::Secret;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    // Logging, for every command: the bootstrap job logs JSON like the daemons.
+    #[command(flatten)]
+    log: LogArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -59,9 +65,8 @@ pub(crate) struct InitArgs {
 /// Options of `talead serve`; each has its `TALEA_*` variable.
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, env = "TALEA_BIND", default_value = "127.0.0.1:8080")]
-    pub bind: SocketAddr,
+    #[command(flatten)]
+    pub listen: ListenArgs<8080>,
     /// Store URL: `postgres://…`, `sqlite://PATH` or `log://DIR`; unset, the
     /// embedded default (`sqlite://talea-data/talea.db`).
     #[arg(long, env = "TALEA_DB_URL", hide_env_values = true)]
@@ -87,22 +92,10 @@ pub(crate) struct ServeArgs {
     /// Deadline per request before 408 `timeout`, in milliseconds.
     #[arg(long, env = "TALEA_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
     pub request_timeout_ms: u64,
-    /// Address of the Prometheus metrics listener (none when unset).
-    #[arg(long, env = "TALEA_METRICS_BIND")]
-    pub metrics_bind: Option<SocketAddr>,
-    /// TOML tokens file with scoped tokens.
-    #[arg(long, env = "TALEA_TOKENS_FILE")]
-    pub tokens_file: Option<PathBuf>,
-    /// The token-scope service's base URL: when set, talea-scope decides
-    /// every token and `TALEA_API_TOKEN`/`TALEA_TOKENS_FILE` are ignored.
-    #[arg(long, env = "TALEA_SCOPE_URL")]
-    pub scope_url: Option<String>,
-    /// The bearer token talead presents to talea-scope.
-    #[arg(long, env = "TALEA_SCOPE_SERVICE_TOKEN", hide_env_values = true)]
-    pub scope_service_token: Option<Secret>,
-    /// The all-books read-write API token.
-    #[arg(long, env = "TALEA_API_TOKEN", hide_env_values = true)]
-    pub api_token: Option<Secret>,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
+    #[command(flatten)]
+    pub auth: AuthArgs,
     /// Per-token requests per second before 429 `rate_limited` (no limit when unset).
     #[arg(long, env = "TALEA_RATE_LIMIT_PER_S")]
     pub rate_limit_per_s: Option<NonZeroU32>,
@@ -112,53 +105,26 @@ pub(crate) struct ServeArgs {
     /// What this instance serves: `write`, `read` (GET routes only) or `all`.
     #[arg(long, env = "TALEA_ROLE", default_value = "all")]
     pub role: talea_http::Role,
-    /// Seconds between heartbeat comments on SSE streams.
-    #[arg(long, env = "TALEA_SSE_HEARTBEAT_S", default_value_t = talea_stream::HEARTBEAT_S_DEFAULT)]
-    pub sse_heartbeat_s: u64,
-    /// Events buffered per SSE subscriber before it is cut off as a slow consumer.
-    #[arg(long, env = "TALEA_SSE_BUFFER", default_value_t = talea_stream::BUFFER_EVENTS_DEFAULT)]
-    pub sse_buffer: usize,
-    /// Open SSE streams before new ones get 503.
-    #[arg(long, env = "TALEA_SSE_MAX_CONNECTIONS", default_value_t = talea_stream::MAX_CONNECTIONS_DEFAULT)]
-    pub sse_max_connections: usize,
-    /// Open SSE streams one token (by name, across every book; a ticket's
-    /// stream counts for its token) may hold before new ones get 429:
-    /// 1..=TALEA_SSE_MAX_CONNECTIONS [default: 1000, or
-    /// TALEA_SSE_MAX_CONNECTIONS where lower].
-    #[arg(long, env = "TALEA_SSE_MAX_PER_TOKEN")]
-    pub sse_max_per_token: Option<usize>,
+    #[command(flatten)]
+    pub sse: SseArgs,
     /// Where `serve` writes a generated API token (embedded stores only).
     #[arg(long, default_value = ".env")]
     pub env_file: PathBuf,
-    /// Key signing stream tickets (at least 32 bytes), the same on every
-    /// talead and fan-out replica; unset, a random key valid in this process only.
-    #[arg(long, env = "TALEA_STREAM_TICKET_KEY", hide_env_values = true)]
-    pub stream_ticket_key: Option<Secret>,
+    #[command(flatten)]
+    pub browser: BrowserArgs,
     /// Life of a stream ticket, in seconds (1..=60).
     #[arg(long, env = "TALEA_STREAM_TICKET_TTL_S", default_value_t = talea_auth::TICKET_TTL_S_DEFAULT)]
     pub stream_ticket_ttl_s: u64,
-    /// Comma-separated browser origins allowed on the ticket and stream
-    /// routes (`https://app.example.com`); empty, no CORS headers.
-    #[arg(long, env = "TALEA_CORS_ORIGINS", default_value = "")]
-    pub cors_origins: String,
-    /// `json` for JSON log lines, anything else for text.
-    #[arg(long, env = "TALEA_LOG_FORMAT", default_value = "text")]
-    pub log_format: String,
 }
 
 fn main() -> ExitCode {
     // `.env` in the working directory fills in variables; real ones win.
-    let env_loaded = dotenvy::dotenv();
-    let cli = Cli::parse();
-    let json_logs = matches!(&cli.command, Command::Serve(a) if a.log_format == "json");
-    talea_telemetry::init_tracing(json_logs);
-    if let Err(e) = &env_loaded
-        && !e.not_found()
-    {
-        eprintln!("talead: cannot read .env: {e}");
-        return ExitCode::FAILURE;
+    if let Err(code) = service::load_dotenv("talead") {
+        return code;
     }
-    talea_http::service::run("talead", async {
+    let cli = Cli::parse();
+    cli.log.init();
+    service::run("talead", async {
         match cli.command {
             Command::Init(args) => init::run(args).await,
             Command::Serve(args) => serve::run(*args).await,

@@ -8,32 +8,16 @@ use talea_auth::{TokenSet, TokenSource};
 use talea_http::{AppState, HttpConfig, RateLimit};
 use talea_http::{MetricsObserver, service};
 use talea_ledger::{LedgerConfig, LedgerService};
-use talea_stream::{Hub, LedgerBackfill, NoticeSource, StreamConfig};
-use tokio::net::TcpListener;
+use talea_stream::{Hub, LedgerBackfill, NoticeSource};
 
 use crate::ServeArgs;
 use crate::store::{Schema, StoreUrl};
 
+/// Checks every setting, opens the store, then serves until a signal.
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let url = StoreUrl::parse(args.db_url.as_ref().map(Secret::expose))?;
     // Checked before the database, so a bad token setup is reported first.
-    let mut tokens = TokenSource::configure(
-        args.scope_url.as_deref(),
-        args.scope_service_token.as_ref(),
-        args.api_token.as_ref(),
-        args.tokens_file.as_deref(),
-    )?;
-    if tokens.is_empty() {
-        if !url.is_embedded() {
-            bail!(
-                "no API token configured: set TALEA_API_TOKEN or TALEA_TOKENS_FILE \
-                 (`talead init` writes a token to .env), or TALEA_SCOPE_URL"
-            );
-        }
-        // The embedded default's first run: make a token once, say where.
-        let token = first_run_token(&args.env_file)?;
-        tokens = TokenSource::Local(TokenSet::load(Some(&token), None).context("loading tokens")?);
-    }
+    let tokens = token_source(&args, &url)?;
     let rate_limit = rate_limit(&args)?;
     let ledger_config = LedgerConfig {
         write_queue_depth: args.write_queue_depth,
@@ -43,15 +27,11 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ..LedgerConfig::default()
     };
     ledger_config.check().map_err(anyhow::Error::msg)?;
-    let sse_max_per_token =
-        talea_stream::max_per_token(args.sse_max_per_token, args.sse_max_connections)
-            .map_err(anyhow::Error::msg)?;
-    let browser = service::browser_settings(
-        args.stream_ticket_key.as_ref(),
-        args.stream_ticket_ttl_s,
-        &args.cors_origins,
-    )
-    .map_err(anyhow::Error::msg)?;
+    let stream_config = args.sse.stream_config().map_err(anyhow::Error::msg)?;
+    let browser = args
+        .browser
+        .settings(args.stream_ticket_ttl_s)
+        .map_err(anyhow::Error::msg)?;
     if browser.random_key {
         tracing::info!(
             "TALEA_STREAM_TICKET_KEY is unset: stream tickets are signed with a random key \
@@ -61,20 +41,14 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(store = %url.describe(), "opening the store");
     let store = crate::store::open(&url, args.db_pool, Schema::RequireMigrated).await?;
 
-    let metrics = talea_telemetry::Metrics::new();
-    let ledger = LedgerService::new(store, ledger_config, metrics);
+    let ledger = LedgerService::new(store, ledger_config, talea_telemetry::Metrics::new());
     let auth = tokens.into_authenticator(ledger.metrics().auth.clone())?;
     tracing::info!(role = %args.role, rate_limit = ?rate_limit, "serving");
     let hub = Hub::new(
         Arc::new(NoticeSource::new(ledger.clone())),
         Arc::new(LedgerBackfill::new(ledger.clone())),
         Arc::new(MetricsObserver(ledger.metrics().stream.clone())),
-        StreamConfig {
-            heartbeat_s: args.sse_heartbeat_s,
-            buffer_events_max: args.sse_buffer,
-            max_connections: args.sse_max_connections,
-            max_per_token: sse_max_per_token,
-        },
+        stream_config,
     );
     let state = AppState::new(
         ledger.clone(),
@@ -89,21 +63,45 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
     )
     .with_stream(hub.clone());
+    serve(&args, ledger, state, hub).await
+}
 
-    if let Some(addr) = args.metrics_bind {
-        let ledger = ledger.clone();
-        service::serve_metrics("talead", addr, move || {
-            ledger.refresh_gauges();
-            ledger.metrics().render()
-        })
-        .await
-        .with_context(|| format!("cannot listen on {addr} for metrics"))?;
+/// The tokens to serve with: the configured ones, or on an embedded
+/// store's first run a generated one.
+fn token_source(args: &ServeArgs, url: &StoreUrl) -> anyhow::Result<TokenSource> {
+    let tokens = args.auth.token_source()?;
+    if !tokens.is_empty() {
+        return Ok(tokens);
     }
+    if !url.is_embedded() {
+        bail!(
+            "no API token configured: set TALEA_API_TOKEN or TALEA_TOKENS_FILE \
+             (`talead init` writes a token to .env), or TALEA_SCOPE_URL"
+        );
+    }
+    // The embedded default's first run: make a token once, say where.
+    let token = first_run_token(&args.env_file)?;
+    Ok(TokenSource::Local(
+        TokenSet::load(Some(&token), None).context("loading tokens")?,
+    ))
+}
 
-    let header_read_timeout = service::header_read_timeout().map_err(anyhow::Error::msg)?;
-    let listener = TcpListener::bind(args.bind)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.bind))?;
+/// Starts the metrics listener, then serves the API until a signal.
+async fn serve(
+    args: &ServeArgs,
+    ledger: LedgerService,
+    state: AppState,
+    hub: Hub,
+) -> anyhow::Result<()> {
+    let metered = ledger.clone();
+    args.metrics
+        .serve("talead", move || {
+            metered.refresh_gauges();
+            metered.metrics().render()
+        })
+        .await?;
+
+    let listener = args.listen.listen().await?;
     let addr = listener.local_addr().context("listener address")?;
     tracing::info!(%addr, backend = ledger.backend().as_str(), "talead listening");
     println!(
@@ -115,7 +113,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     service::serve(
         listener,
         talea_http::router(state),
-        header_read_timeout,
+        args.listen.header_read_timeout(),
         async move {
             service::shutdown_signal().await;
             // Streams end with `event: shutdown`, so the server can drain.

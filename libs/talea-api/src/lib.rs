@@ -13,7 +13,7 @@ mod openapi;
 mod time;
 
 pub use dto::*;
-pub use error::{ApiError, ErrorBody};
+pub use error::{ApiError, CATALOGUE, ErrorBody, ErrorCode, ErrorInfo};
 pub use json::canonical_json;
 pub use time::{format_timestamp, parse_timestamp};
 

@@ -393,13 +393,16 @@ impl LedgerService {
 }
 
 fn rejection_code(r: &Rejection) -> &'static str {
-    match r {
-        Rejection::IdempotencyKeyReused(_) => "idempotency_key_reused",
-        Rejection::UnknownAccount(_) => "unknown_account",
-        Rejection::InsufficientBalance { .. } => "insufficient_balance",
-        Rejection::AmountOutOfRange => "amount_out_of_range",
-        _ => "failed",
-    }
+    let code = match r {
+        Rejection::IdempotencyKeyReused(_) => talea_api::ErrorCode::IdempotencyKeyReused,
+        Rejection::UnknownAccount(_) => talea_api::ErrorCode::UnknownAccount,
+        Rejection::InsufficientBalance { .. } => talea_api::ErrorCode::InsufficientBalance,
+        Rejection::AmountOutOfRange => talea_api::ErrorCode::AmountOutOfRange,
+        // A database refusal answers `internal`; its label stays `failed`, as
+        // dashboards know it, to tell it from other internal errors.
+        _ => return "failed",
+    };
+    code.as_str()
 }
 
 fn asset_dto(asset: &Asset) -> AssetDto {

@@ -96,12 +96,19 @@ fn frames(response: reqwest::Response) -> Frames {
     });
     let mut line = 0usize;
     let guarded = chunks.and_then(move |chunk| {
-        // Bytes since the last line end (CR or LF), across chunks.
-        line = match chunk.iter().rposition(|b| matches!(b, b'\n' | b'\r')) {
-            Some(end) => chunk.len() - end - 1,
-            None => line.saturating_add(chunk.len()),
-        };
-        let result = if line > SSE_LINE_BYTES_MAX {
+        // `line` counts the bytes since the last line end (CR or LF), across
+        // chunks: the first piece of a chunk continues the line before it,
+        // each later piece starts a new one.
+        let mut too_long = false;
+        for (i, piece) in chunk.split(|b| matches!(b, b'\n' | b'\r')).enumerate() {
+            line = if i == 0 {
+                line.saturating_add(piece.len())
+            } else {
+                piece.len()
+            };
+            too_long |= line > SSE_LINE_BYTES_MAX;
+        }
+        let result = if too_long {
             Err(ReadError::LineTooLong)
         } else {
             Ok(chunk)

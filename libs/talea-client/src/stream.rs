@@ -7,11 +7,13 @@
 //! sees every event once, in order, whatever happens in between. Only a
 //! refusal (401, 403, 404, 400, or access withdrawn mid-stream) ends it.
 
+use std::pin::Pin;
 use std::time::Duration;
 
-use futures::Stream;
+use futures::{Stream, StreamExt, TryStreamExt};
 use reqwest::header::{ACCEPT, AUTHORIZATION, RETRY_AFTER};
 use serde_json::Value;
+use sse_stream::{Sse, SseByteStream};
 use talea_api::ApiError;
 
 use crate::TaleaClient;
@@ -60,9 +62,7 @@ impl TaleaClient {
             client: self.clone(),
             book: book.to_owned(),
             last: after_seq,
-            response: None,
-            buffer: Vec::new(),
-            frame: Frame::default(),
+            frames: None,
             failures: 0,
             retry_after: None,
             done: false,
@@ -74,20 +74,56 @@ impl TaleaClient {
     }
 }
 
-#[derive(Debug, Default)]
-struct Frame {
-    id: Option<u64>,
-    event: Option<String>,
-    data: String,
+/// The decoded frames of one connection.
+type Frames = Pin<Box<dyn Stream<Item = Result<Sse, sse_stream::Error>> + Send>>;
+
+/// Why reading a connection's bytes stopped.
+#[derive(Debug, thiserror::Error)]
+enum ReadError {
+    #[error("{0}")]
+    Transport(#[from] reqwest::Error),
+    #[error("an SSE line longer than {SSE_LINE_BYTES_MAX} bytes")]
+    LineTooLong,
+}
+
+/// Decodes `response`'s body with the SSE decoder (sse-stream), refusing a
+/// line past [`SSE_LINE_BYTES_MAX`]: the decoder keeps a partial line
+/// whole, so without the cap a server that never ends a line could fill
+/// memory.
+fn frames(response: reqwest::Response) -> Frames {
+    let chunks = futures::stream::try_unfold(response, |mut response| async move {
+        Ok::<_, ReadError>(response.chunk().await?.map(|chunk| (chunk, response)))
+    });
+    let mut line = 0usize;
+    let guarded = chunks.and_then(move |chunk| {
+        // `line` counts the bytes since the last line end (CR or LF), across
+        // chunks: the first piece of a chunk continues the line before it,
+        // each later piece starts a new one.
+        let mut too_long = false;
+        for (i, piece) in chunk.split(|b| matches!(b, b'\n' | b'\r')).enumerate() {
+            line = if i == 0 {
+                line.saturating_add(piece.len())
+            } else {
+                piece.len()
+            };
+            too_long |= line > SSE_LINE_BYTES_MAX;
+        }
+        let result = if too_long {
+            Err(ReadError::LineTooLong)
+        } else {
+            Ok(chunk)
+        };
+        std::future::ready(result)
+    });
+    Box::pin(SseByteStream::new(guarded))
 }
 
 struct Follow {
     client: TaleaClient,
     book: String,
     last: Option<u64>,
-    response: Option<reqwest::Response>,
-    buffer: Vec<u8>,
-    frame: Frame,
+    /// The open connection's frames; `None` between connections.
+    frames: Option<Frames>,
     failures: u32,
     retry_after: Option<Duration>,
     done: bool,
@@ -107,47 +143,35 @@ impl Follow {
             return None;
         }
         loop {
-            if self.response.is_none() {
+            let Some(frames) = self.frames.as_mut() else {
                 if let Some(item) = self.connect().await {
                     return Some(item);
                 }
                 continue;
-            }
-            // Dispatch a complete line from the buffer, if there is one.
-            if let Some(end) = self.buffer.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = self.buffer.drain(..=end).collect();
-                let line = String::from_utf8_lossy(&line);
-                match self.line(line.trim_end_matches(['\n', '\r'])) {
-                    Dispatch::Event(event) => return Some(Ok(StreamItem::Event(event))),
-                    Dispatch::Reconnect(reason) => return Some(Ok(self.drop_connection(reason))),
-                    Dispatch::Fatal(error) => {
-                        self.done = true;
-                        return Some(Err(error));
-                    }
-                    Dispatch::Nothing => continue,
-                }
-            }
-            if self.buffer.len() > SSE_LINE_BYTES_MAX {
-                return Some(Ok(self.drop_connection("an SSE line too long".to_owned())));
-            }
-            let Some(response) = self.response.as_mut() else {
-                continue;
             };
-            match response.chunk().await {
-                Ok(Some(chunk)) => {
+            match frames.next().await {
+                Some(Ok(frame)) => {
                     self.failures = 0;
-                    self.buffer.extend_from_slice(&chunk);
+                    match self.dispatch(frame) {
+                        Dispatch::Event(event) => return Some(Ok(StreamItem::Event(event))),
+                        Dispatch::Reconnect(reason) => {
+                            return Some(Ok(self.drop_connection(reason)));
+                        }
+                        Dispatch::Fatal(error) => {
+                            self.done = true;
+                            return Some(Err(error));
+                        }
+                        Dispatch::Nothing => {}
+                    }
                 }
-                Ok(None) => return Some(Ok(self.drop_connection("the stream ended".to_owned()))),
-                Err(e) => return Some(Ok(self.drop_connection(format!("read failed: {e}")))),
+                Some(Err(e)) => return Some(Ok(self.drop_connection(format!("read failed: {e}")))),
+                None => return Some(Ok(self.drop_connection("the stream ended".to_owned()))),
             }
         }
     }
 
     fn drop_connection(&mut self, reason: String) -> StreamItem {
-        self.response = None;
-        self.buffer.clear();
-        self.frame = Frame::default();
+        self.frames = None;
         StreamItem::Reconnecting {
             after_seq: self.last.unwrap_or(0),
             reason,
@@ -192,7 +216,7 @@ impl Follow {
         };
         let status = response.status().as_u16();
         if status == 200 {
-            self.response = Some(response);
+            self.frames = Some(frames(response));
             return None;
         }
         self.retry_after = response
@@ -221,36 +245,15 @@ impl Follow {
         Some(Err(error))
     }
 
-    /// Handles one SSE line.
-    fn line(&mut self, line: &str) -> Dispatch {
-        if line.is_empty() {
-            return self.dispatch();
-        }
-        if line.starts_with(':') {
+    /// What one decoded frame means. `retry:` is ignored (our own backoff
+    /// rules apply), and so is a frame without data: the server's `retry:`
+    /// preamble.
+    fn dispatch(&mut self, frame: Sse) -> Dispatch {
+        let Some(data) = frame.data else {
             return Dispatch::Nothing;
-        }
-        let (field, value) = match line.split_once(':') {
-            Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
-            None => (line, ""),
         };
-        match field {
-            "id" => self.frame.id = value.parse().ok(),
-            "event" => self.frame.event = Some(value.to_owned()),
-            "data" => {
-                if !self.frame.data.is_empty() {
-                    self.frame.data.push('\n');
-                }
-                self.frame.data.push_str(value);
-            }
-            _ => {} // `retry:` and unknown fields: our own backoff rules.
-        }
-        Dispatch::Nothing
-    }
-
-    fn dispatch(&mut self) -> Dispatch {
-        let frame = std::mem::take(&mut self.frame);
         let kind = frame.event.unwrap_or_else(|| "message".to_owned());
-        let data: Value = serde_json::from_str(&frame.data).unwrap_or(Value::Null);
+        let data: Value = serde_json::from_str(&data).unwrap_or(Value::Null);
         match kind.as_str() {
             "shutdown" => Dispatch::Reconnect("the server is shutting down".to_owned()),
             "error" => {
@@ -264,7 +267,7 @@ impl Follow {
                     Dispatch::Reconnect(format!("the server ended the stream: {code}"))
                 }
             }
-            _ => match frame.id {
+            _ => match frame.id.and_then(|id| id.parse::<u64>().ok()) {
                 Some(seq) if self.last.is_none_or(|last| seq > last) => {
                     self.last = Some(seq);
                     Dispatch::Event(StreamEvent { seq, kind, data })

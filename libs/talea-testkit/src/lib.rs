@@ -2,7 +2,8 @@
 //! them by hand: a Postgres database per test ([`db`]), a NATS subject
 //! prefix per test and waits on what NATS delivers ([`nats`]), polling with
 //! a deadline ([`poll`]), tokens files ([`tokens`]), a JSON client and
-//! metrics checks ([`http`]), a seeded ledger through `LedgerApi`
+//! metrics checks ([`http`]), an SSE reader using the SDK's decoder
+//! ([`sse`]), a seeded ledger through `LedgerApi`
 //! ([`ledger`]) and domain values for store tests ([`domain`]), and real
 //! processes: spawned services, talea-scope, talead on a given store,
 //! throwaway Postgres clusters and NATS servers ([`process`]).
@@ -20,6 +21,7 @@ pub mod ledger;
 pub mod nats;
 pub mod poll;
 pub mod process;
+pub mod sse;
 pub mod tokens;
 
 pub use db::{DEFAULT_PG_URL, TestDb, admin_url, fresh_database};

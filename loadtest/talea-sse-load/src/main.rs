@@ -336,6 +336,8 @@ struct Frame {
 
 impl Frame {
     /// The frame's id and commit time; `None` for a frame with no id.
+    /// Not the shared decoder (`sse-stream`): this runs for every delivery
+    /// and allocates nothing (loadtest/README.md, "SSE delivery").
     fn read(frame: &[u8]) -> Option<Frame> {
         let mut id = None;
         let mut committed_micros = None;

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use serde_json::{Value, json};
 use talea_auth::{Secret, TokenSet};
+use talea_testkit::sse::{self, SseReader};
 
 use crate::harness::*;
 
@@ -158,39 +158,18 @@ struct Frame {
 
 /// Reads frames from `response` until one with id `last` (20 s at most).
 async fn frames_until(response: reqwest::Response, last: u64) -> Vec<Frame> {
-    let mut body = response.bytes_stream();
-    let mut buffer = String::new();
-    let mut frames: Vec<Frame> = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while frames.last().and_then(|f| f.id).unwrap_or(0) < last {
-        let chunk = tokio::time::timeout_at(deadline, body.next())
-            .await
-            .unwrap_or_else(|_| panic!("only {frames:?} within 20 s"))
-            .expect("stream open")
-            .expect("chunk");
-        buffer.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(end) = buffer.find("\n\n") {
-            let text: String = buffer.drain(..end + 2).collect();
-            let mut frame = Frame {
-                id: None,
-                event: String::new(),
-                data: Value::Null,
-            };
-            for line in text.lines() {
-                if let Some(id) = line.strip_prefix("id: ") {
-                    frame.id = Some(id.parse().expect("numeric id"));
-                } else if let Some(event) = line.strip_prefix("event: ") {
-                    frame.event = event.to_owned();
-                } else if let Some(data) = line.strip_prefix("data: ") {
-                    frame.data = serde_json::from_str(data).expect("json data");
-                }
-            }
-            if frame.id.is_some() || !frame.event.is_empty() {
-                frames.push(frame);
-            }
-        }
-    }
+    let frames = SseReader::new(response)
+        .until_id(Duration::from_secs(20), last)
+        .await;
     frames
+        .iter()
+        .filter(|f| f.id.is_some() || f.event.is_some())
+        .map(|f| Frame {
+            id: sse::seq(f),
+            event: f.event.clone().unwrap_or_default(),
+            data: sse::json(f),
+        })
+        .collect()
 }
 
 async fn open_stream(app: &TestApp, token: &str, query: &str) -> reqwest::Response {

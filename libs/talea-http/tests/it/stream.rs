@@ -2,33 +2,16 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
+use talea_testkit::sse::{SseReader, ids};
 
 use crate::harness::*;
 
 /// Reads SSE ids from `response` until `last` is seen (20 s at most).
 async fn ids_until(response: reqwest::Response, last: u64) -> Vec<u64> {
-    let mut body = response.bytes_stream();
-    let mut buffer = String::new();
-    let mut ids = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while ids.last().copied().unwrap_or(0) < last {
-        let chunk = tokio::time::timeout_at(deadline, body.next())
-            .await
-            .unwrap_or_else(|_| panic!("only {ids:?} within 20 s"))
-            .expect("stream open")
-            .expect("chunk");
-        buffer.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(end) = buffer.find("\n\n") {
-            let frame: String = buffer.drain(..end + 2).collect();
-            for line in frame.lines() {
-                if let Some(id) = line.strip_prefix("id: ") {
-                    ids.push(id.parse().expect("numeric id"));
-                }
-            }
-        }
-    }
-    ids
+    let frames = SseReader::new(response)
+        .until_id(Duration::from_secs(20), last)
+        .await;
+    ids(&frames)
 }
 
 async fn open_stream(app: &TestApp, book: &str, token: &str, query: &str) -> reqwest::Response {

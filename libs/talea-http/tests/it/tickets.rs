@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
 use serde_json::{Value, json};
 use talea_auth::{Secret, Tickets};
 use talea_http::{HttpConfig, Role};
+use talea_testkit::sse::{self, Frame, SseReader};
 
 use crate::harness::*;
 
@@ -43,18 +43,23 @@ async fn stream_with(app: &TestApp, book: &str, query: &str) -> reqwest::Respons
         .expect("answer")
 }
 
-/// Reads frames until `until` appears in the text (10 s at most).
-async fn read_until(response: reqwest::Response, until: &str) -> String {
-    let mut body = response.bytes_stream();
-    let mut text = String::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !text.contains(until) {
-        match tokio::time::timeout_at(deadline, body.next()).await {
-            Ok(Some(Ok(chunk))) => text.push_str(&String::from_utf8_lossy(&chunk)),
-            other => panic!("no {until:?} in {text:?} ({other:?})"),
-        }
-    }
-    text
+/// Reads frames until `stop` holds for the last one (10 s at most).
+async fn read_until(response: reqwest::Response, stop: impl Fn(&Frame) -> bool) -> Vec<Frame> {
+    let frames = SseReader::new(response)
+        .until(Duration::from_secs(10), |frames| {
+            frames.last().is_some_and(&stop)
+        })
+        .await;
+    assert!(
+        frames.last().is_some_and(&stop),
+        "the stream ended first: {frames:?}"
+    );
+    frames
+}
+
+/// Whether `frame` has id `id`.
+fn id_is(id: u64) -> impl Fn(&Frame) -> bool {
+    move |frame| sse::seq(frame) == Some(id)
 }
 
 async fn json_of(response: reqwest::Response) -> (u16, Value) {
@@ -83,8 +88,13 @@ async fn a_ticket_opens_its_books_stream_without_a_header() {
 
     let s = stream_with(&app, "payments", &format!("ticket={t}&after_seq=0")).await;
     assert_eq!(s.status(), 200);
-    let text = read_until(s, "id: 4\n").await;
-    assert!(text.contains("id: 1\nevent: account_opened\n"), "{text}");
+    let frames = read_until(s, id_is(4)).await;
+    assert!(
+        frames
+            .iter()
+            .any(|f| id_is(1)(f) && f.event.as_deref() == Some("account_opened")),
+        "{frames:?}"
+    );
 
     // Another book, a tampered, a truncated, an empty, a repeated ticket:
     // all 401 with the normal body.
@@ -183,7 +193,7 @@ async fn replicas_sharing_the_key_accept_each_others_tickets() {
     let t = ticket(&a, PAY_RW, "payments").await;
     let s = stream_with(&b, "payments", &format!("ticket={t}&after_seq=0")).await;
     assert_eq!(s.status(), 200);
-    read_until(s, "id: 4\n").await;
+    read_until(s, id_is(4)).await;
     // The same ticket again (a reconnect within its life) is accepted.
     let s = stream_with(&b, "payments", &format!("ticket={t}&after_seq=3")).await;
     assert_eq!(s.status(), 200);
@@ -200,10 +210,11 @@ async fn a_ticket_session_ends_when_its_ticket_expires() {
     let t = ticket(&app, PAY_RO, "payments").await;
     let s = stream_with(&app, "payments", &format!("ticket={t}")).await;
     assert_eq!(s.status(), 200);
-    let text = read_until(s, "event: error\n").await;
-    assert!(
-        text.contains("data: {\"error\":\"unauthorized\""),
-        "the session says why it ends: {text}"
+    let frames = read_until(s, |f| f.event.as_deref() == Some("error")).await;
+    let last = frames.last().map(sse::json).unwrap_or_default();
+    assert_eq!(
+        last["error"], "unauthorized",
+        "the session says why it ends: {frames:?}"
     );
     // The browser's reconnect with the same URL is refused.
     let (status, body) = json_of(stream_with(&app, "payments", &format!("ticket={t}")).await).await;

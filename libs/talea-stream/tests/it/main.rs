@@ -3,14 +3,12 @@
 mod timing;
 
 use std::collections::BTreeSet;
-use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::{Stream, StreamExt};
 use talea_api::LedgerApi;
 use talea_ledger::{LedgerConfig, LedgerService};
 use talea_store_pg::PgStore;
@@ -20,69 +18,15 @@ use talea_stream::{
 };
 use talea_testkit::TestDb;
 use talea_testkit::ledger::transfer;
+use talea_testkit::sse::{Frame, SseReader, ids};
 use tokio::sync::broadcast;
 
-type Frames = Pin<Box<dyn Stream<Item = Result<bytes::Bytes, Infallible>> + Send>>;
+/// A session's frames, decoded as the SDK decodes them.
+type Frames = SseReader;
 
-/// One parsed SSE frame.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Frame {
-    pub id: Option<u64>,
-    pub event: Option<String>,
-    pub data: Option<String>,
-    pub comment: bool,
-    pub retry: bool,
-}
-
-pub fn parse(text: &str) -> Frame {
-    let mut frame = Frame {
-        id: None,
-        event: None,
-        data: None,
-        comment: false,
-        retry: false,
-    };
-    for line in text.lines() {
-        if let Some(v) = line.strip_prefix("id: ") {
-            frame.id = v.parse().ok();
-        } else if let Some(v) = line.strip_prefix("event: ") {
-            frame.event = Some(v.to_owned());
-        } else if let Some(v) = line.strip_prefix("data: ") {
-            frame.data = Some(v.to_owned());
-        } else if line.starts_with(':') {
-            frame.comment = true;
-        } else if line.starts_with("retry: ") {
-            frame.retry = true;
-        }
-    }
-    frame
-}
-
-/// Reads frames until `until` says stop, failing after 20 s.
-pub async fn read_until(
-    frames: &mut Frames,
-    mut until: impl FnMut(&[Frame]) -> bool,
-) -> Vec<Frame> {
-    let mut seen = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !until(&seen) {
-        match tokio::time::timeout_at(deadline, frames.next()).await {
-            // A chunk may hold several frames (bursts are written at once).
-            Ok(Some(Ok(chunk))) => seen.extend(
-                String::from_utf8_lossy(&chunk)
-                    .split_inclusive("\n\n")
-                    .map(parse),
-            ),
-            Ok(Some(Err(never))) => match never {},
-            Ok(None) => break,
-            Err(_) => panic!("timed out; frames so far: {seen:?}"),
-        }
-    }
-    seen
-}
-
-fn ids(frames: &[Frame]) -> Vec<u64> {
-    frames.iter().filter_map(|f| f.id).collect()
+/// Reads frames until `until` says stop (or the stream ends), failing after 20 s.
+pub async fn read_until(frames: &mut Frames, until: impl FnMut(&[Frame]) -> bool) -> Vec<Frame> {
+    frames.until(Duration::from_secs(20), until).await
 }
 
 struct Fixture {
@@ -148,7 +92,7 @@ impl Fixture {
 
 async fn open(hub: &Hub, after_seq: Option<u64>, accounts: Option<&[&str]>) -> Frames {
     let permit = hub.try_admit(None).expect("a connection slot");
-    Box::pin(
+    SseReader::from_bytes(
         talea_stream::open(
             hub,
             Subscription {
@@ -176,7 +120,7 @@ async fn resumes_from_the_log_then_follows_live_commits_in_order() {
     let mut resumed = open(&hub, Some(2), None).await;
     let mut from_now = open(&hub, None, None).await;
     let first = read_until(&mut resumed, |s| ids(s).len() >= 6).await;
-    assert!(first[0].retry, "retry: comes first");
+    assert!(first[0].retry.is_some(), "retry: comes first");
     assert_eq!(ids(&first), (3..=8).collect::<Vec<_>>());
     assert_eq!(first[1].event.as_deref(), Some("account_opened"));
     assert_eq!(first[3].event.as_deref(), Some("transaction"));
@@ -399,7 +343,7 @@ async fn shutdown_and_withdrawn_access_close_with_their_event() {
     let allowed = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let flag = allowed.clone();
     let permit = hub.try_admit(None).expect("permit");
-    let mut stream: Frames = Box::pin(
+    let mut stream: Frames = SseReader::from_bytes(
         talea_stream::open(
             &hub,
             Subscription {

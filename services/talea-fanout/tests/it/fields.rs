@@ -4,9 +4,9 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use futures::StreamExt;
 use serde_json::{Value, json};
 use talea_api::{LedgerApi, PostTransactionRequest, PostingDto};
+use talea_testkit::sse::{self, SseReader};
 
 use crate::{Fixture, TOKEN, kill};
 
@@ -28,35 +28,17 @@ async fn frames_until(url: &str, token: &str, last: u64) -> Vec<(Option<u64>, St
         .await
         .expect("answer");
     assert_eq!(r.status(), 200, "{url}");
-    let mut body = r.bytes_stream();
-    let mut buffer = String::new();
-    let mut frames: Vec<(Option<u64>, String, Value)> = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while frames.last().and_then(|f| f.0).unwrap_or(0) < last {
-        let chunk = tokio::time::timeout_at(deadline, body.next())
-            .await
-            .unwrap_or_else(|_| panic!("only {frames:?} within 30 s"))
-            .expect("open")
-            .expect("chunk");
-        buffer.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(end) = buffer.find("\n\n") {
-            let text: String = buffer.drain(..end + 2).collect();
-            let (mut id, mut event, mut data) = (None, String::new(), Value::Null);
-            for line in text.lines() {
-                if let Some(v) = line.strip_prefix("id: ") {
-                    id = Some(v.parse().expect("numeric id"));
-                } else if let Some(v) = line.strip_prefix("event: ") {
-                    event = v.to_owned();
-                } else if let Some(v) = line.strip_prefix("data: ") {
-                    data = serde_json::from_str(v).expect("json");
-                }
-            }
-            if id.is_some() {
-                frames.push((id, event, data));
-            }
-        }
-    }
+    let frames = SseReader::new(r)
+        .until_id(Duration::from_secs(30), last)
+        .await;
     frames
+        .iter()
+        .filter(|f| f.id.is_some())
+        .map(|f| {
+            let event = f.event.clone().unwrap_or_default();
+            (sse::seq(f), event, sse::json(f))
+        })
+        .collect()
 }
 
 async fn post_secret(f: &Fixture, key: &str) -> u64 {
@@ -175,49 +157,33 @@ async fn hidden_fields_never_leave_the_fanout_and_snapshots_are_consistent() {
         .expect("a balance");
     let mut cuts = Vec::new();
     for r in opened {
-        let mut body = r.bytes_stream();
-        let mut buffer = String::new();
         let mut ids = Vec::new();
         let mut hot = None;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while ids.last().copied().unwrap_or(0) < last {
-            let chunk = tokio::time::timeout_at(deadline, body.next())
-                .await
-                .unwrap_or_else(|_| panic!("only {ids:?} within 30 s"))
-                .expect("open")
-                .expect("chunk");
-            buffer.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = buffer.find("\n\n") {
-                let text: String = buffer.drain(..end + 2).collect();
-                let Some(data) = text.lines().find_map(|l| l.strip_prefix("data: ")) else {
-                    continue;
-                };
-                let Some(id) = text
-                    .lines()
-                    .find_map(|l| l.strip_prefix("id: "))
-                    .and_then(|v| v.parse::<u64>().ok())
-                else {
-                    continue;
-                };
-                let data: Value = serde_json::from_str(data).expect("json");
-                if text.contains("event: snapshot") {
-                    assert!(ids.is_empty(), "the snapshot comes first");
-                    assert_eq!(data["seq"], json!(id));
-                    let rows = data["balances"].as_array().expect("rows");
-                    assert_eq!(rows.len(), 1, "{data}");
-                    hot = Some(
-                        rows[0]["balances"]
-                            .get("BTC")
-                            .and_then(|v| v.as_str())
-                            .map_or(0.0, |v| v.parse::<f64>().expect("amount")),
-                    );
-                    cuts.push(id);
-                } else if let Some(hot) = hot.as_mut() {
-                    // Each deposit debits `hot` (an asset account) by 1.
-                    *hot += 1.0;
-                }
-                ids.push(id);
+        let frames = SseReader::new(r)
+            .until_id(Duration::from_secs(30), last)
+            .await;
+        for frame in &frames {
+            let (Some(data), Some(id)) = (&frame.data, sse::seq(frame)) else {
+                continue;
+            };
+            let data: Value = serde_json::from_str(data).expect("json");
+            if frame.event.as_deref() == Some("snapshot") {
+                assert!(ids.is_empty(), "the snapshot comes first");
+                assert_eq!(data["seq"], json!(id));
+                let rows = data["balances"].as_array().expect("rows");
+                assert_eq!(rows.len(), 1, "{data}");
+                hot = Some(
+                    rows[0]["balances"]
+                        .get("BTC")
+                        .and_then(|v| v.as_str())
+                        .map_or(0.0, |v| v.parse::<f64>().expect("amount")),
+                );
+                cuts.push(id);
+            } else if let Some(hot) = hot.as_mut() {
+                // Each deposit debits `hot` (an asset account) by 1.
+                *hot += 1.0;
             }
+            ids.push(id);
         }
         let n = ids[0];
         assert_eq!(ids, (n..=last).collect::<Vec<_>>(), "no gap, no repeat");

@@ -17,6 +17,7 @@ use talea_ledger::{LedgerConfig, LedgerService};
 use talea_store_pg::PgStore;
 use talea_testkit::TestDb;
 use talea_testkit::process::talea_command;
+use talea_testkit::sse::SseReader;
 use tokio::sync::{mpsc, watch};
 
 mod browser;
@@ -151,21 +152,12 @@ fn event_source(port_rx: watch::Receiver<u16>) -> mpsc::UnboundedReceiver<u64> {
             }
             if let Ok(response) = request.send().await {
                 if response.status().is_success() {
-                    let mut body = response.bytes_stream();
-                    let mut buffer = String::new();
-                    while let Some(Ok(chunk)) = body.next().await {
-                        buffer.push_str(&String::from_utf8_lossy(&chunk));
-                        while let Some(end) = buffer.find("\n\n") {
-                            let frame: String = buffer.drain(..end + 2).collect();
-                            for line in frame.lines() {
-                                if let Some(id) = line.strip_prefix("id: ") {
-                                    if let Ok(id) = id.parse() {
-                                        last = Some(id);
-                                        if tx.send(id).is_err() {
-                                            return;
-                                        }
-                                    }
-                                }
+                    let mut frames = SseReader::new(response);
+                    while let Some(frame) = frames.next().await {
+                        if let Some(id) = frame.id.and_then(|id| id.parse().ok()) {
+                            last = Some(id);
+                            if tx.send(id).is_err() {
+                                return;
                             }
                         }
                     }

@@ -19,7 +19,10 @@ use serde::Deserialize;
 use serde_json::json;
 use talea_api::ApiError;
 use talea_auth::Authenticator;
-use talea_stream::{End, Hub, LiveEvent, Recheck, Refusal, StreamObserver, Subscription};
+use talea_auth::Principal;
+use talea_stream::{
+    End, Hub, LiveEvent, Recheck, Refusal, StreamObserver, StreamPermit, Subscription,
+};
 use talea_telemetry::StreamMetrics;
 
 use crate::extract::bearer;
@@ -126,26 +129,7 @@ async fn stream(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Response, HttpError> {
-    let token = bearer(&headers).map(str::to_owned);
-    // Without an `Authorization` header, `?ticket=` stands in for it.
-    let mut ticket_expiry = None;
-    let principal = match &token {
-        None => match ticket::ticket_param(&uri) {
-            Some(t) => {
-                let grant = ticket::verify(&state.app.tickets, &t, &book)?;
-                ticket_expiry = Some(grant.expires_at_micros);
-                grant.principal
-            }
-            None => return Err(ApiError::Unauthorized.into()),
-        },
-        Some(token) => match state.app.auth.authenticate(token).await {
-            Ok(Some(principal)) => principal,
-            Ok(None) => return Err(ApiError::Unauthorized.into()),
-            Err(_) => {
-                return Err(ApiError::unavailable("the token-scope service is unreachable").into());
-            }
-        },
-    };
+    let (principal, token, ticket_expiry) = authenticate(&state, &book, &headers, &uri).await?;
     principal.check_read(&book)?;
     let Query(query) =
         query.map_err(|e| HttpError(ApiError::invalid("", format!("bad query: {e}"))))?;
@@ -179,22 +163,7 @@ async fn stream(
     // Counted by the token's name (a ticket's stream by the name it is
     // bound to), only once every other answer is decided: a stream that
     // would be refused anyway takes no slot.
-    let permit = match state.hub.try_admit(principal.name.as_deref()) {
-        Ok(permit) => permit,
-        Err(Refusal::TokenCap) => {
-            return Err(ApiError::RateLimited {
-                retry_after_s: token_cap_retry_after_s(state.hub.config()),
-            }
-            .into());
-        }
-        Err(Refusal::Connections) => {
-            return Err(ApiError::Overloaded {
-                status: 503,
-                retry_after_s: FULL_RETRY_AFTER_S,
-            }
-            .into());
-        }
-    };
+    let permit = admit(&state, principal.name.as_deref())?;
     let recheck = token
         .map(|token| recheck(state.app.auth.clone(), token, book.clone()))
         .or_else(|| ticket_expiry.map(ticket::until_expiry));
@@ -212,7 +181,61 @@ async fn stream(
         permit,
     )
     .await?;
-    let mut response = Response::new(Body::from_stream(frames));
+    Ok(event_stream(Body::from_stream(frames)))
+}
+
+/// Who is asking: the bearer token's principal or, without an
+/// `Authorization` header, the `?ticket=`'s; with the token (for re-checks)
+/// or the ticket's expiry (which ends the session).
+async fn authenticate(
+    state: &StreamState,
+    book: &str,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Result<(Principal, Option<String>, Option<i64>), HttpError> {
+    let token = bearer(headers).map(str::to_owned);
+    // Without an `Authorization` header, `?ticket=` stands in for it.
+    let mut ticket_expiry = None;
+    let principal = match &token {
+        None => match ticket::ticket_param(uri) {
+            Some(t) => {
+                let grant = ticket::verify(&state.app.tickets, &t, book)?;
+                ticket_expiry = Some(grant.expires_at_micros);
+                grant.principal
+            }
+            None => return Err(ApiError::Unauthorized.into()),
+        },
+        Some(token) => match state.app.auth.authenticate(token).await {
+            Ok(Some(principal)) => principal,
+            Ok(None) => return Err(ApiError::Unauthorized.into()),
+            Err(_) => {
+                return Err(ApiError::unavailable("the token-scope service is unreachable").into());
+            }
+        },
+    };
+    Ok((principal, token, ticket_expiry))
+}
+
+/// Takes a stream slot for the token, or answers why there is none.
+fn admit(state: &StreamState, token: Option<&str>) -> Result<StreamPermit, HttpError> {
+    match state.hub.try_admit(token) {
+        Ok(permit) => Ok(permit),
+        Err(Refusal::TokenCap) => Err(ApiError::RateLimited {
+            retry_after_s: token_cap_retry_after_s(state.hub.config()),
+        }
+        .into()),
+        Err(Refusal::Connections) => Err(ApiError::Overloaded {
+            status: 503,
+            retry_after_s: FULL_RETRY_AFTER_S,
+        }
+        .into()),
+    }
+}
+
+/// The response of an admitted stream: its body and the headers that keep
+/// it unbuffered.
+fn event_stream(body: Body) -> Response {
+    let mut response = Response::new(body);
     *response.status_mut() = StatusCode::OK;
     let h = response.headers_mut();
     h.insert(
@@ -222,7 +245,7 @@ async fn stream(
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     // Tells nginx-style proxies not to buffer the stream.
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    Ok(response)
+    response
 }
 
 fn parse_seq(text: &str, field: &str) -> Result<u64, HttpError> {

@@ -4,14 +4,17 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value};
 use talea_api::{
-    AccountDto, AccountPostingDto, ApiError, PostTransactionRequest, PostingDto, TransactionDto,
-    canonical_json, format_timestamp, parse_timestamp,
+    AccountDto, AccountPostingDto, ApiError, AssetDto, EventDto, PostTransactionRequest,
+    PostingDto, TransactionDto, canonical_json, format_timestamp, parse_timestamp,
 };
 use talea_core::{
-    Account, AccountName, Amount, AmountError, AssetCode, BookName, Commit, Decimal, Draft,
-    DraftError, DraftPosting, IdempotencyKey, NameError, Scale, Side, Timestamp, limits,
+    Account, AccountKind, AccountName, Amount, AmountError, Asset, AssetCode, BookName, Commit,
+    Decimal, Draft, DraftError, DraftPosting, EventKind, IdempotencyKey, NameError, Scale, Side,
+    Timestamp, limits,
 };
-use talea_store::AccountPosting;
+use talea_store::{AccountPosting, Rejection, StoreError};
+
+use crate::LedgerService;
 
 /// Parses a path or body name, reporting `field` on failure.
 pub(crate) fn name<T>(
@@ -304,5 +307,155 @@ impl ParsedPost {
             }
             _ => ApiError::invalid("/postings", "invalid postings"),
         })
+    }
+}
+
+/// Turns a decoded post into a `Draft` exactly as `post_transaction` does,
+/// with `scales` standing in for the asset registry. For the fuzz targets in
+/// `fuzz/`; not part of the API.
+#[doc(hidden)]
+pub fn draft_from_request(
+    request: PostTransactionRequest,
+    scales: &BTreeMap<AssetCode, Scale>,
+) -> Result<Draft, ApiError> {
+    ParsedPost::parse(request)?.into_draft(scales)
+}
+pub(crate) fn store_error(e: &StoreError) -> ApiError {
+    match e {
+        StoreError::Unavailable(_) => ApiError::unavailable("storage is unavailable, retry"),
+        StoreError::NotMigrated(_) => ApiError::unavailable("storage is not migrated"),
+        _ => {
+            tracing::error!(error = %e, "storage failure");
+            ApiError::Internal
+        }
+    }
+}
+
+/// Collects asset codes (synchronously, so no borrow is held across an await).
+pub(crate) fn codes<'a>(it: impl IntoIterator<Item = &'a AssetCode>) -> BTreeSet<AssetCode> {
+    it.into_iter().cloned().collect()
+}
+
+pub(crate) fn check_limit(limit: Option<u32>) -> Result<u32, ApiError> {
+    match limit {
+        None => Ok(limits::PAGE_LIMIT_DEFAULT),
+        Some(n) if (1..=limits::PAGE_LIMIT_MAX).contains(&n) => Ok(n),
+        Some(_) => Err(ApiError::invalid(
+            "limit",
+            format!("limit must be 1..={}", limits::PAGE_LIMIT_MAX),
+        )),
+    }
+}
+
+impl LedgerService {
+    pub(crate) async fn rejection(&self, book: &BookName, rejection: Rejection) -> ApiError {
+        self.inner
+            .metrics
+            .rejected_total
+            .with_label_values(&[rejection_code(&rejection)])
+            .inc();
+        match rejection {
+            Rejection::IdempotencyKeyReused(tx_id) => ApiError::IdempotencyKeyReused {
+                tx_id: tx_id.0.to_string(),
+            },
+            Rejection::UnknownAccount(account) => ApiError::UnknownAccount {
+                account: account.to_string(),
+            },
+            Rejection::InsufficientBalance {
+                account,
+                asset,
+                balance,
+            } => {
+                // Rare path: fetch the account's kind and floor for the details.
+                let found = self
+                    .inner
+                    .store
+                    .account(book, &account)
+                    .await
+                    .ok()
+                    .flatten();
+                let scale = match self.asset(&asset).await {
+                    Ok(Some(a)) => a.scale,
+                    _ => Scale::ZERO,
+                };
+                let (balance, min_balance) = match found {
+                    Some(a) => (
+                        normal(a.kind, balance).format(scale),
+                        a.min_balance.map(|d| d.to_string()).unwrap_or_default(),
+                    ),
+                    None => (balance.format(scale), String::new()),
+                };
+                ApiError::InsufficientBalance {
+                    account: account.to_string(),
+                    asset: asset.to_string(),
+                    balance,
+                    min_balance,
+                }
+            }
+            Rejection::AmountOutOfRange => ApiError::AmountOutOfRange {
+                field: Some("/postings".to_owned()),
+                message: "a resulting balance would not fit 128 bits of minor units".to_owned(),
+            },
+            Rejection::Failed(reason) => {
+                tracing::error!(book = %book, reason = %reason, "storage refused a draft");
+                ApiError::Internal
+            }
+            _ => ApiError::Internal,
+        }
+    }
+}
+
+pub(crate) fn rejection_code(r: &Rejection) -> &'static str {
+    let code = match r {
+        Rejection::IdempotencyKeyReused(_) => talea_api::ErrorCode::IdempotencyKeyReused,
+        Rejection::UnknownAccount(_) => talea_api::ErrorCode::UnknownAccount,
+        Rejection::InsufficientBalance { .. } => talea_api::ErrorCode::InsufficientBalance,
+        Rejection::AmountOutOfRange => talea_api::ErrorCode::AmountOutOfRange,
+        // A database refusal answers `internal`; its label stays `failed`, as
+        // dashboards know it, to tell it from other internal errors.
+        _ => return "failed",
+    };
+    code.as_str()
+}
+
+pub(crate) fn asset_dto(asset: &Asset) -> AssetDto {
+    AssetDto {
+        code: asset.code.to_string(),
+        scale: asset.scale.digits(),
+        name: asset.name.clone(),
+    }
+}
+
+/// Normal-side balances by asset code, formatted at each asset's scale.
+pub(crate) fn balance_map(
+    kind: AccountKind,
+    balances: &[talea_store::Balance],
+    scales: &Scales,
+) -> BTreeMap<String, String> {
+    balances
+        .iter()
+        .map(|b| {
+            (
+                b.asset.to_string(),
+                normal(kind, b.balance).format(scale_of(scales, &b.asset)),
+            )
+        })
+        .collect()
+}
+/// The log entry as it appears on the wire, in the events page and the stream.
+pub fn event_dto(event: &talea_core::Event, scales: &BTreeMap<AssetCode, Scale>) -> EventDto {
+    let (kind, data) = match &event.kind {
+        EventKind::AccountOpened(a) => ("account_opened", serde_json::to_value(account_dto(a))),
+        EventKind::Transaction(c) => (
+            "transaction",
+            serde_json::to_value(transaction_dto(c, scales)),
+        ),
+    };
+    EventDto {
+        seq: event.seq,
+        kind: kind.to_owned(),
+        committed_at: format_timestamp(event.committed_at),
+        // Serializing these plain structs cannot fail.
+        data: data.unwrap_or(serde_json::Value::Null),
     }
 }

@@ -4,7 +4,8 @@ use std::collections::BTreeSet;
 
 use talea_api::{ApiError, BalancesDto, SnapshotDto, format_timestamp};
 
-use crate::{LedgerService, balance_map, codes, convert, store_error};
+use crate::LedgerService;
+use crate::convert::{self, balance_map, codes, store_error};
 
 /// Most accounts one snapshot holds. An unfiltered snapshot of a larger
 /// book is refused (400): it would be one frame of unbounded size, and a

@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, RandomState};
 
-use talea_core::{Account, AccountName, Asset, AssetCode, BookName, Side, Timestamp, TxId};
+use talea_core::{Account, AccountName, Asset, AssetCode, BookName, Commit, Side, Timestamp, TxId};
 use talea_store::StoreError;
 use talea_store::plan::Totals;
 
@@ -288,6 +288,8 @@ impl State {
         Ok(())
     }
 
+    /// Applies a transaction record in phases: its place in the book, its
+    /// running totals recomputed, its key and id unique, then the indexes.
     fn apply_transaction(
         &mut self,
         tx: &TxRecord,
@@ -306,8 +308,43 @@ impl State {
             return Err(at("postings and running debits differ in number".to_owned()));
         }
 
-        // Recompute every running total from the current ones; they must
-        // match what the record says, or the log and the indexes disagree.
+        let touched = self.recompute_totals(book, tx, &at)?;
+        self.check_unique(book, c, (key_fp, tx_fp), lookup, &at)?;
+
+        // Checked: now change things. (`touched` borrows from the record,
+        // not from the indexes, and every account in it was found above.)
+        let book = self
+            .books
+            .get_mut(&c.book)
+            .ok_or_else(|| at("book vanished".to_owned()))?;
+        for (account, asset, totals) in touched {
+            let Some(state) = book.accounts.get_mut(account) else {
+                return Err(at(format!("account {account} vanished")));
+            };
+            let pair = match state.assets.get_mut(asset) {
+                Some(pair) => pair,
+                None => state.assets.entry(asset.clone()).or_default(),
+            };
+            pair.totals = totals;
+            pair.history.push(HistoryEntry::new(c.seq, totals.balance));
+        }
+        book.push(c.seq, offset, c.committed_at);
+        book.keys.insert(key_fp, c.seq);
+        self.tx_ids.insert(tx_fp, offset);
+        self.events += 1;
+        Ok(())
+    }
+
+    /// Recomputes every running total from the current ones; they must
+    /// match what the record says, or the log and the indexes disagree.
+    /// Returns each touched pair with its totals after the record.
+    fn recompute_totals<'r>(
+        &self,
+        book: &Book,
+        tx: &'r TxRecord,
+        at: &dyn Fn(String) -> StoreError,
+    ) -> Result<Vec<(&'r AccountName, &'r AssetCode, Totals)>, StoreError> {
+        let c = &tx.commit;
         let mut touched: Vec<(&AccountName, &AssetCode, Totals)> = Vec::new();
         for (p, &debits_after) in c.postings.iter().zip(&tx.debits_after) {
             let Some(account) = book.accounts.get(&p.account) else {
@@ -363,52 +400,41 @@ impl State {
             }
             *totals = next;
         }
+        Ok(touched)
+    }
 
+    /// The record's key is new in its book and its id new in the log.
+    fn check_unique(
+        &self,
+        book: &Book,
+        c: &Commit,
+        (key_fp, tx_fp): (u64, u64),
+        lookup: &dyn Lookup,
+        at: &dyn Fn(String) -> StoreError,
+    ) -> Result<(), StoreError> {
         // Keys are unique per book and ids across books; a shared
         // fingerprint is confirmed against the record it points at.
         for candidate in book.keys.candidates(key_fp) {
             let earlier = book
                 .entry(candidate)
                 .ok_or_else(|| at(format!("key index points at missing seq {candidate}")))?;
-            if let Record::Transaction(t) = lookup.record_at(earlier.offset)? {
-                if t.commit.idempotency_key == c.idempotency_key {
-                    return Err(at(format!(
-                        "idempotency key {:?} was already used at seq {}",
-                        c.idempotency_key.as_str(),
-                        t.commit.seq
-                    )));
-                }
+            if let Record::Transaction(t) = lookup.record_at(earlier.offset)?
+                && t.commit.idempotency_key == c.idempotency_key
+            {
+                return Err(at(format!(
+                    "idempotency key {:?} was already used at seq {}",
+                    c.idempotency_key.as_str(),
+                    t.commit.seq
+                )));
             }
         }
         for candidate in self.tx_ids.candidates(tx_fp) {
-            if let Record::Transaction(t) = lookup.record_at(candidate)? {
-                if t.commit.tx_id == c.tx_id {
-                    return Err(at(format!("transaction id {} is used twice", c.tx_id.0)));
-                }
+            if let Record::Transaction(t) = lookup.record_at(candidate)?
+                && t.commit.tx_id == c.tx_id
+            {
+                return Err(at(format!("transaction id {} is used twice", c.tx_id.0)));
             }
         }
-
-        // Checked: now change things. (`touched` borrows from the record,
-        // not from the indexes, and every account in it was found above.)
-        let book = self
-            .books
-            .get_mut(&c.book)
-            .ok_or_else(|| at("book vanished".to_owned()))?;
-        for (account, asset, totals) in touched {
-            let Some(state) = book.accounts.get_mut(account) else {
-                return Err(at(format!("account {account} vanished")));
-            };
-            let pair = match state.assets.get_mut(asset) {
-                Some(pair) => pair,
-                None => state.assets.entry(asset.clone()).or_default(),
-            };
-            pair.totals = totals;
-            pair.history.push(HistoryEntry::new(c.seq, totals.balance));
-        }
-        book.push(c.seq, offset, c.committed_at);
-        book.keys.insert(key_fp, c.seq);
-        self.tx_ids.insert(tx_fp, offset);
-        self.events += 1;
         Ok(())
     }
 }

@@ -488,11 +488,41 @@ fn commit(
     if drafts.is_empty() {
         return Ok(Vec::new());
     }
-    let durable = state.book(book);
     let head = book_head(&mut frame.overlay.books, state, book);
 
-    // Read what the planner needs, as Postgres reads it under the book's
-    // lock: here from the frame's overlay first, then the durable indexes.
+    let loaded = load(
+        state,
+        file,
+        (&frame.overlay.assets, &frame.sink.records),
+        head,
+        book,
+        drafts,
+    )?;
+    let committed_at = commit_time(head.last_time);
+    let mut planner = Planner::new(book, &loaded, head.last_seq, committed_at);
+    let (verdicts, written) = plan_into_sink(&mut planner, &mut frame.sink, drafts)?;
+    publish(
+        head,
+        &frame.sink.records,
+        (&verdicts, written),
+        planner.last_seq(),
+        committed_at,
+    );
+    Ok(outcomes(verdicts))
+}
+
+/// Reads what the planner needs, as Postgres reads it under the book's
+/// lock: here from the frame's overlay (its assets and records, and the
+/// book's `head`) first, then the durable indexes.
+fn load(
+    state: &State,
+    file: &LogFile,
+    (assets, records): (&HashMap<AssetCode, Asset>, &[(Record, usize)]),
+    head: &BookOverlay,
+    book: &BookName,
+    drafts: &[Draft],
+) -> Result<Loaded, StoreError> {
+    let durable = state.book(book);
     let mut loaded = Loaded::default();
     let mut seen: HashSet<(&AccountName, &AssetCode)> = HashSet::new();
     for draft in drafts {
@@ -515,12 +545,7 @@ fn commit(
                 }
             }
             if !loaded.scales.contains_key(&p.asset) {
-                if let Some(asset) = frame
-                    .overlay
-                    .assets
-                    .get(&p.asset)
-                    .or_else(|| state.asset(&p.asset))
-                {
+                if let Some(asset) = assets.get(&p.asset).or_else(|| state.asset(&p.asset)) {
                     loaded.scales.insert(p.asset.clone(), asset.scale);
                 }
             }
@@ -539,15 +564,23 @@ fn commit(
         }
         let key = &draft.idempotency_key;
         if !loaded.stored.contains_key(key) {
-            if let Some(stored) = stored_key(state, file, &frame.sink.records, head, book, key)? {
+            if let Some(stored) = stored_key(state, file, records, head, book, key)? {
                 loaded.stored.insert(key.clone(), stored);
             }
         }
     }
+    Ok(loaded)
+}
 
-    let committed_at = commit_time(head.last_time);
-    let mut planner = Planner::new(book, &loaded, head.last_seq, committed_at);
-    let mark = (frame.sink.buf.len(), frame.sink.records.len());
+/// Decides each draft in order and appends the passing ones to the frame's
+/// sink; returns the verdicts and the sink indexes of the written records.
+/// A batch too large for one frame is rolled back whole.
+fn plan_into_sink(
+    planner: &mut Planner<'_>,
+    sink: &mut Sink,
+    drafts: &[Draft],
+) -> Result<(Vec<Verdict>, Vec<usize>), StoreError> {
+    let mark = (sink.buf.len(), sink.records.len());
     let mut verdicts = Vec::with_capacity(drafts.len());
     let mut written: Vec<usize> = Vec::new();
     for (i, draft) in drafts.iter().enumerate() {
@@ -558,7 +591,7 @@ fn commit(
                     request_hash: planned.request_hash,
                     debits_after: planned.postings.iter().map(|p| p.debits_after).collect(),
                 });
-                match frame.sink.push(record) {
+                match sink.push(record) {
                     Ok(index) => {
                         planner.accept(i, &planned);
                         written.push(index);
@@ -574,16 +607,26 @@ fn commit(
             other => other,
         };
         verdicts.push(verdict);
-        if frame.sink.body_bytes() > FRAME_BYTES_MAX {
-            frame.sink.rollback(mark);
+        if sink.body_bytes() > FRAME_BYTES_MAX {
+            sink.rollback(mark);
             return Err(StoreError::Other(format!(
                 "the batch needs more than {FRAME_BYTES_MAX} bytes; send fewer drafts at once"
             )));
         }
     }
+    Ok((verdicts, written))
+}
 
-    // Let the frame's later requests see this batch.
-    for verdict in &verdicts {
+/// Lets the frame's later requests see this batch: the balances it left,
+/// its keys, and the book's new head.
+fn publish(
+    head: &mut BookOverlay,
+    records: &[(Record, usize)],
+    (verdicts, written): (&[Verdict], Vec<usize>),
+    last_seq: u64,
+    committed_at: Timestamp,
+) {
+    for verdict in verdicts {
         if let Verdict::Write(planned) = verdict {
             for (pair, totals) in &planned.touched {
                 match head.balances.get_mut(pair) {
@@ -596,13 +639,12 @@ fn commit(
         }
     }
     for index in written {
-        if let Some((Record::Transaction(t), _)) = frame.sink.records.get(index) {
+        if let Some((Record::Transaction(t), _)) = records.get(index) {
             head.keys.insert(t.commit.idempotency_key.clone(), index);
         }
     }
-    if planner.last_seq() > head.last_seq {
-        head.last_seq = planner.last_seq();
+    if last_seq > head.last_seq {
+        head.last_seq = last_seq;
         head.last_time = Some(committed_at);
     }
-    Ok(outcomes(verdicts))
 }

@@ -21,6 +21,9 @@ use talea_core::{
 /// An account and asset pair, the unit of balances.
 pub type Pair = (AccountName, AssetCode);
 
+/// A pair a draft touches, with its totals before and after the draft.
+type Touched = (Pair, Totals, Totals);
+
 /// What the planner needs of an account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AccountRule {
@@ -285,92 +288,13 @@ impl<'a> Planner<'a> {
         }
     }
 
-    /// Checks and applies the postings of a draft whose key is free.
+    /// Checks and applies the postings of a draft whose key is free, in
+    /// phases: what the draft names exists, the postings applied in order,
+    /// `min_balance` on the net effect, then the commit.
     fn plan(&self, draft: &Draft) -> Result<Planned, Rejection> {
-        if let Some(p) = draft
-            .postings
-            .iter()
-            .find(|p| !self.loaded.accounts.contains_key(&p.account))
-        {
-            return Err(Rejection::UnknownAccount(p.account.clone()));
-        }
-        // The ledger checks assets before drafting (it needs their scales to
-        // parse amounts), so this only guards the store's own integrity; the
-        // trait has no dedicated rejection for it.
-        if let Some(p) = draft
-            .postings
-            .iter()
-            .find(|p| !self.loaded.scales.contains_key(&p.asset))
-        {
-            return Err(Rejection::Failed(format!(
-                "asset {} is not registered",
-                p.asset
-            )));
-        }
-        // What only this backend cannot store (a time outside its range, say).
-        (self.draft_check)(draft)?;
-
-        // (pair, totals before the draft, totals after it), in first-touch order.
-        let mut touched: Vec<(Pair, Totals, Totals)> = Vec::new();
-        let mut postings = Vec::with_capacity(draft.postings.len());
-        for p in &draft.postings {
-            let index = match touched
-                .iter()
-                .position(|(pair, _, _)| pair.0 == p.account && pair.1 == p.asset)
-            {
-                Some(i) => i,
-                None => {
-                    let pair = (p.account.clone(), p.asset.clone());
-                    let before = self.totals(&pair);
-                    touched.push((pair, before, before));
-                    touched.len() - 1
-                }
-            };
-            let entry = &mut touched[index];
-            entry.2 = entry
-                .2
-                .apply(p.side, p.amount)
-                .ok_or(Rejection::AmountOutOfRange)?;
-            postings.push(PlannedPosting {
-                amount: p.signed().minor(),
-                balance_after: entry.2.balance,
-                debits_after: entry.2.debits,
-            });
-        }
-
-        // `min_balance` binds only where the draft lowers the normal-side
-        // balance: a deposit into an account already below its minimum is
-        // allowed, and only the draft's net effect per pair counts.
-        for ((account, asset), before, after) in &touched {
-            let Some(rule) = self.loaded.accounts.get(account) else {
-                continue;
-            };
-            let Some(min) = rule.min_balance else {
-                continue;
-            };
-            let lowered = match rule.kind.normal_side() {
-                talea_core::NormalSide::Debit => after.balance < before.balance,
-                talea_core::NormalSide::Credit => after.balance > before.balance,
-            };
-            if !lowered {
-                continue;
-            }
-            let normal = rule
-                .kind
-                .to_normal(Amount::from_minor(after.balance))
-                .ok_or(Rejection::AmountOutOfRange)?;
-            let Some(&scale) = self.loaded.scales.get(asset) else {
-                continue;
-            };
-            if min.cmp_amount(normal, scale) == Ordering::Less {
-                return Err(Rejection::InsufficientBalance {
-                    account: account.clone(),
-                    asset: asset.clone(),
-                    balance: Amount::from_minor(before.balance),
-                });
-            }
-        }
-
+        self.check_known(draft)?;
+        let (touched, postings) = self.apply_postings(draft)?;
+        self.check_min_balance(&touched)?;
         let commit = Commit {
             tx_id: TxId::generate(),
             book: self.book.clone(),
@@ -402,6 +326,107 @@ impl<'a> Planner<'a> {
                 .map(|(pair, _, after)| (pair, after))
                 .collect(),
         })
+    }
+
+    /// Every account and asset the draft names is known, and the backend can
+    /// store it.
+    fn check_known(&self, draft: &Draft) -> Result<(), Rejection> {
+        if let Some(p) = draft
+            .postings
+            .iter()
+            .find(|p| !self.loaded.accounts.contains_key(&p.account))
+        {
+            return Err(Rejection::UnknownAccount(p.account.clone()));
+        }
+        // The ledger checks assets before drafting (it needs their scales to
+        // parse amounts), so this only guards the store's own integrity; the
+        // trait has no dedicated rejection for it.
+        if let Some(p) = draft
+            .postings
+            .iter()
+            .find(|p| !self.loaded.scales.contains_key(&p.asset))
+        {
+            return Err(Rejection::Failed(format!(
+                "asset {} is not registered",
+                p.asset
+            )));
+        }
+        // What only this backend cannot store (a time outside its range, say).
+        (self.draft_check)(draft)
+    }
+
+    /// Applies each posting in order to its pair's running totals: the
+    /// touched pairs (before and after the draft, in first-touch order) and
+    /// each posting's balance after it.
+    fn apply_postings(
+        &self,
+        draft: &Draft,
+    ) -> Result<(Vec<Touched>, Vec<PlannedPosting>), Rejection> {
+        // (pair, totals before the draft, totals after it), in first-touch order.
+        let mut touched: Vec<Touched> = Vec::new();
+        let mut postings = Vec::with_capacity(draft.postings.len());
+        for p in &draft.postings {
+            let index = match touched
+                .iter()
+                .position(|(pair, _, _)| pair.0 == p.account && pair.1 == p.asset)
+            {
+                Some(i) => i,
+                None => {
+                    let pair = (p.account.clone(), p.asset.clone());
+                    let before = self.totals(&pair);
+                    touched.push((pair, before, before));
+                    touched.len() - 1
+                }
+            };
+            let entry = &mut touched[index];
+            entry.2 = entry
+                .2
+                .apply(p.side, p.amount)
+                .ok_or(Rejection::AmountOutOfRange)?;
+            postings.push(PlannedPosting {
+                amount: p.signed().minor(),
+                balance_after: entry.2.balance,
+                debits_after: entry.2.debits,
+            });
+        }
+        Ok((touched, postings))
+    }
+
+    /// Refuses a draft that takes an account below its `min_balance`.
+    fn check_min_balance(&self, touched: &[Touched]) -> Result<(), Rejection> {
+        // `min_balance` binds only where the draft lowers the normal-side
+        // balance: a deposit into an account already below its minimum is
+        // allowed, and only the draft's net effect per pair counts.
+        for ((account, asset), before, after) in touched {
+            let Some(rule) = self.loaded.accounts.get(account) else {
+                continue;
+            };
+            let Some(min) = rule.min_balance else {
+                continue;
+            };
+            let lowered = match rule.kind.normal_side() {
+                talea_core::NormalSide::Debit => after.balance < before.balance,
+                talea_core::NormalSide::Credit => after.balance > before.balance,
+            };
+            if !lowered {
+                continue;
+            }
+            let normal = rule
+                .kind
+                .to_normal(Amount::from_minor(after.balance))
+                .ok_or(Rejection::AmountOutOfRange)?;
+            let Some(&scale) = self.loaded.scales.get(asset) else {
+                continue;
+            };
+            if min.cmp_amount(normal, scale) == Ordering::Less {
+                return Err(Rejection::InsufficientBalance {
+                    account: account.clone(),
+                    asset: asset.clone(),
+                    balance: Amount::from_minor(before.balance),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Makes a passing draft (at `index` in the batch) visible to later drafts.

@@ -107,8 +107,39 @@ fn book(i: usize) -> String {
     format!("sse-{i}")
 }
 
+/// The load: books with accounts, every subscriber connected, then posts at
+/// `rate` for `seconds`; prints (and with `--json` writes) the summary.
 async fn sse(args: &Args) -> anyhow::Result<()> {
     let writer = TaleaClient::new(&args.write_url, &args.token)?;
+    setup_books(&writer, args.books).await?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .context("http client")?;
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let subscribers = connect_subscribers(args, &http, &tally, stopped).await?;
+    eprintln!(
+        "all subscribers connected; posting {} tx/s for {} s",
+        args.rate, args.seconds
+    );
+    let posted = post_load(args, &writer).await;
+    // Let the last events arrive, then have every subscriber report.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.send_replace(true);
+    for s in subscribers {
+        let _ = s.await;
+    }
+    let summary = summarize(args, &posted, &mut *tally.lock().await);
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&summary)?)?;
+    }
+    Ok(())
+}
+
+/// Registers BTC and opens `hot` and `user` in every book.
+async fn setup_books(writer: &TaleaClient, books: usize) -> anyhow::Result<()> {
     writer
         .register_asset(AssetRequest {
             code: "BTC".into(),
@@ -117,7 +148,7 @@ async fn sse(args: &Args) -> anyhow::Result<()> {
         })
         .await
         .map_err(|e| anyhow::anyhow!("register BTC: {e}"))?;
-    for b in 0..args.books {
+    for b in 0..books {
         for (name, kind) in [("hot", "asset"), ("user", "liability")] {
             writer
                 .open_account(
@@ -133,13 +164,18 @@ async fn sse(args: &Args) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("open account: {e}"))?;
         }
     }
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .build()
-        .context("http client")?;
-    let tally = Arc::new(Mutex::new(Tally::default()));
+    Ok(())
+}
+
+/// Opens every subscriber at `connect_rate` and waits (at most 60 s) until
+/// all are connected.
+async fn connect_subscribers(
+    args: &Args,
+    http: &reqwest::Client,
+    tally: &Arc<Mutex<Tally>>,
+    stopped: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
     let connected = Arc::new(AtomicU64::new(0));
-    let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut subscribers = Vec::with_capacity(args.subscribers);
     let pause = Duration::from_micros(1_000_000 / args.connect_rate.max(1));
     eprintln!(
@@ -170,11 +206,21 @@ async fn sse(args: &Args) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    eprintln!(
-        "all subscribers connected; posting {} tx/s for {} s",
-        args.rate, args.seconds
-    );
+    Ok(subscribers)
+}
 
+/// What the posting phase did: commits per book, failed posts, how long it
+/// took, and the CPU counters around it.
+struct Posted {
+    committed: BTreeMap<usize, u64>,
+    errors: u64,
+    secs: f64,
+    cpu_before: BTreeMap<String, u64>,
+    cpu_after: BTreeMap<String, u64>,
+}
+
+/// Posts at `rate` for `seconds` (open model).
+async fn post_load(args: &Args, writer: &TaleaClient) -> Posted {
     // Open model: one post every 1/rate s, each in its own task.
     let committed: Arc<Mutex<BTreeMap<usize, u64>>> = Arc::new(Mutex::new(BTreeMap::new()));
     let post_errors = Arc::new(AtomicU64::new(0));
@@ -215,19 +261,25 @@ async fn sse(args: &Args) -> anyhow::Result<()> {
     for p in posts {
         let _ = p.await;
     }
-    let post_secs = started.elapsed().as_secs_f64();
+    let secs = started.elapsed().as_secs_f64();
     let cpu_after = cpu_ticks(&args.cpu_pids, args.pg_database.as_deref());
-    // Let the last events arrive, then have every subscriber report.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    stop.send_replace(true);
-    for s in subscribers {
-        let _ = s.await;
-    }
     let committed = committed.lock().await.clone();
+    Posted {
+        committed,
+        errors: post_errors.load(Ordering::Relaxed),
+        secs,
+        cpu_before,
+        cpu_after,
+    }
+}
+
+/// The run's summary: deliveries expected against received, latency
+/// percentiles, memory and CPU.
+fn summarize(args: &Args, posted: &Posted, tally: &mut Tally) -> serde_json::Value {
+    let committed = &posted.committed;
     let expected: u64 = (0..args.subscribers)
         .map(|s| committed.get(&(s % args.books)).copied().unwrap_or(0))
         .sum();
-    let mut tally = tally.lock().await;
     tally.latencies_us.sort_unstable();
     let pct = |q: f64| -> f64 {
         let l = &tally.latencies_us;
@@ -237,24 +289,19 @@ async fn sse(args: &Args) -> anyhow::Result<()> {
         l[((l.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0
     };
     let rss_kib = args.rss_pid.and_then(rss_kib);
-    let summary = serde_json::json!({
+    serde_json::json!({
         "subscribers": args.subscribers, "books": args.books, "rate": args.rate,
         "seconds": args.seconds, "posted": committed.values().sum::<u64>(),
-        "post_errors": post_errors.load(Ordering::Relaxed),
-        "achieved_rate": committed.values().sum::<u64>() as f64 / post_secs,
+        "post_errors": posted.errors,
+        "achieved_rate": committed.values().sum::<u64>() as f64 / posted.secs,
         "expected_deliveries": expected, "received": tally.received,
         "missing": expected.saturating_sub(tally.received), "gaps": tally.gaps,
         "duplicates": tally.duplicates, "subscriber_errors": tally.errors,
         "latency_ms": {"p50": pct(0.5), "p99": pct(0.99), "p999": pct(0.999), "max": pct(1.0)},
         "fanout_rss_kib": rss_kib,
         "fanout_rss_bytes_per_subscriber": rss_kib.map(|k| k * 1024 / args.subscribers.max(1) as u64),
-        "cpu_cores_while_posting": cpu_cores(&cpu_before, &cpu_after, post_secs),
-    });
-    println!("{}", serde_json::to_string_pretty(&summary)?);
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_vec_pretty(&summary)?)?;
-    }
-    Ok(())
+        "cpu_cores_while_posting": cpu_cores(&posted.cpu_before, &posted.cpu_after, posted.secs),
+    })
 }
 
 /// One subscriber: live from now, checking ids and measuring latency.

@@ -156,82 +156,130 @@ async fn main() {
         println!("ready");
     }
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let committed = Arc::new(AtomicU64::new(0));
-    let batches = Arc::new(AtomicU64::new(0));
+    let counters = Counters::default();
     let started = Instant::now();
     let mut tasks = Vec::new();
     // Keys differ per run, so a store directory can be loaded again.
     let run = uuid::Uuid::now_v7().simple().to_string();
     for book in &books {
         for writer in 0..args.writers {
-            let (store, book, stop) = (store.clone(), book.clone(), stop.clone());
-            let (committed, batches, run) = (committed.clone(), batches.clone(), run.clone());
-            let (batch, print) = (args.batch, args.print_acks);
-            tasks.push(tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                let mut n: u64 = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    let drafts: Vec<Draft> = (0..batch)
-                        .map(|i| {
-                            n += 1;
-                            deposit(&format!("{run}-{writer}-{n}"), 1 + (i as i128))
-                        })
-                        .collect();
-                    let sent = Instant::now();
-                    let outcomes = match store.commit_batch(&book, &drafts).await {
-                        Ok(o) => o,
-                        Err(e) => fail(&format!("commit_batch: {e}")),
-                    };
-                    latencies.push(sent.elapsed());
-                    let mut ok = 0;
-                    let mut lines = String::new();
-                    for outcome in &outcomes {
-                        if let Outcome::Committed(c) = outcome {
-                            ok += 1;
-                            if print {
-                                lines.push_str(&format!(
-                                    "ack {} {} {} {}\n",
-                                    c.book,
-                                    c.seq,
-                                    c.tx_id.0,
-                                    c.idempotency_key.as_str()
-                                ));
-                            }
-                        }
-                    }
-                    if print {
-                        let mut out = std::io::stdout().lock();
-                        if out
-                            .write_all(lines.as_bytes())
-                            .and_then(|()| out.flush())
-                            .is_err()
-                        {
-                            // The reader is gone (the crash test stopped reading).
-                            std::process::exit(0);
-                        }
-                    }
-                    committed.fetch_add(ok, Ordering::Relaxed);
-                    batches.fetch_add(1, Ordering::Relaxed);
-                }
-                latencies
-            }));
+            let key_prefix = format!("{run}-{writer}");
+            tasks.push(tokio::spawn(write_batches(
+                store.clone(),
+                book.clone(),
+                key_prefix,
+                (args.batch, args.print_acks),
+                counters.clone(),
+            )));
         }
     }
     tokio::time::sleep(Duration::from_secs_f64(args.seconds)).await;
-    stop.store(true, Ordering::Relaxed);
+    counters.stop.store(true, Ordering::Relaxed);
     let mut latencies: Vec<Duration> = Vec::new();
     for task in tasks {
         latencies.extend(task.await.unwrap_or_default());
     }
-    let elapsed = started.elapsed().as_secs_f64();
+    report(
+        &args,
+        &store,
+        latencies,
+        started.elapsed().as_secs_f64(),
+        &counters,
+    );
+    if args.reopen {
+        drop(store);
+        reopen(&args.dir);
+    }
+}
+
+/// What the writer tasks share: when to stop, and what they have done.
+#[derive(Debug, Clone, Default)]
+struct Counters {
+    stop: Arc<AtomicBool>,
+    committed: Arc<AtomicU64>,
+    batches: Arc<AtomicU64>,
+}
+
+/// One writer: commits batches of `batch` drafts (keys `KEY_PREFIX-n`) to
+/// `book`, each after the last returned, until told to stop; returns each
+/// batch's latency.
+async fn write_batches(
+    store: LogStore,
+    book: BookName,
+    key_prefix: String,
+    (batch, print): (usize, bool),
+    counters: Counters,
+) -> Vec<Duration> {
+    let mut latencies = Vec::new();
+    let mut n: u64 = 0;
+    while !counters.stop.load(Ordering::Relaxed) {
+        let drafts: Vec<Draft> = (0..batch)
+            .map(|i| {
+                n += 1;
+                deposit(&format!("{key_prefix}-{n}"), 1 + (i as i128))
+            })
+            .collect();
+        let sent = Instant::now();
+        let outcomes = match store.commit_batch(&book, &drafts).await {
+            Ok(o) => o,
+            Err(e) => fail(&format!("commit_batch: {e}")),
+        };
+        latencies.push(sent.elapsed());
+        let ok = acknowledge(&outcomes, print);
+        counters.committed.fetch_add(ok, Ordering::Relaxed);
+        counters.batches.fetch_add(1, Ordering::Relaxed);
+    }
+    latencies
+}
+
+/// Counts the batch's commits and, with `--print-acks`, prints one line per
+/// commit at once.
+fn acknowledge(outcomes: &[Outcome], print: bool) -> u64 {
+    let mut ok = 0;
+    let mut lines = String::new();
+    for outcome in outcomes {
+        if let Outcome::Committed(c) = outcome {
+            ok += 1;
+            if print {
+                lines.push_str(&format!(
+                    "ack {} {} {} {}\n",
+                    c.book,
+                    c.seq,
+                    c.tx_id.0,
+                    c.idempotency_key.as_str()
+                ));
+            }
+        }
+    }
+    if print {
+        let mut out = std::io::stdout().lock();
+        if out
+            .write_all(lines.as_bytes())
+            .and_then(|()| out.flush())
+            .is_err()
+        {
+            // The reader is gone (the crash test stopped reading).
+            std::process::exit(0);
+        }
+    }
+    ok
+}
+
+/// Prints the commit rate, batch latencies and the log's size.
+fn report(
+    args: &Args,
+    store: &LogStore,
+    mut latencies: Vec<Duration>,
+    elapsed: f64,
+    counters: &Counters,
+) {
     latencies.sort_unstable();
     let pick = |q: f64| {
         latencies
             .get(((latencies.len() as f64 - 1.0) * q) as usize)
             .map_or(0.0, |d| d.as_secs_f64() * 1e3)
     };
-    let committed = committed.load(Ordering::Relaxed);
+    let committed = counters.committed.load(Ordering::Relaxed);
     let stats = store.stats();
     eprintln!(
         "committed {committed} transactions in {elapsed:.2} s: {:.0} tx/s \
@@ -241,7 +289,7 @@ async fn main() {
         args.books,
         args.writers,
         args.batch,
-        batches.load(Ordering::Relaxed),
+        counters.batches.load(Ordering::Relaxed),
         pick(0.5),
         pick(0.99),
     );
@@ -253,26 +301,27 @@ async fn main() {
         stats.index_bytes,
         stats.index_bytes as f64 / stats.events.max(1) as f64,
     );
-    if args.reopen {
-        drop(store);
-        let before = rss_bytes().unwrap_or(0);
-        let reopened = LogStore::open(&args.dir).unwrap_or_else(|e| fail(&e.to_string()));
-        let after = rss_bytes().unwrap_or(0);
-        let stats = reopened.stats();
-        let per_million = |d: Duration| d.as_secs_f64() * 1e6 / stats.events.max(1) as f64;
-        eprintln!(
-            "reopen: {} events in {:.3} s ({:.2} s per million events); resident memory grew \
-             by {} bytes ({:.0} per event); index estimate {:.0} bytes per event",
-            stats.events,
-            stats.open_duration.as_secs_f64(),
-            per_million(stats.open_duration),
-            after.saturating_sub(before),
-            after.saturating_sub(before) as f64 / stats.events.max(1) as f64,
-            stats.index_bytes as f64 / stats.events.max(1) as f64,
-        );
-        match reopened.verify() {
-            Ok(records) => eprintln!("verify: {records} records, every checksum good"),
-            Err(e) => fail(&format!("verify: {e}")),
-        }
+}
+
+/// Reopens the store: start-up time, memory per event, and a full verify.
+fn reopen(dir: &std::path::Path) {
+    let before = rss_bytes().unwrap_or(0);
+    let reopened = LogStore::open(dir).unwrap_or_else(|e| fail(&e.to_string()));
+    let after = rss_bytes().unwrap_or(0);
+    let stats = reopened.stats();
+    let per_million = |d: Duration| d.as_secs_f64() * 1e6 / stats.events.max(1) as f64;
+    eprintln!(
+        "reopen: {} events in {:.3} s ({:.2} s per million events); resident memory grew \
+         by {} bytes ({:.0} per event); index estimate {:.0} bytes per event",
+        stats.events,
+        stats.open_duration.as_secs_f64(),
+        per_million(stats.open_duration),
+        after.saturating_sub(before),
+        after.saturating_sub(before) as f64 / stats.events.max(1) as f64,
+        stats.index_bytes as f64 / stats.events.max(1) as f64,
+    );
+    match reopened.verify() {
+        Ok(records) => eprintln!("verify: {records} records, every checksum good"),
+        Err(e) => fail(&format!("verify: {e}")),
     }
 }

@@ -23,7 +23,9 @@ use talea_api::{
 };
 use talea_client::{RetryNotice, RetryPolicy, StreamItem, TaleaClient};
 
-use crate::cli::{AccountsAction, AssetsAction, Cli, Command, PostArgs, TailArgs};
+use crate::cli::{
+    AccountsAction, AccountsArgs, AssetsAction, AssetsArgs, Cli, Command, PostArgs, TailArgs,
+};
 
 /// Exit code for usage and input errors (clap's own included).
 const EXIT_USAGE: u8 = 1;
@@ -283,23 +285,7 @@ async fn execute(
     json: bool,
 ) -> Result<Rendered, Failure> {
     Ok(match command {
-        Command::Post(args) => {
-            let Some(body) = post_body else {
-                return Err(Failure::Usage("no transaction to post".to_owned()));
-            };
-            let tx = client.post_transaction(&args.book, body).await?;
-            let out = Rendered::new(&tx, render::posted(&tx));
-            // The table says so itself; with --json, stderr does, so a
-            // script reading stdout still gets the server's JSON untouched.
-            if tx.deduplicated == Some(true) {
-                out.json_note(format!(
-                    "deduplicated: key {:?} was already committed as tx {}; nothing new was posted",
-                    tx.idempotency_key, tx.tx_id
-                ))
-            } else {
-                out
-            }
-        }
+        Command::Post(args) => post(client, &args.book, post_body).await?,
         Command::Balance(args) => {
             let b = client
                 .balances(&args.book, &args.account, args.as_of.as_deref())
@@ -328,80 +314,113 @@ async fn execute(
                 None => out,
             }
         }
-        Command::Assets(args) => match args.action {
-            None => {
-                let list = client.assets().await?;
-                Rendered::new(&list, render::assets(&list))
-            }
-            Some(AssetsAction::Add { code, scale, name }) => {
-                let created = client
-                    .register_asset(AssetRequest { code, scale, name })
-                    .await?;
-                let a = &created.value;
-                let line = format!(
-                    "{} asset {} (scale {})\n",
-                    if created.created {
-                        "registered"
-                    } else {
-                        "already registered, unchanged:"
-                    },
-                    a.code,
-                    a.scale
-                );
-                Rendered::new(a, line)
-            }
-        },
-        Command::Accounts(args) => match args.action {
-            None => {
-                let Some(book) = args.book else {
-                    return Err(Failure::Usage("--book is required".to_owned()));
-                };
-                let page = NamePage {
-                    after: args.after,
-                    limit: args.limit,
-                };
-                let list = client.accounts(&book, page).await?;
-                let out = Rendered::new(&list, render::accounts(&list));
-                match &list.next {
-                    Some(next) => out.note(format!("more accounts: --after {next}")),
-                    None => out,
-                }
-            }
-            Some(AccountsAction::Open {
-                book,
-                name,
-                kind,
-                min_balance,
-                metadata: meta,
-            }) => {
-                let request = OpenAccountRequest {
-                    name,
-                    kind,
-                    min_balance,
-                    metadata: meta.as_deref().map(metadata).transpose()?,
-                };
-                let created = client.open_account(&book, request).await?;
-                let a = &created.value;
-                let line = format!(
-                    "{} account {} ({}) in book {} at seq {}\n",
-                    if created.created {
-                        "opened"
-                    } else {
-                        "already open, unchanged:"
-                    },
-                    a.name,
-                    a.kind,
-                    a.book,
-                    a.seq
-                );
-                Rendered::new(a, line)
-            }
-        },
+        Command::Assets(args) => assets(client, args).await?,
+        Command::Accounts(args) => accounts(client, args).await?,
         Command::Books => {
             let list = client.books().await?;
             Rendered::new(&list, render::books(&list))
         }
         Command::Tail(args) => tail(client, args, json).await?,
+    })
+}
+
+/// `talea post`: the table says a replay was deduplicated itself; with
+/// `--json`, stderr does, so a script reading stdout still gets the
+/// server's JSON untouched.
+async fn post(
+    client: &TaleaClient,
+    book: &str,
+    post_body: Option<PostTransactionRequest>,
+) -> Result<Rendered, Failure> {
+    let Some(body) = post_body else {
+        return Err(Failure::Usage("no transaction to post".to_owned()));
+    };
+    let tx = client.post_transaction(book, body).await?;
+    let out = Rendered::new(&tx, render::posted(&tx));
+    Ok(if tx.deduplicated == Some(true) {
+        out.json_note(format!(
+            "deduplicated: key {:?} was already committed as tx {}; nothing new was posted",
+            tx.idempotency_key, tx.tx_id
+        ))
+    } else {
+        out
+    })
+}
+
+/// `talea assets`: the list, or `add`.
+async fn assets(client: &TaleaClient, args: AssetsArgs) -> Result<Rendered, Failure> {
+    Ok(match args.action {
+        None => {
+            let list = client.assets().await?;
+            Rendered::new(&list, render::assets(&list))
+        }
+        Some(AssetsAction::Add { code, scale, name }) => {
+            let created = client
+                .register_asset(AssetRequest { code, scale, name })
+                .await?;
+            let a = &created.value;
+            let line = format!(
+                "{} asset {} (scale {})\n",
+                if created.created {
+                    "registered"
+                } else {
+                    "already registered, unchanged:"
+                },
+                a.code,
+                a.scale
+            );
+            Rendered::new(a, line)
+        }
+    })
+}
+
+/// `talea accounts`: a page of a book's accounts, or `open`.
+async fn accounts(client: &TaleaClient, args: AccountsArgs) -> Result<Rendered, Failure> {
+    Ok(match args.action {
+        None => {
+            let Some(book) = args.book else {
+                return Err(Failure::Usage("--book is required".to_owned()));
+            };
+            let page = NamePage {
+                after: args.after,
+                limit: args.limit,
+            };
+            let list = client.accounts(&book, page).await?;
+            let out = Rendered::new(&list, render::accounts(&list));
+            match &list.next {
+                Some(next) => out.note(format!("more accounts: --after {next}")),
+                None => out,
+            }
+        }
+        Some(AccountsAction::Open {
+            book,
+            name,
+            kind,
+            min_balance,
+            metadata: meta,
+        }) => {
+            let request = OpenAccountRequest {
+                name,
+                kind,
+                min_balance,
+                metadata: meta.as_deref().map(metadata).transpose()?,
+            };
+            let created = client.open_account(&book, request).await?;
+            let a = &created.value;
+            let line = format!(
+                "{} account {} ({}) in book {} at seq {}\n",
+                if created.created {
+                    "opened"
+                } else {
+                    "already open, unchanged:"
+                },
+                a.name,
+                a.kind,
+                a.book,
+                a.seq
+            );
+            Rendered::new(a, line)
+        }
     })
 }
 

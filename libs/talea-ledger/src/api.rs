@@ -1,0 +1,469 @@
+//! `impl LedgerApi for LedgerService`: each operation parses its input,
+//! asks the store or the book's committer, and answers in wire DTOs.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use talea_api::{
+    AccountDto, AccountList, ApiError, AssetDto, AssetList, AssetRequest, BalancesDto, BookDto,
+    BookList, Created, EventList, LedgerApi, NamePage, OpenAccountRequest, PostTransactionRequest,
+    PostingList, SeqPage, TotalsDto, TransactionDto, TransactionList, TrialBalanceDto, TrialRowDto,
+    format_timestamp,
+};
+use talea_core::{
+    AccountKind, AccountName, Amount, Asset, AssetCode, EventKind, NewAccount, Scale, Timestamp,
+    limits,
+};
+use talea_store::{Opened, Outcome, Registered};
+
+use crate::LedgerService;
+use crate::committer::EnqueueError;
+use crate::convert::{self, asset_dto, balance_map, check_limit, codes, event_dto, store_error};
+
+fn now() -> Timestamp {
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+    Timestamp::from_micros(micros)
+}
+#[async_trait]
+impl LedgerApi for LedgerService {
+    async fn register_asset(&self, request: AssetRequest) -> Result<Created<AssetDto>, ApiError> {
+        let code = convert::asset_code(&request.code, "/code")?;
+        let scale = Scale::new(request.scale).ok_or_else(|| {
+            ApiError::invalid(
+                "/scale",
+                format!("scale must be 0..={}", talea_core::SCALE_MAX),
+            )
+        })?;
+        if let Some(name) = &request.name
+            && (name.len() > limits::ASSET_NAME_BYTES_MAX || name.contains('\0'))
+        {
+            return Err(ApiError::invalid(
+                "/name",
+                format!(
+                    "name must be at most {} bytes without NUL",
+                    limits::ASSET_NAME_BYTES_MAX
+                ),
+            ));
+        }
+        let asset = Asset {
+            code,
+            scale,
+            name: request.name,
+        };
+        let registered = self
+            .inner
+            .store
+            .register_asset(&asset)
+            .await
+            .map_err(|e| store_error(&e))?;
+        let (stored, created) = match registered {
+            Registered::Created(a) => (a, true),
+            Registered::Existing(a) => (a, false),
+        };
+        if stored != asset {
+            return Err(ApiError::Conflict {
+                message: format!(
+                    "asset {} is already registered with another definition (scale {})",
+                    stored.code,
+                    stored.scale.digits()
+                ),
+            });
+        }
+        self.write_cache()
+            .insert(stored.code.clone(), stored.clone());
+        Ok(Created {
+            value: asset_dto(&stored),
+            created,
+        })
+    }
+
+    async fn assets(&self) -> Result<AssetList, ApiError> {
+        let assets = self
+            .inner
+            .store
+            .assets()
+            .await
+            .map_err(|e| store_error(&e))?;
+        Ok(AssetList {
+            assets: assets.iter().map(asset_dto).collect(),
+        })
+    }
+
+    async fn open_account(
+        &self,
+        book: &str,
+        request: OpenAccountRequest,
+    ) -> Result<Created<AccountDto>, ApiError> {
+        let book = convert::book(book)?;
+        let name = convert::name(AccountName::parse, &request.name, "/name", "account name")?;
+        let kind = AccountKind::parse(&request.kind).ok_or_else(|| {
+            ApiError::invalid(
+                "/kind",
+                "kind must be one of asset, expense, liability, equity, revenue",
+            )
+        })?;
+        let min_balance = request
+            .min_balance
+            .as_deref()
+            .map(|t| convert::decimal(t, "/min_balance"))
+            .transpose()?;
+        let (metadata, canonical) = convert::metadata(&request.metadata.unwrap_or_default())?;
+        let new = NewAccount {
+            name,
+            kind,
+            min_balance,
+            metadata,
+        };
+        let opened = self
+            .inner
+            .store
+            .open_account(&book, &new)
+            .await
+            .map_err(|e| store_error(&e))?;
+        match opened {
+            Opened::Created(account) => Ok(Created {
+                value: convert::account_dto(&account),
+                created: true,
+            }),
+            Opened::Existing(account) => {
+                let stored_canonical = talea_api::canonical_json(&serde_json::Value::Object(
+                    convert::metadata_value(&account.metadata),
+                ));
+                if account.kind == new.kind
+                    && account.min_balance == new.min_balance
+                    && stored_canonical == canonical
+                {
+                    Ok(Created {
+                        value: convert::account_dto(&account),
+                        created: false,
+                    })
+                } else {
+                    Err(ApiError::Conflict {
+                        message: format!(
+                            "account {} is already open in book {book} with another definition",
+                            account.name
+                        ),
+                    })
+                }
+            }
+        }
+    }
+
+    async fn accounts(&self, book: &str, page: NamePage) -> Result<AccountList, ApiError> {
+        let book = convert::book(book)?;
+        let limit = check_limit(page.limit)?;
+        let after = page
+            .after
+            .as_deref()
+            .map(|a| convert::name(AccountName::parse, a, "after", "account name"))
+            .transpose()?;
+        let mut accounts = self
+            .inner
+            .store
+            .accounts(&book, after.as_ref(), limit + 1)
+            .await
+            .map_err(|e| store_error(&e))?;
+        if accounts.is_empty() {
+            self.require_book(&book).await?;
+        }
+        let next = if accounts.len() > limit as usize {
+            accounts.truncate(limit as usize);
+            accounts.last().map(|a| a.name.to_string())
+        } else {
+            None
+        };
+        Ok(AccountList {
+            accounts: accounts.iter().map(convert::account_dto).collect(),
+            next,
+        })
+    }
+
+    async fn account(&self, book: &str, account: &str) -> Result<AccountDto, ApiError> {
+        let book = convert::book(book)?;
+        let name = convert::account_path(account)?;
+        let account = self.require_account(&book, &name).await?;
+        let balances = self
+            .inner
+            .store
+            .balances(&book, &name, None)
+            .await
+            .map_err(|e| store_error(&e))?;
+        let scales = self
+            .scales(codes(balances.iter().map(|b| &b.asset)))
+            .await?;
+        let mut dto = convert::account_dto(&account);
+        dto.balances = Some(balance_map(account.kind, &balances, &scales));
+        Ok(dto)
+    }
+
+    async fn post_transaction(
+        &self,
+        book: &str,
+        request: PostTransactionRequest,
+    ) -> Result<TransactionDto, ApiError> {
+        let book = convert::book(book)?;
+        let draft = match self.draft(request).await {
+            Ok(d) => d,
+            Err(e) => {
+                self.inner
+                    .metrics
+                    .rejected_total
+                    .with_label_values(&[e.code()])
+                    .inc();
+                return Err(e);
+            }
+        };
+        let receiver = match self.inner.committers.enqueue(&book, draft) {
+            Ok(r) => r,
+            Err(EnqueueError::QueueFull) => {
+                self.inner
+                    .metrics
+                    .shed_total
+                    .with_label_values(&["queue_full"])
+                    .inc();
+                return Err(ApiError::Overloaded {
+                    status: 429,
+                    retry_after_s: 1,
+                });
+            }
+        };
+        let outcome = match receiver.await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(e)) => return Err(store_error(&e)),
+            // The committer ended without answering: it cannot know whether
+            // the draft committed, so the caller must retry with the same key.
+            Err(_) => return Err(ApiError::unavailable("the commit was interrupted, retry")),
+        };
+        match outcome {
+            Outcome::Committed(commit) => {
+                let mut dto = self.commit_dto(&commit).await?;
+                dto.deduplicated = Some(false);
+                Ok(dto)
+            }
+            Outcome::Deduplicated(commit) => {
+                self.inner.metrics.deduplicated_total.inc();
+                let mut dto = self.commit_dto(&commit).await?;
+                dto.deduplicated = Some(true);
+                Ok(dto)
+            }
+            Outcome::Rejected(rejection) => Err(self.rejection(&book, rejection).await),
+        }
+    }
+
+    async fn transactions(&self, book: &str, page: SeqPage) -> Result<TransactionList, ApiError> {
+        let book = convert::book(book)?;
+        let limit = check_limit(page.limit)?;
+        let mut commits = self
+            .inner
+            .store
+            .transactions(&book, page.after_seq.unwrap_or(0), limit + 1)
+            .await
+            .map_err(|e| store_error(&e))?;
+        if commits.is_empty() {
+            self.require_book(&book).await?;
+        }
+        let next_after_seq = if commits.len() > limit as usize {
+            commits.truncate(limit as usize);
+            commits.last().map(|c| c.seq)
+        } else {
+            None
+        };
+        let scales = self
+            .scales(codes(
+                commits
+                    .iter()
+                    .flat_map(|c| c.postings.iter().map(|p| &p.asset)),
+            ))
+            .await?;
+        Ok(TransactionList {
+            transactions: commits
+                .iter()
+                .map(|c| convert::transaction_dto(c, &scales))
+                .collect(),
+            next_after_seq,
+        })
+    }
+
+    async fn transaction(&self, tx_id: &str) -> Result<TransactionDto, ApiError> {
+        self.find_transaction(tx_id, None).await
+    }
+
+    async fn balances(
+        &self,
+        book: &str,
+        account: &str,
+        as_of: Option<&str>,
+    ) -> Result<BalancesDto, ApiError> {
+        let book = convert::book(book)?;
+        let name = convert::account_path(account)?;
+        let as_of = Self::parse_as_of(as_of)?;
+        let account = self.require_account(&book, &name).await?;
+        let balances = self
+            .inner
+            .store
+            .balances(&book, &name, as_of)
+            .await
+            .map_err(|e| store_error(&e))?;
+        let scales = self
+            .scales(codes(balances.iter().map(|b| &b.asset)))
+            .await?;
+        Ok(BalancesDto {
+            account: name.to_string(),
+            as_of: format_timestamp(as_of.unwrap_or_else(now)),
+            balances: balance_map(account.kind, &balances, &scales),
+        })
+    }
+
+    async fn account_postings(
+        &self,
+        book: &str,
+        account: &str,
+        page: SeqPage,
+    ) -> Result<PostingList, ApiError> {
+        let book = convert::book(book)?;
+        let name = convert::account_path(account)?;
+        let limit = check_limit(page.limit)?;
+        let account = self.require_account(&book, &name).await?;
+        let mut postings = self
+            .inner
+            .store
+            .account_postings(&book, &name, page.after_seq.unwrap_or(0), limit + 1)
+            .await
+            .map_err(|e| store_error(&e))?;
+        // Cut after the transaction holding the limit-th posting, never inside
+        // one. When every posting fetched past the limit belongs to that same
+        // transaction, more may or may not follow: the cursor is given and the
+        // next page (possibly empty) tells.
+        let next_after_seq = match postings.get(limit as usize - 1).map(|p| p.seq) {
+            Some(cut) if postings.len() > limit as usize => {
+                postings.retain(|p| p.seq <= cut);
+                Some(cut)
+            }
+            _ => None,
+        };
+        let scales = self
+            .scales(codes(postings.iter().map(|p| &p.asset)))
+            .await?;
+        Ok(PostingList {
+            postings: postings
+                .iter()
+                .map(|p| {
+                    convert::account_posting_dto(
+                        p,
+                        account.kind,
+                        convert::scale_of(&scales, &p.asset),
+                    )
+                })
+                .collect(),
+            next_after_seq,
+        })
+    }
+
+    async fn trial_balance(
+        &self,
+        book: &str,
+        as_of: Option<&str>,
+    ) -> Result<TrialBalanceDto, ApiError> {
+        let book = convert::book(book)?;
+        let as_of = Self::parse_as_of(as_of)?;
+        self.require_book(&book).await?;
+        let rows = self
+            .inner
+            .store
+            .trial_balance(&book, as_of)
+            .await
+            .map_err(|e| store_error(&e))?;
+        let scales = self.scales(codes(rows.iter().map(|r| &r.asset))).await?;
+        let mut totals: BTreeMap<AssetCode, (Amount, Amount)> = BTreeMap::new();
+        let mut out = Vec::with_capacity(rows.len());
+        let overflow = || ApiError::AmountOutOfRange {
+            field: None,
+            message: "a total does not fit 128 bits of minor units".to_owned(),
+        };
+        for row in &rows {
+            let scale = convert::scale_of(&scales, &row.asset);
+            let storage = row.debits.checked_sub(row.credits).ok_or_else(overflow)?;
+            let entry = totals.entry(row.asset.clone()).or_default();
+            entry.0 = entry.0.checked_add(row.debits).ok_or_else(overflow)?;
+            entry.1 = entry.1.checked_add(row.credits).ok_or_else(overflow)?;
+            out.push(TrialRowDto {
+                account: row.account.to_string(),
+                kind: row.kind.as_str().to_owned(),
+                asset: row.asset.to_string(),
+                debits: row.debits.format(scale),
+                credits: row.credits.format(scale),
+                balance: convert::normal(row.kind, storage).format(scale),
+            });
+        }
+        let balanced = totals.values().all(|(d, c)| d == c);
+        Ok(TrialBalanceDto {
+            book: book.to_string(),
+            as_of: format_timestamp(as_of.unwrap_or_else(now)),
+            rows: out,
+            totals: totals
+                .iter()
+                .map(|(asset, (d, c))| {
+                    let scale = convert::scale_of(&scales, asset);
+                    (
+                        asset.to_string(),
+                        TotalsDto {
+                            debits: d.format(scale),
+                            credits: c.format(scale),
+                        },
+                    )
+                })
+                .collect(),
+            balanced,
+        })
+    }
+
+    async fn events(&self, book: &str, page: SeqPage) -> Result<EventList, ApiError> {
+        let book = convert::book(book)?;
+        let limit = check_limit(page.limit)?;
+        let mut events = self
+            .inner
+            .store
+            .events(&book, page.after_seq.unwrap_or(0), limit + 1)
+            .await
+            .map_err(|e| store_error(&e))?;
+        if events.is_empty() {
+            self.require_book(&book).await?;
+        }
+        let next_after_seq = if events.len() > limit as usize {
+            events.truncate(limit as usize);
+            events.last().map(|e| e.seq)
+        } else {
+            None
+        };
+        let scales = self
+            .scales(codes(events.iter().flat_map(|e| match &e.kind {
+                EventKind::Transaction(c) => c.postings.iter().map(|p| &p.asset).collect(),
+                _ => Vec::new(),
+            })))
+            .await?;
+        Ok(EventList {
+            events: events.iter().map(|e| event_dto(e, &scales)).collect(),
+            next_after_seq,
+        })
+    }
+
+    async fn books(&self) -> Result<BookList, ApiError> {
+        let books = self
+            .inner
+            .store
+            .books()
+            .await
+            .map_err(|e| store_error(&e))?;
+        Ok(BookList {
+            books: books
+                .into_iter()
+                .map(|b| BookDto {
+                    book: b.book.to_string(),
+                    last_seq: b.last_seq,
+                })
+                .collect(),
+        })
+    }
+}

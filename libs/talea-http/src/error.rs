@@ -36,12 +36,11 @@ impl IntoResponse for HttpError {
         }
         // An empty `allow` leaves the header to axum's method router, which
         // knows the route's methods and adds it when none is set.
-        if let ApiError::MethodNotAllowed { allow } = &self.0 {
-            if let Ok(v) = HeaderValue::from_str(allow) {
-                if !allow.is_empty() {
-                    headers.insert(header::ALLOW, v);
-                }
-            }
+        if let ApiError::MethodNotAllowed { allow } = &self.0
+            && let Ok(v) = HeaderValue::from_str(allow)
+            && !allow.is_empty()
+        {
+            headers.insert(header::ALLOW, v);
         }
         response.extensions_mut().insert(ErrorCode(self.0.code()));
         response

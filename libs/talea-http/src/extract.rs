@@ -152,11 +152,11 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
             }
         }
         // serde reports a missing field at its parent; name the field itself.
-        if message.starts_with("missing field") {
-            if let Some(name) = message.split('`').nth(1) {
-                pointer.push('/');
-                pointer.push_str(&escape(name));
-            }
+        if message.starts_with("missing field")
+            && let Some(name) = message.split('`').nth(1)
+        {
+            pointer.push('/');
+            pointer.push_str(&escape(name));
         }
         ApiError::invalid(pointer, message)
     })?;

@@ -384,10 +384,10 @@ pub fn transactions(
 pub fn transaction(shared: &Shared, tx_id: TxId) -> Result<Option<Commit>, StoreError> {
     let candidates: Vec<u64> = shared.state().tx_candidates(tx_id).collect();
     for offset in candidates {
-        if let Record::Transaction(t) = shared.file.read_record(offset)? {
-            if t.commit.tx_id == tx_id {
-                return Ok(Some(t.commit));
-            }
+        if let Record::Transaction(t) = shared.file.read_record(offset)?
+            && t.commit.tx_id == tx_id
+        {
+            return Ok(Some(t.commit));
         }
     }
     Ok(None)

@@ -469,10 +469,11 @@ fn stored_key(
         };
     }
     for offset in state.key_candidates(book, key.as_str()) {
-        if let Record::Transaction(t) = file.read_record(offset)? {
-            if t.commit.idempotency_key == *key && t.commit.book == *book {
-                return Ok(Some(as_stored(&t)));
-            }
+        if let Record::Transaction(t) = file.read_record(offset)?
+            && t.commit.idempotency_key == *key
+            && t.commit.book == *book
+        {
+            return Ok(Some(as_stored(&t)));
         }
     }
     Ok(None)
@@ -544,10 +545,10 @@ fn load(
                     loaded.accounts.insert(p.account.clone(), rule);
                 }
             }
-            if !loaded.scales.contains_key(&p.asset) {
-                if let Some(asset) = assets.get(&p.asset).or_else(|| state.asset(&p.asset)) {
-                    loaded.scales.insert(p.asset.clone(), asset.scale);
-                }
+            if !loaded.scales.contains_key(&p.asset)
+                && let Some(asset) = assets.get(&p.asset).or_else(|| state.asset(&p.asset))
+            {
+                loaded.scales.insert(p.asset.clone(), asset.scale);
             }
             if seen.insert((&p.account, &p.asset)) {
                 let pair = (p.account.clone(), p.asset.clone());
@@ -563,10 +564,10 @@ fn load(
             }
         }
         let key = &draft.idempotency_key;
-        if !loaded.stored.contains_key(key) {
-            if let Some(stored) = stored_key(state, file, records, head, book, key)? {
-                loaded.stored.insert(key.clone(), stored);
-            }
+        if !loaded.stored.contains_key(key)
+            && let Some(stored) = stored_key(state, file, records, head, book, key)?
+        {
+            loaded.stored.insert(key.clone(), stored);
         }
     }
     Ok(loaded)

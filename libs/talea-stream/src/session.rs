@@ -293,13 +293,12 @@ impl Session {
                 }
                 () = self.frames.closed() => return End::ClientGone,
                 _ = tick(&mut recheck_timer) => {
-                    if let Some(r) = recheck {
-                        if let Err(body) = (r.check)().await {
+                    if let Some(r) = recheck
+                        && let Err(body) = (r.check)().await {
                             tracing::info!(book, reason = %body, "stream access withdrawn");
                             *withdrawn = Some(body);
                             return End::Forbidden;
                         }
-                    }
                 }
                 received = live.recv() => {
                     let step = match received {

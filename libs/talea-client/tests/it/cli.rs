@@ -55,10 +55,10 @@ async fn talea_with(base: &str, args: &[&str], stdin: Option<&str>) -> Run {
     // The server runs on this test's runtime: wait for the process elsewhere.
     tokio::task::spawn_blocking(move || {
         let mut child = cmd.spawn().expect("talea starts");
-        if let Some(mut pipe) = child.stdin.take() {
-            if let Some(text) = stdin {
-                pipe.write_all(text.as_bytes()).expect("writes stdin");
-            }
+        if let Some(mut pipe) = child.stdin.take()
+            && let Some(text) = stdin
+        {
+            pipe.write_all(text.as_bytes()).expect("writes stdin");
         }
         let out = child.wait_with_output().expect("talea runs");
         Run {

@@ -202,11 +202,11 @@ impl LiveSource for Lossy {
         let mut n = 0u64;
         while let Ok(event) = inner_rx.recv().await {
             n += 1;
-            if n % 3 == 0 {
+            if n.is_multiple_of(3) {
                 continue;
             }
             let _ = tx.send(event.clone());
-            if n % 2 == 0 {
+            if n.is_multiple_of(2) {
                 let _ = tx.send(event);
             }
         }

@@ -150,15 +150,15 @@ fn event_source(port_rx: watch::Receiver<u16>) -> mpsc::UnboundedReceiver<u64> {
             if let Some(id) = last {
                 request = request.header("last-event-id", id.to_string());
             }
-            if let Ok(response) = request.send().await {
-                if response.status().is_success() {
-                    let mut frames = SseReader::new(response);
-                    while let Some(frame) = frames.next().await {
-                        if let Some(id) = frame.id.and_then(|id| id.parse().ok()) {
-                            last = Some(id);
-                            if tx.send(id).is_err() {
-                                return;
-                            }
+            if let Ok(response) = request.send().await
+                && response.status().is_success()
+            {
+                let mut frames = SseReader::new(response);
+                while let Some(frame) = frames.next().await {
+                    if let Some(id) = frame.id.and_then(|id| id.parse().ok()) {
+                        last = Some(id);
+                        if tx.send(id).is_err() {
+                            return;
                         }
                     }
                 }

@@ -227,3 +227,44 @@ fn store_crates_depend_one_way() {
         );
     }
 }
+
+/// No library reads the environment: settings are parsed once, by each
+/// service's own `clap` parser (shared `Args` groups in talea-http and
+/// talea-telemetry), and handed down as values. Binaries (`src/bin`, the
+/// services), unit tests and the test kit may read it.
+#[test]
+fn no_library_reads_the_environment() {
+    let libs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut offenders = Vec::new();
+    let mut stack: Vec<std::path::PathBuf> = std::fs::read_dir(&libs)
+        .expect("libs/")
+        .flatten()
+        .filter(|e| e.file_name() != "talea-testkit")
+        .map(|e| e.path().join("src"))
+        .collect();
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                if entry.file_name() != "bin" {
+                    stack.push(path);
+                }
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).expect("source");
+                let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+                for needle in ["env::var(", "env::var_os(", "env::vars("] {
+                    if code.contains(needle) {
+                        offenders.push(format!("{} ({needle})", path.display()));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "libraries reading the environment: {offenders:?}"
+    );
+}

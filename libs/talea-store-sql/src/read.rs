@@ -212,8 +212,8 @@ pub async fn balance_cut<B: SqlBackend>(
         }
         let balance = match decode::opt_text::<B>(row, "asset")? {
             None => None,
-            Some(_) => Some(Balance {
-                asset: decode::asset_code::<B>(row, "asset")?,
+            Some(asset) => Some(Balance {
+                asset: talea_store::stored::asset_code(&asset)?,
                 balance: decode::amount::<B>(row, "balance")?,
             }),
         };

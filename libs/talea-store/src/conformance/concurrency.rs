@@ -92,11 +92,7 @@ pub async fn min_balance_under_racing_overdraws(store: Arc<dyn Store>) {
             })
         })
         .collect();
-    let outcomes: Vec<Outcome> = futures::future::join_all(tasks)
-        .await
-        .into_iter()
-        .map(|r| r.expect("task"))
-        .collect();
+    let outcomes = joined(tasks).await;
     let ok = outcomes
         .iter()
         .filter(|o| matches!(o, Outcome::Committed(_)))

@@ -119,11 +119,7 @@ pub async fn concurrent_same_key(store: Arc<dyn Store>) {
             tokio::spawn(async move { commit_one(&store, &b, d).await })
         })
         .collect();
-    let outcomes: Vec<Outcome> = futures::future::join_all(tasks)
-        .await
-        .into_iter()
-        .map(|r| r.expect("task"))
-        .collect();
+    let outcomes = joined(tasks).await;
     let commits: Vec<&Commit> = outcomes
         .iter()
         .filter_map(|o| match o {

@@ -22,14 +22,7 @@ pub async fn books_share_a_commit(store: Arc<dyn Store>) {
     for bk in [&a, &b, &c] {
         customers(&store, bk).await;
     }
-    let nul = Draft::new(
-        key("nul"),
-        deposit("nul", "alice", "BTC", 100).postings,
-        None,
-        Some("bad\0memo".to_owned()),
-        None,
-    )
-    .expect("draft");
+    let nul = refused_by_database("nul");
     let a_drafts = vec![
         deposit("k1", "alice", "BTC", 5),
         withdraw("k2", "alice", "BTC", 7),

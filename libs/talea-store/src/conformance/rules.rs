@@ -413,14 +413,7 @@ fn rich_draft() -> Draft {
 pub async fn database_refusal_is_isolated(store: Arc<dyn Store>) {
     let b = book("refusal");
     customers(&store, &b).await;
-    let nul = Draft::new(
-        key("nul"),
-        deposit("nul", "alice", "BTC", 100).postings,
-        None,
-        Some("bad\0memo".to_owned()),
-        None,
-    )
-    .expect("draft");
+    let nul = refused_by_database("nul");
     let outcomes = commit(
         &store,
         &b,

@@ -261,3 +261,26 @@ pub(super) async fn customers(store: &Arc<dyn Store>, b: &BookName) {
     open(store, b, "bob", AccountKind::Liability, None).await;
     open(store, b, "hot", AccountKind::Asset, None).await;
 }
+
+/// A deposit of 100 BTC to `alice` whose memo holds a NUL byte: valid for
+/// the planner, but a database may refuse it (Postgres text cannot hold a
+/// NUL), so it exercises a refusal only the database makes.
+pub(super) fn refused_by_database(k: &str) -> Draft {
+    Draft::new(
+        key(k),
+        deposit(k, "alice", "BTC", 100).postings,
+        None,
+        Some("bad\0memo".to_owned()),
+        None,
+    )
+    .expect("draft")
+}
+
+/// The outcomes of spawned commits, in spawn order.
+pub(super) async fn joined(tasks: Vec<tokio::task::JoinHandle<Outcome>>) -> Vec<Outcome> {
+    futures::future::join_all(tasks)
+        .await
+        .into_iter()
+        .map(|r| r.expect("task"))
+        .collect()
+}

@@ -11,8 +11,8 @@ mod time;
 
 pub use amount::{Amount, AmountError, Decimal, SCALE_MAX, Scale};
 pub use model::{
-    Account, AccountKind, Asset, Commit, Draft, DraftError, DraftPosting, Event, EventKind,
-    NewAccount, NormalSide, Side, StoredPosting, TxId,
+    Account, AccountKind, Asset, Commit, Draft, DraftError, DraftPosting, Event, EventKind, Intent,
+    NewAccount, NormalSide, Side, StoredPosting, TxId, TxStatus,
 };
 pub use names::{AccountName, AssetCode, BookName, IdempotencyKey, NameError};
 pub use time::Timestamp;
@@ -35,4 +35,6 @@ pub mod limits {
     pub const PAGE_LIMIT_DEFAULT: u32 = 100;
     /// Longest asset display name, in bytes.
     pub const ASSET_NAME_BYTES_MAX: usize = 256;
+    /// Furthest a hold's `expires_at` may lie ahead of the request, in seconds (90 days).
+    pub const HOLD_EXPIRY_SECS_MAX: i64 = 90 * 24 * 60 * 60;
 }

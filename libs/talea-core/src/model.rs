@@ -177,12 +177,80 @@ pub enum DraftError {
     OutOfRange,
 }
 
+/// A transaction's status: what a posted or pending transaction is, and how
+/// a hold ended. A hold is `Pending` until exactly one of settle (`Posted`),
+/// void (`Voided`) or expiry (`Expired`) ends it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TxStatus {
+    /// Final: its postings moved the balances.
+    Posted,
+    /// A hold: its postings are reserved, not posted.
+    Pending,
+    /// A void of a hold, or a hold that a void ended.
+    Voided,
+    /// A hold that reached its `expires_at` unsettled.
+    Expired,
+}
+
+impl TxStatus {
+    /// The wire and storage name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Posted => "posted",
+            Self::Pending => "pending",
+            Self::Voided => "voided",
+            Self::Expired => "expired",
+        }
+    }
+
+    /// Parses a wire or storage name.
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Posted, Self::Pending, Self::Voided, Self::Expired]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
+}
+
+/// What a draft does when it commits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intent {
+    /// Posts its postings (the classic transaction).
+    Post,
+    /// Reserves its postings as a hold, until `expires_at` if given.
+    Hold {
+        /// From this instant on the hold reserves nothing and cannot be posted.
+        expires_at: Option<Timestamp>,
+    },
+    /// Settles the hold `hold`: posts the draft's postings (all of the
+    /// hold's when the draft has none) and releases the rest.
+    Settle {
+        /// The hold's id.
+        hold: TxId,
+    },
+    /// Releases the hold `hold` without posting anything.
+    Void {
+        /// The hold's id.
+        hold: TxId,
+    },
+}
+
+impl Intent {
+    /// The hold a settle or void ends.
+    pub const fn ends(self) -> Option<TxId> {
+        match self {
+            Self::Settle { hold } | Self::Void { hold } => Some(hold),
+            Self::Post | Self::Hold { .. } => None,
+        }
+    }
+}
+
 /// A transaction as posted, validated and balanced, not yet committed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Draft {
     /// The caller's retry key, unique per book.
     pub idempotency_key: IdempotencyKey,
-    /// Two to 256 legs, balanced per asset.
+    /// Two to 256 legs, balanced per asset. Empty for a void, and for a
+    /// settle of the whole hold.
     pub postings: Vec<DraftPosting>,
     /// Business time, if given.
     pub occurred_at: Option<Timestamp>,
@@ -190,6 +258,8 @@ pub struct Draft {
     pub memo: Option<String>,
     /// Compact JSON text of the metadata object as given, if any.
     pub metadata: Option<String>,
+    /// Post, hold, settle or void.
+    pub intent: Intent,
     request_hash: [u8; 32],
 }
 
@@ -208,23 +278,7 @@ impl Draft {
         memo: Option<String>,
         metadata: Option<(String, String)>,
     ) -> Result<Self, DraftError> {
-        if !(crate::limits::POSTINGS_MIN..=crate::limits::POSTINGS_MAX).contains(&postings.len()) {
-            return Err(DraftError::PostingCount);
-        }
-        if let Some(i) = postings.iter().position(|p| !p.amount.is_positive()) {
-            return Err(DraftError::NotPositive(i));
-        }
-        let mut sums: BTreeMap<AssetCode, Amount> = BTreeMap::new();
-        for posting in &postings {
-            let sum = sums.entry(posting.asset.clone()).or_default();
-            *sum = sum
-                .checked_add(posting.signed())
-                .ok_or(DraftError::OutOfRange)?;
-        }
-        sums.retain(|_, sum| *sum != Amount::ZERO);
-        if !sums.is_empty() {
-            return Err(DraftError::Unbalanced(sums));
-        }
+        check_postings(&postings)?;
         let (metadata, canonical) = match metadata {
             Some((given, canonical)) => (Some(given), Some(canonical)),
             None => (None, None),
@@ -242,14 +296,115 @@ impl Draft {
             occurred_at,
             memo,
             metadata,
+            intent: Intent::Post,
             request_hash,
         })
+    }
+
+    /// The draft as a hold (`"pending": true`) until `expires_at`: the same
+    /// rules, and a fingerprint that tells it from the same posted request.
+    pub fn into_hold(mut self, expires_at: Option<Timestamp>) -> Self {
+        self.intent = Intent::Hold { expires_at };
+        self.request_hash = extend_fingerprint(self.request_hash, self.intent);
+        self
+    }
+
+    /// A settle of `hold`: `postings` (checked like a transaction's) for a
+    /// partial settlement, `None` for the whole hold.
+    pub fn settle(
+        idempotency_key: IdempotencyKey,
+        hold: TxId,
+        postings: Option<Vec<DraftPosting>>,
+    ) -> Result<Self, DraftError> {
+        let postings = match postings {
+            Some(postings) => {
+                check_postings(&postings)?;
+                postings
+            }
+            None => Vec::new(),
+        };
+        Ok(Self::ending(
+            idempotency_key,
+            postings,
+            Intent::Settle { hold },
+        ))
+    }
+
+    /// A void of `hold`.
+    pub fn void(idempotency_key: IdempotencyKey, hold: TxId) -> Self {
+        Self::ending(idempotency_key, Vec::new(), Intent::Void { hold })
+    }
+
+    fn ending(
+        idempotency_key: IdempotencyKey,
+        postings: Vec<DraftPosting>,
+        intent: Intent,
+    ) -> Self {
+        let base = fingerprint(&idempotency_key, &postings, None, None, None);
+        Self {
+            idempotency_key,
+            postings,
+            occurred_at: None,
+            memo: None,
+            metadata: None,
+            intent,
+            request_hash: extend_fingerprint(base, intent),
+        }
     }
 
     /// SHA-256 of the canonical request: equal for retries of the same request.
     pub fn request_hash(&self) -> [u8; 32] {
         self.request_hash
     }
+}
+
+/// The structural rules of a transaction's postings: 2 to 256 legs,
+/// positive amounts, balanced per asset without leaving 128 bits.
+fn check_postings(postings: &[DraftPosting]) -> Result<(), DraftError> {
+    if !(crate::limits::POSTINGS_MIN..=crate::limits::POSTINGS_MAX).contains(&postings.len()) {
+        return Err(DraftError::PostingCount);
+    }
+    if let Some(i) = postings.iter().position(|p| !p.amount.is_positive()) {
+        return Err(DraftError::NotPositive(i));
+    }
+    let mut sums: BTreeMap<AssetCode, Amount> = BTreeMap::new();
+    for posting in postings {
+        let sum = sums.entry(posting.asset.clone()).or_default();
+        *sum = sum
+            .checked_add(posting.signed())
+            .ok_or(DraftError::OutOfRange)?;
+    }
+    sums.retain(|_, sum| *sum != Amount::ZERO);
+    if sums.is_empty() {
+        Ok(())
+    } else {
+        Err(DraftError::Unbalanced(sums))
+    }
+}
+
+/// A posted request's fingerprint extended by what else the request says:
+/// posted requests keep the fingerprint they always had (retries across an
+/// upgrade still match), the others can never equal a posted one.
+fn extend_fingerprint(base: [u8; 32], intent: Intent) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"talea-intent-v1");
+    h.update(base);
+    match intent {
+        Intent::Post => return base,
+        Intent::Hold { expires_at } => {
+            h.update([1]);
+            h.update(expires_at.map_or(i64::MIN, Timestamp::micros).to_be_bytes());
+        }
+        Intent::Settle { hold } => {
+            h.update([2]);
+            h.update(hold.0.as_bytes());
+        }
+        Intent::Void { hold } => {
+            h.update([3]);
+            h.update(hold.0.as_bytes());
+        }
+    }
+    h.finalize().into()
 }
 
 /// Hashes every field of a request in an unambiguous, length-prefixed encoding.
@@ -330,6 +485,13 @@ pub struct Commit {
     pub memo: Option<String>,
     /// Compact JSON text of the metadata, if given.
     pub metadata: Option<String>,
+    /// `Posted` or `Pending` as committed; a hold read later reports how it
+    /// ended (`Posted`, `Voided`, `Expired`); a void record is `Voided`.
+    pub status: TxStatus,
+    /// A hold's expiry, if it has one.
+    pub expires_at: Option<Timestamp>,
+    /// The hold that a settle or void ended.
+    pub pending_tx_id: Option<TxId>,
 }
 
 /// What an entry of a book's log records.
@@ -337,8 +499,12 @@ pub struct Commit {
 pub enum EventKind {
     /// An account was opened.
     AccountOpened(Account),
-    /// A transaction was committed.
+    /// A transaction was committed: posted, a hold, a settle or a void
+    /// (the commit's status as it was committed).
     Transaction(Commit),
+    /// A hold reached its `expires_at` unsettled and reserves nothing any
+    /// more: the hold, with status `Expired`.
+    HoldExpired(Commit),
 }
 
 /// One entry of a book's append-only log.
@@ -357,7 +523,9 @@ impl Event {
     pub fn accounts(&self) -> Vec<&AccountName> {
         match &self.kind {
             EventKind::AccountOpened(a) => vec![&a.name],
-            EventKind::Transaction(c) => c.postings.iter().map(|p| &p.account).collect(),
+            EventKind::Transaction(c) | EventKind::HoldExpired(c) => {
+                c.postings.iter().map(|p| &p.account).collect()
+            }
         }
     }
 }

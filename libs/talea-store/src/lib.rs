@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 use talea_core::{
     Account, AccountName, Amount, Asset, AssetCode, BookName, Commit, Draft, Event, NewAccount,
-    Timestamp, TxId,
+    Timestamp, TxId, TxStatus,
 };
 
 #[cfg(feature = "conformance")]
@@ -88,6 +88,30 @@ pub enum Rejection {
     },
     /// A resulting balance would not fit 128 bits.
     AmountOutOfRange,
+    /// A settle or void names a transaction that is not in this book.
+    UnknownTransaction(TxId),
+    /// A settle or void names a transaction that is not a hold.
+    NotAHold(TxId),
+    /// The hold ended before: how (`Posted`, `Voided` or `Expired`) and the
+    /// transaction that ended it (none for an expiry).
+    HoldNotPending {
+        /// How it ended.
+        status: TxStatus,
+        /// The settle or void that ended it.
+        ended_by: Option<TxId>,
+    },
+    /// A settle posts more than the hold holds on one (account, asset,
+    /// side); `held` is zero for a leg the hold does not have.
+    ExceedsHold {
+        /// The account.
+        account: AccountName,
+        /// The asset.
+        asset: AssetCode,
+        /// What the hold holds there, in minor units.
+        held: Amount,
+        /// What the settle asked to post there, in minor units.
+        requested: Amount,
+    },
     /// The database refused this draft alone (it was isolated with a savepoint).
     Failed(String),
 }
@@ -162,6 +186,8 @@ pub struct TrialRow {
     pub debits: Amount,
     /// Sum of credits, at or above zero.
     pub credits: Amount,
+    /// What live holds reserve on the account in the asset (not in the totals).
+    pub held: Held,
 }
 
 /// A storage-side balance of one account in one asset.
@@ -169,8 +195,47 @@ pub struct TrialRow {
 pub struct Balance {
     /// The asset.
     pub asset: AssetCode,
-    /// Debits minus credits.
+    /// Debits minus credits, posted.
     pub balance: Amount,
+    /// What live holds reserve on the account in the asset.
+    pub held: Held,
+}
+
+/// The debits and credits reserved by live holds (pending, not expired at
+/// the moment read) on one account in one asset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Held {
+    /// Held debits, at or above zero, in minor units.
+    pub debits: Amount,
+    /// Held credits, at or above zero, in minor units.
+    pub credits: Amount,
+}
+
+impl Held {
+    /// Whether nothing is held.
+    pub fn is_zero(&self) -> bool {
+        self.debits == Amount::ZERO && self.credits == Amount::ZERO
+    }
+}
+
+/// A hold whose `expires_at` has passed, ended by [`Store::expire_holds`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expiry {
+    /// The seq of its `hold_expired` event.
+    pub seq: u64,
+    /// That event's commit time.
+    pub committed_at: Timestamp,
+    /// The hold, with status `Expired`.
+    pub hold: Commit,
+}
+
+/// A live hold that expires soon, as [`Store::due_holds`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueHold {
+    /// Its book.
+    pub book: BookName,
+    /// Its `expires_at`.
+    pub expires_at: Timestamp,
 }
 
 /// One account's storage balances, as part of a [`BalanceCut`].
@@ -363,7 +428,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<Vec<Account>, StoreError>;
 
     /// An account's storage balances per asset, ordered by asset code, as of
-    /// `as_of` (inclusive, by commit time) or now. Assets it never touched are absent.
+    /// `as_of` (inclusive, by commit time) or now. Assets it never touched
+    /// (posted or held) are absent. `held` is what the book's holds reserved
+    /// at that instant: committed by then, not ended by then, and not
+    /// expired at it (an `expires_at` at or before it reserves nothing,
+    /// even before its `hold_expired` event is appended).
     async fn balances(
         &self,
         book: &BookName,
@@ -396,7 +465,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         limit: u32,
     ) -> Result<Vec<AccountPosting>, StoreError>;
 
-    /// Totals per account and asset over commits at or before `as_of` (or all),
+    /// Totals per account and asset over commits at or before `as_of` (or
+    /// all), with what live holds reserved at that instant (as in
+    /// [`balances`](Self::balances); a pair with only held amounts has zero totals),
     /// ordered by account then asset.
     async fn trial_balance(
         &self,
@@ -430,6 +501,18 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         after_seq: u64,
         limit: u32,
     ) -> Result<Vec<Event>, StoreError>;
+
+    /// Ends every hold of `book` that is still pending and whose
+    /// `expires_at` is at or before the commit time taken under the book's
+    /// lock: appends one `hold_expired` event each. Exactly once across
+    /// callers and processes (the lock orders them; a hold already ended is
+    /// skipped). The expiries, in seq order.
+    async fn expire_holds(&self, book: &BookName) -> Result<Vec<Expiry>, StoreError>;
+
+    /// Up to `limit` pending holds with an `expires_at` at or before
+    /// `until`, earliest first, for the expirer to end (a book may come
+    /// more than once).
+    async fn due_holds(&self, until: Timestamp, limit: u32) -> Result<Vec<DueHold>, StoreError>;
 
     /// A receiver of commit notices: after every durable commit or account
     /// open (by this process, and for Postgres by any process), a

@@ -12,10 +12,10 @@
 use std::cmp::Ordering;
 use std::collections::HashMap;
 
-use crate::{Outcome, Rejection};
+use crate::{Held, Outcome, Rejection};
 use talea_core::{
-    AccountKind, AccountName, Amount, AssetCode, BookName, Commit, Decimal, Draft, IdempotencyKey,
-    Scale, Side, StoredPosting, Timestamp, TxId,
+    AccountKind, AccountName, Amount, AssetCode, BookName, Commit, Decimal, Draft, DraftPosting,
+    IdempotencyKey, Intent, NormalSide, Scale, Side, StoredPosting, Timestamp, TxId, TxStatus,
 };
 
 /// An account and asset pair, the unit of balances.
@@ -74,6 +74,31 @@ pub struct Loaded {
     pub scales: HashMap<AssetCode, Scale>,
     /// Commits made before the batch under keys that the batch uses.
     pub stored: HashMap<IdempotencyKey, StoredKey>,
+    /// What the book's live holds (pending, `expires_at` after the batch's
+    /// commit time) reserve on the pairs the batch touches (absent: nothing).
+    pub held: HashMap<Pair, Held>,
+    /// The transactions of the book that the batch's settles and voids
+    /// name (absent: not in the book).
+    pub holds: HashMap<TxId, HoldState>,
+}
+
+/// A transaction that a settle or void names, as it stands before the batch.
+#[derive(Debug, Clone)]
+pub struct HoldState {
+    /// The transaction as committed, with its postings; a hold's status is
+    /// `Pending` here whatever became of it.
+    pub commit: Commit,
+    /// For a hold: `Pending` while it stands, else how it ended.
+    pub status: TxStatus,
+    /// The settle or void that ended it.
+    pub ended_by: Option<TxId>,
+}
+
+impl HoldState {
+    /// Whether the transaction is a hold (committed as pending).
+    pub fn is_hold(&self) -> bool {
+        self.commit.status == TxStatus::Pending
+    }
 }
 
 /// What a batch needs read under the lock: its distinct accounts, assets
@@ -86,6 +111,9 @@ pub struct Wanted<'a> {
     pub assets: Vec<&'a AssetCode>,
     /// Its drafts' idempotency keys.
     pub keys: Vec<&'a str>,
+    /// The holds its settles and voids name; load them first, then add
+    /// their accounts and assets with [`Wanted::add_holds`].
+    pub holds: Vec<TxId>,
 }
 
 impl<'a> Wanted<'a> {
@@ -94,8 +122,10 @@ impl<'a> Wanted<'a> {
         let mut accounts = std::collections::HashSet::new();
         let mut assets = std::collections::HashSet::new();
         let mut keys = std::collections::HashSet::new();
+        let mut holds = std::collections::HashSet::new();
         for draft in drafts {
             keys.insert(draft.idempotency_key.as_str());
+            holds.extend(draft.intent.ends());
             for p in &draft.postings {
                 accounts.insert(p.account.as_str());
                 assets.insert(&p.asset);
@@ -105,6 +135,22 @@ impl<'a> Wanted<'a> {
             accounts: accounts.into_iter().collect(),
             assets: assets.into_iter().collect(),
             keys: keys.into_iter().collect(),
+            holds: holds.into_iter().collect(),
+        }
+    }
+
+    /// Adds the accounts and assets of the loaded holds' postings (a
+    /// settle of a whole hold posts them).
+    pub fn add_holds(&mut self, holds: &'a HashMap<TxId, HoldState>) {
+        for state in holds.values() {
+            for p in &state.commit.postings {
+                if !self.accounts.contains(&p.account.as_str()) {
+                    self.accounts.push(p.account.as_str());
+                }
+                if !self.assets.contains(&&p.asset) {
+                    self.assets.push(&p.asset);
+                }
+            }
         }
     }
 }
@@ -159,6 +205,33 @@ pub struct Planned {
     pub postings: Vec<PlannedPosting>,
     /// Final totals of every pair the draft touched, in first-touch order.
     pub touched: Vec<(Pair, Totals)>,
+    /// Held amounts the draft changed (a hold adds, a settle or void
+    /// releases), at their values after it. Not stored: the holds are.
+    pub held: Vec<(Pair, Held)>,
+}
+
+impl Planned {
+    fn new(
+        commit: Commit,
+        draft: &Draft,
+        postings: Vec<PlannedPosting>,
+        touched: Vec<Touched>,
+        held: Vec<(Pair, Held, Held)>,
+    ) -> Self {
+        Self {
+            commit,
+            request_hash: draft.request_hash(),
+            postings,
+            touched: touched
+                .into_iter()
+                .map(|(pair, _, after)| (pair, after))
+                .collect(),
+            held: held
+                .into_iter()
+                .map(|(pair, _, after)| (pair, after))
+                .collect(),
+        }
+    }
 }
 
 /// The planner's decision on one draft.
@@ -189,6 +262,10 @@ pub struct Planner<'a> {
     next_seq: u64,
     /// Totals changed by the drafts accepted so far (over `loaded.balances`).
     balances: HashMap<Pair, Totals>,
+    /// Held amounts changed by the drafts accepted so far (over `loaded.held`).
+    held: HashMap<Pair, Held>,
+    /// Holds made or ended by the drafts accepted so far (over `loaded.holds`).
+    holds: HashMap<TxId, HoldState>,
     /// Keys of the drafts accepted so far.
     batch_keys: HashMap<IdempotencyKey, BatchKey>,
     /// The backend's own refusals, checked once a draft's accounts and assets are known.
@@ -220,6 +297,8 @@ impl<'a> Planner<'a> {
             committed_at,
             next_seq: last_seq + 1,
             balances: HashMap::new(),
+            held: HashMap::new(),
+            holds: HashMap::new(),
             batch_keys: HashMap::new(),
             draft_check: accept_all,
         }
@@ -261,6 +340,22 @@ impl<'a> Planner<'a> {
             .unwrap_or_default()
     }
 
+    /// Current held amounts of a pair: as left by accepted drafts, else as loaded.
+    fn held(&self, pair: &Pair) -> Held {
+        self.held
+            .get(pair)
+            .or_else(|| self.loaded.held.get(pair))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// A transaction that a settle or void names, as accepted drafts left it.
+    fn hold(&self, tx_id: &TxId) -> Option<&HoldState> {
+        self.holds
+            .get(tx_id)
+            .or_else(|| self.loaded.holds.get(tx_id))
+    }
+
     /// Decides one draft without changing any state; `accept` a `Write` to make
     /// later drafts see it.
     pub fn evaluate(&self, draft: &Draft) -> Verdict {
@@ -288,23 +383,197 @@ impl<'a> Planner<'a> {
         }
     }
 
-    /// Checks and applies the postings of a draft whose key is free, in
-    /// phases: what the draft names exists, the postings applied in order,
-    /// `min_balance` on the net effect, then the commit.
+    /// Decides a draft whose key is free, by what it does.
     fn plan(&self, draft: &Draft) -> Result<Planned, Rejection> {
+        match draft.intent {
+            Intent::Post => self.plan_post(draft),
+            Intent::Hold { expires_at } => self.plan_hold(draft, expires_at),
+            Intent::Settle { hold } => self.plan_settle(draft, hold),
+            Intent::Void { hold } => self.plan_void(draft, hold),
+        }
+    }
+
+    /// A posted transaction, in phases: what the draft names exists, the
+    /// postings applied in order, `min_balance` on the net effect against
+    /// the available balance, then the commit.
+    fn plan_post(&self, draft: &Draft) -> Result<Planned, Rejection> {
         self.check_known(draft)?;
-        let (touched, postings) = self.apply_postings(draft)?;
-        self.check_min_balance(&touched)?;
-        let commit = Commit {
+        let (touched, postings) = self.apply_postings(&draft.postings)?;
+        let held: Vec<(Pair, Held, Held)> = touched
+            .iter()
+            .map(|(pair, _, _)| {
+                let held = self.held(pair);
+                (pair.clone(), held, held)
+            })
+            .collect();
+        self.check_min_balance(&touched, &held)?;
+        let commit = self.commit(draft, &draft.postings, &postings, TxStatus::Posted);
+        Ok(Planned::new(commit, draft, postings, touched, Vec::new()))
+    }
+
+    /// A hold: its postings are checked like a post's and reserved, moving
+    /// no posted balance; `min_balance` binds the available balance it
+    /// lowers.
+    fn plan_hold(
+        &self,
+        draft: &Draft,
+        expires_at: Option<Timestamp>,
+    ) -> Result<Planned, Rejection> {
+        self.check_known(draft)?;
+        if expires_at.is_some_and(|at| at <= self.committed_at) {
+            // The ledger refuses a past `expires_at`; this guards the store.
+            return Err(Rejection::Failed(
+                "expires_at is not after the commit time".into(),
+            ));
+        }
+        let (touched, postings) = self.apply_postings(&draft.postings)?;
+        // Nothing posted: every pair keeps its totals, and each leg's
+        // `balance_after` is the posted balance it leaves unchanged.
+        let unchanged: Vec<Touched> = touched
+            .iter()
+            .map(|(pair, before, _)| (pair.clone(), *before, *before))
+            .collect();
+        let postings = postings
+            .into_iter()
+            .zip(&draft.postings)
+            .map(|(planned, p)| {
+                let before = self.totals(&(p.account.clone(), p.asset.clone()));
+                PlannedPosting {
+                    amount: planned.amount,
+                    balance_after: before.balance,
+                    debits_after: before.debits,
+                }
+            })
+            .collect::<Vec<_>>();
+        let held = self.change_held(&draft.postings, Reserve::Add)?;
+        self.check_min_balance(&unchanged, &held)?;
+        let mut commit = self.commit(draft, &draft.postings, &postings, TxStatus::Pending);
+        commit.expires_at = expires_at;
+        Ok(Planned::new(commit, draft, postings, Vec::new(), held))
+    }
+
+    /// A settle: posts the draft's postings (the whole hold's without
+    /// them), each at most what the hold holds on its (account, asset,
+    /// side), and releases the whole hold. Never refused for funds: they
+    /// were reserved.
+    fn plan_settle(&self, draft: &Draft, hold: TxId) -> Result<Planned, Rejection> {
+        let state = self.live_hold(hold)?;
+        let legs: &[DraftPosting] = &draft.postings;
+        let whole: Vec<DraftPosting>;
+        let posted = if legs.is_empty() {
+            whole = state
+                .commit
+                .postings
+                .iter()
+                .map(|p| DraftPosting {
+                    account: p.account.clone(),
+                    asset: p.asset.clone(),
+                    side: p.side,
+                    amount: p.amount,
+                })
+                .collect();
+            &whole[..]
+        } else {
+            check_within_hold(legs, &state.commit.postings)?;
+            legs
+        };
+        let (touched, postings) = self.apply_postings(posted)?;
+        let held = self.change_held(&hold_legs(&state.commit), Reserve::Release)?;
+        let mut commit = self.commit(draft, posted, &postings, TxStatus::Posted);
+        commit.pending_tx_id = Some(hold);
+        Ok(Planned::new(commit, draft, postings, touched, held))
+    }
+
+    /// A void: releases the whole hold, posting nothing.
+    fn plan_void(&self, draft: &Draft, hold: TxId) -> Result<Planned, Rejection> {
+        let state = self.live_hold(hold)?;
+        let held = self.change_held(&hold_legs(&state.commit), Reserve::Release)?;
+        let mut commit = self.commit(draft, &[], &[], TxStatus::Voided);
+        commit.pending_tx_id = Some(hold);
+        Ok(Planned::new(commit, draft, Vec::new(), Vec::new(), held))
+    }
+
+    /// The hold `tx_id` if it can still be settled or voided: in the book,
+    /// a hold, pending, and not expired at the batch's commit time.
+    fn live_hold(&self, tx_id: TxId) -> Result<&HoldState, Rejection> {
+        let state = self
+            .hold(&tx_id)
+            .ok_or(Rejection::UnknownTransaction(tx_id))?;
+        if !state.is_hold() {
+            return Err(Rejection::NotAHold(tx_id));
+        }
+        if state.status != TxStatus::Pending {
+            return Err(Rejection::HoldNotPending {
+                status: state.status,
+                ended_by: state.ended_by,
+            });
+        }
+        if state
+            .commit
+            .expires_at
+            .is_some_and(|at| at <= self.committed_at)
+        {
+            // Expired, though its `hold_expired` event may not be appended yet.
+            return Err(Rejection::HoldNotPending {
+                status: TxStatus::Expired,
+                ended_by: None,
+            });
+        }
+        Ok(state)
+    }
+
+    /// The held amounts after adding or releasing `legs`: (pair, before, after) per pair.
+    fn change_held(
+        &self,
+        legs: &[DraftPosting],
+        how: Reserve,
+    ) -> Result<Vec<(Pair, Held, Held)>, Rejection> {
+        let mut changed: Vec<(Pair, Held, Held)> = Vec::new();
+        for p in legs {
+            let index = match changed
+                .iter()
+                .position(|(pair, _, _)| pair.0 == p.account && pair.1 == p.asset)
+            {
+                Some(i) => i,
+                None => {
+                    let pair = (p.account.clone(), p.asset.clone());
+                    let before = self.held(&pair);
+                    changed.push((pair, before, before));
+                    changed.len() - 1
+                }
+            };
+            let after = &mut changed[index].2;
+            let total = match p.side {
+                Side::Debit => &mut after.debits,
+                Side::Credit => &mut after.credits,
+            };
+            let moved = match how {
+                Reserve::Add => total.checked_add(p.amount),
+                // Releasing never goes below zero unless the state is corrupt.
+                Reserve::Release => total.checked_sub(p.amount).filter(|a| a.minor() >= 0),
+            };
+            *total = moved.ok_or(Rejection::AmountOutOfRange)?;
+        }
+        Ok(changed)
+    }
+
+    /// The commit a passing draft makes.
+    fn commit(
+        &self,
+        draft: &Draft,
+        legs: &[DraftPosting],
+        planned: &[PlannedPosting],
+        status: TxStatus,
+    ) -> Commit {
+        Commit {
             tx_id: TxId::generate(),
             book: self.book.clone(),
             seq: self.next_seq,
             committed_at: self.committed_at,
             idempotency_key: draft.idempotency_key.clone(),
-            postings: draft
-                .postings
+            postings: legs
                 .iter()
-                .zip(&postings)
+                .zip(planned)
                 .map(|(p, planned)| StoredPosting {
                     account: p.account.clone(),
                     asset: p.asset.clone(),
@@ -316,16 +585,10 @@ impl<'a> Planner<'a> {
             occurred_at: draft.occurred_at,
             memo: draft.memo.clone(),
             metadata: draft.metadata.clone(),
-        };
-        Ok(Planned {
-            commit,
-            request_hash: draft.request_hash(),
-            postings,
-            touched: touched
-                .into_iter()
-                .map(|(pair, _, after)| (pair, after))
-                .collect(),
-        })
+            status,
+            expires_at: None,
+            pending_tx_id: None,
+        }
     }
 
     /// Every account and asset the draft names is known, and the backend can
@@ -360,12 +623,12 @@ impl<'a> Planner<'a> {
     /// each posting's balance after it.
     fn apply_postings(
         &self,
-        draft: &Draft,
+        legs: &[DraftPosting],
     ) -> Result<(Vec<Touched>, Vec<PlannedPosting>), Rejection> {
         // (pair, totals before the draft, totals after it), in first-touch order.
         let mut touched: Vec<Touched> = Vec::new();
-        let mut postings = Vec::with_capacity(draft.postings.len());
-        for p in &draft.postings {
+        let mut postings = Vec::with_capacity(legs.len());
+        for p in legs {
             let index = match touched
                 .iter()
                 .position(|(pair, _, _)| pair.0 == p.account && pair.1 == p.asset)
@@ -392,39 +655,70 @@ impl<'a> Planner<'a> {
         Ok((touched, postings))
     }
 
-    /// Refuses a draft that takes an account below its `min_balance`.
-    fn check_min_balance(&self, touched: &[Touched]) -> Result<(), Rejection> {
-        // `min_balance` binds only where the draft lowers the normal-side
+    /// Refuses a draft that takes an account's available balance below its
+    /// `min_balance`. `touched` gives each pair's posted totals and `held`
+    /// its held amounts, before and after the draft; a pair missing from
+    /// one list keeps its current value there.
+    fn check_min_balance(
+        &self,
+        touched: &[Touched],
+        held: &[(Pair, Held, Held)],
+    ) -> Result<(), Rejection> {
+        // `min_balance` binds only where the draft lowers the available
         // balance: a deposit into an account already below its minimum is
         // allowed, and only the draft's net effect per pair counts.
-        for ((account, asset), before, after) in touched {
-            let Some(rule) = self.loaded.accounts.get(account) else {
-                continue;
-            };
-            let Some(min) = rule.min_balance else {
-                continue;
-            };
-            let lowered = match rule.kind.normal_side() {
-                talea_core::NormalSide::Debit => after.balance < before.balance,
-                talea_core::NormalSide::Credit => after.balance > before.balance,
-            };
-            if !lowered {
+        let pairs = touched
+            .iter()
+            .map(|(pair, _, _)| pair)
+            .chain(held.iter().map(|(pair, _, _)| pair));
+        let mut seen: Vec<&Pair> = Vec::new();
+        for pair in pairs {
+            if seen.contains(&pair) {
                 continue;
             }
-            let normal = rule
-                .kind
-                .to_normal(Amount::from_minor(after.balance))
-                .ok_or(Rejection::AmountOutOfRange)?;
-            let Some(&scale) = self.loaded.scales.get(asset) else {
-                continue;
-            };
-            if min.cmp_amount(normal, scale) == Ordering::Less {
-                return Err(Rejection::InsufficientBalance {
-                    account: account.clone(),
-                    asset: asset.clone(),
-                    balance: Amount::from_minor(before.balance),
-                });
-            }
+            seen.push(pair);
+            let (before, after) = touched
+                .iter()
+                .find(|(p, _, _)| p == pair)
+                .map_or_else(|| (self.totals(pair), self.totals(pair)), |t| (t.1, t.2));
+            let (held_before, held_after) = held
+                .iter()
+                .find(|(p, _, _)| p == pair)
+                .map_or_else(|| (self.held(pair), self.held(pair)), |h| (h.1, h.2));
+            self.check_pair(pair, (before, held_before), (after, held_after))?;
+        }
+        Ok(())
+    }
+
+    /// The `min_balance` rule on one pair, given its posted totals and held
+    /// amounts before and after the draft.
+    fn check_pair(
+        &self,
+        (account, asset): &Pair,
+        before: (Totals, Held),
+        after: (Totals, Held),
+    ) -> Result<(), Rejection> {
+        let Some(rule) = self.loaded.accounts.get(account) else {
+            return Ok(());
+        };
+        let Some(min) = rule.min_balance else {
+            return Ok(());
+        };
+        let Some(&scale) = self.loaded.scales.get(asset) else {
+            return Ok(());
+        };
+        let available_before = available(rule.kind, before.0, before.1);
+        let available_after =
+            available(rule.kind, after.0, after.1).ok_or(Rejection::AmountOutOfRange)?;
+        if available_before.is_some_and(|b| available_after >= b) {
+            return Ok(());
+        }
+        if min.cmp_amount(available_after, scale) == Ordering::Less {
+            return Err(Rejection::InsufficientBalance {
+                account: account.clone(),
+                asset: asset.clone(),
+                balance: Amount::from_minor(before.0.balance),
+            });
         }
         Ok(())
     }
@@ -438,6 +732,30 @@ impl<'a> Planner<'a> {
         for (pair, totals) in &planned.touched {
             self.balances.insert(pair.clone(), *totals);
         }
+        for (pair, held) in &planned.held {
+            self.held.insert(pair.clone(), *held);
+        }
+        let commit = &planned.commit;
+        match (commit.status, commit.pending_tx_id) {
+            (TxStatus::Pending, _) => {
+                self.holds.insert(
+                    commit.tx_id,
+                    HoldState {
+                        commit: commit.clone(),
+                        status: TxStatus::Pending,
+                        ended_by: None,
+                    },
+                );
+            }
+            (status, Some(hold)) => {
+                if let Some(mut state) = self.hold(&hold).cloned() {
+                    state.status = status;
+                    state.ended_by = Some(commit.tx_id);
+                    self.holds.insert(hold, state);
+                }
+            }
+            _ => {}
+        }
         self.batch_keys.insert(
             planned.commit.idempotency_key.clone(),
             BatchKey {
@@ -448,6 +766,95 @@ impl<'a> Planner<'a> {
         );
         self.next_seq += 1;
     }
+}
+
+/// The expiries of `due` (holds of one book still pending, each with an
+/// `expires_at` at or before `committed_at`), in order, taking the seqs
+/// after `last_seq`: what `Store::expire_holds` appends.
+pub fn expiries(due: Vec<Commit>, last_seq: u64, committed_at: Timestamp) -> Vec<crate::Expiry> {
+    due.into_iter()
+        .zip(last_seq + 1..)
+        .map(|(mut hold, seq)| {
+            hold.status = TxStatus::Expired;
+            crate::Expiry {
+                seq,
+                committed_at,
+                hold,
+            }
+        })
+        .collect()
+}
+
+/// Whether a held-amount change adds legs or releases them.
+#[derive(Debug, Clone, Copy)]
+enum Reserve {
+    Add,
+    Release,
+}
+
+/// An account's available balance in one asset: its normal-side posted
+/// balance minus the held amounts that would lower it (held credits on a
+/// debit-normal account, held debits on a credit-normal one). Held amounts
+/// that would raise it count only once posted. `None` outside 128 bits.
+pub fn available(kind: AccountKind, totals: Totals, held: Held) -> Option<Amount> {
+    let normal = kind.to_normal(Amount::from_minor(totals.balance))?;
+    let lowering = match kind.normal_side() {
+        NormalSide::Debit => held.credits,
+        NormalSide::Credit => held.debits,
+    };
+    normal.checked_sub(lowering)
+}
+
+/// A hold's postings as the legs a settle or void releases.
+fn hold_legs(hold: &Commit) -> Vec<DraftPosting> {
+    hold.postings
+        .iter()
+        .map(|p| DraftPosting {
+            account: p.account.clone(),
+            asset: p.asset.clone(),
+            side: p.side,
+            amount: p.amount,
+        })
+        .collect()
+}
+
+/// Refuses a partial settle that posts more than the hold holds on any
+/// (account, asset, side) (a leg the hold lacks holds zero).
+fn check_within_hold(legs: &[DraftPosting], hold: &[StoredPosting]) -> Result<(), Rejection> {
+    type Leg<'p> = (&'p AccountName, &'p AssetCode, bool);
+    fn sums<'p>(
+        items: impl Iterator<Item = (Leg<'p>, Amount)>,
+    ) -> Result<HashMap<Leg<'p>, Amount>, Rejection> {
+        let mut out: HashMap<Leg<'p>, Amount> = HashMap::new();
+        for (leg, amount) in items {
+            let sum = out.entry(leg).or_default();
+            *sum = sum.checked_add(amount).ok_or(Rejection::AmountOutOfRange)?;
+        }
+        Ok(out)
+    }
+    let held = sums(
+        hold.iter()
+            .map(|p| ((&p.account, &p.asset, p.side == Side::Debit), p.amount)),
+    )?;
+    let asked = sums(
+        legs.iter()
+            .map(|p| ((&p.account, &p.asset, p.side == Side::Debit), p.amount)),
+    )?;
+    // In the draft's own order, so the error names its first excess.
+    for p in legs {
+        let leg = (&p.account, &p.asset, p.side == Side::Debit);
+        let requested = asked.get(&leg).copied().unwrap_or_default();
+        let have = held.get(&leg).copied().unwrap_or_default();
+        if requested > have {
+            return Err(Rejection::ExceedsHold {
+                account: p.account.clone(),
+                asset: p.asset.clone(),
+                held: have,
+                requested,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Turns the verdicts into outcomes, answering in-batch retries with the

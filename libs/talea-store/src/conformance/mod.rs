@@ -12,12 +12,13 @@
 //! "the stores behave identically" is what this module checks.
 //!
 //! The cases live by topic in this folder's modules (`registry`,
-//! `idempotency`, `concurrency`, `rules`, `reads`, `balances`, `multi_book`,
+//! `idempotency`, `concurrency`, `holds`, `rules`, `reads`, `balances`, `multi_book`,
 //! `streams`), their shared helpers in `support`; this file holds the one
 //! list of cases and the macro that runs each on every backend.
 
 mod balances;
 mod concurrency;
+mod holds;
 mod idempotency;
 mod multi_book;
 mod reads;
@@ -28,6 +29,7 @@ mod support;
 
 pub use balances::*;
 pub use concurrency::*;
+pub use holds::*;
 pub use idempotency::*;
 pub use multi_book::*;
 pub use reads::*;
@@ -121,6 +123,14 @@ cases!($
     balance_cut_is_consistent,
     books_share_a_commit,
     crossed_multi_book_commits,
+    hold_lifecycle,
+    partial_settles,
+    holds_reserve_available_balance,
+    voids_and_replays,
+    rejected_hold_cannot_be_settled,
+    racing_outcomes_end_a_hold_once,
+    holds_expire,
+    holds_as_of,
 );
 
 /// Runs every case in order, each on a store from `make_store`.

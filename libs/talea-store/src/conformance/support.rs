@@ -10,7 +10,7 @@ use talea_core::{
     DraftPosting, IdempotencyKey, NewAccount, Scale, Side, Timestamp,
 };
 
-use crate::{Balance, Opened, Outcome, Registered, Rejection, Store, TrialRow};
+use crate::{Balance, Held, Opened, Outcome, Registered, Rejection, Store, TrialRow};
 
 pub(super) fn book(s: &str) -> BookName {
     BookName::parse(s).expect("valid book name")
@@ -202,6 +202,7 @@ pub(super) fn expected_balances(
         .map(|(asset, n)| Balance {
             asset,
             balance: minor(n),
+            held: Held::default(),
         })
         .collect()
 }
@@ -247,6 +248,7 @@ pub(super) fn expected_trial(
             asset,
             debits: minor(debits),
             credits: minor(credits),
+            held: Held::default(),
         })
         .collect()
 }

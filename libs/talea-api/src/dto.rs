@@ -207,6 +207,39 @@ pub struct PostTransactionRequest {
     /// A JSON object of at most 16 KiB.
     #[serde(default)]
     pub metadata: Option<Map<String, Value>>,
+    /// `true`: a hold, reserving its postings until settled, voided or expired.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pending: bool,
+    /// A hold's expiry (RFC 3339, in the future, at most 90 days ahead);
+    /// only with `pending`. Absent: held until settled or voided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
+    pub expires_at: Option<String>,
+}
+
+/// `POST /v1/books/{book}/transactions/{tx_id}/post`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettleRequest {
+    /// 1..=128 printable ASCII, unique per book.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[ -~]{1,128}$"))]
+    pub idempotency_key: String,
+    /// A partial settlement: each amount at most what the hold holds on the
+    /// same account, asset and side, balanced per asset. Absent: all of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(min_items = 2, max_items = 256))]
+    pub postings: Option<Vec<PostingDto>>,
+}
+
+/// `POST /v1/books/{book}/transactions/{tx_id}/void`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VoidRequest {
+    /// 1..=128 printable ASCII, unique per book.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[ -~]{1,128}$"))]
+    pub idempotency_key: String,
 }
 
 /// A committed transaction. `deduplicated` is present on post responses only.
@@ -239,6 +272,25 @@ pub struct TransactionDto {
     pub memo: Option<String>,
     /// Metadata as given, or null; absent for a token that hides it.
     pub metadata: Option<Map<String, Value>>,
+    /// `posted` or `pending` (a hold); a hold that ended reports how
+    /// (`posted`, `voided`, `expired`) except in its own log event; a void
+    /// is `voided`.
+    #[serde(default = "posted")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::tx_status))]
+    pub status: String,
+    /// A hold's expiry, or null.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(format = DateTime, required = true))]
+    pub expires_at: Option<String>,
+    /// The hold that this settle or void ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(format = "uuid"))]
+    pub pending_tx_id: Option<String>,
+}
+
+/// The status of a transaction from a server that predates holds.
+fn posted() -> String {
+    "posted".to_owned()
 }
 
 /// `GET /v1/books/{book}/transactions`.
@@ -265,8 +317,27 @@ pub struct BalancesDto {
     /// The instant the balances are as of (now, when not asked).
     #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub as_of: String,
-    /// Normal-side balances by asset.
+    /// Normal-side posted balances by asset.
     pub balances: BTreeMap<String, String>,
+    /// What live holds reserve, by asset (every asset of `balances`).
+    #[serde(default)]
+    pub pending: BTreeMap<String, HeldDto>,
+    /// Normal-side posted balance minus the held amounts that would lower
+    /// it, by asset: what `min_balance` applies to.
+    #[serde(default)]
+    pub available: BTreeMap<String, String>,
+}
+
+/// Debits and credits held by live holds.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldDto {
+    /// Held debits.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[0-9]+(\.[0-9]+)?$"))]
+    pub debits: String,
+    /// Held credits.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[0-9]+(\.[0-9]+)?$"))]
+    pub credits: String,
 }
 
 /// The first event of a `?snapshot=balances` stream: the balances of the
@@ -364,6 +435,15 @@ pub struct TotalsDto {
     /// Sum of all credits.
     #[cfg_attr(feature = "openapi", schema(pattern = r"^[0-9]+(\.[0-9]+)?$"))]
     pub credits: String,
+    /// Held by live holds (their debits, equal to their credits); not in the totals.
+    #[serde(default = "zero")]
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[0-9]+(\.[0-9]+)?$"))]
+    pub pending: String,
+}
+
+/// The pending total from a server that predates holds.
+fn zero() -> String {
+    "0".to_owned()
 }
 
 /// `GET …/trial-balance`.
@@ -390,7 +470,7 @@ pub struct TrialBalanceDto {
 pub struct EventDto {
     /// Dense from 1.
     pub seq: u64,
-    /// `account_opened` or `transaction`.
+    /// `account_opened`, `transaction` or `hold_expired`.
     #[serde(rename = "type")]
     #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::event_type))]
     pub kind: String,

@@ -174,7 +174,34 @@ catalogue! {
         /// The floor.
         min_balance: String,
     } => "insufficient_balance", [422], retry: false,
-        "A posting would take an account below its `min_balance`.";
+        "A posting or hold would take an account's available balance below its `min_balance`.";
+    #[error("the hold is {status}, no longer pending")]
+    HoldNotPending {
+        /// How the hold ended: `posted`, `voided` or `expired`.
+        status: String,
+        /// The settle or void that ended it (absent for an expiry).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        tx_id: Option<String>,
+    } => "hold_not_pending", [409], retry: false,
+        "The hold was settled, voided or expired before (`status`; `tx_id` of the settle or void).";
+    #[error("account {account:?} holds {held} {asset}, less than the {requested} asked")]
+    ExceedsHold {
+        /// The account.
+        account: String,
+        /// The asset.
+        asset: String,
+        /// What the hold holds on that account, asset and side.
+        held: String,
+        /// What the settle asked to post there.
+        requested: String,
+    } => "exceeds_hold", [422], retry: false,
+        "A settle posts more than the hold holds on an account, asset and side.";
+    #[error("transaction {tx_id} is not a hold")]
+    NotAHold {
+        /// The transaction named.
+        tx_id: String,
+    } => "not_a_hold", [422], retry: false,
+        "A settle or void names a transaction that is not a hold.";
     #[error("overloaded, retry later")]
     Overloaded {
         /// 429 for a full book queue, 503 for the global limit (from the status line).

@@ -54,6 +54,25 @@ pub trait LedgerApi: Send + Sync {
         request: PostTransactionRequest,
     ) -> Result<TransactionDto, ApiError>;
 
+    /// Settles a hold (`tx_id`): posts all of it, or the request's
+    /// `postings` and releases the rest. A replay answers the original
+    /// settle with `deduplicated: true`.
+    async fn settle(
+        &self,
+        book: &str,
+        tx_id: &str,
+        request: SettleRequest,
+    ) -> Result<TransactionDto, ApiError>;
+
+    /// Voids a hold (`tx_id`): releases it, posting nothing. A replay
+    /// answers the original void with `deduplicated: true`.
+    async fn void(
+        &self,
+        book: &str,
+        tx_id: &str,
+        request: VoidRequest,
+    ) -> Result<TransactionDto, ApiError>;
+
     /// A page of a book's transactions in seq order.
     async fn transactions(&self, book: &str, page: SeqPage) -> Result<TransactionList, ApiError>;
 

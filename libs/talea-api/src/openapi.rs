@@ -19,7 +19,12 @@ pub(crate) fn account_kind() -> RefOr<Schema> {
 
 /// What an event records.
 pub(crate) fn event_type() -> RefOr<Schema> {
-    string_enum(&["account_opened", "transaction"])
+    string_enum(&["account_opened", "transaction", "hold_expired"])
+}
+
+/// A transaction's status.
+pub(crate) fn tx_status() -> RefOr<Schema> {
+    string_enum(&["posted", "pending", "voided", "expired"])
 }
 
 /// The storage backend serving the request.
@@ -27,7 +32,8 @@ pub(crate) fn backend() -> RefOr<Schema> {
     string_enum(&["postgres", "sqlite", "log"])
 }
 
-/// An event's `data`: the account (for `account_opened`) or the transaction.
+/// An event's `data`: the account (for `account_opened`) or the
+/// transaction (for `transaction`; the hold, for `hold_expired`).
 pub(crate) fn event_data() -> RefOr<Schema> {
     OneOfBuilder::new()
         .item(Ref::from_schema_name("AccountDto"))

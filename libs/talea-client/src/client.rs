@@ -12,7 +12,8 @@ use serde::de::DeserializeOwned;
 use talea_api::{
     AccountDto, AccountList, ApiError, AssetDto, AssetList, AssetRequest, BalancesDto, BookList,
     Created, ErrorBody, EventList, HealthDto, LedgerApi, NamePage, OpenAccountRequest,
-    PostTransactionRequest, PostingList, SeqPage, TransactionDto, TransactionList, TrialBalanceDto,
+    PostTransactionRequest, PostingList, SeqPage, SettleRequest, TransactionDto, TransactionList,
+    TrialBalanceDto, VoidRequest,
 };
 
 use crate::path;
@@ -432,6 +433,32 @@ impl LedgerApi for TaleaClient {
             .await?;
         // The status is the contract's signal (201 new, 200 replay); the body
         // says the same, and the status wins should they ever disagree.
+        tx.deduplicated = Some(status != 201);
+        Ok(tx)
+    }
+
+    async fn settle(
+        &self,
+        book: &str,
+        tx_id: &str,
+        request: SettleRequest,
+    ) -> Result<TransactionDto, ApiError> {
+        path::check_book_account(book, None)?;
+        let route = ["v1", "books", book, "transactions", tx_id, "post"];
+        let (status, mut tx): (u16, TransactionDto) = self.post(&route, &request).await?;
+        tx.deduplicated = Some(status != 201);
+        Ok(tx)
+    }
+
+    async fn void(
+        &self,
+        book: &str,
+        tx_id: &str,
+        request: VoidRequest,
+    ) -> Result<TransactionDto, ApiError> {
+        path::check_book_account(book, None)?;
+        let route = ["v1", "books", book, "transactions", tx_id, "void"];
+        let (status, mut tx): (u16, TransactionDto) = self.post(&route, &request).await?;
         tx.deduplicated = Some(status != 201);
         Ok(tx)
     }

@@ -7,20 +7,22 @@ use async_trait::async_trait;
 use talea_api::{
     AccountDto, AccountList, ApiError, AssetDto, AssetList, AssetRequest, BalancesDto, BookDto,
     BookList, Created, EventList, LedgerApi, NamePage, OpenAccountRequest, PostTransactionRequest,
-    PostingList, SeqPage, TotalsDto, TransactionDto, TransactionList, TrialBalanceDto, TrialRowDto,
-    format_timestamp,
+    PostingList, SeqPage, SettleRequest, TotalsDto, TransactionDto, TransactionList,
+    TrialBalanceDto, TrialRowDto, VoidRequest, format_timestamp,
 };
 use talea_core::{
-    AccountKind, AccountName, Amount, Asset, AssetCode, EventKind, NewAccount, Scale, Timestamp,
-    limits,
+    AccountKind, AccountName, Amount, Asset, AssetCode, Draft, EventKind, NewAccount,
+    Scale, Timestamp, limits,
 };
-use talea_store::{Opened, Outcome, Registered};
+use talea_store::{Opened, Registered};
 
 use crate::LedgerService;
-use crate::committer::EnqueueError;
-use crate::convert::{self, asset_dto, balance_map, check_limit, codes, event_dto, store_error};
+use crate::convert::{
+    self, asset_dto, available_map, balance_map, check_limit, codes, event_dto, held_map,
+    store_error,
+};
 
-fn now() -> Timestamp {
+pub(crate) fn now() -> Timestamp {
     let micros = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
@@ -204,52 +206,40 @@ impl LedgerApi for LedgerService {
         request: PostTransactionRequest,
     ) -> Result<TransactionDto, ApiError> {
         let book = convert::book(book)?;
-        let draft = match self.draft(request).await {
-            Ok(d) => d,
-            Err(e) => {
-                self.inner
-                    .metrics
-                    .rejected_total
-                    .with_label_values(&[e.code()])
-                    .inc();
-                return Err(e);
-            }
-        };
-        let receiver = match self.inner.committers.enqueue(&book, draft) {
-            Ok(r) => r,
-            Err(EnqueueError::QueueFull) => {
-                self.inner
-                    .metrics
-                    .shed_total
-                    .with_label_values(&["queue_full"])
-                    .inc();
-                return Err(ApiError::Overloaded {
-                    status: 429,
-                    retry_after_s: 1,
-                });
-            }
-        };
-        let outcome = match receiver.await {
-            Ok(Ok(outcome)) => outcome,
-            Ok(Err(e)) => return Err(store_error(&e)),
-            // The committer ended without answering: it cannot know whether
-            // the draft committed, so the caller must retry with the same key.
-            Err(_) => return Err(ApiError::unavailable("the commit was interrupted, retry")),
-        };
-        match outcome {
-            Outcome::Committed(commit) => {
-                let mut dto = self.commit_dto(&commit).await?;
-                dto.deduplicated = Some(false);
-                Ok(dto)
-            }
-            Outcome::Deduplicated(commit) => {
-                self.inner.metrics.deduplicated_total.inc();
-                let mut dto = self.commit_dto(&commit).await?;
-                dto.deduplicated = Some(true);
-                Ok(dto)
-            }
-            Outcome::Rejected(rejection) => Err(self.rejection(&book, rejection).await),
+        let draft = self.counted(self.draft(request).await)?;
+        self.submit(&book, draft).await
+    }
+
+    async fn settle(
+        &self,
+        book: &str,
+        tx_id: &str,
+        request: SettleRequest,
+    ) -> Result<TransactionDto, ApiError> {
+        let book = convert::book(book)?;
+        let draft = async {
+            let settle = convert::ParsedSettle::parse(tx_id, request)?;
+            let scales = self.scales(settle.asset_codes()).await?;
+            settle.into_draft(&scales)
         }
+        .await;
+        let draft = self.counted(draft)?;
+        self.submit(&book, draft).await
+    }
+
+    async fn void(
+        &self,
+        book: &str,
+        tx_id: &str,
+        request: VoidRequest,
+    ) -> Result<TransactionDto, ApiError> {
+        let book = convert::book(book)?;
+        let draft = self.counted(
+            convert::tx_id(tx_id).and_then(|hold| {
+                Ok(Draft::void(convert::key(&request.idempotency_key)?, hold))
+            }),
+        )?;
+        self.submit(&book, draft).await
     }
 
     async fn transactions(&self, book: &str, page: SeqPage) -> Result<TransactionList, ApiError> {
@@ -313,6 +303,8 @@ impl LedgerApi for LedgerService {
             account: name.to_string(),
             as_of: format_timestamp(as_of.unwrap_or_else(now)),
             balances: balance_map(account.kind, &balances, &scales),
+            pending: held_map(&balances, &scales),
+            available: available_map(account.kind, &balances, &scales),
         })
     }
 
@@ -376,7 +368,9 @@ impl LedgerApi for LedgerService {
             .await
             .map_err(|e| store_error(&e))?;
         let scales = self.scales(codes(rows.iter().map(|r| &r.asset))).await?;
-        let mut totals: BTreeMap<AssetCode, (Amount, Amount)> = BTreeMap::new();
+        // Per asset: posted debits, posted credits, held (debits; a hold
+        // is balanced, so its credits are the same).
+        let mut totals: BTreeMap<AssetCode, (Amount, Amount, Amount)> = BTreeMap::new();
         let mut out = Vec::with_capacity(rows.len());
         let overflow = || ApiError::AmountOutOfRange {
             field: None,
@@ -388,6 +382,11 @@ impl LedgerApi for LedgerService {
             let entry = totals.entry(row.asset.clone()).or_default();
             entry.0 = entry.0.checked_add(row.debits).ok_or_else(overflow)?;
             entry.1 = entry.1.checked_add(row.credits).ok_or_else(overflow)?;
+            entry.2 = entry.2.checked_add(row.held.debits).ok_or_else(overflow)?;
+            if row.debits == Amount::ZERO && row.credits == Amount::ZERO {
+                // Only held, never posted: the rows stay posted-only.
+                continue;
+            }
             out.push(TrialRowDto {
                 account: row.account.to_string(),
                 kind: row.kind.as_str().to_owned(),
@@ -397,20 +396,21 @@ impl LedgerApi for LedgerService {
                 balance: convert::normal(row.kind, storage).format(scale),
             });
         }
-        let balanced = totals.values().all(|(d, c)| d == c);
+        let balanced = totals.values().all(|(d, c, _)| d == c);
         Ok(TrialBalanceDto {
             book: book.to_string(),
             as_of: format_timestamp(as_of.unwrap_or_else(now)),
             rows: out,
             totals: totals
                 .iter()
-                .map(|(asset, (d, c))| {
+                .map(|(asset, (d, c, held))| {
                     let scale = convert::scale_of(&scales, asset);
                     (
                         asset.to_string(),
                         TotalsDto {
                             debits: d.format(scale),
                             credits: c.format(scale),
+                            pending: held.format(scale),
                         },
                     )
                 })

@@ -4,13 +4,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value};
 use talea_api::{
-    AccountDto, AccountPostingDto, ApiError, AssetDto, EventDto, PostTransactionRequest,
-    PostingDto, TransactionDto, canonical_json, format_timestamp, parse_timestamp,
+    AccountDto, AccountPostingDto, ApiError, AssetDto, EventDto, HeldDto, PostTransactionRequest,
+    PostingDto, SettleRequest, TransactionDto, canonical_json, format_timestamp, parse_timestamp,
 };
 use talea_core::{
     Account, AccountKind, AccountName, Amount, AmountError, Asset, AssetCode, BookName, Commit,
     Decimal, Draft, DraftError, DraftPosting, EventKind, IdempotencyKey, NameError, Scale, Side,
-    Timestamp, limits,
+    Timestamp, TxId, limits,
 };
 use talea_store::{AccountPosting, Rejection, StoreError};
 
@@ -158,7 +158,18 @@ pub(crate) fn transaction_dto(commit: &Commit, scales: &Scales) -> TransactionDt
         occurred_at: commit.occurred_at.map(format_timestamp),
         memo: commit.memo.clone(),
         metadata: commit.metadata.as_deref().map(metadata_value),
+        status: commit.status.as_str().to_owned(),
+        expires_at: commit.expires_at.map(format_timestamp),
+        pending_tx_id: commit.pending_tx_id.map(|id| id.0.to_string()),
     }
+}
+
+/// A transaction id from a path: `not_found` for anything but a UUID, as
+/// for an unknown id.
+pub(crate) fn tx_id(text: &str) -> Result<TxId, ApiError> {
+    uuid::Uuid::parse_str(text)
+        .map(TxId)
+        .map_err(|_| ApiError::not_found("transaction not found"))
 }
 
 pub(crate) fn account_posting_dto(
@@ -192,55 +203,142 @@ pub(crate) fn normal(
     kind.to_normal(storage).unwrap_or(storage)
 }
 
+/// A leg whose syntax was checked: account, asset, side, amount text, and
+/// the amount's field (for errors).
+type ParsedLeg = (AccountName, AssetCode, Side, String, String);
+
+/// Checks the count and syntax of a request's postings.
+fn parse_legs(postings: Vec<PostingDto>) -> Result<Vec<ParsedLeg>, ApiError> {
+    let count = postings.len();
+    if !(limits::POSTINGS_MIN..=limits::POSTINGS_MAX).contains(&count) {
+        return Err(ApiError::invalid(
+            "/postings",
+            format!(
+                "postings must hold {} to {} items",
+                limits::POSTINGS_MIN,
+                limits::POSTINGS_MAX
+            ),
+        ));
+    }
+    let mut legs = Vec::with_capacity(count);
+    for (i, p) in postings.into_iter().enumerate() {
+        let account = name(
+            AccountName::parse,
+            &p.account,
+            &format!("/postings/{i}/account"),
+            "account name",
+        )?;
+        let asset = asset_code(&p.asset, &format!("/postings/{i}/asset"))?;
+        let (side, text, field) = match (p.debit, p.credit) {
+            (Some(d), None) => (Side::Debit, d, format!("/postings/{i}/debit")),
+            (None, Some(c)) => (Side::Credit, c, format!("/postings/{i}/credit")),
+            _ => {
+                return Err(ApiError::invalid(
+                    format!("/postings/{i}"),
+                    "each posting needs exactly one of debit or credit",
+                ));
+            }
+        };
+        legs.push((account, asset, side, text, field));
+    }
+    Ok(legs)
+}
+
+/// Parses the legs' amounts at their assets' scales (`scales` holds every
+/// registered asset they name).
+fn draft_postings(legs: Vec<ParsedLeg>, scales: &Scales) -> Result<Vec<DraftPosting>, ApiError> {
+    let mut postings = Vec::with_capacity(legs.len());
+    for (account, asset, side, text, field) in legs {
+        let Some(scale) = scales.get(&asset).copied() else {
+            return Err(ApiError::UnknownAsset {
+                asset: asset.to_string(),
+            });
+        };
+        let amount = Amount::parse(&text, scale).map_err(|e| amount_error(e, &field))?;
+        if !amount.is_positive() {
+            return Err(ApiError::invalid(field, "amount must be greater than zero"));
+        }
+        postings.push(DraftPosting {
+            account,
+            asset,
+            side,
+            amount,
+        });
+    }
+    Ok(postings)
+}
+
+/// The contract's error for a draft that breaks the structural rules.
+fn draft_error(e: DraftError, scales: &Scales) -> ApiError {
+    match e {
+        DraftError::Unbalanced(sums) => ApiError::Unbalanced {
+            imbalances: sums
+                .iter()
+                .map(|(asset, sum)| (asset.to_string(), sum.format(scale_of(scales, asset))))
+                .collect(),
+        },
+        DraftError::OutOfRange => ApiError::AmountOutOfRange {
+            field: Some("/postings".to_owned()),
+            message: "a per-asset total does not fit 128 bits of minor units".to_owned(),
+        },
+        DraftError::PostingCount => ApiError::invalid("/postings", "wrong number of postings"),
+        DraftError::NotPositive(i) => {
+            ApiError::invalid(format!("/postings/{i}"), "amount must be greater than zero")
+        }
+        _ => ApiError::invalid("/postings", "invalid postings"),
+    }
+}
+
+/// Checks a hold's `expires_at`: only on a pending post, after `now`, and
+/// at most [`limits::HOLD_EXPIRY_SECS_MAX`] ahead.
+fn expires_at(
+    text: Option<&str>,
+    pending: bool,
+    now: Timestamp,
+) -> Result<Option<Timestamp>, ApiError> {
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    let field = "/expires_at";
+    if !pending {
+        return Err(ApiError::invalid(field, "expires_at needs \"pending\": true"));
+    }
+    let at = timestamp(text, field)?;
+    if at <= now {
+        return Err(ApiError::invalid(field, "expires_at must be in the future"));
+    }
+    let furthest = now
+        .micros()
+        .saturating_add(limits::HOLD_EXPIRY_SECS_MAX.saturating_mul(1_000_000));
+    if at.micros() > furthest {
+        return Err(ApiError::invalid(
+            field,
+            "expires_at must be at most 90 days ahead",
+        ));
+    }
+    Ok(Some(at))
+}
+
 /// A post whose syntax was checked (names, sides, times, memo, metadata),
 /// waiting for the scales of its assets to parse its amounts.
 #[derive(Debug)]
 pub(crate) struct ParsedPost {
     key: IdempotencyKey,
-    /// Per posting: account, asset, side, amount text, the amount's field.
-    postings: Vec<(AccountName, AssetCode, Side, String, String)>,
+    legs: Vec<ParsedLeg>,
     occurred_at: Option<Timestamp>,
     memo: Option<String>,
     metadata: Option<(String, String)>,
+    /// `Some` for a hold, with its expiry.
+    hold: Option<Option<Timestamp>>,
 }
 
 impl ParsedPost {
     /// Checks everything a post can be refused for before the asset registry
     /// is consulted: syntax first, for every posting, then the other fields.
-    pub(crate) fn parse(request: PostTransactionRequest) -> Result<Self, ApiError> {
+    /// `now` bounds a hold's `expires_at`.
+    pub(crate) fn parse(request: PostTransactionRequest, now: Timestamp) -> Result<Self, ApiError> {
         let key = key(&request.idempotency_key)?;
-        let count = request.postings.len();
-        if !(limits::POSTINGS_MIN..=limits::POSTINGS_MAX).contains(&count) {
-            return Err(ApiError::invalid(
-                "/postings",
-                format!(
-                    "postings must hold {} to {} items",
-                    limits::POSTINGS_MIN,
-                    limits::POSTINGS_MAX
-                ),
-            ));
-        }
-        let mut postings = Vec::with_capacity(count);
-        for (i, p) in request.postings.into_iter().enumerate() {
-            let account = name(
-                AccountName::parse,
-                &p.account,
-                &format!("/postings/{i}/account"),
-                "account name",
-            )?;
-            let asset = asset_code(&p.asset, &format!("/postings/{i}/asset"))?;
-            let (side, text, field) = match (p.debit, p.credit) {
-                (Some(d), None) => (Side::Debit, d, format!("/postings/{i}/debit")),
-                (None, Some(c)) => (Side::Credit, c, format!("/postings/{i}/credit")),
-                _ => {
-                    return Err(ApiError::invalid(
-                        format!("/postings/{i}"),
-                        "each posting needs exactly one of debit or credit",
-                    ));
-                }
-            };
-            postings.push((account, asset, side, text, field));
-        }
+        let legs = parse_legs(request.postings)?;
         let occurred_at = request
             .occurred_at
             .as_deref()
@@ -248,65 +346,74 @@ impl ParsedPost {
             .transpose()?;
         let memo = memo(request.memo)?;
         let metadata = request.metadata.as_ref().map(metadata).transpose()?;
+        let expires_at = expires_at(request.expires_at.as_deref(), request.pending, now)?;
         Ok(Self {
             key,
-            postings,
+            legs,
             occurred_at,
             memo,
             metadata,
+            hold: request.pending.then_some(expires_at),
         })
     }
 
     /// The assets the post names.
     pub(crate) fn asset_codes(&self) -> BTreeSet<AssetCode> {
-        self.postings.iter().map(|p| p.1.clone()).collect()
+        self.legs.iter().map(|p| p.1.clone()).collect()
     }
 
     /// Parses the amounts at their assets' scales (`scales` holds every
     /// registered asset the post names) and builds the balanced draft.
     pub(crate) fn into_draft(self, scales: &Scales) -> Result<Draft, ApiError> {
-        let mut postings = Vec::with_capacity(self.postings.len());
-        for (account, asset, side, text, field) in self.postings {
-            let Some(scale) = scales.get(&asset).copied() else {
-                return Err(ApiError::UnknownAsset {
-                    asset: asset.to_string(),
-                });
-            };
-            let amount = Amount::parse(&text, scale).map_err(|e| amount_error(e, &field))?;
-            if !amount.is_positive() {
-                return Err(ApiError::invalid(field, "amount must be greater than zero"));
-            }
-            postings.push(DraftPosting {
-                account,
-                asset,
-                side,
-                amount,
-            });
-        }
-        Draft::new(
+        let postings = draft_postings(self.legs, scales)?;
+        let draft = Draft::new(
             self.key,
             postings,
             self.occurred_at,
             self.memo,
             self.metadata,
         )
-        .map_err(|e| match e {
-            DraftError::Unbalanced(sums) => ApiError::Unbalanced {
-                imbalances: sums
-                    .iter()
-                    .map(|(asset, sum)| (asset.to_string(), sum.format(scale_of(scales, asset))))
-                    .collect(),
-            },
-            DraftError::OutOfRange => ApiError::AmountOutOfRange {
-                field: Some("/postings".to_owned()),
-                message: "a per-asset total does not fit 128 bits of minor units".to_owned(),
-            },
-            DraftError::PostingCount => ApiError::invalid("/postings", "wrong number of postings"),
-            DraftError::NotPositive(i) => {
-                ApiError::invalid(format!("/postings/{i}"), "amount must be greater than zero")
-            }
-            _ => ApiError::invalid("/postings", "invalid postings"),
+        .map_err(|e| draft_error(e, scales))?;
+        Ok(match self.hold {
+            Some(expires_at) => draft.into_hold(expires_at),
+            None => draft,
         })
+    }
+}
+
+/// A settle whose syntax was checked, waiting for its assets' scales.
+#[derive(Debug)]
+pub(crate) struct ParsedSettle {
+    key: IdempotencyKey,
+    hold: TxId,
+    legs: Option<Vec<ParsedLeg>>,
+}
+
+impl ParsedSettle {
+    /// Checks the key, the hold's id and the postings' syntax.
+    pub(crate) fn parse(hold: &str, request: SettleRequest) -> Result<Self, ApiError> {
+        let hold = tx_id(hold)?;
+        let key = key(&request.idempotency_key)?;
+        let legs = request.postings.map(parse_legs).transpose()?;
+        Ok(Self { key, hold, legs })
+    }
+
+    /// The assets the partial settle names.
+    pub(crate) fn asset_codes(&self) -> BTreeSet<AssetCode> {
+        self.legs
+            .iter()
+            .flatten()
+            .map(|p| p.1.clone())
+            .collect()
+    }
+
+    /// The settle draft, amounts parsed at `scales`.
+    pub(crate) fn into_draft(self, scales: &Scales) -> Result<Draft, ApiError> {
+        let postings = self
+            .legs
+            .map(|legs| draft_postings(legs, scales))
+            .transpose()?;
+        Draft::settle(self.key, self.hold, postings).map_err(|e| draft_error(e, scales))
     }
 }
 
@@ -318,7 +425,7 @@ pub fn draft_from_request(
     request: PostTransactionRequest,
     scales: &BTreeMap<AssetCode, Scale>,
 ) -> Result<Draft, ApiError> {
-    ParsedPost::parse(request)?.into_draft(scales)
+    ParsedPost::parse(request, Timestamp::from_micros(0))?.into_draft(scales)
 }
 pub(crate) fn store_error(e: &StoreError) -> ApiError {
     match e {
@@ -396,6 +503,31 @@ impl LedgerService {
                 field: Some("/postings".to_owned()),
                 message: "a resulting balance would not fit 128 bits of minor units".to_owned(),
             },
+            Rejection::UnknownTransaction(_) => ApiError::not_found("transaction not found"),
+            Rejection::NotAHold(tx_id) => ApiError::NotAHold {
+                tx_id: tx_id.0.to_string(),
+            },
+            Rejection::HoldNotPending { status, ended_by } => ApiError::HoldNotPending {
+                status: status.as_str().to_owned(),
+                tx_id: ended_by.map(|id| id.0.to_string()),
+            },
+            Rejection::ExceedsHold {
+                account,
+                asset,
+                held,
+                requested,
+            } => {
+                let scale = match self.asset(&asset).await {
+                    Ok(Some(a)) => a.scale,
+                    _ => Scale::ZERO,
+                };
+                ApiError::ExceedsHold {
+                    account: account.to_string(),
+                    asset: asset.to_string(),
+                    held: held.format(scale),
+                    requested: requested.format(scale),
+                }
+            }
             Rejection::Failed(reason) => {
                 tracing::error!(book = %book, reason = %reason, "storage refused a draft");
                 ApiError::Internal
@@ -411,6 +543,10 @@ pub(crate) fn rejection_code(r: &Rejection) -> &'static str {
         Rejection::UnknownAccount(_) => talea_api::ErrorCode::UnknownAccount,
         Rejection::InsufficientBalance { .. } => talea_api::ErrorCode::InsufficientBalance,
         Rejection::AmountOutOfRange => talea_api::ErrorCode::AmountOutOfRange,
+        Rejection::UnknownTransaction(_) => talea_api::ErrorCode::NotFound,
+        Rejection::NotAHold(_) => talea_api::ErrorCode::NotAHold,
+        Rejection::HoldNotPending { .. } => talea_api::ErrorCode::HoldNotPending,
+        Rejection::ExceedsHold { .. } => talea_api::ErrorCode::ExceedsHold,
         // A database refusal answers `internal`; its label stays `failed`, as
         // dashboards know it, to tell it from other internal errors.
         _ => return "failed",
@@ -424,6 +560,49 @@ pub(crate) fn asset_dto(asset: &Asset) -> AssetDto {
         scale: asset.scale.digits(),
         name: asset.name.clone(),
     }
+}
+
+/// What live holds reserve, by asset code, formatted at each asset's scale.
+pub(crate) fn held_map(
+    balances: &[talea_store::Balance],
+    scales: &Scales,
+) -> BTreeMap<String, HeldDto> {
+    balances
+        .iter()
+        .map(|b| {
+            let scale = scale_of(scales, &b.asset);
+            (
+                b.asset.to_string(),
+                HeldDto {
+                    debits: b.held.debits.format(scale),
+                    credits: b.held.credits.format(scale),
+                },
+            )
+        })
+        .collect()
+}
+
+/// Available balances by asset code: the normal-side posted balance minus
+/// the held amounts that would lower it.
+pub(crate) fn available_map(
+    kind: AccountKind,
+    balances: &[talea_store::Balance],
+    scales: &Scales,
+) -> BTreeMap<String, String> {
+    balances
+        .iter()
+        .map(|b| {
+            let totals = talea_store::plan::Totals {
+                balance: b.balance.minor(),
+                ..Default::default()
+            };
+            // Balances are bounded by checked sums; the fallback is the
+            // posted balance, never a wrong figure silently widened.
+            let available = talea_store::plan::available(kind, totals, b.held)
+                .unwrap_or_else(|| normal(kind, b.balance));
+            (b.asset.to_string(), available.format(scale_of(scales, &b.asset)))
+        })
+        .collect()
 }
 
 /// Normal-side balances by asset code, formatted at each asset's scale.
@@ -448,6 +627,10 @@ pub fn event_dto(event: &talea_core::Event, scales: &BTreeMap<AssetCode, Scale>)
         EventKind::AccountOpened(a) => ("account_opened", serde_json::to_value(account_dto(a))),
         EventKind::Transaction(c) => (
             "transaction",
+            serde_json::to_value(transaction_dto(c, scales)),
+        ),
+        EventKind::HoldExpired(c) => (
+            "hold_expired",
             serde_json::to_value(transaction_dto(c, scales)),
         ),
     };

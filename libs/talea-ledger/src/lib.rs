@@ -30,6 +30,7 @@ pub use config::{
     COMMITS_IN_FLIGHT_LIMIT, LedgerConfig, WRITE_BATCH_MAX_LIMIT, WRITE_QUEUE_DEPTH_LIMIT,
 };
 pub use convert::{draft_from_request, event_dto};
+pub use service::HOLD_EXPIRY_POLL;
 pub use snapshot::SNAPSHOT_ACCOUNTS_MAX;
 
 use crate::committer::Committers;

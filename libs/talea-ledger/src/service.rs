@@ -7,12 +7,43 @@ use std::time::Duration;
 
 use talea_api::{ApiError, PostTransactionRequest, TransactionDto};
 use talea_core::{AccountName, BookName, Commit, Draft, Timestamp, TxId};
-use talea_store::{Backend, Store};
+use talea_store::{Backend, Outcome, Store};
 use talea_telemetry::Metrics;
 
-use crate::committer::Committers;
+use crate::committer::{Committers, EnqueueError};
 use crate::convert::{self, codes, store_error};
 use crate::{Inner, LedgerConfig, LedgerService, committer};
+
+/// How often the expirer looks for holds past their `expires_at`: an
+/// expiry event follows `expires_at` within this plus one commit.
+pub const HOLD_EXPIRY_POLL: Duration = Duration::from_millis(100);
+
+/// Holds the expirer ends per round; more wait for the next round, which
+/// comes at once.
+const EXPIRY_ROUND_MAX: u32 = 256;
+
+/// One round of the expirer: expires every book with holds due now.
+async fn expire_due(store: &dyn Store) {
+    let due = match store.due_holds(crate::api::now(), EXPIRY_ROUND_MAX).await {
+        Ok(due) => due,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list the holds due to expire");
+            return;
+        }
+    };
+    let mut books: Vec<BookName> = due.into_iter().map(|d| d.book).collect();
+    books.sort();
+    books.dedup();
+    for book in books {
+        match store.expire_holds(&book).await {
+            Ok(expired) if !expired.is_empty() => {
+                tracing::debug!(book = %book, holds = expired.len(), "holds expired");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(book = %book, error = %e, "cannot expire holds"),
+        }
+    }
+}
 
 impl LedgerService {
     /// A ledger over `store`.
@@ -70,6 +101,24 @@ impl LedgerService {
         self.commit_dto(&commit).await
     }
 
+    /// Starts the hold expirer: every [`HOLD_EXPIRY_POLL`], it asks the store
+    /// for holds past their `expires_at` and expires their books
+    /// (`Store::expire_holds`). Safe on every instance at once: the store
+    /// ends each hold exactly once under its book's lock, so a second
+    /// expirer finds nothing left. A write instance runs one; the task ends
+    /// with the runtime.
+    pub fn spawn_expirer(&self) -> tokio::task::JoinHandle<()> {
+        let store = Arc::clone(&self.inner.store);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(HOLD_EXPIRY_POLL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                expire_due(store.as_ref()).await;
+            }
+        })
+    }
+
     /// The store's backend, for `X-Talea-Backend`.
     pub fn backend(&self) -> Backend {
         self.inner.store.backend()
@@ -123,9 +172,63 @@ impl LedgerService {
         }
     }
 
+    /// Counts a refusal made before the store (by its code), passing `result` on.
+    pub(crate) fn counted<T>(&self, result: Result<T, ApiError>) -> Result<T, ApiError> {
+        if let Err(e) = &result {
+            self.inner
+                .metrics
+                .rejected_total
+                .with_label_values(&[e.code()])
+                .inc();
+        }
+        result
+    }
+
+    /// Queues a draft on its book's committer and answers its outcome: the
+    /// commit (`deduplicated: false`), the original (`deduplicated: true`),
+    /// or the refusal.
+    pub(crate) async fn submit(
+        &self,
+        book: &BookName,
+        draft: Draft,
+    ) -> Result<TransactionDto, ApiError> {
+        let receiver = match self.inner.committers.enqueue(book, draft) {
+            Ok(r) => r,
+            Err(EnqueueError::QueueFull) => {
+                self.inner
+                    .metrics
+                    .shed_total
+                    .with_label_values(&["queue_full"])
+                    .inc();
+                return Err(ApiError::Overloaded {
+                    status: 429,
+                    retry_after_s: 1,
+                });
+            }
+        };
+        let outcome = match receiver.await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(e)) => return Err(store_error(&e)),
+            // The committer ended without answering: it cannot know whether
+            // the draft committed, so the caller must retry with the same key.
+            Err(_) => return Err(ApiError::unavailable("the commit was interrupted, retry")),
+        };
+        let (commit, deduplicated) = match outcome {
+            Outcome::Committed(commit) => (commit, false),
+            Outcome::Deduplicated(commit) => {
+                self.inner.metrics.deduplicated_total.inc();
+                (commit, true)
+            }
+            Outcome::Rejected(rejection) => return Err(self.rejection(book, rejection).await),
+        };
+        let mut dto = self.commit_dto(&commit).await?;
+        dto.deduplicated = Some(deduplicated);
+        Ok(dto)
+    }
+
     /// Parses and checks a post, resolving asset scales.
     pub(crate) async fn draft(&self, request: PostTransactionRequest) -> Result<Draft, ApiError> {
-        let post = convert::ParsedPost::parse(request)?;
+        let post = convert::ParsedPost::parse(request, crate::api::now())?;
         let scales = self.scales(post.asset_codes()).await?;
         post.into_draft(&scales)
     }

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use talea_api::{ApiError, BalancesDto, SnapshotDto, format_timestamp};
 
 use crate::LedgerService;
-use crate::convert::{self, balance_map, codes, store_error};
+use crate::convert::{self, balance_map, held_map, available_map, codes, store_error};
 
 /// Most accounts one snapshot holds. An unfiltered snapshot of a larger
 /// book is refused (400): it would be one frame of unbounded size, and a
@@ -66,6 +66,8 @@ impl LedgerService {
                     account: a.account.to_string(),
                     as_of: as_of.clone(),
                     balances: balance_map(a.kind, &a.balances, &scales),
+                    pending: held_map(&a.balances, &scales),
+                    available: available_map(a.kind, &a.balances, &scales),
                 })
                 .collect(),
         })

@@ -42,6 +42,11 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let store = crate::store::open(&url, args.db_pool, Schema::RequireMigrated).await?;
 
     let ledger = LedgerService::new(store, ledger_config, talea_telemetry::Metrics::new());
+    if args.role.serves_writes() {
+        // Holds past their `expires_at` end by themselves (exactly once,
+        // however many instances run it).
+        ledger.spawn_expirer();
+    }
     let auth = tokens.into_authenticator(ledger.metrics().auth.clone())?;
     tracing::info!(role = %args.role, rate_limit = ?rate_limit, "serving");
     let hub = Hub::new(

@@ -53,7 +53,14 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Post a transaction (retry-safe: the same --idem never posts twice).
     Post(PostArgs),
-    /// An account's balances, now or as of a commit time.
+    /// Place a hold: a pending transaction that reserves its postings until
+    /// settled, voided or expired (same legs and flags as `post`).
+    Hold(HoldArgs),
+    /// Settle a hold: post all of it, or the legs given (at most what it holds).
+    Settle(SettleArgs),
+    /// Void a hold: release it, posting nothing.
+    Void(VoidArgs),
+    /// An account's balances (posted, pending, available), now or as of a commit time.
     Balance(BalanceArgs),
     /// Debits, credits and balances of every account in a book.
     TrialBalance(TrialBalanceArgs),
@@ -117,6 +124,52 @@ pub(crate) struct PostArgs {
     /// A JSON object kept with the transaction.
     #[arg(long, value_name = "JSON")]
     pub metadata: Option<String>,
+}
+
+/// `talea hold`.
+#[derive(Debug, Args)]
+pub(crate) struct HoldArgs {
+    /// The legs and flags, as for `post`.
+    #[command(flatten)]
+    pub post: PostArgs,
+    /// When the hold expires unsettled, RFC 3339 (at most 90 days ahead);
+    /// without it, it is held until settled or voided.
+    #[arg(long, value_name = "TIME")]
+    pub expires_at: Option<String>,
+}
+
+/// `talea settle`.
+#[derive(Debug, Args)]
+pub(crate) struct SettleArgs {
+    /// The hold's book.
+    #[arg(long)]
+    pub book: String,
+    /// The hold's tx_id.
+    #[arg(long, value_name = "TX_ID")]
+    pub tx: String,
+    /// Idempotency key of the settle (never generated, as for `post`).
+    #[arg(long, value_name = "KEY")]
+    pub idem: String,
+    /// A debit leg of a partial settle; without legs the whole hold posts.
+    #[arg(long = "debit", value_name = "ACCOUNT:ASSET:AMOUNT", value_parser = parse_leg)]
+    pub debits: Vec<Leg>,
+    /// A credit leg of a partial settle.
+    #[arg(long = "credit", value_name = "ACCOUNT:ASSET:AMOUNT", value_parser = parse_leg)]
+    pub credits: Vec<Leg>,
+}
+
+/// `talea void`.
+#[derive(Debug, Args)]
+pub(crate) struct VoidArgs {
+    /// The hold's book.
+    #[arg(long)]
+    pub book: String,
+    /// The hold's tx_id.
+    #[arg(long, value_name = "TX_ID")]
+    pub tx: String,
+    /// Idempotency key of the void (never generated, as for `post`).
+    #[arg(long, value_name = "KEY")]
+    pub idem: String,
 }
 
 /// One `--debit`/`--credit` value.

@@ -19,7 +19,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use talea_api::{
     ApiError, AssetRequest, LedgerApi, NamePage, OpenAccountRequest, PostTransactionRequest,
-    PostingDto, SeqPage,
+    PostingDto, SeqPage, SettleRequest, VoidRequest,
 };
 use talea_client::{RetryNotice, RetryPolicy, StreamItem, TaleaClient};
 
@@ -160,6 +160,12 @@ fn run(cli: Cli) -> Result<Rendered, Failure> {
     // reaches the server and never costs a retry budget.
     let post_body = match &cli.command {
         Command::Post(args) => Some(post_request(args)?),
+        Command::Hold(args) => {
+            let mut body = post_request(&args.post)?;
+            body.pending = true;
+            body.expires_at = args.expires_at.clone().or(body.expires_at);
+            Some(body)
+        }
         _ => None,
     };
     let client = client(&cli)?;
@@ -210,27 +216,32 @@ fn post_request(args: &PostArgs) -> Result<PostTransactionRequest, Failure> {
     if let Some(path) = &args.file {
         return file_request(path, &args.idem);
     }
-    // Debits first, then credits, each in the order given: the same command
-    // line always builds the same body, so re-running it is a clean replay.
+    Ok(PostTransactionRequest {
+        idempotency_key: args.idem.clone(),
+        postings: legs(&args.debits, &args.credits),
+        occurred_at: args.occurred_at.clone(),
+        memo: args.memo.clone(),
+        metadata: args.metadata.as_deref().map(metadata).transpose()?,
+        pending: false,
+        expires_at: None,
+    })
+}
+
+/// The postings of `--debit` and `--credit` legs: debits first, then
+/// credits, each in the order given, so the same command line always builds
+/// the same body and re-running it is a clean replay.
+fn legs(debits: &[cli::Leg], credits: &[cli::Leg]) -> Vec<PostingDto> {
     let leg = |l: &cli::Leg, debit: bool| PostingDto {
         account: l.account.clone(),
         asset: l.asset.clone(),
         debit: debit.then(|| l.amount.clone()),
         credit: (!debit).then(|| l.amount.clone()),
     };
-    let postings = args
-        .debits
+    debits
         .iter()
         .map(|l| leg(l, true))
-        .chain(args.credits.iter().map(|l| leg(l, false)))
-        .collect();
-    Ok(PostTransactionRequest {
-        idempotency_key: args.idem.clone(),
-        postings,
-        occurred_at: args.occurred_at.clone(),
-        memo: args.memo.clone(),
-        metadata: args.metadata.as_deref().map(metadata).transpose()?,
-    })
+        .chain(credits.iter().map(|l| leg(l, false)))
+        .collect()
 }
 
 /// Reads a JSON body from `path` (`-`: stdin). `--idem` fills in a missing
@@ -286,6 +297,23 @@ async fn execute(
 ) -> Result<Rendered, Failure> {
     Ok(match command {
         Command::Post(args) => post(client, &args.book, post_body).await?,
+        Command::Hold(args) => post(client, &args.post.book, post_body).await?,
+        Command::Settle(args) => {
+            let partial = !(args.debits.is_empty() && args.credits.is_empty());
+            let request = SettleRequest {
+                idempotency_key: args.idem,
+                postings: partial.then(|| legs(&args.debits, &args.credits)),
+            };
+            let tx = client.settle(&args.book, &args.tx, request).await?;
+            Rendered::new(&tx, render::posted(&tx))
+        }
+        Command::Void(args) => {
+            let request = VoidRequest {
+                idempotency_key: args.idem,
+            };
+            let tx = client.void(&args.book, &args.tx, request).await?;
+            Rendered::new(&tx, render::posted(&tx))
+        }
         Command::Balance(args) => {
             let b = client
                 .balances(&args.book, &args.account, args.as_of.as_deref())

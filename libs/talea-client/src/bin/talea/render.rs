@@ -81,6 +81,13 @@ pub(crate) fn transaction(tx: &TransactionDto) -> String {
     let _ = writeln!(out, "seq              {}", tx.seq);
     let _ = writeln!(out, "committed_at     {}", tx.committed_at);
     let _ = writeln!(out, "idempotency_key  {}", tx.idempotency_key);
+    let _ = writeln!(out, "status           {}", tx.status);
+    if let Some(at) = &tx.expires_at {
+        let _ = writeln!(out, "expires_at       {at}");
+    }
+    if let Some(hold) = &tx.pending_tx_id {
+        let _ = writeln!(out, "pending_tx_id    {hold}");
+    }
     let _ = writeln!(out, "occurred_at      {}", opt(tx.occurred_at.as_deref()));
     let _ = writeln!(out, "memo             {}", opt(tx.memo.as_deref()));
     if let Some(metadata) = &tx.metadata {
@@ -108,13 +115,29 @@ pub(crate) fn balances(b: &BalancesDto, book: &str) -> String {
     let rows: Vec<Vec<String>> = b
         .balances
         .iter()
-        .map(|(asset, amount)| vec![asset.clone(), amount.clone()])
+        .map(|(asset, amount)| {
+            let held = b.pending.get(asset);
+            vec![
+                asset.clone(),
+                amount.clone(),
+                held.map_or_else(|| "0".to_owned(), |h| h.debits.clone()),
+                held.map_or_else(|| "0".to_owned(), |h| h.credits.clone()),
+                b.available.get(asset).cloned().unwrap_or_else(|| amount.clone()),
+            ]
+        })
         .collect();
     let mut out = format!("account {} in book {book} as of {}\n\n", b.account, b.as_of);
     if rows.is_empty() {
         out.push_str("(no balances)\n");
     } else {
-        out.push_str(&table(&[Col("ASSET", false), Col("BALANCE", true)], &rows));
+        let cols = [
+            Col("ASSET", false),
+            Col("BALANCE", true),
+            Col("HELD DEBITS", true),
+            Col("HELD CREDITS", true),
+            Col("AVAILABLE", true),
+        ];
+        out.push_str(&table(&cols, &rows));
     }
     out
 }

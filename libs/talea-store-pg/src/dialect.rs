@@ -75,8 +75,9 @@ pub(crate) const SQL: Dialect = Dialect {
     transaction: concat!(
         "SELECT t.book, ",
         transaction_columns!(),
-        " FROM transactions t WHERE t.tx_id = $1 AND ($2::text[] IS NULL OR t.book = ANY($2)) \
-         LIMIT 1"
+        ", h.status AS hold_status FROM transactions t \
+         LEFT JOIN holds h ON h.book = t.book AND h.seq = t.seq \
+         WHERE t.tx_id = $1 AND ($2::text[] IS NULL OR t.book = ANY($2)) LIMIT 1"
     ),
     transactions_by_keys: concat!(
         "SELECT t.book, ",
@@ -102,6 +103,36 @@ pub(crate) const SQL: Dialect = Dialect {
     insert_account: "INSERT INTO accounts \
            (book, name, kind, min_balance_mantissa, min_balance_scale, metadata, seq, opened_at) \
          VALUES ($1, $2, $3, $4::text::numeric, $5, $6, $7, $8)",
+    holds_by_ids: concat!(
+        "SELECT t.book, ",
+        transaction_columns!(),
+        ", h.status AS hold_status, h.ended_tx_id \
+         FROM unnest($1::text[], $2::uuid[]) AS w (book, tx_id) \
+         JOIN transactions t ON t.tx_id = w.tx_id AND t.book = w.book \
+         LEFT JOIN holds h ON h.book = t.book AND h.seq = t.seq"
+    ),
+    hold_postings_of: "SELECT seq, account, asset, amount::text AS amount, \
+           balance_after::text AS balance_after \
+         FROM hold_postings WHERE book = $1 AND seq = ANY($2) ORDER BY seq, leg",
+    // From the books' pending holds (`holds_pending_idx`: as many as
+    // `open_holds`), never the pairs' whole history of holds.
+    batch_held: "SELECT h.book, hp.account, hp.asset, hp.amount::text AS amount, h.expires_at \
+         FROM holds h JOIN hold_postings hp ON hp.book = h.book AND hp.seq = h.seq \
+         WHERE h.book = ANY($1) AND h.status = 'pending' \
+           AND (h.expires_at IS NULL OR h.expires_at > $4) AND hp.asset = ANY($3) \
+           AND (hp.book, hp.account) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
+    held_now: "SELECT hp.asset, hp.amount::text AS amount \
+         FROM holds h JOIN hold_postings hp ON hp.book = h.book AND hp.seq = h.seq \
+         WHERE h.book = $1 AND h.status = 'pending' \
+           AND (h.expires_at IS NULL OR h.expires_at > now()) AND hp.account = $2",
+    trial_held_now: "SELECT hp.account, a.kind, hp.asset, hp.amount::text AS amount \
+         FROM holds h JOIN hold_postings hp ON hp.book = h.book AND hp.seq = h.seq \
+         JOIN accounts a ON a.book = hp.book AND a.name = hp.account \
+         WHERE h.book = $1 AND h.status = 'pending' \
+           AND (h.expires_at IS NULL OR h.expires_at > now())",
+    insert_hold_posting: "INSERT INTO hold_postings \
+           (book, seq, leg, account, asset, amount, balance_after) \
+         VALUES ($1, $2, $3, $4, $5, $6::text::numeric, $7::text::numeric)",
 };
 
 /// Locks the counter rows of `books` in one statement, in the database's
@@ -120,7 +151,7 @@ async fn lock_books(
     books: &[&str],
 ) -> Result<HashMap<String, Head>, StoreError> {
     let rows = sqlx::query(
-        "SELECT book, last_seq, \
+        "SELECT book, last_seq, open_holds, \
            greatest(date_trunc('microseconds', clock_timestamp()), last_committed_at) AS now \
          FROM books WHERE book = ANY($1) ORDER BY book FOR UPDATE",
     )
@@ -131,11 +162,13 @@ async fn lock_books(
     let mut heads = HashMap::with_capacity(rows.len());
     for row in &rows {
         let last_seq: i64 = row.try_get("last_seq").map_err(store_error)?;
+        let open_holds: i64 = row.try_get("open_holds").map_err(store_error)?;
         heads.insert(
             row.try_get::<String, _>("book").map_err(store_error)?,
             Head {
                 last_seq: talea_store::stored::seq(last_seq)?,
                 committed_at: codec::timestamp(row.try_get("now").map_err(store_error)?),
+                open_holds: talea_store::stored::seq(open_holds)?,
             },
         );
     }
@@ -181,6 +214,7 @@ struct Moves {
     books: Vec<String>,
     last_seqs: Vec<i64>,
     committed_at: Vec<DateTime<Utc>>,
+    open_holds: Vec<i64>,
     payloads: Vec<String>,
 }
 
@@ -193,6 +227,7 @@ impl Moves {
                 .last_seqs
                 .push(new_seq_param(m.last_seq).map_err(encode_error)?);
             moves.committed_at.push(codec::instant(m.committed_at));
+            moves.open_holds.push(m.open_holds);
             moves.payloads.push(m.payload());
         }
         Ok(moves)
@@ -207,10 +242,12 @@ fn encode_error(error: StoreError) -> sqlx::Error {
 /// Moves the counters and notifies once per book (the careful path, and
 /// account opening).
 const ADVANCE_BOOKS: &str = "WITH bump AS ( \
-       UPDATE books SET last_seq = u.last_seq, last_committed_at = u.at \
-       FROM unnest($1::text[], $2::bigint[], $3::timestamptz[]) AS u (book, last_seq, at) \
+       UPDATE books SET last_seq = u.last_seq, last_committed_at = u.at, \
+         open_holds = books.open_holds + u.open_holds \
+       FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::bigint[]) \
+         AS u (book, last_seq, at, open_holds) \
        WHERE books.book = u.book \
-     ) SELECT pg_notify('talea_events', p) FROM unnest($4::text[]) AS p";
+     ) SELECT pg_notify('talea_events', p) FROM unnest($5::text[]) AS p";
 
 /// `SqlBackend::advance`.
 pub(crate) async fn bump_and_notify(
@@ -222,6 +259,7 @@ pub(crate) async fn bump_and_notify(
         .bind(&moves.books)
         .bind(&moves.last_seqs)
         .bind(&moves.committed_at)
+        .bind(&moves.open_holds)
         .bind(&moves.payloads)
         .execute(conn)
         .await
@@ -269,10 +307,12 @@ macro_rules! write_drafts {
 const WRITE_BATCH: &str = concat!(
     write_drafts!(),
     ", bump AS ( \
-       UPDATE books SET last_seq = u.last_seq, last_committed_at = u.at \
-       FROM unnest($24::text[], $25::bigint[], $26::timestamptz[]) AS u (book, last_seq, at) \
+       UPDATE books SET last_seq = u.last_seq, last_committed_at = u.at, \
+         open_holds = books.open_holds + u.open_holds \
+       FROM unnest($24::text[], $25::bigint[], $26::timestamptz[], $27::bigint[]) \
+         AS u (book, last_seq, at, open_holds) \
        WHERE books.book = u.book \
-     ) SELECT pg_notify('talea_events', p) FROM unnest($27::text[]) AS p"
+     ) SELECT pg_notify('talea_events', p) FROM unnest($28::text[]) AS p"
 );
 
 /// Writes drafts only (the careful path closes the commit with `ADVANCE_BOOKS`).
@@ -348,6 +388,7 @@ pub(crate) async fn unnest_write(
                 .bind(moves.books)
                 .bind(moves.last_seqs)
                 .bind(moves.committed_at)
+                .bind(moves.open_holds)
                 .bind(moves.payloads)
         }
         None => query,

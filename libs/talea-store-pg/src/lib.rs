@@ -197,6 +197,10 @@ fn bind<'q>(
         Param::Time(value) => query.bind(codec::instant(value)),
         Param::Texts(value) => query.bind(value),
         Param::Ints(value) => query.bind(value),
+        Param::Uuids(value) => query.bind(value),
+        Param::OptUuid(value) => query.bind(value),
+        Param::OptTime(value) => query.bind(value.map(codec::instant)),
+        Param::Bytes(value) => query.bind(value),
     }
 }
 

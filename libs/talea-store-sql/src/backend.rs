@@ -90,6 +90,15 @@ pub enum Param<'a> {
     Texts(Option<&'a [&'a str]>),
     /// A list of integers (as [`Param::Texts`]).
     Ints(&'a [i64]),
+    /// A list of UUIDs (Postgres: `uuid[]`; SQLite: a JSON array of their
+    /// hex texts, read back with `unhex`).
+    Uuids(&'a [uuid::Uuid]),
+    /// A UUID or NULL.
+    OptUuid(Option<uuid::Uuid>),
+    /// An instant or NULL (as [`Param::Time`]).
+    OptTime(Option<Timestamp>),
+    /// A byte string.
+    Bytes(&'a [u8]),
 }
 
 /// The statements whose text differs between dialects: lists (arrays
@@ -140,6 +149,28 @@ pub struct Dialect {
     /// NULL), `$5` its scale, `$6` metadata, `$7` seq, `$8` time: inserts an
     /// `accounts` row.
     pub insert_account: &'static str,
+    /// `$1` books, `$2` tx ids (parallel lists) → `book`, the transaction
+    /// columns, `hold_status` and `ended_tx_id` (NULL unless the
+    /// transaction is a hold, resp. an ended one).
+    pub holds_by_ids: &'static str,
+    /// `$1` book, `$2` seqs (list) → `seq, account, asset, amount,
+    /// balance_after` of those holds' legs, by seq then leg.
+    pub hold_postings_of: &'static str,
+    /// `$1` books, `$2` names (parallel lists), `$3` assets (list), `$4`
+    /// time → `book, account, asset, amount` (text), `expires_at`: every leg of the
+    /// books' pending holds with no `expires_at` or one after the time, on
+    /// those accounts in those assets.
+    pub batch_held: &'static str,
+    /// `$1` book, `$2` account → `asset, amount` (text): every leg on the
+    /// account of the book's live holds (pending, not expired at the
+    /// database's clock).
+    pub held_now: &'static str,
+    /// `$1` book → `account, kind, asset, amount` (text): every leg of the
+    /// book's live holds, as in `held_now`.
+    pub trial_held_now: &'static str,
+    /// `$1` book, `$2` seq, `$3` leg, `$4` account, `$5` asset, `$6` amount,
+    /// `$7` balance after (texts): inserts a `hold_postings` row.
+    pub insert_hold_posting: &'static str,
 }
 
 /// A book's state under its write lock.
@@ -150,6 +181,9 @@ pub struct Head {
     /// The commit time of everything this transaction appends to it: the
     /// store's clock, never earlier than the book's previous commit time.
     pub committed_at: Timestamp,
+    /// Its pending holds (`books.open_holds`): held amounts are read only
+    /// when there are some.
+    pub open_holds: u64,
 }
 
 /// A SQL database that the shared core turns into a `talea_store::Store`

@@ -277,7 +277,9 @@ pub(crate) async fn begin_immediate(
 }
 
 /// `SqlBackend::advance`: each book's counter row moved (created with the
-/// book's first event).
+/// book's first event), its count of pending holds by the move's delta
+/// (the inserted row is checked before the conflict is found, so it takes
+/// the delta only when that is not negative: a new book ends no hold).
 pub(crate) async fn upsert_counters(
     conn: &mut SqliteConnection,
     advance: &Advance,
@@ -285,10 +287,10 @@ pub(crate) async fn upsert_counters(
     for m in &advance.moves {
         sqlx::query(
             "INSERT INTO books (book, last_seq, last_committed_at, open_holds) \
-             VALUES (?1, ?2, ?3, ?4) \
+             VALUES (?1, ?2, ?3, max(?4, 0)) \
              ON CONFLICT (book) DO UPDATE \
                SET last_seq = excluded.last_seq, last_committed_at = excluded.last_committed_at, \
-                   open_holds = books.open_holds + excluded.open_holds",
+                   open_holds = books.open_holds + ?4",
         )
         .bind(m.book.as_str())
         .bind(talea_store::stored::seq_param(m.last_seq))

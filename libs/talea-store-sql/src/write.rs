@@ -370,6 +370,10 @@ async fn load<'b, B: SqlBackend>(
     Ok((tx, parts))
 }
 
+/// A transaction a settle or void names, as read: the commit (status as
+/// committed), its hold's current status and what ended it.
+type FoundHold = (Commit, Option<TxStatus>, Option<TxId>);
+
 /// The transactions named by each book's settles and voids, found in that
 /// book, as the planner wants them: a hold with its legs, its current
 /// status and what ended it; any other transaction without its postings
@@ -395,8 +399,7 @@ async fn load_holds<B: SqlBackend>(
     }
     let params = [Param::Texts(Some(&books)), Param::Uuids(&ids)];
     let rows = fetch::<B>(conn, B::SQL.holds_by_ids, &params).await?;
-    let mut found: Vec<Vec<(Commit, Option<TxStatus>, Option<TxId>)>> =
-        vec![Vec::new(); wanted.len()];
+    let mut found: Vec<Vec<FoundHold>> = vec![Vec::new(); wanted.len()];
     for row in &rows {
         let slot = read::slot::<B>(&slot_of, row, "hold")?;
         let commit = decode::commit_head::<B>(wanted[slot].0, row)?;
@@ -471,12 +474,11 @@ async fn load_held<B: SqlBackend>(
     let mut out: HashMap<String, HashMap<Pair, Held>> = HashMap::new();
     for row in &rows {
         let book = decode::text::<B>(row, "book")?;
-        if let (Some(expires_at), Some(head)) =
-            (decode::opt_time::<B>(row, "expires_at")?, heads.get(&book))
+        let expires_at = decode::opt_time::<B>(row, "expires_at")?;
+        if let (Some(at), Some(head)) = (expires_at, heads.get(&book))
+            && at <= head.committed_at
         {
-            if expires_at <= head.committed_at {
-                continue;
-            }
+            continue;
         }
         let pair = (
             decode::account_name::<B>(row, "account")?,

@@ -121,11 +121,19 @@ pub(crate) const SQL: Dialect = Dialect {
          WHERE h.book = ANY($1) AND h.status = 'pending' \
            AND (h.expires_at IS NULL OR h.expires_at > $4) AND hp.asset = ANY($3) \
            AND (hp.book, hp.account) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
-    held_now: "SELECT hp.asset, hp.amount::text AS amount \
+    balances_now: "SELECT asset, balance::text AS balance, NULL::text AS amount FROM balances \
+         WHERE book = $1 AND account = $2 \
+         UNION ALL \
+         SELECT hp.asset, NULL, hp.amount::text \
          FROM holds h JOIN hold_postings hp ON hp.book = h.book AND hp.seq = h.seq \
          WHERE h.book = $1 AND h.status = 'pending' \
            AND (h.expires_at IS NULL OR h.expires_at > now()) AND hp.account = $2",
-    trial_held_now: "SELECT hp.account, a.kind, hp.asset, hp.amount::text AS amount \
+    trial_balance_now: "SELECT b.account, a.kind, b.asset, b.debits::text AS debits, \
+           b.credits::text AS credits, NULL::text AS amount \
+         FROM balances b JOIN accounts a ON a.book = b.book AND a.name = b.account \
+         WHERE b.book = $1 \
+         UNION ALL \
+         SELECT hp.account, a.kind, hp.asset, NULL, NULL, hp.amount::text \
          FROM holds h JOIN hold_postings hp ON hp.book = h.book AND hp.seq = h.seq \
          JOIN accounts a ON a.book = hp.book AND a.name = hp.account \
          WHERE h.book = $1 AND h.status = 'pending' \

@@ -161,13 +161,15 @@ pub struct Dialect {
     /// books' pending holds with no `expires_at` or one after the time, on
     /// those accounts in those assets.
     pub batch_held: &'static str,
-    /// `$1` book, `$2` account → `asset, amount` (text): every leg on the
-    /// account of the book's live holds (pending, not expired at the
-    /// database's clock).
-    pub held_now: &'static str,
-    /// `$1` book → `account, kind, asset, amount` (text): every leg of the
-    /// book's live holds, as in `held_now`.
-    pub trial_held_now: &'static str,
+    /// `$1` book, `$2` account → `asset, balance, amount` (text), in one
+    /// snapshot: the account's balance rows (amount NULL), then every leg
+    /// on the account of the book's live holds (pending, not expired at the
+    /// database's clock; balance NULL).
+    pub balances_now: &'static str,
+    /// `$1` book → `account, kind, asset, debits, credits, amount` (text),
+    /// in one snapshot: the book's balance rows (amount NULL), then every
+    /// leg of its live holds as in `balances_now` (debits and credits NULL).
+    pub trial_balance_now: &'static str,
     /// `$1` book, `$2` seq, `$3` leg, `$4` account, `$5` asset, `$6` amount,
     /// `$7` balance after (texts): inserts a `hold_postings` row.
     pub insert_hold_posting: &'static str,

@@ -154,49 +154,55 @@ pub async fn accounts<B: SqlBackend>(
 
 /// An account's storage balances, now or as of a commit time (the last seq
 /// committed at or before it: commit time is monotonic with seq), with what
-/// live holds reserved at that instant (one more statement). An asset only
-/// held appears with a zero balance.
+/// live holds reserved at that instant (now: in the same statement; as of
+/// a time: one more). An asset only held appears with a zero balance.
 pub async fn balances<B: SqlBackend>(
     conn: &mut Conn<B>,
     book: &BookName,
     account: &AccountName,
     as_of: Option<Timestamp>,
 ) -> Result<Vec<Balance>, StoreError> {
-    const NOW: &str = "SELECT asset, CAST(balance AS TEXT) AS balance FROM balances \
-                       WHERE book = $1 AND account = $2 ORDER BY asset";
     let mut params = vec![
         Param::Text(Some(book.as_str())),
         Param::Text(Some(account.as_str())),
     ];
-    let (sql, held_sql) = match as_of {
-        None => (NOW, B::SQL.held_now),
+    // Now: posted and held in one statement (one snapshot). As of a time
+    // in the past the two statements agree whatever commits in between
+    // (later commits are later than the time).
+    let (rows, held_rows) = match as_of {
+        None => (
+            fetch::<B>(conn, B::SQL.balances_now, &params).await?,
+            Vec::new(),
+        ),
         Some(at) => {
             params.push(Param::Time(at));
-            (B::SQL.balances_as_of, HELD_AS_OF)
+            let rows = fetch::<B>(conn, B::SQL.balances_as_of, &params).await?;
+            (rows, fetch::<B>(conn, HELD_AS_OF, &params).await?)
         }
     };
-    let rows = fetch::<B>(conn, sql, &params).await?;
     let mut out: BTreeMap<AssetCode, Balance> = BTreeMap::new();
-    for row in &rows {
-        let asset = decode::asset_code::<B>(row, "asset")?;
-        out.insert(
-            asset.clone(),
-            Balance {
-                asset,
-                balance: decode::amount::<B>(row, "balance")?,
-                held: Held::default(),
-            },
-        );
-    }
-    let held_rows = fetch::<B>(conn, held_sql, &params).await?;
-    for row in &held_rows {
+    // `balances_as_of` rows have no `amount` column: they are posted rows.
+    let posted_only = as_of.is_some();
+    for (row, posted_only) in rows
+        .iter()
+        .map(|r| (r, posted_only))
+        .chain(held_rows.iter().map(|r| (r, false)))
+    {
         let asset = decode::asset_code::<B>(row, "asset")?;
         let entry = out.entry(asset.clone()).or_insert_with(|| Balance {
             asset,
             balance: Amount::ZERO,
             held: Held::default(),
         });
-        add_held(&mut entry.held, decode::amount::<B>(row, "amount")?)?;
+        if let Some(balance) = decode::opt_text::<B>(row, "balance")? {
+            entry.balance = talea_store::stored::amount(&balance)?;
+        }
+        if posted_only {
+            continue;
+        }
+        if let Some(amount) = decode::opt_text::<B>(row, "amount")? {
+            add_held(&mut entry.held, talea_store::stored::amount(&amount)?)?;
+        }
     }
     Ok(out.into_values().collect())
 }
@@ -225,12 +231,12 @@ macro_rules! cut_at {
     };
 }
 
-/// `$1` book, `$2` account, `$3` time → `asset, amount`: the legs on the
+/// `$1` book, `$2` account, `$3` time → `asset, balance` (NULL), `amount`: the legs on the
 /// account of the holds live at the time: committed at or before its cut
 /// seq, not ended at or before that seq, and not expired at the time.
 /// Walks the account's history of holds (`hold_postings_account_asset_idx`).
 pub const HELD_AS_OF: &str = concat!(
-    "SELECT hp.asset, CAST(hp.amount AS TEXT) AS amount \
+    "SELECT hp.asset, NULL AS balance, CAST(hp.amount AS TEXT) AS amount \
      FROM hold_postings hp JOIN holds h ON h.book = hp.book AND h.seq = hp.seq \
      WHERE hp.book = $1 AND hp.account = $2 AND hp.seq <= ",
     cut_at!("$3"),
@@ -298,34 +304,36 @@ pub async fn balance_cut<B: SqlBackend>(
 }
 
 /// Totals per account and asset, now or as of a commit time, with what
-/// live holds reserved at that instant (one more statement); a pair only
-/// held has zero totals.
+/// live holds reserved at that instant (now: in the same statement; as of
+/// a time: one more); a pair only held has zero totals.
 pub async fn trial_balance<B: SqlBackend>(
     conn: &mut Conn<B>,
     book: &BookName,
     as_of: Option<Timestamp>,
 ) -> Result<Vec<TrialRow>, StoreError> {
-    const NOW: &str = "SELECT b.account, a.kind, b.asset, CAST(b.debits AS TEXT) AS debits, \
-                         CAST(b.credits AS TEXT) AS credits \
-                       FROM balances b JOIN accounts a ON a.book = b.book AND a.name = b.account \
-                       WHERE b.book = $1 ORDER BY b.account, b.asset";
     let mut out: BTreeMap<(AccountName, AssetCode), TrialRow> = BTreeMap::new();
     let mut keep = |row: TrialRow| {
         out.insert((row.account.clone(), row.asset.clone()), row);
     };
     let held_rows = match as_of {
         None => {
+            // Posted and held in one statement (one snapshot).
             let params = [Param::Text(Some(book.as_str()))];
-            let rows = fetch::<B>(conn, NOW, &params).await?;
-            for row in &rows {
-                let debits = decode::amount::<B>(row, "debits")?;
+            let rows = fetch::<B>(conn, B::SQL.trial_balance_now, &params).await?;
+            let mut held = Vec::new();
+            for row in rows {
+                if decode::opt_text::<B>(&row, "amount")?.is_some() {
+                    held.push(row);
+                    continue;
+                }
+                let debits = decode::amount::<B>(&row, "debits")?;
                 keep(trial_row::<B>(
-                    row,
+                    &row,
                     debits,
-                    decode::amount::<B>(row, "credits")?,
+                    decode::amount::<B>(&row, "credits")?,
                 )?);
             }
-            fetch::<B>(conn, B::SQL.trial_held_now, &params).await?
+            held
         }
         Some(at) => {
             // The cut gives each pair's debits and balance after its last

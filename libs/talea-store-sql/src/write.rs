@@ -315,6 +315,7 @@ async fn load<'b, B: SqlBackend>(
         want.add_holds(holds);
     }
     let mut assets = assets;
+    let before = assets.len();
     for (_, want) in &wants {
         for asset in &want.assets {
             if !assets.contains(asset) {
@@ -323,7 +324,9 @@ async fn load<'b, B: SqlBackend>(
         }
     }
     let mut scales = scales;
-    if assets.iter().any(|a| !scales.contains_key(*a)) {
+    if assets.len() > before {
+        // Holds in assets the drafts themselves do not name (the cache
+        // answers registered assets without a statement, mostly).
         scales = store.scale_cache().get(store, &assets).await?;
     }
     let account_sets: Vec<(&BookName, &[&str])> = wants

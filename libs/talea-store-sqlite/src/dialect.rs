@@ -142,7 +142,7 @@ const BATCH_HELD: &str = "SELECT h.book, hp.account, hp.asset, hp.amount, h.expi
        AND EXISTS (SELECT 1 FROM json_each(?1) AS wb JOIN json_each(?2) AS wn ON wn.key = wb.key \
                    WHERE wb.value = hp.book AND wn.value = hp.account)";
 
-/// The database's clock in microseconds, for `held_now` reads.
+/// The database's clock in microseconds, for reads of live holds now.
 macro_rules! now_micros {
     () => {
         "CAST(unixepoch('subsec') * 1000000 AS INTEGER)"
@@ -189,16 +189,22 @@ pub(crate) const SQL: Dialect = Dialect {
     hold_postings_of: "SELECT seq, account, asset, amount, balance_after FROM hold_postings \
          WHERE book = ?1 AND seq IN (SELECT value FROM json_each(?2)) ORDER BY seq, leg",
     batch_held: BATCH_HELD,
-    held_now: concat!(
-        "SELECT hp.asset, hp.amount \
+    balances_now: concat!(
+        "SELECT asset, balance, NULL AS amount FROM balances WHERE book = ?1 AND account = ?2 \
+         UNION ALL \
+         SELECT hp.asset, NULL, hp.amount \
          FROM holds h JOIN hold_postings hp ON hp.book = h.book AND hp.seq = h.seq \
          WHERE h.book = ?1 AND h.status = 'pending' \
            AND (h.expires_at IS NULL OR h.expires_at > ",
         now_micros!(),
         ") AND hp.account = ?2"
     ),
-    trial_held_now: concat!(
-        "SELECT hp.account, a.kind, hp.asset, hp.amount \
+    trial_balance_now: concat!(
+        "SELECT b.account, a.kind, b.asset, b.debits, b.credits, NULL AS amount \
+         FROM balances b JOIN accounts a ON a.book = b.book AND a.name = b.account \
+         WHERE b.book = ?1 \
+         UNION ALL \
+         SELECT hp.account, a.kind, hp.asset, NULL, NULL, hp.amount \
          FROM holds h JOIN hold_postings hp ON hp.book = h.book AND hp.seq = h.seq \
          JOIN accounts a ON a.book = hp.book AND a.name = hp.account \
          WHERE h.book = ?1 AND h.status = 'pending' \

@@ -273,6 +273,57 @@ pub async fn hold_then_void(store: &dyn Store) {
     );
     // All 100 is available again.
     committed(&commit_one(store, &b, withdraw("all", 100)).await);
+
+    // An account only held in: its asset is reported, at zero.
+    let new = NewAccount {
+        name: acct("bob"),
+        kind: AccountKind::Asset,
+        min_balance: None,
+        metadata: "{}".to_owned(),
+    };
+    store.open_account(&b, &new).await.expect("open bob");
+    let hb = committed(
+        &commit_one(
+            store,
+            &b,
+            transfer("hb", "alice", "bob", 10).into_hold(None),
+        )
+        .await,
+    );
+    let bob = store
+        .balances(&b, &acct("bob"), None)
+        .await
+        .expect("balances");
+    assert_eq!(
+        bob,
+        vec![Balance {
+            asset: asset_code(),
+            balance: Amount::ZERO,
+            held: held_debits(10),
+        }]
+    );
+    let trial = store.trial_balance(&b, None).await.expect("trial balance");
+    let row = trial
+        .iter()
+        .find(|r| r.account == acct("bob"))
+        .expect("bob's row");
+    assert_eq!((row.debits, row.credits), (Amount::ZERO, Amount::ZERO));
+    assert_eq!(row.held, held_debits(10));
+    let trial_then = store
+        .trial_balance(&b, Some(hb.committed_at))
+        .await
+        .expect("trial balance as of");
+    assert_eq!(trial_then.len(), trial.len(), "{trial_then:?}");
+    committed(&commit_one(store, &b, Draft::void(key("vb"), hb.tx_id)).await);
+    assert!(
+        store
+            .trial_balance(&b, None)
+            .await
+            .expect("trial balance")
+            .iter()
+            .all(|r| r.account != acct("bob")),
+        "nothing held or posted: no row"
+    );
 }
 
 /// A hold and its settle in one batch, and a second hold: the counter of

@@ -50,8 +50,9 @@ CREATE TABLE hold_postings (
     CONSTRAINT hold_postings_amount_nonzero CHECK (amount <> 0)
 );
 
--- What an account's holds held at a past instant (`as_of` reads).
-CREATE INDEX hold_postings_account_asset_idx ON hold_postings (book, account, asset, seq);
+-- What an account's holds held at a past instant (`as_of` reads), covering.
+CREATE INDEX hold_postings_account_asset_idx ON hold_postings (book, account, asset, seq)
+    INCLUDE (amount);
 
 -- One row per hold: its current status and what ended it.
 CREATE TABLE holds (

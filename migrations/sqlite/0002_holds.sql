@@ -37,7 +37,10 @@ CREATE TABLE hold_postings (
     CONSTRAINT hold_postings_amount_nonzero CHECK (amount GLOB '[1-9]*' OR amount GLOB '-[1-9]*')
 ) STRICT, WITHOUT ROWID;
 
-CREATE INDEX hold_postings_account_asset_idx ON hold_postings (book, account, asset, seq);
+-- What an account's holds held at a past instant (`as_of` reads); covering
+-- (with `amount`), or SQLite's planner, without statistics, prefers walking
+-- the book's every hold leg by the primary key.
+CREATE INDEX hold_postings_account_asset_idx ON hold_postings (book, account, asset, seq, amount);
 
 CREATE TABLE holds (
     book         TEXT NOT NULL COLLATE BINARY,

@@ -234,11 +234,13 @@ macro_rules! cut_at {
 /// `$1` book, `$2` account, `$3` time → `asset, balance` (NULL), `amount`: the legs on the
 /// account of the holds live at the time: committed at or before its cut
 /// seq, not ended at or before that seq, and not expired at the time.
-/// Walks the account's history of holds (`hold_postings_account_asset_idx`).
+/// Walks the account's history of holds (`hold_postings_account_asset_idx`,
+/// covering; the unary `+` keeps SQLite from walking the book's instead, by
+/// the primary key's seq range).
 pub const HELD_AS_OF: &str = concat!(
     "SELECT hp.asset, NULL AS balance, CAST(hp.amount AS TEXT) AS amount \
      FROM hold_postings hp JOIN holds h ON h.book = hp.book AND h.seq = hp.seq \
-     WHERE hp.book = $1 AND hp.account = $2 AND hp.seq <= ",
+     WHERE hp.book = $1 AND hp.account = $2 AND +hp.seq <= ",
     cut_at!("$3"),
     " AND (h.ended_seq IS NULL OR h.ended_seq > ",
     cut_at!("$3"),
@@ -246,7 +248,8 @@ pub const HELD_AS_OF: &str = concat!(
 );
 
 /// `$1` book, `$2` time → `account, kind, asset, amount`: as
-/// [`HELD_AS_OF`], for every account of the book.
+/// [`HELD_AS_OF`], for every account of the book (walks the book's
+/// history of holds up to the cut).
 pub const TRIAL_HELD_AS_OF: &str = concat!(
     "SELECT hp.account, a.kind, hp.asset, CAST(hp.amount AS TEXT) AS amount \
      FROM hold_postings hp JOIN holds h ON h.book = hp.book AND h.seq = hp.seq \

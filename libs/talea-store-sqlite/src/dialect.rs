@@ -133,9 +133,11 @@ const HOLDS_BY_IDS: &str = concat!(
 /// The legs of the batch's books' live holds on its accounts: `?1` books
 /// and `?2` names, parallel lists, `?3` assets, `?4` time. From the books'
 /// pending holds (`holds_pending_idx`: as many as `open_holds`), never the
-/// pairs' whole history of holds.
+/// pairs' whole history of holds: `INDEXED BY` and the `CROSS JOIN` pin
+/// that order (left alone, SQLite walked every hold leg of the book).
 const BATCH_HELD: &str = "SELECT h.book, hp.account, hp.asset, hp.amount, h.expires_at \
-     FROM holds h JOIN hold_postings hp ON hp.book = h.book AND hp.seq = h.seq \
+     FROM holds h INDEXED BY holds_pending_idx \
+     CROSS JOIN hold_postings hp ON hp.book = h.book AND hp.seq = h.seq \
      WHERE h.book IN (SELECT value FROM json_each(?1)) AND h.status = 'pending' \
        AND (h.expires_at IS NULL OR h.expires_at > ?4) \
        AND hp.asset IN (SELECT value FROM json_each(?3)) \
@@ -193,7 +195,8 @@ pub(crate) const SQL: Dialect = Dialect {
         "SELECT asset, balance, NULL AS amount FROM balances WHERE book = ?1 AND account = ?2 \
          UNION ALL \
          SELECT hp.asset, NULL, hp.amount \
-         FROM holds h JOIN hold_postings hp ON hp.book = h.book AND hp.seq = h.seq \
+         FROM holds h INDEXED BY holds_pending_idx \
+         CROSS JOIN hold_postings hp ON hp.book = h.book AND hp.seq = h.seq \
          WHERE h.book = ?1 AND h.status = 'pending' \
            AND (h.expires_at IS NULL OR h.expires_at > ",
         now_micros!(),
@@ -205,7 +208,8 @@ pub(crate) const SQL: Dialect = Dialect {
          WHERE b.book = ?1 \
          UNION ALL \
          SELECT hp.account, a.kind, hp.asset, NULL, NULL, hp.amount \
-         FROM holds h JOIN hold_postings hp ON hp.book = h.book AND hp.seq = h.seq \
+         FROM holds h INDEXED BY holds_pending_idx \
+         CROSS JOIN hold_postings hp ON hp.book = h.book AND hp.seq = h.seq \
          JOIN accounts a ON a.book = hp.book AND a.name = hp.account \
          WHERE h.book = ?1 AND h.status = 'pending' \
            AND (h.expires_at IS NULL OR h.expires_at > ",
@@ -455,6 +459,15 @@ mod tests {
             (BATCH_ACCOUNTS, 3, "-"),
             (HOLDS_BY_IDS, 2, "-"),
             (BATCH_HELD, 4, "-"),
+            (SQL.balances_now, 2, "-"),
+            (SQL.trial_balance_now, 1, "-"),
+            (SQL.hold_postings_of, 2, "-"),
+            (
+                talea_store_sql::read::HELD_AS_OF,
+                3,
+                "hold_postings_account_asset_idx",
+            ),
+            (talea_store_sql::read::TRIAL_HELD_AS_OF, 2, "-"),
         ] {
             let steps = plan(&mut conn, sql, binds).await;
             for step in &steps {
@@ -469,6 +482,15 @@ mod tests {
                     // row of it by design).
                     ["SEARCH", "t" | "a", ..] => step.ends_with("(book=?)"),
                     ["SEARCH", "p" | "postings", ..] => !step.contains(postings_index),
+                    // Hold legs by book alone walk the book's whole
+                    // history of holds; live holds come from the
+                    // pending index.
+                    ["SEARCH", "hp" | "hold_postings", ..] => {
+                        step.ends_with("(book=?)")
+                            || (postings_index.starts_with("hold_")
+                                && !step.contains(postings_index))
+                    }
+                    ["SEARCH", "h", ..] => step.ends_with("(book=?)") && !step.contains("pending"),
                     ["SEARCH", "events", ..] => !step.contains("events_book_committed_at_idx"),
                     _ => false,
                 };

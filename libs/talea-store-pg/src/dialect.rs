@@ -403,3 +403,129 @@ pub(crate) async fn unnest_write(
     };
     query.execute(conn).await.map(drop)
 }
+
+/// The rows only holds, settles and voids have, in one statement: their
+/// events and transactions, the holds' legs and `holds` rows, and the
+/// ends of holds made before (a hold made and ended in the same rows is
+/// inserted ended: a statement cannot update a row it inserts). Returns
+/// how many holds it ended, which must be all it was asked to.
+const WRITE_HOLDS: &str = "WITH event AS ( \
+       INSERT INTO events (book, seq, type, committed_at) \
+       SELECT u.book, u.seq, 'transaction', u.at \
+       FROM unnest($1::text[], $2::bigint[], $3::timestamptz[]) AS u (book, seq, at) \
+     ), tx AS ( \
+       INSERT INTO transactions \
+         (book, seq, tx_id, idempotency_key, request_hash, committed_at, occurred_at, memo, \
+          metadata, status, expires_at, pending_tx_id) \
+       SELECT u.book, u.seq, u.tx_id, u.key, u.hash, u.at, u.occurred_at, u.memo, u.metadata, \
+              u.status, u.expires_at, u.pending_tx_id \
+       FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::uuid[], $5::text[], \
+                   $6::bytea[], $7::timestamptz[], $8::text[], $9::text[], $10::text[], \
+                   $11::timestamptz[], $12::uuid[]) \
+         AS u (book, seq, at, tx_id, key, hash, occurred_at, memo, metadata, status, expires_at, \
+               pending_tx_id) \
+     ), leg AS ( \
+       INSERT INTO hold_postings (book, seq, leg, account, asset, amount, balance_after) \
+       SELECT u.book, u.seq, u.leg, u.account, u.asset, u.amount::numeric, \
+              u.balance_after::numeric \
+       FROM unnest($13::text[], $14::bigint[], $15::smallint[], $16::text[], $17::text[], \
+                   $18::text[], $19::text[]) \
+         AS u (book, seq, leg, account, asset, amount, balance_after) \
+     ), hold AS ( \
+       INSERT INTO holds (book, seq, tx_id, expires_at, status, ended_seq, ended_tx_id) \
+       SELECT u.book, u.seq, u.tx_id, u.expires_at, u.status, u.ended_seq, u.ended_tx_id \
+       FROM unnest($20::text[], $21::bigint[], $22::uuid[], $23::timestamptz[], $24::text[], \
+                   $25::bigint[], $26::uuid[]) \
+         AS u (book, seq, tx_id, expires_at, status, ended_seq, ended_tx_id) \
+     ), ended AS ( \
+       UPDATE holds SET status = u.status, ended_seq = u.ended_seq, ended_tx_id = u.ended_tx_id \
+       FROM unnest($27::text[], $28::uuid[], $29::text[], $30::bigint[], $31::uuid[]) \
+         AS u (book, hold, status, ended_seq, ended_tx_id) \
+       WHERE holds.book = u.book AND holds.tx_id = u.hold AND holds.status = 'pending' \
+       RETURNING 1 \
+     ) SELECT count(*) AS ended FROM ended";
+
+/// `SqlBackend::write_holds`: [`WRITE_HOLDS`], checking that every hold
+/// to end was pending.
+pub(crate) async fn unnest_write_holds(
+    conn: &mut PgConnection,
+    rows: &Rows<'_>,
+) -> Result<(), sqlx::Error> {
+    let txs = &rows.special;
+    let time = |at: Option<talea_core::Timestamp>| {
+        at.map(|at| {
+            codec::datetime(at).ok_or_else(|| {
+                encode_error(StoreError::Other(format!(
+                    "time {} is out of range",
+                    at.micros()
+                )))
+            })
+        })
+        .transpose()
+    };
+    let occurred_at = txs
+        .iter()
+        .map(|t| time(t.occurred_at))
+        .collect::<Result<Vec<_>, _>>()?;
+    let expires_at = txs
+        .iter()
+        .map(|t| time(t.expires_at))
+        .collect::<Result<Vec<_>, _>>()?;
+    let hold_expires_at = rows
+        .holds
+        .iter()
+        .map(|h| time(h.expires_at))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (ps, hs, es) = (&rows.hold_postings, &rows.holds, &rows.hold_ends);
+    let row = sqlx::query(WRITE_HOLDS)
+        .bind(txs.iter().map(|t| t.book).collect::<Vec<_>>())
+        .bind(txs.iter().map(|t| t.seq).collect::<Vec<_>>())
+        .bind(
+            txs.iter()
+                .map(|t| codec::instant(t.committed_at))
+                .collect::<Vec<_>>(),
+        )
+        .bind(txs.iter().map(|t| t.tx_id).collect::<Vec<_>>())
+        .bind(txs.iter().map(|t| t.key).collect::<Vec<_>>())
+        .bind(txs.iter().map(|t| t.hash).collect::<Vec<_>>())
+        .bind(occurred_at)
+        .bind(txs.iter().map(|t| t.memo).collect::<Vec<_>>())
+        .bind(txs.iter().map(|t| t.metadata).collect::<Vec<_>>())
+        .bind(txs.iter().map(|t| t.status.as_str()).collect::<Vec<_>>())
+        .bind(expires_at)
+        .bind(txs.iter().map(|t| t.pending_tx_id).collect::<Vec<_>>())
+        .bind(ps.iter().map(|p| p.book).collect::<Vec<_>>())
+        .bind(ps.iter().map(|p| p.seq).collect::<Vec<_>>())
+        .bind(ps.iter().map(|p| p.leg).collect::<Vec<_>>())
+        .bind(ps.iter().map(|p| p.account).collect::<Vec<_>>())
+        .bind(ps.iter().map(|p| p.asset).collect::<Vec<_>>())
+        .bind(ps.iter().map(|p| p.amount.as_str()).collect::<Vec<_>>())
+        .bind(
+            ps.iter()
+                .map(|p| p.balance_after.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(hs.iter().map(|h| h.book).collect::<Vec<_>>())
+        .bind(hs.iter().map(|h| h.seq).collect::<Vec<_>>())
+        .bind(hs.iter().map(|h| h.tx_id).collect::<Vec<_>>())
+        .bind(hold_expires_at)
+        .bind(hs.iter().map(|h| h.status.as_str()).collect::<Vec<_>>())
+        .bind(hs.iter().map(|h| h.ended_seq).collect::<Vec<_>>())
+        .bind(hs.iter().map(|h| h.ended_tx_id).collect::<Vec<_>>())
+        .bind(es.iter().map(|e| e.book).collect::<Vec<_>>())
+        .bind(es.iter().map(|e| e.hold).collect::<Vec<_>>())
+        .bind(es.iter().map(|e| e.status.as_str()).collect::<Vec<_>>())
+        .bind(es.iter().map(|e| e.ended_seq).collect::<Vec<_>>())
+        .bind(es.iter().map(|e| e.ended_tx_id).collect::<Vec<_>>())
+        .fetch_one(conn)
+        .await?;
+    let ended: i64 = row.try_get("ended")?;
+    if usize::try_from(ended).ok() != Some(es.len()) {
+        // Which one is not known from the count: name the first.
+        let (book, hold) = es
+            .first()
+            .map_or(("?", uuid::Uuid::nil()), |e| (e.book, e.hold));
+        return Err(talea_store_sql::write::not_pending(book, hold));
+    }
+    Ok(())
+}

@@ -275,6 +275,11 @@ impl SqlBackend for PgStore {
         dialect::bump_and_notify(conn, advance).await
     }
 
+    /// One statement for every hold, settle and void of the batch.
+    async fn write_holds(conn: &mut PgConnection, rows: &Rows<'_>) -> Result<(), sqlx::Error> {
+        dialect::unnest_write_holds(conn, rows).await
+    }
+
     /// Refuses an `occurred_at` that chrono (and so sqlx) cannot represent.
     fn check_draft(draft: &Draft) -> Result<(), Rejection> {
         if draft

@@ -254,6 +254,21 @@ pub trait SqlBackend: Send + Sync + std::fmt::Debug + 'static {
         advance: Option<&Advance>,
     ) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
 
+    /// Writes the rows only holds, settles and voids have (`special`,
+    /// `hold_postings`, `holds`, `hold_ends` of `rows`), after
+    /// `write_rows` in the same transaction; fails if a hold to end is not
+    /// pending ([`crate::write::not_pending`]). By default one statement
+    /// per row ([`crate::write::write_holds_each`]).
+    fn write_holds(
+        conn: &mut Conn<Self>,
+        rows: &Rows<'_>,
+    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send
+    where
+        Self: Sized,
+    {
+        crate::write::write_holds_each::<Self>(conn, rows)
+    }
+
     /// Moves the books' counters (and notifies, as in `write_rows`).
     fn advance(
         conn: &mut Conn<Self>,

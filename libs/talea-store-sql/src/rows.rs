@@ -43,7 +43,9 @@ pub struct TransactionRow<'a> {
     pub pending_tx_id: Option<uuid::Uuid>,
 }
 
-/// A `holds` row of a new hold (status `pending`).
+/// A `holds` row of a new hold: `pending`, or already ended when a later
+/// draft of the same rows settled or voided it (a statement cannot update
+/// a row that it inserts).
 #[derive(Debug)]
 pub struct HoldRow<'a> {
     /// The book.
@@ -54,6 +56,12 @@ pub struct HoldRow<'a> {
     pub tx_id: uuid::Uuid,
     /// Its expiry, if any.
     pub expires_at: Option<Timestamp>,
+    /// `pending`, or how a later draft of these rows ended it.
+    pub status: TxStatus,
+    /// The seq of the settle or void that ended it.
+    pub ended_seq: Option<i64>,
+    /// The settle or void that ended it.
+    pub ended_tx_id: Option<uuid::Uuid>,
 }
 
 /// A hold ended by a settle or void of the batch.
@@ -127,7 +135,7 @@ pub struct Rows<'a> {
     pub hold_postings: Vec<PostingRow<'a>>,
     /// One per new hold.
     pub holds: Vec<HoldRow<'a>>,
-    /// One per settle or void.
+    /// One per settle or void of a hold made before these rows.
     pub hold_ends: Vec<HoldEnd<'a>>,
 }
 
@@ -161,13 +169,24 @@ impl<'a> Rows<'a> {
             };
             let is_hold = commit.status == TxStatus::Pending;
             if let Some(hold) = commit.pending_tx_id {
-                self.hold_ends.push(HoldEnd {
-                    book: book_name,
-                    hold: hold.0,
-                    status: commit.status,
-                    ended_seq: seq,
-                    ended_tx_id: commit.tx_id.0,
-                });
+                match self
+                    .holds
+                    .iter_mut()
+                    .find(|h| h.book == book_name && h.tx_id == hold.0)
+                {
+                    Some(made) => {
+                        made.status = commit.status;
+                        made.ended_seq = Some(seq);
+                        made.ended_tx_id = Some(commit.tx_id.0);
+                    }
+                    None => self.hold_ends.push(HoldEnd {
+                        book: book_name,
+                        hold: hold.0,
+                        status: commit.status,
+                        ended_seq: seq,
+                        ended_tx_id: commit.tx_id.0,
+                    }),
+                }
             }
             if is_hold {
                 self.holds.push(HoldRow {
@@ -175,6 +194,9 @@ impl<'a> Rows<'a> {
                     seq,
                     tx_id: commit.tx_id.0,
                     expires_at: commit.expires_at,
+                    status: TxStatus::Pending,
+                    ended_seq: None,
+                    ended_tx_id: None,
                 });
             }
             if is_hold || commit.pending_tx_id.is_some() || commit.status != TxStatus::Posted {

@@ -495,14 +495,28 @@ async fn load_held<B: SqlBackend>(
 
 /// Writes `rows` (and closes the commit with `advance`): the backend's
 /// set-wise write of the plain posts, settles' postings and balances,
-/// then the rows only holds, settles and voids have, one statement per
-/// row (none for a batch of plain posts).
+/// then the rows only holds, settles and voids have
+/// ([`SqlBackend::write_holds`]; nothing for a batch of plain posts).
 async fn write_all<B: SqlBackend>(
     conn: &mut Conn<B>,
     rows: &Rows<'_>,
     advance: Option<&Advance>,
 ) -> Result<(), sqlx::Error> {
     B::write_rows(conn, rows, advance).await?;
+    if rows.special.is_empty() {
+        return Ok(());
+    }
+    B::write_holds(conn, rows).await
+}
+
+/// The rows of `rows` that only holds, settles and voids have (`special`
+/// transactions with their events, `hold_postings`, `holds`, `hold_ends`),
+/// one statement per row: `SqlBackend::write_holds` unless a backend
+/// writes them set-wise.
+pub async fn write_holds_each<B: SqlBackend>(
+    conn: &mut Conn<B>,
+    rows: &Rows<'_>,
+) -> Result<(), sqlx::Error> {
     for t in &rows.special {
         insert_special::<B>(conn, t).await?;
     }
@@ -524,6 +538,9 @@ async fn write_all<B: SqlBackend>(
             Param::Int(h.seq),
             Param::Uuid(h.tx_id),
             Param::OptTime(h.expires_at),
+            Param::Text(Some(h.status.as_str())),
+            Param::OptInt(h.ended_seq),
+            Param::OptUuid(h.ended_tx_id),
         ];
         B::fetch(conn, INSERT_HOLD, &params).await?;
     }
@@ -537,15 +554,16 @@ async fn write_all<B: SqlBackend>(
         ];
         let ended = B::fetch(conn, END_HOLD, &params).await?;
         if ended.is_empty() {
-            // The planner settled or voided a hold that is not pending in
-            // the database: the state it decided on was wrong.
-            return Err(sqlx::Error::Protocol(format!(
-                "hold {} of book {} is not pending",
-                end.hold, end.book
-            )));
+            return Err(not_pending(end.book, end.hold));
         }
     }
     Ok(())
+}
+
+/// The error of a settle, void or expiry whose hold is not pending in the
+/// database: the state the planner decided on was wrong, so the write fails.
+pub fn not_pending(book: &str, hold: uuid::Uuid) -> sqlx::Error {
+    sqlx::Error::Protocol(format!("hold {hold} of book {book} is not pending"))
 }
 
 /// The `events` and `transactions` rows of a hold, settle or void.
@@ -587,9 +605,11 @@ const INSERT_SPECIAL_TRANSACTION: &str = "INSERT INTO transactions \
         metadata, status, expires_at, pending_tx_id) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
 
-/// A new hold's `holds` row: `$1` book, `$2` seq, `$3` tx id, `$4` expiry.
-const INSERT_HOLD: &str = "INSERT INTO holds (book, seq, tx_id, expires_at, status) \
-                           VALUES ($1, $2, $3, $4, 'pending')";
+/// A new hold's `holds` row: `$1` book, `$2` seq, `$3` tx id, `$4` expiry,
+/// `$5` status, `$6` ended seq, `$7` ended tx id.
+const INSERT_HOLD: &str = "INSERT INTO holds \
+       (book, seq, tx_id, expires_at, status, ended_seq, ended_tx_id) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7)";
 
 /// Ends a pending hold: `$1` book, `$2` its tx id, `$3` status, `$4` the
 /// ending event's seq, `$5` the settle or void (NULL for an expiry); a row
@@ -656,10 +676,7 @@ pub async fn expire_holds<B: SqlBackend>(
                 Param::OptUuid(None),
             ];
             if B::fetch(&mut tx, END_HOLD, &end).await?.is_empty() {
-                return Err(sqlx::Error::Protocol(format!(
-                    "hold {} of book {book} is not pending",
-                    expiry.hold.tx_id.0
-                )));
+                return Err(not_pending(book.as_str(), expiry.hold.tx_id.0));
             }
         }
         B::advance(&mut tx, &advance).await

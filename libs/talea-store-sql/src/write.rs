@@ -9,6 +9,14 @@
 //! announce. A set-wise write the database refuses is rolled back to a
 //! savepoint and the drafts are written one by one, each in a savepoint of
 //! its own, so that only the refused draft is rejected.
+//!
+//! Holds (migrations/0003_holds.sql): under the lock a batch also loads the
+//! holds its settles and voids name (only when it has some) and the held
+//! amounts of its pairs (only when the book's `open_holds` is above zero),
+//! so a batch of plain posts on a book without holds runs exactly the
+//! statements it always did. Holds, settles and voids add their own rows
+//! after the plain write ([`SqlBackend::write_holds`]), in the same
+//! savepoint. [`expire_holds`] ends a book's due holds under its lock.
 
 use std::collections::{HashMap, HashSet};
 

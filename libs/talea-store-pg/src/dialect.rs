@@ -75,8 +75,9 @@ pub(crate) const SQL: Dialect = Dialect {
     transaction: concat!(
         "SELECT t.book, ",
         transaction_columns!(),
-        " FROM transactions t WHERE t.tx_id = $1 AND ($2::text[] IS NULL OR t.book = ANY($2)) \
-         LIMIT 1"
+        ", h.status AS hold_status FROM transactions t \
+         LEFT JOIN holds h ON h.book = t.book AND h.seq = t.seq \
+         WHERE t.tx_id = $1 AND ($2::text[] IS NULL OR t.book = ANY($2)) LIMIT 1"
     ),
     transactions_by_keys: concat!(
         "SELECT t.book, ",
@@ -102,6 +103,44 @@ pub(crate) const SQL: Dialect = Dialect {
     insert_account: "INSERT INTO accounts \
            (book, name, kind, min_balance_mantissa, min_balance_scale, metadata, seq, opened_at) \
          VALUES ($1, $2, $3, $4::text::numeric, $5, $6, $7, $8)",
+    holds_by_ids: concat!(
+        "SELECT t.book, ",
+        transaction_columns!(),
+        ", h.status AS hold_status, h.ended_tx_id \
+         FROM unnest($1::text[], $2::uuid[]) AS w (book, tx_id) \
+         JOIN transactions t ON t.tx_id = w.tx_id AND t.book = w.book \
+         LEFT JOIN holds h ON h.book = t.book AND h.seq = t.seq"
+    ),
+    hold_postings_of: "SELECT seq, account, asset, amount::text AS amount, \
+           balance_after::text AS balance_after \
+         FROM hold_postings WHERE book = $1 AND seq = ANY($2) ORDER BY seq, leg",
+    // From the books' pending holds (`holds_pending_idx`: as many as
+    // `open_holds`), never the pairs' whole history of holds.
+    batch_held: "SELECT h.book, hp.account, hp.asset, hp.amount::text AS amount, h.expires_at \
+         FROM holds h JOIN hold_postings hp ON hp.book = h.book AND hp.seq = h.seq \
+         WHERE h.book = ANY($1) AND h.status = 'pending' \
+           AND (h.expires_at IS NULL OR h.expires_at > $4) AND hp.asset = ANY($3) \
+           AND (hp.book, hp.account) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
+    balances_now: "SELECT asset, balance::text AS balance, NULL::text AS amount FROM balances \
+         WHERE book = $1 AND account = $2 \
+         UNION ALL \
+         SELECT hp.asset, NULL, hp.amount::text \
+         FROM holds h JOIN hold_postings hp ON hp.book = h.book AND hp.seq = h.seq \
+         WHERE h.book = $1 AND h.status = 'pending' \
+           AND (h.expires_at IS NULL OR h.expires_at > now()) AND hp.account = $2",
+    trial_balance_now: "SELECT b.account, a.kind, b.asset, b.debits::text AS debits, \
+           b.credits::text AS credits, NULL::text AS amount \
+         FROM balances b JOIN accounts a ON a.book = b.book AND a.name = b.account \
+         WHERE b.book = $1 \
+         UNION ALL \
+         SELECT hp.account, a.kind, hp.asset, NULL, NULL, hp.amount::text \
+         FROM holds h JOIN hold_postings hp ON hp.book = h.book AND hp.seq = h.seq \
+         JOIN accounts a ON a.book = hp.book AND a.name = hp.account \
+         WHERE h.book = $1 AND h.status = 'pending' \
+           AND (h.expires_at IS NULL OR h.expires_at > now())",
+    insert_hold_posting: "INSERT INTO hold_postings \
+           (book, seq, leg, account, asset, amount, balance_after) \
+         VALUES ($1, $2, $3, $4, $5, $6::text::numeric, $7::text::numeric)",
 };
 
 /// Locks the counter rows of `books` in one statement, in the database's
@@ -120,7 +159,7 @@ async fn lock_books(
     books: &[&str],
 ) -> Result<HashMap<String, Head>, StoreError> {
     let rows = sqlx::query(
-        "SELECT book, last_seq, \
+        "SELECT book, last_seq, open_holds, \
            greatest(date_trunc('microseconds', clock_timestamp()), last_committed_at) AS now \
          FROM books WHERE book = ANY($1) ORDER BY book FOR UPDATE",
     )
@@ -131,11 +170,13 @@ async fn lock_books(
     let mut heads = HashMap::with_capacity(rows.len());
     for row in &rows {
         let last_seq: i64 = row.try_get("last_seq").map_err(store_error)?;
+        let open_holds: i64 = row.try_get("open_holds").map_err(store_error)?;
         heads.insert(
             row.try_get::<String, _>("book").map_err(store_error)?,
             Head {
                 last_seq: talea_store::stored::seq(last_seq)?,
                 committed_at: codec::timestamp(row.try_get("now").map_err(store_error)?),
+                open_holds: talea_store::stored::seq(open_holds)?,
             },
         );
     }
@@ -181,6 +222,7 @@ struct Moves {
     books: Vec<String>,
     last_seqs: Vec<i64>,
     committed_at: Vec<DateTime<Utc>>,
+    open_holds: Vec<i64>,
     payloads: Vec<String>,
 }
 
@@ -193,6 +235,7 @@ impl Moves {
                 .last_seqs
                 .push(new_seq_param(m.last_seq).map_err(encode_error)?);
             moves.committed_at.push(codec::instant(m.committed_at));
+            moves.open_holds.push(m.open_holds);
             moves.payloads.push(m.payload());
         }
         Ok(moves)
@@ -207,10 +250,12 @@ fn encode_error(error: StoreError) -> sqlx::Error {
 /// Moves the counters and notifies once per book (the careful path, and
 /// account opening).
 const ADVANCE_BOOKS: &str = "WITH bump AS ( \
-       UPDATE books SET last_seq = u.last_seq, last_committed_at = u.at \
-       FROM unnest($1::text[], $2::bigint[], $3::timestamptz[]) AS u (book, last_seq, at) \
+       UPDATE books SET last_seq = u.last_seq, last_committed_at = u.at, \
+         open_holds = books.open_holds + u.open_holds \
+       FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::bigint[]) \
+         AS u (book, last_seq, at, open_holds) \
        WHERE books.book = u.book \
-     ) SELECT pg_notify('talea_events', p) FROM unnest($4::text[]) AS p";
+     ) SELECT pg_notify('talea_events', p) FROM unnest($5::text[]) AS p";
 
 /// `SqlBackend::advance`.
 pub(crate) async fn bump_and_notify(
@@ -222,6 +267,7 @@ pub(crate) async fn bump_and_notify(
         .bind(&moves.books)
         .bind(&moves.last_seqs)
         .bind(&moves.committed_at)
+        .bind(&moves.open_holds)
         .bind(&moves.payloads)
         .execute(conn)
         .await
@@ -269,10 +315,12 @@ macro_rules! write_drafts {
 const WRITE_BATCH: &str = concat!(
     write_drafts!(),
     ", bump AS ( \
-       UPDATE books SET last_seq = u.last_seq, last_committed_at = u.at \
-       FROM unnest($24::text[], $25::bigint[], $26::timestamptz[]) AS u (book, last_seq, at) \
+       UPDATE books SET last_seq = u.last_seq, last_committed_at = u.at, \
+         open_holds = books.open_holds + u.open_holds \
+       FROM unnest($24::text[], $25::bigint[], $26::timestamptz[], $27::bigint[]) \
+         AS u (book, last_seq, at, open_holds) \
        WHERE books.book = u.book \
-     ) SELECT pg_notify('talea_events', p) FROM unnest($27::text[]) AS p"
+     ) SELECT pg_notify('talea_events', p) FROM unnest($28::text[]) AS p"
 );
 
 /// Writes drafts only (the careful path closes the commit with `ADVANCE_BOOKS`).
@@ -348,9 +396,136 @@ pub(crate) async fn unnest_write(
                 .bind(moves.books)
                 .bind(moves.last_seqs)
                 .bind(moves.committed_at)
+                .bind(moves.open_holds)
                 .bind(moves.payloads)
         }
         None => query,
     };
     query.execute(conn).await.map(drop)
+}
+
+/// The rows only holds, settles and voids have, in one statement: their
+/// events and transactions, the holds' legs and `holds` rows, and the
+/// ends of holds made before (a hold made and ended in the same rows is
+/// inserted ended: a statement cannot update a row it inserts). Returns
+/// how many holds it ended, which must be all it was asked to.
+const WRITE_HOLDS: &str = "WITH event AS ( \
+       INSERT INTO events (book, seq, type, committed_at) \
+       SELECT u.book, u.seq, 'transaction', u.at \
+       FROM unnest($1::text[], $2::bigint[], $3::timestamptz[]) AS u (book, seq, at) \
+     ), tx AS ( \
+       INSERT INTO transactions \
+         (book, seq, tx_id, idempotency_key, request_hash, committed_at, occurred_at, memo, \
+          metadata, status, expires_at, pending_tx_id) \
+       SELECT u.book, u.seq, u.tx_id, u.key, u.hash, u.at, u.occurred_at, u.memo, u.metadata, \
+              u.status, u.expires_at, u.pending_tx_id \
+       FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::uuid[], $5::text[], \
+                   $6::bytea[], $7::timestamptz[], $8::text[], $9::text[], $10::text[], \
+                   $11::timestamptz[], $12::uuid[]) \
+         AS u (book, seq, at, tx_id, key, hash, occurred_at, memo, metadata, status, expires_at, \
+               pending_tx_id) \
+     ), leg AS ( \
+       INSERT INTO hold_postings (book, seq, leg, account, asset, amount, balance_after) \
+       SELECT u.book, u.seq, u.leg, u.account, u.asset, u.amount::numeric, \
+              u.balance_after::numeric \
+       FROM unnest($13::text[], $14::bigint[], $15::smallint[], $16::text[], $17::text[], \
+                   $18::text[], $19::text[]) \
+         AS u (book, seq, leg, account, asset, amount, balance_after) \
+     ), hold AS ( \
+       INSERT INTO holds (book, seq, tx_id, expires_at, status, ended_seq, ended_tx_id) \
+       SELECT u.book, u.seq, u.tx_id, u.expires_at, u.status, u.ended_seq, u.ended_tx_id \
+       FROM unnest($20::text[], $21::bigint[], $22::uuid[], $23::timestamptz[], $24::text[], \
+                   $25::bigint[], $26::uuid[]) \
+         AS u (book, seq, tx_id, expires_at, status, ended_seq, ended_tx_id) \
+     ), ended AS ( \
+       UPDATE holds SET status = u.status, ended_seq = u.ended_seq, ended_tx_id = u.ended_tx_id \
+       FROM unnest($27::text[], $28::uuid[], $29::text[], $30::bigint[], $31::uuid[]) \
+         AS u (book, hold, status, ended_seq, ended_tx_id) \
+       WHERE holds.book = u.book AND holds.tx_id = u.hold AND holds.status = 'pending' \
+       RETURNING 1 \
+     ) SELECT count(*) AS ended FROM ended";
+
+/// `SqlBackend::write_holds`: [`WRITE_HOLDS`], checking that every hold
+/// to end was pending.
+pub(crate) async fn unnest_write_holds(
+    conn: &mut PgConnection,
+    rows: &Rows<'_>,
+) -> Result<(), sqlx::Error> {
+    let txs = &rows.special;
+    let time = |at: Option<talea_core::Timestamp>| {
+        at.map(|at| {
+            codec::datetime(at).ok_or_else(|| {
+                encode_error(StoreError::Other(format!(
+                    "time {} is out of range",
+                    at.micros()
+                )))
+            })
+        })
+        .transpose()
+    };
+    let occurred_at = txs
+        .iter()
+        .map(|t| time(t.occurred_at))
+        .collect::<Result<Vec<_>, _>>()?;
+    let expires_at = txs
+        .iter()
+        .map(|t| time(t.expires_at))
+        .collect::<Result<Vec<_>, _>>()?;
+    let hold_expires_at = rows
+        .holds
+        .iter()
+        .map(|h| time(h.expires_at))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (ps, hs, es) = (&rows.hold_postings, &rows.holds, &rows.hold_ends);
+    let row = sqlx::query(WRITE_HOLDS)
+        .bind(txs.iter().map(|t| t.book).collect::<Vec<_>>())
+        .bind(txs.iter().map(|t| t.seq).collect::<Vec<_>>())
+        .bind(
+            txs.iter()
+                .map(|t| codec::instant(t.committed_at))
+                .collect::<Vec<_>>(),
+        )
+        .bind(txs.iter().map(|t| t.tx_id).collect::<Vec<_>>())
+        .bind(txs.iter().map(|t| t.key).collect::<Vec<_>>())
+        .bind(txs.iter().map(|t| t.hash).collect::<Vec<_>>())
+        .bind(occurred_at)
+        .bind(txs.iter().map(|t| t.memo).collect::<Vec<_>>())
+        .bind(txs.iter().map(|t| t.metadata).collect::<Vec<_>>())
+        .bind(txs.iter().map(|t| t.status.as_str()).collect::<Vec<_>>())
+        .bind(expires_at)
+        .bind(txs.iter().map(|t| t.pending_tx_id).collect::<Vec<_>>())
+        .bind(ps.iter().map(|p| p.book).collect::<Vec<_>>())
+        .bind(ps.iter().map(|p| p.seq).collect::<Vec<_>>())
+        .bind(ps.iter().map(|p| p.leg).collect::<Vec<_>>())
+        .bind(ps.iter().map(|p| p.account).collect::<Vec<_>>())
+        .bind(ps.iter().map(|p| p.asset).collect::<Vec<_>>())
+        .bind(ps.iter().map(|p| p.amount.as_str()).collect::<Vec<_>>())
+        .bind(
+            ps.iter()
+                .map(|p| p.balance_after.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(hs.iter().map(|h| h.book).collect::<Vec<_>>())
+        .bind(hs.iter().map(|h| h.seq).collect::<Vec<_>>())
+        .bind(hs.iter().map(|h| h.tx_id).collect::<Vec<_>>())
+        .bind(hold_expires_at)
+        .bind(hs.iter().map(|h| h.status.as_str()).collect::<Vec<_>>())
+        .bind(hs.iter().map(|h| h.ended_seq).collect::<Vec<_>>())
+        .bind(hs.iter().map(|h| h.ended_tx_id).collect::<Vec<_>>())
+        .bind(es.iter().map(|e| e.book).collect::<Vec<_>>())
+        .bind(es.iter().map(|e| e.hold).collect::<Vec<_>>())
+        .bind(es.iter().map(|e| e.status.as_str()).collect::<Vec<_>>())
+        .bind(es.iter().map(|e| e.ended_seq).collect::<Vec<_>>())
+        .bind(es.iter().map(|e| e.ended_tx_id).collect::<Vec<_>>())
+        .fetch_one(conn)
+        .await?;
+    let ended: i64 = row.try_get("ended")?;
+    if usize::try_from(ended).ok() != Some(es.len()) {
+        // Which one is not known from the count: name the first.
+        let (book, hold) = es
+            .first()
+            .map_or(("?", uuid::Uuid::nil()), |e| (e.book, e.hold));
+        return Err(talea_store_sql::write::not_pending(book, hold));
+    }
+    Ok(())
 }

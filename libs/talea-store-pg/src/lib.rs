@@ -197,6 +197,10 @@ fn bind<'q>(
         Param::Time(value) => query.bind(codec::instant(value)),
         Param::Texts(value) => query.bind(value),
         Param::Ints(value) => query.bind(value),
+        Param::Uuids(value) => query.bind(value),
+        Param::OptUuid(value) => query.bind(value),
+        Param::OptTime(value) => query.bind(value.map(codec::instant)),
+        Param::Bytes(value) => query.bind(value),
     }
 }
 
@@ -269,6 +273,11 @@ impl SqlBackend for PgStore {
 
     async fn advance(conn: &mut PgConnection, advance: &Advance) -> Result<(), sqlx::Error> {
         dialect::bump_and_notify(conn, advance).await
+    }
+
+    /// One statement for every hold, settle and void of the batch.
+    async fn write_holds(conn: &mut PgConnection, rows: &Rows<'_>) -> Result<(), sqlx::Error> {
+        dialect::unnest_write_holds(conn, rows).await
     }
 
     /// Refuses an `occurred_at` that chrono (and so sqlx) cannot represent.

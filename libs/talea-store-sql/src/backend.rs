@@ -90,6 +90,15 @@ pub enum Param<'a> {
     Texts(Option<&'a [&'a str]>),
     /// A list of integers (as [`Param::Texts`]).
     Ints(&'a [i64]),
+    /// A list of UUIDs (Postgres: `uuid[]`; SQLite: a JSON array of their
+    /// hex texts, read back with `unhex`).
+    Uuids(&'a [uuid::Uuid]),
+    /// A UUID or NULL.
+    OptUuid(Option<uuid::Uuid>),
+    /// An instant or NULL (as [`Param::Time`]).
+    OptTime(Option<Timestamp>),
+    /// A byte string.
+    Bytes(&'a [u8]),
 }
 
 /// The statements whose text differs between dialects: lists (arrays
@@ -140,6 +149,30 @@ pub struct Dialect {
     /// NULL), `$5` its scale, `$6` metadata, `$7` seq, `$8` time: inserts an
     /// `accounts` row.
     pub insert_account: &'static str,
+    /// `$1` books, `$2` tx ids (parallel lists) → `book`, the transaction
+    /// columns, `hold_status` and `ended_tx_id` (NULL unless the
+    /// transaction is a hold, resp. an ended one).
+    pub holds_by_ids: &'static str,
+    /// `$1` book, `$2` seqs (list) → `seq, account, asset, amount,
+    /// balance_after` of those holds' legs, by seq then leg.
+    pub hold_postings_of: &'static str,
+    /// `$1` books, `$2` names (parallel lists), `$3` assets (list), `$4`
+    /// time → `book, account, asset, amount` (text), `expires_at`: every leg of the
+    /// books' pending holds with no `expires_at` or one after the time, on
+    /// those accounts in those assets.
+    pub batch_held: &'static str,
+    /// `$1` book, `$2` account → `asset, balance, amount` (text), in one
+    /// snapshot: the account's balance rows (amount NULL), then every leg
+    /// on the account of the book's live holds (pending, not expired at the
+    /// database's clock; balance NULL).
+    pub balances_now: &'static str,
+    /// `$1` book → `account, kind, asset, debits, credits, amount` (text),
+    /// in one snapshot: the book's balance rows (amount NULL), then every
+    /// leg of its live holds as in `balances_now` (debits and credits NULL).
+    pub trial_balance_now: &'static str,
+    /// `$1` book, `$2` seq, `$3` leg, `$4` account, `$5` asset, `$6` amount,
+    /// `$7` balance after (texts): inserts a `hold_postings` row.
+    pub insert_hold_posting: &'static str,
 }
 
 /// A book's state under its write lock.
@@ -150,6 +183,9 @@ pub struct Head {
     /// The commit time of everything this transaction appends to it: the
     /// store's clock, never earlier than the book's previous commit time.
     pub committed_at: Timestamp,
+    /// Its pending holds (`books.open_holds`): held amounts are read only
+    /// when there are some.
+    pub open_holds: u64,
 }
 
 /// A SQL database that the shared core turns into a `talea_store::Store`
@@ -217,6 +253,21 @@ pub trait SqlBackend: Send + Sync + std::fmt::Debug + 'static {
         rows: &Rows<'_>,
         advance: Option<&Advance>,
     ) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
+
+    /// Writes the rows only holds, settles and voids have (`special`,
+    /// `hold_postings`, `holds`, `hold_ends` of `rows`), after
+    /// `write_rows` in the same transaction; fails if a hold to end is not
+    /// pending ([`crate::write::not_pending`]). By default one statement
+    /// per row ([`crate::write::write_holds_each`]).
+    fn write_holds(
+        conn: &mut Conn<Self>,
+        rows: &Rows<'_>,
+    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send
+    where
+        Self: Sized,
+    {
+        crate::write::write_holds_each::<Self>(conn, rows)
+    }
 
     /// Moves the books' counters (and notifies, as in `write_rows`).
     fn advance(

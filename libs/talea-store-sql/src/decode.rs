@@ -6,7 +6,7 @@
 
 use talea_core::{
     Account, AccountKind, AccountName, Amount, Asset, AssetCode, BookName, Commit, Decimal,
-    IdempotencyKey, Scale, Side, StoredPosting, Timestamp, TxId,
+    IdempotencyKey, Scale, Side, StoredPosting, Timestamp, TxId, TxStatus,
 };
 use talea_store::{StoreError, stored};
 
@@ -174,7 +174,26 @@ pub(crate) fn commit_head<B: SqlBackend>(
         occurred_at: opt_time::<B>(row, "occurred_at")?,
         memo: opt_text::<B>(row, "memo")?,
         metadata: opt_text::<B>(row, "metadata")?,
+        status: status::<B>(row, "tx_status")?,
+        expires_at: opt_time::<B>(row, "expires_at")?,
+        pending_tx_id: opt_uuid::<B>(row, "pending_tx_id")?.map(TxId),
     })
+}
+
+/// A status column (`posted`, `pending`, `voided`, `expired`).
+pub(crate) fn status<B: SqlBackend>(row: &Row<B>, column: &str) -> Result<TxStatus, StoreError> {
+    let text = text::<B>(row, column)?;
+    TxStatus::parse(&text).ok_or_else(|| corrupt(format!("{column} {text:?}")))
+}
+
+/// A status column that may be NULL.
+pub(crate) fn opt_status<B: SqlBackend>(
+    row: &Row<B>,
+    column: &str,
+) -> Result<Option<TxStatus>, StoreError> {
+    opt_text::<B>(row, column)?
+        .map(|text| TxStatus::parse(&text).ok_or_else(|| corrupt(format!("{column} {text:?}"))))
+        .transpose()
 }
 
 /// The `idempotency_key` column.

@@ -197,6 +197,21 @@ macro_rules! impl_store {
                 $crate::read::events::<Self>(&mut conn, book, after_seq, limit).await
             }
 
+            async fn expire_holds(
+                &self,
+                book: &::talea_core::BookName,
+            ) -> Result<Vec<::talea_store::Expiry>, ::talea_store::StoreError> {
+                $crate::write::expire_holds(self, book).await
+            }
+
+            async fn due_holds(
+                &self,
+                until: ::talea_core::Timestamp,
+                limit: u32,
+            ) -> Result<Vec<::talea_store::DueHold>, ::talea_store::StoreError> {
+                $crate::write::due_holds(self, until, limit).await
+            }
+
             async fn watch(
                 &self,
             ) -> Result<

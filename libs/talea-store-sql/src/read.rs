@@ -12,14 +12,14 @@
 //! SQLite; both come back as text). The few whose text must differ are the
 //! backend's [`crate::Dialect`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use talea_core::{
-    Account, AccountName, Amount, Asset, AssetCode, BookName, Commit, Event, EventKind, Timestamp,
-    TxId,
+    Account, AccountKind, AccountName, Amount, Asset, AssetCode, BookName, Commit, Event,
+    EventKind, Timestamp, TxId, TxStatus,
 };
 use talea_store::stored::seq_param;
-use talea_store::{AccountPosting, Balance, BalanceCut, BookInfo, StoreError, TrialRow};
+use talea_store::{AccountPosting, Balance, BalanceCut, BookInfo, Held, StoreError, TrialRow};
 
 use crate::backend::{Conn, Param, Row, SqlBackend};
 use crate::decode::{self, fetch};
@@ -40,7 +40,7 @@ macro_rules! account_columns {
 macro_rules! transaction_columns {
     () => {
         "t.seq AS tx_seq, t.tx_id, t.idempotency_key, t.committed_at AS tx_committed_at, \
-         t.occurred_at, t.memo, t.metadata"
+         t.occurred_at, t.memo, t.metadata, t.status AS tx_status, t.expires_at, t.pending_tx_id"
     };
 }
 
@@ -153,36 +153,113 @@ pub async fn accounts<B: SqlBackend>(
 }
 
 /// An account's storage balances, now or as of a commit time (the last seq
-/// committed at or before it: commit time is monotonic with seq).
+/// committed at or before it: commit time is monotonic with seq), with what
+/// live holds reserved at that instant (now: in the same statement; as of
+/// a time: one more). An asset only held appears with a zero balance.
 pub async fn balances<B: SqlBackend>(
     conn: &mut Conn<B>,
     book: &BookName,
     account: &AccountName,
     as_of: Option<Timestamp>,
 ) -> Result<Vec<Balance>, StoreError> {
-    const NOW: &str = "SELECT asset, CAST(balance AS TEXT) AS balance FROM balances \
-                       WHERE book = $1 AND account = $2 ORDER BY asset";
     let mut params = vec![
         Param::Text(Some(book.as_str())),
         Param::Text(Some(account.as_str())),
     ];
-    let sql = match as_of {
-        None => NOW,
+    // Now: posted and held in one statement (one snapshot). As of a time
+    // in the past the two statements agree whatever commits in between
+    // (later commits are later than the time).
+    let (rows, held_rows) = match as_of {
+        None => (
+            fetch::<B>(conn, B::SQL.balances_now, &params).await?,
+            Vec::new(),
+        ),
         Some(at) => {
             params.push(Param::Time(at));
-            B::SQL.balances_as_of
+            let rows = fetch::<B>(conn, B::SQL.balances_as_of, &params).await?;
+            (rows, fetch::<B>(conn, HELD_AS_OF, &params).await?)
         }
     };
-    let rows = fetch::<B>(conn, sql, &params).await?;
-    rows.iter()
-        .map(|row| {
-            Ok(Balance {
-                asset: decode::asset_code::<B>(row, "asset")?,
-                balance: decode::amount::<B>(row, "balance")?,
-            })
-        })
-        .collect()
+    let mut out: BTreeMap<AssetCode, Balance> = BTreeMap::new();
+    // `balances_as_of` rows have no `amount` column: they are posted rows.
+    let posted_only = as_of.is_some();
+    for (row, posted_only) in rows
+        .iter()
+        .map(|r| (r, posted_only))
+        .chain(held_rows.iter().map(|r| (r, false)))
+    {
+        let asset = decode::asset_code::<B>(row, "asset")?;
+        let entry = out.entry(asset.clone()).or_insert_with(|| Balance {
+            asset,
+            balance: Amount::ZERO,
+            held: Held::default(),
+        });
+        if let Some(balance) = decode::opt_text::<B>(row, "balance")? {
+            entry.balance = talea_store::stored::amount(&balance)?;
+        }
+        if posted_only {
+            continue;
+        }
+        if let Some(amount) = decode::opt_text::<B>(row, "amount")? {
+            add_held(&mut entry.held, talea_store::stored::amount(&amount)?)?;
+        }
+    }
+    Ok(out.into_values().collect())
 }
+
+/// Adds one held leg (signed: a debit above zero) to `held`.
+pub(crate) fn add_held(held: &mut Held, signed: Amount) -> Result<(), StoreError> {
+    let (total, amount) = if signed.is_positive() {
+        (&mut held.debits, Some(signed))
+    } else {
+        (&mut held.credits, signed.checked_neg())
+    };
+    *total = amount
+        .and_then(|a| total.checked_add(a))
+        .ok_or_else(|| corrupt(format!("held amounts beyond 128 bits ({})", signed.minor())))?;
+    Ok(())
+}
+
+/// The cut seq of book `$1` at time `$3`, for [`HELD_AS_OF`].
+macro_rules! cut_at {
+    ($at:literal) => {
+        concat!(
+            "(SELECT seq FROM events WHERE book = $1 AND committed_at <= ",
+            $at,
+            " ORDER BY committed_at DESC, seq DESC LIMIT 1)"
+        )
+    };
+}
+
+/// `$1` book, `$2` account, `$3` time → `asset, balance` (NULL), `amount`: the legs on the
+/// account of the holds live at the time: committed at or before its cut
+/// seq, not ended at or before that seq, and not expired at the time.
+/// Walks the account's history of holds (`hold_postings_account_asset_idx`,
+/// covering; the unary `+` keeps SQLite from walking the book's instead, by
+/// the primary key's seq range).
+pub const HELD_AS_OF: &str = concat!(
+    "SELECT hp.asset, NULL AS balance, CAST(hp.amount AS TEXT) AS amount \
+     FROM hold_postings hp JOIN holds h ON h.book = hp.book AND h.seq = hp.seq \
+     WHERE hp.book = $1 AND hp.account = $2 AND +hp.seq <= ",
+    cut_at!("$3"),
+    " AND (h.ended_seq IS NULL OR h.ended_seq > ",
+    cut_at!("$3"),
+    ") AND (h.expires_at IS NULL OR h.expires_at > $3)"
+);
+
+/// `$1` book, `$2` time → `account, kind, asset, amount`: as
+/// [`HELD_AS_OF`], for every account of the book (walks the book's
+/// history of holds up to the cut).
+pub const TRIAL_HELD_AS_OF: &str = concat!(
+    "SELECT hp.account, a.kind, hp.asset, CAST(hp.amount AS TEXT) AS amount \
+     FROM hold_postings hp JOIN holds h ON h.book = hp.book AND h.seq = hp.seq \
+     JOIN accounts a ON a.book = hp.book AND a.name = hp.account \
+     WHERE hp.book = $1 AND hp.seq <= ",
+    cut_at!("$2"),
+    " AND (h.ended_seq IS NULL OR h.ended_seq > ",
+    cut_at!("$2"),
+    ") AND (h.expires_at IS NULL OR h.expires_at > $2)"
+);
 
 /// The book's balances with its head seq, in one statement (one snapshot):
 /// the counter row and the balance rows are written by the same
@@ -212,9 +289,12 @@ pub async fn balance_cut<B: SqlBackend>(
         }
         let balance = match decode::opt_text::<B>(row, "asset")? {
             None => None,
+            // The cut reports posted balances only: `held` stays zero here
+            // (reading live holds in the same snapshot is left for later).
             Some(asset) => Some(Balance {
                 asset: talea_store::stored::asset_code(&asset)?,
                 balance: decode::amount::<B>(row, "balance")?,
+                held: Held::default(),
             }),
         };
         cut.push(
@@ -226,45 +306,76 @@ pub async fn balance_cut<B: SqlBackend>(
     Ok(Some(cut))
 }
 
-/// Totals per account and asset, now or as of a commit time.
+/// Totals per account and asset, now or as of a commit time, with what
+/// live holds reserved at that instant (now: in the same statement; as of
+/// a time: one more); a pair only held has zero totals.
 pub async fn trial_balance<B: SqlBackend>(
     conn: &mut Conn<B>,
     book: &BookName,
     as_of: Option<Timestamp>,
 ) -> Result<Vec<TrialRow>, StoreError> {
-    const NOW: &str = "SELECT b.account, a.kind, b.asset, CAST(b.debits AS TEXT) AS debits, \
-                         CAST(b.credits AS TEXT) AS credits \
-                       FROM balances b JOIN accounts a ON a.book = b.book AND a.name = b.account \
-                       WHERE b.book = $1 ORDER BY b.account, b.asset";
-    let Some(at) = as_of else {
-        let rows = fetch::<B>(conn, NOW, &[Param::Text(Some(book.as_str()))]).await?;
-        return rows
-            .iter()
-            .map(|row| {
-                let debits = decode::amount::<B>(row, "debits")?;
-                trial_row::<B>(row, debits, decode::amount::<B>(row, "credits")?)
-            })
-            .collect();
+    let mut out: BTreeMap<(AccountName, AssetCode), TrialRow> = BTreeMap::new();
+    let mut keep = |row: TrialRow| {
+        out.insert((row.account.clone(), row.asset.clone()), row);
     };
-    // The cut gives each pair's debits and balance after its last posting
-    // at or before the cut; the credits are their difference, computed here
-    // (SQLite cannot subtract 128-bit amounts).
-    let params = [Param::Text(Some(book.as_str())), Param::Time(at)];
-    let rows = fetch::<B>(conn, B::SQL.trial_balance_as_of, &params).await?;
-    rows.iter()
-        .map(|row| {
-            let debits = decode::amount::<B>(row, "debits")?;
-            let balance = decode::amount::<B>(row, "balance")?;
-            let credits = debits.checked_sub(balance).ok_or_else(|| {
-                corrupt(format!(
-                    "debits {} and balance {} imply credits beyond 128 bits",
-                    debits.minor(),
-                    balance.minor()
-                ))
-            })?;
-            trial_row::<B>(row, debits, credits)
-        })
-        .collect()
+    let held_rows = match as_of {
+        None => {
+            // Posted and held in one statement (one snapshot).
+            let params = [Param::Text(Some(book.as_str()))];
+            let rows = fetch::<B>(conn, B::SQL.trial_balance_now, &params).await?;
+            let mut held = Vec::new();
+            for row in rows {
+                if decode::opt_text::<B>(&row, "amount")?.is_some() {
+                    held.push(row);
+                    continue;
+                }
+                let debits = decode::amount::<B>(&row, "debits")?;
+                keep(trial_row::<B>(
+                    &row,
+                    debits,
+                    decode::amount::<B>(&row, "credits")?,
+                )?);
+            }
+            held
+        }
+        Some(at) => {
+            // The cut gives each pair's debits and balance after its last
+            // posting at or before the cut; the credits are their
+            // difference, computed here (SQLite cannot subtract 128-bit amounts).
+            let params = [Param::Text(Some(book.as_str())), Param::Time(at)];
+            let rows = fetch::<B>(conn, B::SQL.trial_balance_as_of, &params).await?;
+            for row in &rows {
+                let debits = decode::amount::<B>(row, "debits")?;
+                let balance = decode::amount::<B>(row, "balance")?;
+                let credits = debits.checked_sub(balance).ok_or_else(|| {
+                    corrupt(format!(
+                        "debits {} and balance {} imply credits beyond 128 bits",
+                        debits.minor(),
+                        balance.minor()
+                    ))
+                })?;
+                keep(trial_row::<B>(row, debits, credits)?);
+            }
+            fetch::<B>(conn, TRIAL_HELD_AS_OF, &params).await?
+        }
+    };
+    for row in &held_rows {
+        let pair = (
+            decode::account_name::<B>(row, "account")?,
+            decode::asset_code::<B>(row, "asset")?,
+        );
+        let kind: AccountKind = decode::account_kind::<B>(row, "kind")?;
+        let entry = out.entry(pair.clone()).or_insert_with(|| TrialRow {
+            account: pair.0,
+            kind,
+            asset: pair.1,
+            debits: Amount::ZERO,
+            credits: Amount::ZERO,
+            held: Held::default(),
+        });
+        add_held(&mut entry.held, decode::amount::<B>(row, "amount")?)?;
+    }
+    Ok(out.into_values().collect())
 }
 
 /// Decodes a trial row's names; the totals come from the caller.
@@ -279,6 +390,7 @@ fn trial_row<B: SqlBackend>(
         asset: decode::asset_code::<B>(row, "asset")?,
         debits,
         credits,
+        held: Held::default(),
     })
 }
 
@@ -313,8 +425,10 @@ pub async fn account_postings<B: SqlBackend>(
         .collect()
 }
 
-/// Fills in the postings of `commits` (all of one book) with one statement.
-async fn attach_postings<B: SqlBackend>(
+/// Fills in the postings of `commits` (all of one book, each with its
+/// status as committed): a hold's legs from `hold_postings`, the others'
+/// from `postings` (a void has none); one statement per kind present.
+pub(crate) async fn attach_postings<B: SqlBackend>(
     conn: &mut Conn<B>,
     book: &BookName,
     commits: &mut [Commit],
@@ -324,26 +438,38 @@ async fn attach_postings<B: SqlBackend>(
     }
     let mut by_seq: HashMap<u64, usize> = HashMap::with_capacity(commits.len());
     let mut seqs = Vec::with_capacity(commits.len());
+    let mut hold_seqs = Vec::new();
     for (i, commit) in commits.iter().enumerate() {
         by_seq.insert(commit.seq, i);
-        seqs.push(seq_param(commit.seq));
+        match commit.status {
+            TxStatus::Pending => hold_seqs.push(seq_param(commit.seq)),
+            TxStatus::Voided => {}
+            TxStatus::Posted | TxStatus::Expired => seqs.push(seq_param(commit.seq)),
+        }
     }
-    let params = [Param::Text(Some(book.as_str())), Param::Ints(&seqs)];
-    let rows = fetch::<B>(conn, B::SQL.postings_of, &params).await?;
-    for row in &rows {
-        let seq = decode::seq::<B>(row, "seq")?;
-        let index = by_seq
-            .get(&seq)
-            .copied()
-            .ok_or_else(|| corrupt(format!("posting of seq {seq} that was not asked for")))?;
-        commits[index]
-            .postings
-            .push(decode::stored_posting::<B>(row)?);
+    for (sql, list) in [
+        (B::SQL.postings_of, &seqs),
+        (B::SQL.hold_postings_of, &hold_seqs),
+    ] {
+        if list.is_empty() {
+            continue;
+        }
+        let params = [Param::Text(Some(book.as_str())), Param::Ints(list)];
+        let rows = fetch::<B>(conn, sql, &params).await?;
+        for row in &rows {
+            let seq = decode::seq::<B>(row, "seq")?;
+            let index = by_seq
+                .get(&seq)
+                .copied()
+                .ok_or_else(|| corrupt(format!("posting of seq {seq} that was not asked for")))?;
+            commits[index]
+                .postings
+                .push(decode::stored_posting::<B>(row)?);
+        }
     }
-    if let Some(empty) = commits
-        .iter()
-        .find(|c| c.postings.len() < talea_core::limits::POSTINGS_MIN)
-    {
+    if let Some(empty) = commits.iter().find(|c| {
+        c.status != TxStatus::Voided && c.postings.len() < talea_core::limits::POSTINGS_MIN
+    }) {
         return Err(corrupt(format!(
             "transaction at seq {} has too few postings",
             empty.seq
@@ -362,7 +488,9 @@ pub async fn transactions<B: SqlBackend>(
     const SQL: &str = concat!(
         "SELECT ",
         transaction_columns!(),
-        " FROM transactions t WHERE t.book = $1 AND t.seq > $2 ORDER BY t.seq LIMIT $3"
+        ", h.status AS hold_status FROM transactions t \
+          LEFT JOIN holds h ON h.book = t.book AND h.seq = t.seq \
+          WHERE t.book = $1 AND t.seq > $2 ORDER BY t.seq LIMIT $3"
     );
     let params = [
         Param::Text(Some(book.as_str())),
@@ -375,7 +503,19 @@ pub async fn transactions<B: SqlBackend>(
         .map(|row| decode::commit_head::<B>(book, row))
         .collect::<Result<Vec<_>, _>>()?;
     attach_postings::<B>(conn, book, &mut commits).await?;
+    for (commit, row) in commits.iter_mut().zip(&rows) {
+        current_status::<B>(commit, row)?;
+    }
     Ok(commits)
+}
+
+/// A hold's current status (`hold_status`, from its `holds` row) in place
+/// of the status it was committed with; other transactions keep theirs.
+fn current_status<B: SqlBackend>(commit: &mut Commit, row: &Row<B>) -> Result<(), StoreError> {
+    if let Some(status) = decode::opt_status::<B>(row, "hold_status")? {
+        commit.status = status;
+    }
+    Ok(())
 }
 
 /// Commits under the given keys of each book, with their request hashes:
@@ -450,7 +590,11 @@ pub async fn transaction<B: SqlBackend>(
     let book = decode::book::<B>(row, "book")?;
     let mut commits = vec![decode::commit_head::<B>(&book, row)?];
     attach_postings::<B>(conn, &book, &mut commits).await?;
-    Ok(commits.pop())
+    let mut commit = commits.pop();
+    if let Some(commit) = &mut commit {
+        current_status::<B>(commit, row)?;
+    }
+    Ok(commit)
 }
 
 /// Events of a book after a seq: the log joined with what each entry recorded.
@@ -481,9 +625,12 @@ pub async fn events<B: SqlBackend>(
     enum Entry {
         Opened(Account),
         Transaction(usize),
+        /// A hold's expiry: the hold is found by the event's seq.
+        Expired,
     }
     let mut heads = Vec::with_capacity(rows.len());
     let mut commits = Vec::new();
+    let mut expiry_seqs: Vec<u64> = Vec::new();
     for row in &rows {
         let seq = decode::seq::<B>(row, "seq")?;
         let committed_at = decode::time::<B>(row, "committed_at")?;
@@ -496,6 +643,12 @@ pub async fn events<B: SqlBackend>(
                 commits.push(decode::commit_head::<B>(book, row)?);
                 Entry::Transaction(commits.len() - 1)
             }
+            // A `transaction` event without a transactions row is an
+            // expiry (migrations/0003_holds.sql).
+            "transaction" => {
+                expiry_seqs.push(seq);
+                Entry::Expired
+            }
             other => {
                 return Err(corrupt(format!(
                     "event {seq} of type {other:?} has no matching record"
@@ -505,6 +658,7 @@ pub async fn events<B: SqlBackend>(
         heads.push((seq, committed_at, entry));
     }
     attach_postings::<B>(conn, book, &mut commits).await?;
+    let mut expired = expired_holds::<B>(conn, book, &expiry_seqs).await?;
     let mut commits: Vec<Option<Commit>> = commits.into_iter().map(Some).collect();
     heads
         .into_iter()
@@ -517,6 +671,13 @@ pub async fn events<B: SqlBackend>(
                         .and_then(Option::take)
                         .ok_or_else(|| corrupt("transaction event decoded twice"))?,
                 ),
+                Entry::Expired => {
+                    EventKind::HoldExpired(expired.remove(&seq).ok_or_else(|| {
+                        corrupt(format!(
+                            "event {seq} is neither a transaction nor an expiry"
+                        ))
+                    })?)
+                }
             };
             Ok(Event {
                 seq,
@@ -525,4 +686,45 @@ pub async fn events<B: SqlBackend>(
             })
         })
         .collect()
+}
+
+/// The holds that the expiry events at `seqs` (ascending) of `book` ended,
+/// by event seq, each with its legs and status `Expired`: one statement
+/// over the seq range (plus one for the legs), none without expiries.
+async fn expired_holds<B: SqlBackend>(
+    conn: &mut Conn<B>,
+    book: &BookName,
+    seqs: &[u64],
+) -> Result<HashMap<u64, Commit>, StoreError> {
+    const SQL: &str = concat!(
+        "SELECT h.ended_seq, ",
+        transaction_columns!(),
+        " FROM holds h JOIN transactions t ON t.book = h.book AND t.seq = h.seq \
+          WHERE h.book = $1 AND h.ended_seq >= $2 AND h.ended_seq <= $3 \
+            AND h.status = 'expired'"
+    );
+    let (Some(&first), Some(&last)) = (seqs.first(), seqs.last()) else {
+        return Ok(HashMap::new());
+    };
+    let params = [
+        Param::Text(Some(book.as_str())),
+        Param::Int(seq_param(first)),
+        Param::Int(seq_param(last)),
+    ];
+    let rows = fetch::<B>(conn, SQL, &params).await?;
+    let mut ended = Vec::with_capacity(rows.len());
+    let mut holds = Vec::with_capacity(rows.len());
+    for row in &rows {
+        ended.push(decode::seq::<B>(row, "ended_seq")?);
+        holds.push(decode::commit_head::<B>(book, row)?);
+    }
+    attach_postings::<B>(conn, book, &mut holds).await?;
+    Ok(ended
+        .into_iter()
+        .zip(holds)
+        .map(|(seq, mut hold)| {
+            hold.status = TxStatus::Expired;
+            (seq, hold)
+        })
+        .collect())
 }

@@ -1,6 +1,6 @@
 //! The rows a batch of passing drafts adds, in the neutral form every backend writes.
 
-use talea_core::{BookName, Timestamp};
+use talea_core::{BookName, Timestamp, TxStatus};
 use talea_store::StoreError;
 use talea_store::plan::{Planned, final_balances};
 use talea_store::stored::amount_text;
@@ -34,6 +34,49 @@ pub struct TransactionRow<'a> {
     pub memo: Option<&'a str>,
     /// The metadata, as canonical JSON text.
     pub metadata: Option<&'a str>,
+    /// What it was when committed: `posted`, `pending` (a hold) or
+    /// `voided` (a void).
+    pub status: TxStatus,
+    /// A hold's expiry.
+    pub expires_at: Option<Timestamp>,
+    /// The hold a settle or void ends.
+    pub pending_tx_id: Option<uuid::Uuid>,
+}
+
+/// A `holds` row of a new hold: `pending`, or already ended when a later
+/// draft of the same rows settled or voided it (a statement cannot update
+/// a row that it inserts).
+#[derive(Debug)]
+pub struct HoldRow<'a> {
+    /// The book.
+    pub book: &'a str,
+    /// The hold's seq.
+    pub seq: i64,
+    /// The hold's transaction id.
+    pub tx_id: uuid::Uuid,
+    /// Its expiry, if any.
+    pub expires_at: Option<Timestamp>,
+    /// `pending`, or how a later draft of these rows ended it.
+    pub status: TxStatus,
+    /// The seq of the settle or void that ended it.
+    pub ended_seq: Option<i64>,
+    /// The settle or void that ended it.
+    pub ended_tx_id: Option<uuid::Uuid>,
+}
+
+/// A hold ended by a settle or void of the batch.
+#[derive(Debug)]
+pub struct HoldEnd<'a> {
+    /// The book.
+    pub book: &'a str,
+    /// The hold's transaction id.
+    pub hold: uuid::Uuid,
+    /// Its new status: `posted` or `voided`.
+    pub status: TxStatus,
+    /// The seq of the settle or void.
+    pub ended_seq: i64,
+    /// The settle or void.
+    pub ended_tx_id: uuid::Uuid,
 }
 
 /// A `postings` row.
@@ -77,12 +120,23 @@ pub struct BalanceRow<'a> {
 /// The rows that some passing drafts add to each table.
 #[derive(Debug, Default)]
 pub struct Rows<'a> {
-    /// One per draft (each also makes an `events` row).
+    /// One per plain post (each also makes an `events` row); their
+    /// `status`, `expires_at` and `pending_tx_id` are the columns' defaults.
     pub transactions: Vec<TransactionRow<'a>>,
-    /// One per leg.
+    /// One per leg of a post or a settle.
     pub postings: Vec<PostingRow<'a>>,
     /// One per (account, asset) touched, at its final value.
     pub balances: Vec<BalanceRow<'a>>,
+    /// One per hold, settle or void (each also makes an `events` row):
+    /// written apart from the plain posts, by [`crate::write`], so that a
+    /// batch of plain posts costs what it always did.
+    pub special: Vec<TransactionRow<'a>>,
+    /// One per leg of a hold (`debits_after` unused).
+    pub hold_postings: Vec<PostingRow<'a>>,
+    /// One per new hold.
+    pub holds: Vec<HoldRow<'a>>,
+    /// One per settle or void of a hold made before these rows.
+    pub hold_ends: Vec<HoldEnd<'a>>,
 }
 
 impl<'a> Rows<'a> {
@@ -99,7 +153,7 @@ impl<'a> Rows<'a> {
         for planned in plans {
             let commit = &planned.commit;
             let seq = new_seq_param(commit.seq)?;
-            self.transactions.push(TransactionRow {
+            let row = TransactionRow {
                 book: book_name,
                 seq,
                 committed_at,
@@ -109,11 +163,56 @@ impl<'a> Rows<'a> {
                 occurred_at: commit.occurred_at,
                 memo: commit.memo.as_deref(),
                 metadata: commit.metadata.as_deref(),
-            });
+                status: commit.status,
+                expires_at: commit.expires_at,
+                pending_tx_id: commit.pending_tx_id.map(|t| t.0),
+            };
+            let is_hold = commit.status == TxStatus::Pending;
+            if let Some(hold) = commit.pending_tx_id {
+                match self
+                    .holds
+                    .iter_mut()
+                    .find(|h| h.book == book_name && h.tx_id == hold.0)
+                {
+                    Some(made) => {
+                        made.status = commit.status;
+                        made.ended_seq = Some(seq);
+                        made.ended_tx_id = Some(commit.tx_id.0);
+                    }
+                    None => self.hold_ends.push(HoldEnd {
+                        book: book_name,
+                        hold: hold.0,
+                        status: commit.status,
+                        ended_seq: seq,
+                        ended_tx_id: commit.tx_id.0,
+                    }),
+                }
+            }
+            if is_hold {
+                self.holds.push(HoldRow {
+                    book: book_name,
+                    seq,
+                    tx_id: commit.tx_id.0,
+                    expires_at: commit.expires_at,
+                    status: TxStatus::Pending,
+                    ended_seq: None,
+                    ended_tx_id: None,
+                });
+            }
+            if is_hold || commit.pending_tx_id.is_some() || commit.status != TxStatus::Posted {
+                self.special.push(row);
+            } else {
+                self.transactions.push(row);
+            }
+            let legs = if is_hold {
+                &mut self.hold_postings
+            } else {
+                &mut self.postings
+            };
             for (leg, (posting, stored)) in
                 planned.postings.iter().zip(&commit.postings).enumerate()
             {
-                self.postings.push(PostingRow {
+                legs.push(PostingRow {
                     book: book_name,
                     seq,
                     leg: i16::try_from(leg)
@@ -145,6 +244,8 @@ impl<'a> Rows<'a> {
 pub struct BookMove {
     /// The book.
     pub book: BookName,
+    /// How its count of pending holds moves (holds made minus holds ended).
+    pub open_holds: i64,
     /// Its new last seq.
     pub last_seq: u64,
     /// The commit time of the events appended.
@@ -169,13 +270,33 @@ pub struct Advance {
 impl Advance {
     /// Adds `book`'s move to `last_seq`, unless it wrote nothing.
     pub fn push(&mut self, book: &BookName, last_seq: u64, head: Head) {
+        self.push_holds(book, last_seq, head, 0);
+    }
+
+    /// Adds `book`'s move to `last_seq`, its count of pending holds moving
+    /// by `open_holds`, unless it wrote nothing.
+    pub fn push_holds(&mut self, book: &BookName, last_seq: u64, head: Head, open_holds: i64) {
         if last_seq > head.last_seq {
             self.moves.push(BookMove {
                 book: book.clone(),
+                open_holds,
                 last_seq,
                 committed_at: head.committed_at,
             });
         }
+    }
+
+    /// How written `plans` move a book's count of pending holds: +1 per
+    /// hold, -1 per settle or void.
+    pub fn open_holds_delta<'p>(plans: impl IntoIterator<Item = &'p Planned>) -> i64 {
+        plans
+            .into_iter()
+            .map(|p| match (p.commit.status, p.commit.pending_tx_id) {
+                (TxStatus::Pending, _) => 1,
+                (_, Some(_)) => -1,
+                _ => 0,
+            })
+            .sum()
     }
 
     /// Whether no book moves.

@@ -9,20 +9,35 @@
 //! announce. A set-wise write the database refuses is rolled back to a
 //! savepoint and the drafts are written one by one, each in a savepoint of
 //! its own, so that only the refused draft is rejected.
+//!
+//! Holds (migrations/0003_holds.sql): under the lock a batch also loads the
+//! holds its settles and voids name (only when it has some) and the held
+//! amounts of its pairs (only when the book's `open_holds` is above zero),
+//! so a batch of plain posts on a book without holds runs exactly the
+//! statements it always did. Holds, settles and voids add their own rows
+//! after the plain write ([`SqlBackend::write_holds`]), in the same
+//! savepoint. [`expire_holds`] ends a book's due holds under its lock.
 
 use std::collections::{HashMap, HashSet};
 
-use talea_core::{Account, AccountName, Asset, AssetCode, BookName, Draft, NewAccount};
-use talea_store::plan::{
-    AccountRule, Loaded, Pair, Planned, Planner, StoredKey, Totals, Verdict, Wanted, outcomes,
+use talea_core::{
+    Account, AccountName, Asset, AssetCode, BookName, Commit, Draft, NewAccount, Timestamp, TxId,
+    TxStatus,
 };
-use talea_store::{BookBatch, Opened, Outcome, Registered, Rejection, StoreError, repeated_book};
+use talea_store::plan::{
+    AccountRule, HoldState, Loaded, Pair, Planned, Planner, StoredKey, Totals, Verdict, Wanted,
+    outcomes,
+};
+use talea_store::{
+    BookBatch, DueHold, Expiry, Held, Opened, Outcome, Registered, Rejection, StoreError,
+    repeated_book,
+};
 
 use crate::backend::{Conn, Head, Param, SqlBackend, Tx};
 use crate::decode::{self, fetch};
 use crate::error::{Class, classify, describe, store_error, write_error};
 use crate::read;
-use crate::rows::{Advance, Rows, new_seq_param};
+use crate::rows::{Advance, Rows, TransactionRow, new_seq_param};
 
 /// Registers an asset unless its code exists.
 pub async fn register_asset<B: SqlBackend>(
@@ -186,8 +201,9 @@ pub async fn commit_books<B: SqlBackend>(
         })
         .collect();
     let mut advance = Advance::default();
-    for (part, (_, last_seq)) in parts.iter().zip(&decided) {
-        advance.push(part.book, *last_seq, part.head);
+    for (part, (verdicts, last_seq)) in parts.iter().zip(&decided) {
+        let delta = Advance::open_holds_delta(written(verdicts));
+        advance.push_holds(part.book, *last_seq, part.head, delta);
     }
     if advance.is_empty() {
         // Nothing passed: nothing to write, and no counter row to keep.
@@ -205,7 +221,7 @@ pub async fn commit_books<B: SqlBackend>(
     for (part, (verdicts, _)) in parts.iter().zip(&decided) {
         rows.push(part.book, part.head.committed_at, &written(verdicts))?;
     }
-    match B::write_rows(&mut tx, &rows, Some(&advance)).await {
+    match write_all::<B>(&mut tx, &rows, Some(&advance)).await {
         Ok(()) => {
             tx.commit().await.map_err(store_error::<B>)?;
             store.committed(&advance);
@@ -235,7 +251,8 @@ pub async fn commit_books<B: SqlBackend>(
     let mut advance = Advance::default();
     for part in &parts {
         let (verdicts, last_seq) = write_one_by_one::<B>(&mut tx, part).await?;
-        advance.push(part.book, last_seq, part.head);
+        let delta = Advance::open_holds_delta(written(&verdicts));
+        advance.push_holds(part.book, last_seq, part.head, delta);
         results[part.index] = outcomes(verdicts);
     }
     if advance.is_empty() {
@@ -294,14 +311,56 @@ async fn load<'b, B: SqlBackend>(
         .map(|(book, w)| (*book, w.keys.as_slice()))
         .collect();
     let mut stored = read::transactions_by_keys::<B>(&mut tx, &key_sets).await?;
+    // The holds that settles and voids name, then their accounts and
+    // assets (a settle of a whole hold posts its legs).
+    let hold_sets: Vec<(&BookName, &[TxId])> = wants
+        .iter()
+        .map(|(book, w)| (*book, w.holds.as_slice()))
+        .collect();
+    let hold_maps = load_holds::<B>(&mut tx, &hold_sets).await?;
+    let mut wants = wants;
+    for ((_, want), holds) in wants.iter_mut().zip(&hold_maps) {
+        want.add_holds(holds);
+    }
+    let mut assets = assets;
+    let before = assets.len();
+    for (_, want) in &wants {
+        for asset in &want.assets {
+            if !assets.contains(asset) {
+                assets.push(asset);
+            }
+        }
+    }
+    let mut scales = scales;
+    if assets.len() > before {
+        // Holds in assets the drafts themselves do not name (the cache
+        // answers registered assets without a statement, mostly).
+        scales = store.scale_cache().get(store, &assets).await?;
+    }
     let account_sets: Vec<(&BookName, &[&str])> = wants
         .iter()
         .map(|(book, w)| (*book, w.accounts.as_slice()))
         .collect();
     let mut accounts = load_accounts::<B>(&mut tx, &account_sets, &assets).await?;
+    // Held amounts only where the book has pending holds: a plain post on
+    // a book without holds costs no statement more than before holds.
+    let mut held_sets: Vec<(&BookName, &[&str])> = Vec::new();
+    for (book, want) in &wants {
+        if head_of(&heads, book)?.open_holds > 0 {
+            held_sets.push((*book, want.accounts.as_slice()));
+        }
+    }
+    let mut held = if held_sets.is_empty() {
+        HashMap::new()
+    } else {
+        load_held::<B>(&mut tx, &held_sets, &assets, &heads).await?
+    };
+    drop(account_sets);
+    drop(held_sets);
+    drop(wants);
 
     let mut parts = Vec::with_capacity(wanted.len());
-    for (n, &index) in wanted.iter().enumerate() {
+    for ((n, &index), holds) in wanted.iter().enumerate().zip(hold_maps) {
         let book = batches[index].book;
         let (rules, balances) = std::mem::take(&mut accounts[n]);
         parts.push(Part {
@@ -314,10 +373,350 @@ async fn load<'b, B: SqlBackend>(
                 balances,
                 scales: scales.clone(),
                 stored: StoredKey::by_key(std::mem::take(&mut stored[n])),
+                held: held.remove(book.as_str()).unwrap_or_default(),
+                holds,
             },
         });
     }
     Ok((tx, parts))
+}
+
+/// A transaction a settle or void names, as read: the commit (status as
+/// committed), its hold's current status and what ended it.
+type FoundHold = (Commit, Option<TxStatus>, Option<TxId>);
+
+/// The transactions named by each book's settles and voids, found in that
+/// book, as the planner wants them: a hold with its legs, its current
+/// status and what ended it; any other transaction without its postings
+/// (the planner only needs to know it is not a hold). No statement when no
+/// batch settles or voids.
+async fn load_holds<B: SqlBackend>(
+    conn: &mut Conn<B>,
+    wanted: &[(&BookName, &[TxId])],
+) -> Result<Vec<HashMap<TxId, HoldState>>, StoreError> {
+    let mut out: Vec<HashMap<TxId, HoldState>> = vec![HashMap::new(); wanted.len()];
+    if wanted.iter().all(|(_, ids)| ids.is_empty()) {
+        return Ok(out);
+    }
+    let mut books = Vec::new();
+    let mut ids = Vec::new();
+    let mut slot_of = HashMap::with_capacity(wanted.len());
+    for (slot, (book, book_ids)) in wanted.iter().enumerate() {
+        slot_of.insert(book.as_str(), slot);
+        for id in book_ids.iter() {
+            books.push(book.as_str());
+            ids.push(id.0);
+        }
+    }
+    let params = [Param::Texts(Some(&books)), Param::Uuids(&ids)];
+    let rows = fetch::<B>(conn, B::SQL.holds_by_ids, &params).await?;
+    let mut found: Vec<Vec<FoundHold>> = vec![Vec::new(); wanted.len()];
+    for row in &rows {
+        let slot = read::slot::<B>(&slot_of, row, "hold")?;
+        let commit = decode::commit_head::<B>(wanted[slot].0, row)?;
+        let status = decode::opt_status::<B>(row, "hold_status")?;
+        let ended_by = decode::opt_uuid::<B>(row, "ended_tx_id")?.map(TxId);
+        found[slot].push((commit, status, ended_by));
+    }
+    for (slot, entries) in found.into_iter().enumerate() {
+        // Only holds need their legs (from `hold_postings`).
+        let mut holds: Vec<Commit> = Vec::new();
+        let mut ends: Vec<(Option<TxStatus>, Option<TxId>)> = Vec::new();
+        for (commit, status, ended_by) in entries {
+            if commit.status == TxStatus::Pending {
+                holds.push(commit);
+                ends.push((status, ended_by));
+            } else {
+                let status = commit.status;
+                out[slot].insert(
+                    commit.tx_id,
+                    HoldState {
+                        commit,
+                        status,
+                        ended_by: None,
+                    },
+                );
+            }
+        }
+        read::attach_postings::<B>(conn, wanted[slot].0, &mut holds).await?;
+        for (commit, (status, ended_by)) in holds.into_iter().zip(ends) {
+            let status = status.ok_or_else(|| {
+                crate::error::corrupt(format!("hold at seq {} has no holds row", commit.seq))
+            })?;
+            out[slot].insert(
+                commit.tx_id,
+                HoldState {
+                    commit,
+                    status,
+                    ended_by,
+                },
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// Held amounts per book (by name) and pair: the legs of each book's live
+/// holds (pending, not expired at the book's commit time) on the named
+/// accounts in `assets`, summed.
+async fn load_held<B: SqlBackend>(
+    conn: &mut Conn<B>,
+    wanted: &[(&BookName, &[&str])],
+    assets: &[&AssetCode],
+    heads: &HashMap<String, Head>,
+) -> Result<HashMap<String, HashMap<Pair, Held>>, StoreError> {
+    let assets: Vec<&str> = assets.iter().map(|a| a.as_str()).collect();
+    let (books, names, _) = read::parallel(wanted);
+    // One statement for every book: filtered at the earliest commit time
+    // of them, then each book's holds again at its own (the commit times
+    // of the books of one transaction differ by microseconds at most).
+    let at = wanted
+        .iter()
+        .filter_map(|(book, _)| heads.get(book.as_str()).map(|h| h.committed_at))
+        .min()
+        .unwrap_or(Timestamp::from_micros(i64::MIN));
+    let params = [
+        Param::Texts(Some(&books)),
+        Param::Texts(Some(&names)),
+        Param::Texts(Some(&assets)),
+        Param::Time(at),
+    ];
+    let rows = fetch::<B>(conn, B::SQL.batch_held, &params).await?;
+    let mut out: HashMap<String, HashMap<Pair, Held>> = HashMap::new();
+    for row in &rows {
+        let book = decode::text::<B>(row, "book")?;
+        let expires_at = decode::opt_time::<B>(row, "expires_at")?;
+        if let (Some(at), Some(head)) = (expires_at, heads.get(&book))
+            && at <= head.committed_at
+        {
+            continue;
+        }
+        let pair = (
+            decode::account_name::<B>(row, "account")?,
+            decode::asset_code::<B>(row, "asset")?,
+        );
+        let held = out.entry(book).or_default().entry(pair).or_default();
+        read::add_held(held, decode::amount::<B>(row, "amount")?)?;
+    }
+    Ok(out)
+}
+
+/// Writes `rows` (and closes the commit with `advance`): the backend's
+/// set-wise write of the plain posts, settles' postings and balances,
+/// then the rows only holds, settles and voids have
+/// ([`SqlBackend::write_holds`]; nothing for a batch of plain posts).
+async fn write_all<B: SqlBackend>(
+    conn: &mut Conn<B>,
+    rows: &Rows<'_>,
+    advance: Option<&Advance>,
+) -> Result<(), sqlx::Error> {
+    B::write_rows(conn, rows, advance).await?;
+    if rows.special.is_empty() {
+        return Ok(());
+    }
+    B::write_holds(conn, rows).await
+}
+
+/// The rows of `rows` that only holds, settles and voids have (`special`
+/// transactions with their events, `hold_postings`, `holds`, `hold_ends`),
+/// one statement per row: `SqlBackend::write_holds` unless a backend
+/// writes them set-wise.
+pub async fn write_holds_each<B: SqlBackend>(
+    conn: &mut Conn<B>,
+    rows: &Rows<'_>,
+) -> Result<(), sqlx::Error> {
+    for t in &rows.special {
+        insert_special::<B>(conn, t).await?;
+    }
+    for p in &rows.hold_postings {
+        let params = [
+            Param::Text(Some(p.book)),
+            Param::Int(p.seq),
+            Param::Int(i64::from(p.leg)),
+            Param::Text(Some(p.account)),
+            Param::Text(Some(p.asset)),
+            Param::Text(Some(&p.amount)),
+            Param::Text(Some(&p.balance_after)),
+        ];
+        B::fetch(conn, B::SQL.insert_hold_posting, &params).await?;
+    }
+    for h in &rows.holds {
+        let params = [
+            Param::Text(Some(h.book)),
+            Param::Int(h.seq),
+            Param::Uuid(h.tx_id),
+            Param::OptTime(h.expires_at),
+            Param::Text(Some(h.status.as_str())),
+            Param::OptInt(h.ended_seq),
+            Param::OptUuid(h.ended_tx_id),
+        ];
+        B::fetch(conn, INSERT_HOLD, &params).await?;
+    }
+    for end in &rows.hold_ends {
+        let params = [
+            Param::Text(Some(end.book)),
+            Param::Uuid(end.hold),
+            Param::Text(Some(end.status.as_str())),
+            Param::Int(end.ended_seq),
+            Param::OptUuid(Some(end.ended_tx_id)),
+        ];
+        let ended = B::fetch(conn, END_HOLD, &params).await?;
+        if ended.is_empty() {
+            return Err(not_pending(end.book, end.hold));
+        }
+    }
+    Ok(())
+}
+
+/// The error of a settle, void or expiry whose hold is not pending in the
+/// database: the state the planner decided on was wrong, so the write fails.
+pub fn not_pending(book: &str, hold: uuid::Uuid) -> sqlx::Error {
+    sqlx::Error::Protocol(format!("hold {hold} of book {book} is not pending"))
+}
+
+/// The `events` and `transactions` rows of a hold, settle or void.
+async fn insert_special<B: SqlBackend>(
+    conn: &mut Conn<B>,
+    t: &TransactionRow<'_>,
+) -> Result<(), sqlx::Error> {
+    let event = [
+        Param::Text(Some(t.book)),
+        Param::Int(t.seq),
+        Param::Time(t.committed_at),
+    ];
+    B::fetch(conn, INSERT_TRANSACTION_EVENT, &event).await?;
+    let params = [
+        Param::Text(Some(t.book)),
+        Param::Int(t.seq),
+        Param::Uuid(t.tx_id),
+        Param::Text(Some(t.key)),
+        Param::Bytes(t.hash),
+        Param::Time(t.committed_at),
+        Param::OptTime(t.occurred_at),
+        Param::Text(t.memo),
+        Param::Text(t.metadata),
+        Param::Text(Some(t.status.as_str())),
+        Param::OptTime(t.expires_at),
+        Param::OptUuid(t.pending_tx_id),
+    ];
+    B::fetch(conn, INSERT_SPECIAL_TRANSACTION, &params).await?;
+    Ok(())
+}
+
+/// The `events` row of a transaction or an expiry: `$1` book, `$2` seq, `$3` time.
+const INSERT_TRANSACTION_EVENT: &str = "INSERT INTO events (book, seq, type, committed_at) \
+                                        VALUES ($1, $2, 'transaction', $3)";
+
+/// A hold's, settle's or void's `transactions` row.
+const INSERT_SPECIAL_TRANSACTION: &str = "INSERT INTO transactions \
+       (book, seq, tx_id, idempotency_key, request_hash, committed_at, occurred_at, memo, \
+        metadata, status, expires_at, pending_tx_id) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+
+/// A new hold's `holds` row: `$1` book, `$2` seq, `$3` tx id, `$4` expiry,
+/// `$5` status, `$6` ended seq, `$7` ended tx id.
+const INSERT_HOLD: &str = "INSERT INTO holds \
+       (book, seq, tx_id, expires_at, status, ended_seq, ended_tx_id) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+/// Ends a pending hold: `$1` book, `$2` its tx id, `$3` status, `$4` the
+/// ending event's seq, `$5` the settle or void (NULL for an expiry); a row
+/// back only if it was pending.
+const END_HOLD: &str = "UPDATE holds SET status = $3, ended_seq = $4, ended_tx_id = $5 \
+                        WHERE book = $1 AND tx_id = $2 AND status = 'pending' RETURNING seq";
+
+/// Ends every hold of `book` still pending whose `expires_at` is at or
+/// before the commit time taken under the book's lock; see
+/// `Store::expire_holds`.
+pub async fn expire_holds<B: SqlBackend>(
+    store: &B,
+    book: &BookName,
+) -> Result<Vec<Expiry>, StoreError> {
+    /// The book's due holds, as transactions, by seq.
+    const DUE_IN_BOOK: &str = concat!(
+        "SELECT ",
+        crate::transaction_columns!(),
+        " FROM holds h JOIN transactions t ON t.book = h.book AND t.seq = h.seq \
+          WHERE h.book = $1 AND h.status = 'pending' AND h.expires_at IS NOT NULL \
+            AND h.expires_at <= $2 ORDER BY h.seq"
+    );
+    let (mut tx, heads) = store.begin_locked(&[book.as_str()]).await?;
+    let head = head_of(&heads, book)?;
+    if head.open_holds == 0 {
+        tx.rollback().await.map_err(store_error::<B>)?;
+        return Ok(Vec::new());
+    }
+    let params = [
+        Param::Text(Some(book.as_str())),
+        Param::Time(head.committed_at),
+    ];
+    let rows = fetch::<B>(&mut tx, DUE_IN_BOOK, &params).await?;
+    let mut due = rows
+        .iter()
+        .map(|row| decode::commit_head::<B>(book, row))
+        .collect::<Result<Vec<_>, _>>()?;
+    if due.is_empty() {
+        tx.rollback().await.map_err(store_error::<B>)?;
+        return Ok(Vec::new());
+    }
+    read::attach_postings::<B>(&mut tx, book, &mut due).await?;
+    let expiries = talea_store::plan::expiries(due, head.last_seq, head.committed_at);
+    let last_seq = expiries.last().map_or(head.last_seq, |e| e.seq);
+    let count = i64::try_from(expiries.len())
+        .map_err(|_| StoreError::Other("too many expiries".to_owned()))?;
+    let mut advance = Advance::default();
+    advance.push_holds(book, last_seq, head, -count);
+    let result: Result<(), sqlx::Error> = async {
+        for expiry in &expiries {
+            let seq =
+                new_seq_param(expiry.seq).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+            let event = [
+                Param::Text(Some(book.as_str())),
+                Param::Int(seq),
+                Param::Time(head.committed_at),
+            ];
+            B::fetch(&mut tx, INSERT_TRANSACTION_EVENT, &event).await?;
+            let end = [
+                Param::Text(Some(book.as_str())),
+                Param::Uuid(expiry.hold.tx_id.0),
+                Param::Text(Some(TxStatus::Expired.as_str())),
+                Param::Int(seq),
+                Param::OptUuid(None),
+            ];
+            if B::fetch(&mut tx, END_HOLD, &end).await?.is_empty() {
+                return Err(not_pending(book.as_str(), expiry.hold.tx_id.0));
+            }
+        }
+        B::advance(&mut tx, &advance).await
+    }
+    .await;
+    result.map_err(|e| write_error::<B>(book.as_str(), e))?;
+    tx.commit().await.map_err(store_error::<B>)?;
+    store.committed(&advance);
+    Ok(expiries)
+}
+
+/// Up to `limit` pending holds due at or before `until`, earliest first;
+/// see `Store::due_holds`. Reads the expirer's partial index.
+pub async fn due_holds<B: SqlBackend>(
+    store: &B,
+    until: Timestamp,
+    limit: u32,
+) -> Result<Vec<DueHold>, StoreError> {
+    const SQL: &str = "SELECT book, expires_at FROM holds \
+                       WHERE status = 'pending' AND expires_at IS NOT NULL AND expires_at <= $1 \
+                       ORDER BY expires_at LIMIT $2";
+    let mut conn = store.reader().await?;
+    let params = [Param::Time(until), Param::Int(i64::from(limit))];
+    let rows = fetch::<B>(&mut conn, SQL, &params).await?;
+    rows.iter()
+        .map(|row| {
+            Ok(DueHold {
+                book: decode::book::<B>(row, "book")?,
+                expires_at: decode::time::<B>(row, "expires_at")?,
+            })
+        })
+        .collect()
 }
 
 /// The careful path: decides and writes each draft of `part` in turn, each
@@ -337,7 +736,7 @@ async fn write_one_by_one<B: SqlBackend>(
                 control::<B>(tx, "SAVEPOINT draft").await?;
                 let mut rows = Rows::default();
                 rows.push(part.book, part.head.committed_at, &[planned.as_ref()])?;
-                match B::write_rows(tx, &rows, None).await {
+                match write_all::<B>(tx, &rows, None).await {
                     Ok(()) => {
                         control::<B>(tx, "RELEASE SAVEPOINT draft").await?;
                         planner.accept(i, &planned);

@@ -117,6 +117,40 @@ const BATCH_ACCOUNTS: &str = concat!(
      WHERE wn.key = wb.key AND a.book = wb.value AND a.name = wn.value"
 );
 
+/// The transactions that a batch's settles and voids name: `?1` books and
+/// `?2` tx ids (hex texts), parallel lists, joined as in
+/// [`TRANSACTIONS_BY_KEYS`]; each id probes `transactions_tx_id_idx`.
+const HOLDS_BY_IDS: &str = concat!(
+    "WITH wi AS MATERIALIZED (SELECT key, value FROM json_each(?2)) \
+     SELECT t.book, ",
+    transaction_columns!(),
+    ", h.status AS hold_status, h.ended_tx_id \
+     FROM json_each(?1) AS wb CROSS JOIN wi CROSS JOIN transactions t \
+     LEFT JOIN holds h ON h.book = t.book AND h.seq = t.seq \
+     WHERE wi.key = wb.key AND t.tx_id = unhex(wi.value) AND t.book = wb.value"
+);
+
+/// The legs of the batch's books' live holds on its accounts: `?1` books
+/// and `?2` names, parallel lists, `?3` assets, `?4` time. From the books'
+/// pending holds (`holds_pending_idx`: as many as `open_holds`), never the
+/// pairs' whole history of holds: `INDEXED BY` and the `CROSS JOIN` pin
+/// that order (left alone, SQLite walked every hold leg of the book).
+const BATCH_HELD: &str = "SELECT h.book, hp.account, hp.asset, hp.amount, h.expires_at \
+     FROM holds h INDEXED BY holds_pending_idx \
+     CROSS JOIN hold_postings hp ON hp.book = h.book AND hp.seq = h.seq \
+     WHERE h.book IN (SELECT value FROM json_each(?1)) AND h.status = 'pending' \
+       AND (h.expires_at IS NULL OR h.expires_at > ?4) \
+       AND hp.asset IN (SELECT value FROM json_each(?3)) \
+       AND EXISTS (SELECT 1 FROM json_each(?1) AS wb JOIN json_each(?2) AS wn ON wn.key = wb.key \
+                   WHERE wb.value = hp.book AND wn.value = hp.account)";
+
+/// The database's clock in microseconds, for reads of live holds now.
+macro_rules! now_micros {
+    () => {
+        "CAST(unixepoch('subsec') * 1000000 AS INTEGER)"
+    };
+}
+
 /// The statements whose text is SQLite's own (see `talea_store_sql::Dialect`).
 /// Lists travel as JSON arrays, read with `json_each`; parallel lists are
 /// joined on their index (`key`).
@@ -139,7 +173,9 @@ pub(crate) const SQL: Dialect = Dialect {
     transaction: concat!(
         "SELECT t.book, ",
         transaction_columns!(),
-        " FROM transactions t WHERE t.tx_id = ?1 \
+        ", h.status AS hold_status FROM transactions t \
+           LEFT JOIN holds h ON h.book = t.book AND h.seq = t.seq \
+           WHERE t.tx_id = ?1 \
            AND (?2 IS NULL OR t.book IN (SELECT value FROM json_each(?2))) LIMIT 1"
     ),
     transactions_by_keys: TRANSACTIONS_BY_KEYS,
@@ -151,6 +187,38 @@ pub(crate) const SQL: Dialect = Dialect {
     insert_account: "INSERT INTO accounts \
            (book, name, kind, min_balance_mantissa, min_balance_scale, metadata, seq, opened_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    holds_by_ids: HOLDS_BY_IDS,
+    hold_postings_of: "SELECT seq, account, asset, amount, balance_after FROM hold_postings \
+         WHERE book = ?1 AND seq IN (SELECT value FROM json_each(?2)) ORDER BY seq, leg",
+    batch_held: BATCH_HELD,
+    balances_now: concat!(
+        "SELECT asset, balance, NULL AS amount FROM balances WHERE book = ?1 AND account = ?2 \
+         UNION ALL \
+         SELECT hp.asset, NULL, hp.amount \
+         FROM holds h INDEXED BY holds_pending_idx \
+         CROSS JOIN hold_postings hp ON hp.book = h.book AND hp.seq = h.seq \
+         WHERE h.book = ?1 AND h.status = 'pending' \
+           AND (h.expires_at IS NULL OR h.expires_at > ",
+        now_micros!(),
+        ") AND hp.account = ?2"
+    ),
+    trial_balance_now: concat!(
+        "SELECT b.account, a.kind, b.asset, b.debits, b.credits, NULL AS amount \
+         FROM balances b JOIN accounts a ON a.book = b.book AND a.name = b.account \
+         WHERE b.book = ?1 \
+         UNION ALL \
+         SELECT hp.account, a.kind, hp.asset, NULL, NULL, hp.amount \
+         FROM holds h INDEXED BY holds_pending_idx \
+         CROSS JOIN hold_postings hp ON hp.book = h.book AND hp.seq = h.seq \
+         JOIN accounts a ON a.book = hp.book AND a.name = hp.account \
+         WHERE h.book = ?1 AND h.status = 'pending' \
+           AND (h.expires_at IS NULL OR h.expires_at > ",
+        now_micros!(),
+        ")"
+    ),
+    insert_hold_posting: "INSERT INTO hold_postings \
+           (book, seq, leg, account, asset, amount, balance_after) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
 };
 
 /// How every write transaction starts: with SQLite's write lock taken at
@@ -181,7 +249,7 @@ pub(crate) async fn begin_immediate(
     let list = serde_json::to_string(books)
         .map_err(|e| StoreError::Other(format!("cannot encode a book list: {e}")))?;
     let rows = sqlx::query(
-        "SELECT book, last_seq, last_committed_at FROM books \
+        "SELECT book, last_seq, last_committed_at, open_holds FROM books \
          WHERE book IN (SELECT value FROM json_each(?1))",
     )
     .bind(list)
@@ -195,6 +263,7 @@ pub(crate) async fn begin_immediate(
             let head = Head {
                 last_seq: 0,
                 committed_at: now,
+                open_holds: 0,
             };
             (book.to_owned(), head)
         })
@@ -204,11 +273,13 @@ pub(crate) async fn begin_immediate(
         let last_seq = talea_store::stored::seq(row.try_get("last_seq").map_err(store_error)?)?;
         let previous: Option<i64> = row.try_get("last_committed_at").map_err(store_error)?;
         let committed_at = previous.map_or(now, |p| Timestamp::from_micros(p).max(now));
+        let open_holds = talea_store::stored::seq(row.try_get("open_holds").map_err(store_error)?)?;
         heads.insert(
             book,
             Head {
                 last_seq,
                 committed_at,
+                open_holds,
             },
         );
     }
@@ -216,20 +287,25 @@ pub(crate) async fn begin_immediate(
 }
 
 /// `SqlBackend::advance`: each book's counter row moved (created with the
-/// book's first event).
+/// book's first event), its count of pending holds by the move's delta
+/// (the inserted row is checked before the conflict is found, so it takes
+/// the delta only when that is not negative: a new book ends no hold).
 pub(crate) async fn upsert_counters(
     conn: &mut SqliteConnection,
     advance: &Advance,
 ) -> Result<(), sqlx::Error> {
     for m in &advance.moves {
         sqlx::query(
-            "INSERT INTO books (book, last_seq, last_committed_at) VALUES (?1, ?2, ?3) \
+            "INSERT INTO books (book, last_seq, last_committed_at, open_holds) \
+             VALUES (?1, ?2, ?3, max(?4, 0)) \
              ON CONFLICT (book) DO UPDATE \
-               SET last_seq = excluded.last_seq, last_committed_at = excluded.last_committed_at",
+               SET last_seq = excluded.last_seq, last_committed_at = excluded.last_committed_at, \
+                   open_holds = books.open_holds + ?4",
         )
         .bind(m.book.as_str())
         .bind(talea_store::stored::seq_param(m.last_seq))
         .bind(m.committed_at.micros())
+        .bind(m.open_holds)
         .execute(&mut *conn)
         .await?;
     }
@@ -381,6 +457,17 @@ mod tests {
             (ACCOUNT_POSTINGS, 4, "postings_account_idx"),
             (TRANSACTIONS_BY_KEYS, 2, "-"),
             (BATCH_ACCOUNTS, 3, "-"),
+            (HOLDS_BY_IDS, 2, "-"),
+            (BATCH_HELD, 4, "-"),
+            (SQL.balances_now, 2, "-"),
+            (SQL.trial_balance_now, 1, "-"),
+            (SQL.hold_postings_of, 2, "-"),
+            (
+                talea_store_sql::read::HELD_AS_OF,
+                3,
+                "hold_postings_account_asset_idx",
+            ),
+            (talea_store_sql::read::TRIAL_HELD_AS_OF, 2, "-"),
         ] {
             let steps = plan(&mut conn, sql, binds).await;
             for step in &steps {
@@ -395,6 +482,15 @@ mod tests {
                     // row of it by design).
                     ["SEARCH", "t" | "a", ..] => step.ends_with("(book=?)"),
                     ["SEARCH", "p" | "postings", ..] => !step.contains(postings_index),
+                    // Hold legs by book alone walk the book's whole
+                    // history of holds; live holds come from the
+                    // pending index.
+                    ["SEARCH", "hp" | "hold_postings", ..] => {
+                        step.ends_with("(book=?)")
+                            || (postings_index.starts_with("hold_")
+                                && !step.contains(postings_index))
+                    }
+                    ["SEARCH", "h", ..] => step.ends_with("(book=?)") && !step.contains("pending"),
                     ["SEARCH", "events", ..] => !step.contains("events_book_committed_at_idx"),
                     _ => false,
                 };

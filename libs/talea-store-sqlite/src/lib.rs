@@ -305,6 +305,13 @@ fn bind<'q>(
                 .map_err(encode)?,
         ),
         Param::Ints(value) => query.bind(serde_json::to_string(value).map_err(encode)?),
+        Param::Uuids(value) => {
+            let hex: Vec<String> = value.iter().map(|u| u.simple().to_string()).collect();
+            query.bind(serde_json::to_string(&hex).map_err(encode)?)
+        }
+        Param::OptUuid(value) => query.bind(value),
+        Param::OptTime(value) => query.bind(value.map(Timestamp::micros)),
+        Param::Bytes(value) => query.bind(value),
     })
 }
 

@@ -3,6 +3,9 @@
 //! instances on one database, NOTIFY).
 
 mod conformance;
+mod holds;
+#[path = "../../../talea-store-sqlite/tests/it/holds_cases.rs"]
+mod holds_cases;
 mod postgres;
 
 use talea_store_pg::PgStore;

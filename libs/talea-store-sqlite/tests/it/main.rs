@@ -3,6 +3,8 @@
 //! handles on one file, the single writer under racing overdraws).
 
 mod conformance;
+mod holds;
+mod holds_cases;
 mod sqlite;
 
 use talea_store_sqlite::SqliteStore;

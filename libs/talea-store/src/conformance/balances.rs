@@ -58,7 +58,8 @@ pub async fn balances_as_of(store: Arc<dyn Store>) {
             .await
             .contains(&Balance {
                 asset: code("USD"),
-                balance: Amount::ZERO
+                balance: Amount::ZERO,
+                held: crate::Held::default(),
             })
     );
 }
@@ -204,7 +205,7 @@ async fn assert_cuts_match_log(
         .iter()
         .filter_map(|e| match &e.kind {
             EventKind::Transaction(c) => Some(c.clone()),
-            EventKind::AccountOpened(_) => None,
+            EventKind::AccountOpened(_) | EventKind::HoldExpired(_) => None,
         })
         .collect();
     for cut in cuts {

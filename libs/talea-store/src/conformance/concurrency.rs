@@ -53,7 +53,7 @@ pub async fn dense_sequences_under_concurrency(store: Arc<dyn Store>) {
         .into_iter()
         .filter_map(|e| match e.kind {
             EventKind::Transaction(c) => Some(c),
-            EventKind::AccountOpened(_) => None,
+            EventKind::AccountOpened(_) | EventKind::HoldExpired(_) => None,
         })
         .collect();
     let mut returned: Vec<Commit> = batches.into_iter().flatten().collect();
@@ -68,7 +68,8 @@ pub async fn dense_sequences_under_concurrency(store: Arc<dyn Store>) {
         balances_sorted(&store, &b, &acct("bob"), None).await,
         vec![Balance {
             asset: code("USD"),
-            balance: minor(-total)
+            balance: minor(-total),
+            held: crate::Held::default(),
         }]
     );
 }
@@ -129,7 +130,8 @@ pub async fn min_balance_under_racing_overdraws(store: Arc<dyn Store>) {
         balances_sorted(&store, &b, &acct("alice"), None).await,
         vec![Balance {
             asset: code("BTC"),
-            balance: Amount::ZERO
+            balance: Amount::ZERO,
+            held: crate::Held::default(),
         }]
     );
     assert_dense_log(&store, &b).await;

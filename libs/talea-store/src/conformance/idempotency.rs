@@ -40,7 +40,8 @@ pub async fn idempotent_replay(store: Arc<dyn Store>) {
         balances,
         vec![Balance {
             asset: code("BTC"),
-            balance: minor(-150_000_000)
+            balance: minor(-150_000_000),
+            held: crate::Held::default(),
         }],
         "a replay moves nothing"
     );

@@ -115,7 +115,8 @@ async fn assert_logs_after_shared_commit(store: &Arc<dyn Store>, books: [&BookNa
         balances_sorted(store, a, &acct("alice"), None).await,
         vec![Balance {
             asset: code("BTC"),
-            balance: minor(-5)
+            balance: minor(-5),
+            held: crate::Held::default(),
         }]
     );
 }
@@ -188,7 +189,8 @@ pub async fn crossed_multi_book_commits(store: Arc<dyn Store>) {
             balances_sorted(&store, bk, &acct("bob"), None).await,
             vec![Balance {
                 asset: code("USD"),
-                balance: minor(-(8 * 5 * 3))
+                balance: minor(-(8 * 5 * 3)),
+                held: crate::Held::default(),
             }]
         );
     }

@@ -245,7 +245,8 @@ pub async fn amount_extremes(store: Arc<dyn Store>) {
         balances_sorted(&store, &b, &acct("a"), None).await,
         vec![Balance {
             asset: code("WEI"),
-            balance: minor(max - 1)
+            balance: minor(max - 1),
+            held: crate::Held::default(),
         }]
     );
     assert_eq!(
@@ -262,6 +263,7 @@ pub async fn amount_extremes(store: Arc<dyn Store>) {
                 asset: code("WEI"),
                 debits: minor(max),
                 credits: minor(1),
+                held: crate::Held::default(),
             },
             TrialRow {
                 account: acct("l"),
@@ -269,6 +271,7 @@ pub async fn amount_extremes(store: Arc<dyn Store>) {
                 asset: code("WEI"),
                 debits: minor(1),
                 credits: minor(max),
+                held: crate::Held::default(),
             },
         ]
     );

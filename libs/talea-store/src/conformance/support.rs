@@ -202,6 +202,7 @@ pub(super) fn expected_balances(
         .map(|(asset, n)| Balance {
             asset,
             balance: minor(n),
+            held: crate::Held::default(),
         })
         .collect()
 }
@@ -247,6 +248,7 @@ pub(super) fn expected_trial(
             asset,
             debits: minor(debits),
             credits: minor(credits),
+            held: crate::Held::default(),
         })
         .collect()
 }

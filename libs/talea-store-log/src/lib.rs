@@ -69,8 +69,8 @@ use talea_core::{
     TxId,
 };
 use talea_store::{
-    AccountPosting, Backend, Balance, BalanceCut, BookBatch, BookInfo, Notice, NoticeBus, Opened,
-    Outcome, Registered, Store, StoreError, TrialRow,
+    AccountPosting, Backend, Balance, BalanceCut, BookBatch, BookInfo, DueHold, Expiry, Notice,
+    NoticeBus, Opened, Outcome, Registered, Store, StoreError, TrialRow,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -380,7 +380,7 @@ impl Store for LogStore {
         account: &AccountName,
         as_of: Option<Timestamp>,
     ) -> Result<Vec<Balance>, StoreError> {
-        Ok(read::balances(&self.inner.shared, book, account, as_of))
+        read::balances(&self.inner.shared, book, account, as_of)
     }
 
     async fn balance_cut(
@@ -437,6 +437,15 @@ impl Store for LogStore {
         limit: u32,
     ) -> Result<Vec<Event>, StoreError> {
         read::events(&self.inner.shared, book, after_seq, limit)
+    }
+
+    async fn expire_holds(&self, book: &BookName) -> Result<Vec<Expiry>, StoreError> {
+        let book = book.clone();
+        self.call(|reply| Request::Expire(book, reply)).await
+    }
+
+    async fn due_holds(&self, until: Timestamp, limit: u32) -> Result<Vec<DueHold>, StoreError> {
+        Ok(read::due_holds(&self.inner.shared, until, limit))
     }
 
     async fn watch(&self) -> Result<tokio::sync::broadcast::Receiver<Notice>, StoreError> {

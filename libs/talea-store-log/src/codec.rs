@@ -953,6 +953,160 @@ mod tests {
         }
     }
 
+    /// A hold (kind 4), a void of it (kind 4, no postings) and its
+    /// expiry (kind 5), and the same legs posted (kind 3).
+    fn hold_samples() -> Vec<Record> {
+        let leg = |account: &str, side, after| StoredPosting {
+            account: AccountName::parse(account).expect("account"),
+            asset: AssetCode::parse("BTC").expect("asset"),
+            side,
+            amount: Amount::from_minor(30),
+            balance_after: Amount::from_minor(after),
+        };
+        let commit = |seq: u64, status, legs: Vec<StoredPosting>| Commit {
+            tx_id: TxId(uuid::Uuid::from_u128(u128::from(seq))),
+            book: BookName::parse("main").expect("book"),
+            seq,
+            committed_at: Timestamp::from_micros(1_700_000_000_000_000 + seq as i64),
+            idempotency_key: IdempotencyKey::parse(&format!("k{seq}")).expect("key"),
+            postings: legs,
+            occurred_at: None,
+            memo: None,
+            metadata: None,
+            status,
+            expires_at: None,
+            pending_tx_id: None,
+        };
+        let legs = vec![
+            leg("alice", Side::Debit, -100),
+            leg("hot", Side::Credit, 100),
+        ];
+        let mut hold = commit(4, TxStatus::Pending, legs.clone());
+        hold.expires_at = Some(Timestamp::from_micros(1_800_000_000_000_000));
+        let mut void = commit(5, TxStatus::Voided, Vec::new());
+        void.pending_tx_id = Some(hold.tx_id);
+        let tx = |commit: Commit| {
+            Record::Transaction(TxRecord {
+                debits_after: commit.postings.iter().map(|_| 0).collect(),
+                commit,
+                request_hash: [7; 32],
+            })
+        };
+        vec![
+            tx(hold.clone()),
+            tx(void),
+            Record::HoldExpired(ExpiryRecord {
+                book: hold.book.clone(),
+                seq: 6,
+                committed_at: Timestamp::from_micros(1_800_000_000_000_000),
+                hold: hold.tx_id,
+            }),
+            tx(commit(7, TxStatus::Posted, legs)),
+        ]
+    }
+
+    #[test]
+    fn plain_posts_keep_kind_3_and_the_rest_take_kinds_4_and_5() {
+        let kinds: Vec<u8> = hold_samples()
+            .iter()
+            .map(|r| encode(r)[RECORD_HEADER_BYTES])
+            .collect();
+        assert_eq!(kinds, vec![4, 4, 5, 3]);
+        for record in hold_samples() {
+            let buf = encode(&record);
+            let (payload, _) = check_record(&buf).expect("checks");
+            assert_eq!(decode_payload(payload), Ok(record));
+        }
+    }
+
+    #[test]
+    fn kind_4_refuses_an_expired_status_and_bad_tags() {
+        let Record::Transaction(hold) = &hold_samples()[0] else {
+            panic!("a transaction");
+        };
+        let buf = encode(&Record::Transaction(hold.clone()));
+        let payload = &buf[RECORD_HEADER_BYTES..];
+        let mut r = Reader::new(payload);
+        r.u8().expect("kind");
+        r.str().expect("book");
+        r.seq().expect("seq");
+        r.timestamp().expect("time");
+        r.array::<16>().expect("id");
+        r.str().expect("key");
+        r.array::<32>().expect("hash");
+        r.u8().expect("occurred_at tag");
+        r.opt_str().expect("memo");
+        r.opt_str().expect("metadata");
+        let status_at = r.at;
+        assert_eq!(r.u8(), Ok(1), "pending");
+        let expires_tag_at = r.at;
+        assert_eq!(r.u8(), Ok(1), "an expiry");
+        r.timestamp().expect("expires_at");
+        let pending_tag_at = r.at;
+        assert_eq!(r.u8(), Ok(0), "no hold of its own");
+        // Expired is never committed; tags are 0 or 1.
+        for (at, bad) in [
+            (status_at, 3u8),
+            (status_at, 9),
+            (expires_tag_at, 2),
+            (pending_tag_at, 2),
+        ] {
+            let mut broken = payload.to_vec();
+            broken[at] = bad;
+            assert!(decode_payload(&broken).is_err(), "byte {at} = {bad}");
+        }
+    }
+
+    /// The seeds of the `log_record` fuzz target were cut from a log that
+    /// a build before holds wrote: they still decode, as posted
+    /// transactions with no expiry and no hold.
+    #[test]
+    fn records_written_before_holds_decode_as_posted() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/log_record");
+        let mut transactions = 0;
+        for name in [
+            "transaction_0",
+            "transaction_1",
+            "frame_0",
+            "frame_1",
+            "frame_2",
+        ] {
+            let Ok(seed) = std::fs::read(dir.join(name)) else {
+                continue;
+            };
+            let payloads: Vec<&[u8]> = match seed.split_first() {
+                Some((0, frame)) => {
+                    let header = check_frame_header(frame).expect("a frame");
+                    check_frame_body(&frame[FRAME_HEADER_BYTES..], header.records)
+                        .expect("its records")
+                        .into_iter()
+                        .map(|(_, p)| p)
+                        .collect()
+                }
+                Some((_, payload)) => vec![payload],
+                None => Vec::new(),
+            };
+            for payload in payloads {
+                if payload.first() != Some(&KIND_TRANSACTION) {
+                    continue;
+                }
+                let Ok(Record::Transaction(t)) = decode_payload(payload) else {
+                    panic!("{name}: an old transaction no longer decodes");
+                };
+                assert_eq!(t.commit.status, TxStatus::Posted);
+                assert_eq!(t.commit.expires_at, None);
+                assert_eq!(t.commit.pending_tx_id, None);
+                transactions += 1;
+            }
+        }
+        assert!(
+            transactions > 0,
+            "no seed transactions found in {}",
+            dir.display()
+        );
+    }
+
     #[test]
     fn varints_refuse_overlong_and_oversized_forms() {
         // 1 encoded with a redundant zero group.

@@ -733,8 +733,9 @@ fn load(
         .flat_map(|d| d.postings.iter().map(|p| (&p.account, &p.asset)))
         .chain(hold_pairs.iter().map(|(a, s)| (a, s)));
     // Holds due at the commit time reserve nothing any more, though their
-    // `hold_expired` events may not be appended yet.
-    let due = due_holds(state, head, book, committed_at);
+    // `hold_expired` events may not be appended yet. Read once, and only
+    // if some pair of the batch holds anything.
+    let mut due: Option<Vec<Commit>> = None;
     let mut seen: HashSet<(&AccountName, &AssetCode)> = HashSet::new();
     {
         for (account, asset) in legs {
@@ -769,6 +770,7 @@ fn load(
                 }
                 let mut held = raw_held(state, head, book, &pair);
                 if !held.is_zero() {
+                    let due = due.get_or_insert_with(|| due_holds(state, head, book, committed_at));
                     for p in due.iter().flat_map(|c| &c.postings) {
                         if p.account == *account && p.asset == *asset {
                             let total = match p.side {

@@ -44,6 +44,20 @@
 //!
 //! Reads run on the caller's thread: index lookups, then short `pread`s of
 //! records that the page cache (or the tail cache) usually holds.
+//!
+//! # Holds
+//!
+//! A hold (`Intent::Hold`) is a transaction record with status `pending`
+//! (record kind 4); a settle or a void is one that names it, and an expiry
+//! is a `hold_expired` record (kind 5) that `expire_holds` appends under the
+//! writer's ordering, so each hold ends exactly once. The indexes keep, per
+//! book, every hold's place and status (about 120 bytes each), the legs of
+//! the pending ones, their expiries in order (for `due_holds`), and per
+//! (account, asset) what the pending holds reserve. A hold past its
+//! `expires_at` reserves nothing from that instant on, before its expiry
+//! record too: the writer and the readers take the due holds' legs off.
+//! Balances `as_of` an instant scan the book's holds committed by then and
+//! read the records of those that ended since (in memory: the pending ones).
 
 #[cfg(not(unix))]
 compile_error!("talea-store-log needs a Unix system (pread, pwrite, flock)");

@@ -531,12 +531,19 @@ fn commit(
     Ok(outcomes(verdicts))
 }
 
-/// Ends every pending hold of `book` due at the commit time taken now:
-/// one `hold_expired` record each, earliest expiry first.
+/// Most holds one `expire_holds` call ends (their records take about
+/// 40 bytes each, so a call's frame stays far below `FRAME_BYTES_MAX`); the
+/// rest stay due, and the next call ends them.
+const EXPIRIES_PER_CALL_MAX: usize = 100_000;
+
+/// Ends every pending hold of `book` due at the commit time taken now (up
+/// to [`EXPIRIES_PER_CALL_MAX`]): one `hold_expired` record each, earliest
+/// expiry first.
 fn expire(state: &State, frame: &mut Frame, book: &BookName) -> Result<Vec<Expiry>, StoreError> {
     let head = book_head(&mut frame.overlay.books, state, book);
     let committed_at = commit_time(head.last_time);
-    let due = due_holds(state, head, book, committed_at);
+    let mut due = due_holds(state, head, book, committed_at);
+    due.truncate(EXPIRIES_PER_CALL_MAX);
     if due.is_empty() {
         return Ok(Vec::new());
     }

@@ -590,7 +590,7 @@ async fn holds_replay_after_reopening() {
         let store = seeded(dir.path(), &b).await;
         open(&store, &b, "carol", None).await;
         commit_all(&store, &b, &[deposit("d", 100)]).await;
-        let soon = Timestamp::from_micros(now().micros() + 300_000);
+        let soon = Timestamp::from_micros(now().micros() + 600_000);
         let expired = committed(&store, &b, hold("e", "alice", 7, Some(soon))).await;
         let settled = committed(&store, &b, hold("s", "alice", 10, None)).await;
         let voided = committed(&store, &b, hold("v", "alice", 20, None)).await;
@@ -603,7 +603,7 @@ async fn holds_replay_after_reopening() {
         )
         .await;
         committed(&store, &b, void("v-1", voided.tx_id)).await;
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        tokio::time::sleep(Duration::from_millis(700)).await;
         assert_eq!(store.expire_holds(&b).await.expect("expire").len(), 1);
         let incoming = talea_testkit::domain::transfer("in", "carol", "hot", 5).into_hold(None);
         committed(&store, &b, incoming).await;
@@ -652,4 +652,71 @@ async fn holds_replay_after_reopening() {
             .expect("due")
             .is_empty()
     );
+}
+
+#[tokio::test]
+async fn settles_racing_the_expiry_end_each_hold_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = book("expiry-race");
+    let store = seeded(dir.path(), &b).await;
+    commit_all(&store, &b, &[deposit("d", 1000)]).await;
+    let mut holds = Vec::new();
+    for i in 0..8 {
+        // Expiries spread around the moment the racers start.
+        let at = Timestamp::from_micros(now().micros() + 400_000 + i * 10_000);
+        holds.push(committed(&store, &b, hold(&format!("h{i}"), "alice", 10, Some(at))).await);
+    }
+    tokio::time::sleep(Duration::from_millis(420)).await;
+    let settles = holds.iter().enumerate().map(|(i, h)| {
+        let (store, b, draft) = (
+            store.clone(),
+            b.clone(),
+            settle(&format!("s{i}"), h.tx_id, None),
+        );
+        tokio::spawn(async move { store.commit_batch(&b, &[draft]).await })
+    });
+    let expirer = {
+        let (store, b) = (store.clone(), b.clone());
+        tokio::spawn(async move {
+            let mut all = Vec::new();
+            for _ in 0..30 {
+                all.extend(store.expire_holds(&b).await.expect("expire"));
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            all
+        })
+    };
+    let settled: Vec<Outcome> = futures::future::join_all(settles)
+        .await
+        .into_iter()
+        .flat_map(|r| r.expect("join").expect("commit"))
+        .collect();
+    let expired = expirer.await.expect("join");
+    for (h, outcome) in holds.iter().zip(&settled) {
+        let by_expiry = expired.iter().filter(|e| e.hold.tx_id == h.tx_id).count();
+        match outcome {
+            Outcome::Committed(_) => assert_eq!(by_expiry, 0, "settled and expired"),
+            Outcome::Rejected(Rejection::HoldNotPending {
+                status: TxStatus::Expired,
+                ended_by: None,
+            }) => assert!(by_expiry <= 1),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    // Every hold ends: the expirer ends what no settle did, exactly once.
+    let ended: usize = settled
+        .iter()
+        .filter(|o| matches!(o, Outcome::Committed(_)))
+        .count()
+        + expired.len();
+    let remaining = store.expire_holds(&b).await.expect("expire").len();
+    assert_eq!(ended + remaining, holds.len());
+    assert_eq!(
+        btc_of(&store, &b, "alice", None).await.map(|r| r.1),
+        Some(0)
+    );
+    let before = snapshot(&store, &b).await;
+    drop(store);
+    let store = LogStore::open(dir.path()).expect("reopen");
+    assert_eq!(snapshot(&store, &b).await, before);
 }

@@ -8,7 +8,7 @@
 
 use talea_core::{
     Account, AccountKind, AccountName, Amount, Asset, AssetCode, BookName, Commit, Decimal,
-    IdempotencyKey, Scale, Side, StoredPosting, Timestamp, TxId, limits,
+    IdempotencyKey, Scale, Side, StoredPosting, Timestamp, TxId, TxStatus, limits,
 };
 
 /// The first eight bytes of every log file.
@@ -33,6 +33,13 @@ pub const FRAME_BYTES_MAX: usize = 64 << 20;
 const KIND_ASSET: u8 = 1;
 const KIND_ACCOUNT_OPENED: u8 = 2;
 const KIND_TRANSACTION: u8 = 3;
+/// A transaction with a status other than plain posted: a hold, a settle,
+/// a void (kind 3's fields, then status, `expires_at`, `pending_tx_id`, and
+/// 0 to 256 postings). Plain posted transactions keep kind 3, so logs
+/// written before holds read unchanged and a post costs what it did.
+const KIND_TRANSACTION_V2: u8 = 4;
+/// A hold reached its `expires_at` unsettled (an event of its book).
+const KIND_HOLD_EXPIRED: u8 = 5;
 
 /// Why bytes could not be decoded. The caller adds where they were.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +79,52 @@ pub enum Record {
     AccountOpened(Account),
     /// A transaction was committed (an event of its book).
     Transaction(TxRecord),
+    /// A hold of the book expired (an event of its book).
+    HoldExpired(ExpiryRecord),
+}
+
+/// A hold's expiry as stored: the event's place and time, and the hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiryRecord {
+    /// The hold's book.
+    pub book: BookName,
+    /// The event's seq in the book.
+    pub seq: u64,
+    /// The event's commit time.
+    pub committed_at: Timestamp,
+    /// The hold that expired.
+    pub hold: TxId,
+}
+
+impl TxRecord {
+    /// Whether the layout of kind 3 (before holds) can hold it.
+    fn is_plain(&self) -> bool {
+        let c = &self.commit;
+        c.status == TxStatus::Posted
+            && c.expires_at.is_none()
+            && c.pending_tx_id.is_none()
+            && (limits::POSTINGS_MIN..=limits::POSTINGS_MAX).contains(&c.postings.len())
+    }
+}
+
+/// The stored code of a committed status (`Expired` is never committed:
+/// an expiry is its own record).
+fn status_code(status: TxStatus) -> u8 {
+    match status {
+        TxStatus::Posted => 0,
+        TxStatus::Pending => 1,
+        TxStatus::Voided => 2,
+        TxStatus::Expired => 3,
+    }
+}
+
+fn status_of(code: u8) -> Result<TxStatus, Malformed> {
+    match code {
+        0 => Ok(TxStatus::Posted),
+        1 => Ok(TxStatus::Pending),
+        2 => Ok(TxStatus::Voided),
+        other => Err(Malformed::new(format!("transaction status {other}"))),
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -306,9 +359,21 @@ fn encode_payload(buf: &mut Vec<u8>, record: &Record) {
             }
             w.str(&a.metadata);
         }
+        Record::HoldExpired(e) => {
+            w.u8(KIND_HOLD_EXPIRED);
+            w.str(e.book.as_str());
+            w.uvarint(u128::from(e.seq));
+            w.ivarint(i128::from(e.committed_at.micros()));
+            w.bytes(e.hold.0.as_bytes());
+        }
         Record::Transaction(t) => {
             let c = &t.commit;
-            w.u8(KIND_TRANSACTION);
+            let plain = t.is_plain();
+            w.u8(if plain {
+                KIND_TRANSACTION
+            } else {
+                KIND_TRANSACTION_V2
+            });
             w.str(c.book.as_str());
             w.uvarint(u128::from(c.seq));
             w.ivarint(i128::from(c.committed_at.micros()));
@@ -324,6 +389,23 @@ fn encode_payload(buf: &mut Vec<u8>, record: &Record) {
             }
             w.opt_str(c.memo.as_deref());
             w.opt_str(c.metadata.as_deref());
+            if !plain {
+                w.u8(status_code(c.status));
+                match c.expires_at {
+                    Some(at) => {
+                        w.u8(1);
+                        w.ivarint(i128::from(at.micros()));
+                    }
+                    None => w.u8(0),
+                }
+                match c.pending_tx_id {
+                    Some(hold) => {
+                        w.u8(1);
+                        w.bytes(hold.0.as_bytes());
+                    }
+                    None => w.u8(0),
+                }
+            }
             w.uvarint(c.postings.len() as u128);
             for (p, debits) in c.postings.iter().zip(&t.debits_after) {
                 w.str(p.account.as_str());
@@ -379,14 +461,22 @@ pub fn decode_payload(payload: &[u8]) -> Result<Record, Malformed> {
                 opened_at,
             })
         }
-        KIND_TRANSACTION => Record::Transaction(decode_transaction(&mut r)?),
+        KIND_TRANSACTION => Record::Transaction(decode_transaction(&mut r, false)?),
+        KIND_TRANSACTION_V2 => Record::Transaction(decode_transaction(&mut r, true)?),
+        KIND_HOLD_EXPIRED => Record::HoldExpired(ExpiryRecord {
+            book: parse(r.str()?, BookName::parse, "book name")?,
+            seq: r.seq()?,
+            committed_at: r.timestamp()?,
+            hold: TxId(uuid::Uuid::from_bytes(r.array()?)),
+        }),
         other => return Err(Malformed::new(format!("unknown record kind {other}"))),
     };
     r.finish()?;
     Ok(record)
 }
 
-fn decode_transaction(r: &mut Reader<'_>) -> Result<TxRecord, Malformed> {
+/// Decodes a transaction of kind 3 (`v2` false: plain posted) or kind 4.
+fn decode_transaction(r: &mut Reader<'_>, v2: bool) -> Result<TxRecord, Malformed> {
     let book = parse(r.str()?, BookName::parse, "book name")?;
     let seq = r.seq()?;
     let committed_at = r.timestamp()?;
@@ -400,8 +490,27 @@ fn decode_transaction(r: &mut Reader<'_>) -> Result<TxRecord, Malformed> {
     };
     let memo = r.opt_str()?;
     let metadata = r.opt_str()?;
+    let (status, expires_at, pending_tx_id) = if v2 {
+        let status = status_of(r.u8()?)?;
+        let expires_at = match r.u8()? {
+            0 => None,
+            1 => Some(r.timestamp()?),
+            other => return Err(Malformed::new(format!("option tag {other}"))),
+        };
+        let pending_tx_id = match r.u8()? {
+            0 => None,
+            1 => Some(TxId(uuid::Uuid::from_bytes(r.array()?))),
+            other => return Err(Malformed::new(format!("option tag {other}"))),
+        };
+        (status, expires_at, pending_tx_id)
+    } else {
+        (TxStatus::Posted, None, None)
+    };
     let count = r.uvarint()?;
-    if !(limits::POSTINGS_MIN as u128..=limits::POSTINGS_MAX as u128).contains(&count) {
+    // A void has no postings; so may a kind 4 record of any status (the
+    // store's replay checks what each status needs).
+    let least = if v2 { 0 } else { limits::POSTINGS_MIN as u128 };
+    if !(least..=limits::POSTINGS_MAX as u128).contains(&count) {
         return Err(Malformed::new(format!("{count} postings")));
     }
     // Bounded by POSTINGS_MAX just above.
@@ -445,6 +554,9 @@ fn decode_transaction(r: &mut Reader<'_>) -> Result<TxRecord, Malformed> {
             occurred_at,
             memo,
             metadata,
+            status,
+            expires_at,
+            pending_tx_id,
         },
         request_hash,
         debits_after,
@@ -696,6 +808,16 @@ mod tests {
             })
     }
 
+    fn status() -> impl Strategy<Value = TxStatus> {
+        prop_oneof![
+            Just(TxStatus::Posted),
+            Just(TxStatus::Pending),
+            Just(TxStatus::Voided),
+        ]
+    }
+
+    /// Plain posted transactions (kind 3) and every other status with any
+    /// expiry and hold reference (kind 4), with 0 to 8 postings.
     fn transaction() -> impl Strategy<Value = TxRecord> {
         (
             (book(), 1..=u64::MAX, timestamp(), any::<u128>(), key()),
@@ -703,7 +825,12 @@ mod tests {
             proptest::option::of(timestamp()),
             proptest::option::of(any::<String>()),
             proptest::option::of(any::<String>()),
-            proptest::collection::vec(posting(), 2..=8),
+            proptest::collection::vec(posting(), 0..=8),
+            (
+                status(),
+                proptest::option::of(timestamp()),
+                proptest::option::of(any::<u128>()),
+            ),
         )
             .prop_map(
                 |(
@@ -713,6 +840,7 @@ mod tests {
                     memo,
                     metadata,
                     legs,
+                    (status, expires_at, pending),
                 )| {
                     let (postings, debits_after) = legs.into_iter().unzip();
                     TxRecord {
@@ -726,6 +854,9 @@ mod tests {
                             occurred_at,
                             memo,
                             metadata,
+                            status,
+                            expires_at,
+                            pending_tx_id: pending.map(|p| TxId(uuid::Uuid::from_u128(p))),
                         },
                         request_hash: hash,
                         debits_after,
@@ -739,6 +870,14 @@ mod tests {
             asset().prop_map(Record::Asset),
             account().prop_map(Record::AccountOpened),
             transaction().prop_map(Record::Transaction),
+            (book(), 1..=u64::MAX, timestamp(), any::<u128>()).prop_map(
+                |(book, seq, committed_at, hold)| Record::HoldExpired(ExpiryRecord {
+                    book,
+                    seq,
+                    committed_at,
+                    hold: TxId(uuid::Uuid::from_u128(hold)),
+                })
+            ),
         ]
     }
 
@@ -812,6 +951,160 @@ mod tests {
             prop_assert_eq!(r.ivarint().expect("i"), i);
             prop_assert!(r.finish().is_ok());
         }
+    }
+
+    /// A hold (kind 4), a void of it (kind 4, no postings) and its
+    /// expiry (kind 5), and the same legs posted (kind 3).
+    fn hold_samples() -> Vec<Record> {
+        let leg = |account: &str, side, after| StoredPosting {
+            account: AccountName::parse(account).expect("account"),
+            asset: AssetCode::parse("BTC").expect("asset"),
+            side,
+            amount: Amount::from_minor(30),
+            balance_after: Amount::from_minor(after),
+        };
+        let commit = |seq: u64, status, legs: Vec<StoredPosting>| Commit {
+            tx_id: TxId(uuid::Uuid::from_u128(u128::from(seq))),
+            book: BookName::parse("main").expect("book"),
+            seq,
+            committed_at: Timestamp::from_micros(1_700_000_000_000_000 + seq as i64),
+            idempotency_key: IdempotencyKey::parse(&format!("k{seq}")).expect("key"),
+            postings: legs,
+            occurred_at: None,
+            memo: None,
+            metadata: None,
+            status,
+            expires_at: None,
+            pending_tx_id: None,
+        };
+        let legs = vec![
+            leg("alice", Side::Debit, -100),
+            leg("hot", Side::Credit, 100),
+        ];
+        let mut hold = commit(4, TxStatus::Pending, legs.clone());
+        hold.expires_at = Some(Timestamp::from_micros(1_800_000_000_000_000));
+        let mut void = commit(5, TxStatus::Voided, Vec::new());
+        void.pending_tx_id = Some(hold.tx_id);
+        let tx = |commit: Commit| {
+            Record::Transaction(TxRecord {
+                debits_after: commit.postings.iter().map(|_| 0).collect(),
+                commit,
+                request_hash: [7; 32],
+            })
+        };
+        vec![
+            tx(hold.clone()),
+            tx(void),
+            Record::HoldExpired(ExpiryRecord {
+                book: hold.book.clone(),
+                seq: 6,
+                committed_at: Timestamp::from_micros(1_800_000_000_000_000),
+                hold: hold.tx_id,
+            }),
+            tx(commit(7, TxStatus::Posted, legs)),
+        ]
+    }
+
+    #[test]
+    fn plain_posts_keep_kind_3_and_the_rest_take_kinds_4_and_5() {
+        let kinds: Vec<u8> = hold_samples()
+            .iter()
+            .map(|r| encode(r)[RECORD_HEADER_BYTES])
+            .collect();
+        assert_eq!(kinds, vec![4, 4, 5, 3]);
+        for record in hold_samples() {
+            let buf = encode(&record);
+            let (payload, _) = check_record(&buf).expect("checks");
+            assert_eq!(decode_payload(payload), Ok(record));
+        }
+    }
+
+    #[test]
+    fn kind_4_refuses_an_expired_status_and_bad_tags() {
+        let Record::Transaction(hold) = &hold_samples()[0] else {
+            panic!("a transaction");
+        };
+        let buf = encode(&Record::Transaction(hold.clone()));
+        let payload = &buf[RECORD_HEADER_BYTES..];
+        let mut r = Reader::new(payload);
+        r.u8().expect("kind");
+        r.str().expect("book");
+        r.seq().expect("seq");
+        r.timestamp().expect("time");
+        r.array::<16>().expect("id");
+        r.str().expect("key");
+        r.array::<32>().expect("hash");
+        r.u8().expect("occurred_at tag");
+        r.opt_str().expect("memo");
+        r.opt_str().expect("metadata");
+        let status_at = r.at;
+        assert_eq!(r.u8(), Ok(1), "pending");
+        let expires_tag_at = r.at;
+        assert_eq!(r.u8(), Ok(1), "an expiry");
+        r.timestamp().expect("expires_at");
+        let pending_tag_at = r.at;
+        assert_eq!(r.u8(), Ok(0), "no hold of its own");
+        // Expired is never committed; tags are 0 or 1.
+        for (at, bad) in [
+            (status_at, 3u8),
+            (status_at, 9),
+            (expires_tag_at, 2),
+            (pending_tag_at, 2),
+        ] {
+            let mut broken = payload.to_vec();
+            broken[at] = bad;
+            assert!(decode_payload(&broken).is_err(), "byte {at} = {bad}");
+        }
+    }
+
+    /// The seeds of the `log_record` fuzz target were cut from a log that
+    /// a build before holds wrote: they still decode, as posted
+    /// transactions with no expiry and no hold.
+    #[test]
+    fn records_written_before_holds_decode_as_posted() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/log_record");
+        let mut transactions = 0;
+        for name in [
+            "transaction_0",
+            "transaction_1",
+            "frame_0",
+            "frame_1",
+            "frame_2",
+        ] {
+            let Ok(seed) = std::fs::read(dir.join(name)) else {
+                continue;
+            };
+            let payloads: Vec<&[u8]> = match seed.split_first() {
+                Some((0, frame)) => {
+                    let header = check_frame_header(frame).expect("a frame");
+                    check_frame_body(&frame[FRAME_HEADER_BYTES..], header.records)
+                        .expect("its records")
+                        .into_iter()
+                        .map(|(_, p)| p)
+                        .collect()
+                }
+                Some((_, payload)) => vec![payload],
+                None => Vec::new(),
+            };
+            for payload in payloads {
+                if payload.first() != Some(&KIND_TRANSACTION) {
+                    continue;
+                }
+                let Ok(Record::Transaction(t)) = decode_payload(payload) else {
+                    panic!("{name}: an old transaction no longer decodes");
+                };
+                assert_eq!(t.commit.status, TxStatus::Posted);
+                assert_eq!(t.commit.expires_at, None);
+                assert_eq!(t.commit.pending_tx_id, None);
+                transactions += 1;
+            }
+        }
+        assert!(
+            transactions > 0,
+            "no seed transactions found in {}",
+            dir.display()
+        );
     }
 
     #[test]

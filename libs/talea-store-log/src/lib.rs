@@ -44,6 +44,27 @@
 //!
 //! Reads run on the caller's thread: index lookups, then short `pread`s of
 //! records that the page cache (or the tail cache) usually holds.
+//!
+//! # Holds
+//!
+//! A hold (`Intent::Hold`) is a transaction record with status `pending`
+//! (record kind 4); a settle or a void is one that names it, and an expiry
+//! is a `hold_expired` record (kind 5) that `expire_holds` appends under the
+//! writer's ordering, so each hold ends exactly once. The indexes keep, per
+//! book, every hold's place and status (about 120 bytes each), the legs of
+//! the pending ones, their expiries in order (for `due_holds`), and per
+//! (account, asset) what the pending holds reserve. A hold past its
+//! `expires_at` reserves nothing from that instant on, before its expiry
+//! record too: the writer and the readers take the due holds' legs off.
+//! Balances `as_of` an instant scan the book's holds committed by then and
+//! read the records of those that ended since (in memory: the pending ones).
+//!
+//! Measured with `talea-store-log-load --holds` (each round a batch of 64
+//! holds, then a batch settling each whole; release build, on the 2-core
+//! machine while other builds ran): 164 bytes of log and about 170 bytes of
+//! index per event (an ended hold keeps its ~120-byte entry), and each
+//! batch took about as long as a batch of plain posts on the same machine
+//! (p50 6.5 ms per hold-then-settle round, 3.5 ms per plain batch).
 
 #[cfg(not(unix))]
 compile_error!("talea-store-log needs a Unix system (pread, pwrite, flock)");
@@ -69,8 +90,8 @@ use talea_core::{
     TxId,
 };
 use talea_store::{
-    AccountPosting, Backend, Balance, BalanceCut, BookBatch, BookInfo, Notice, NoticeBus, Opened,
-    Outcome, Registered, Store, StoreError, TrialRow,
+    AccountPosting, Backend, Balance, BalanceCut, BookBatch, BookInfo, DueHold, Expiry, Notice,
+    NoticeBus, Opened, Outcome, Registered, Store, StoreError, TrialRow,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -114,7 +135,7 @@ impl Default for LogConfig {
 /// Figures about an open store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogStats {
-    /// Events (account opens and transactions) across books.
+    /// Events (account opens, transactions and hold expiries) across books.
     pub events: u64,
     /// Bytes of the log file that are durable and indexed.
     pub log_bytes: u64,
@@ -380,7 +401,7 @@ impl Store for LogStore {
         account: &AccountName,
         as_of: Option<Timestamp>,
     ) -> Result<Vec<Balance>, StoreError> {
-        Ok(read::balances(&self.inner.shared, book, account, as_of))
+        read::balances(&self.inner.shared, book, account, as_of)
     }
 
     async fn balance_cut(
@@ -437,6 +458,15 @@ impl Store for LogStore {
         limit: u32,
     ) -> Result<Vec<Event>, StoreError> {
         read::events(&self.inner.shared, book, after_seq, limit)
+    }
+
+    async fn expire_holds(&self, book: &BookName) -> Result<Vec<Expiry>, StoreError> {
+        let book = book.clone();
+        self.call(|reply| Request::Expire(book, reply)).await
+    }
+
+    async fn due_holds(&self, until: Timestamp, limit: u32) -> Result<Vec<DueHold>, StoreError> {
+        Ok(read::due_holds(&self.inner.shared, until, limit))
     }
 
     async fn watch(&self) -> Result<tokio::sync::broadcast::Receiver<Notice>, StoreError> {

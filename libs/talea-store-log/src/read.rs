@@ -11,15 +11,17 @@ use std::collections::HashMap;
 
 use talea_core::{
     Account, AccountName, Amount, Asset, AssetCode, BookName, Commit, Event, EventKind, Side,
-    Timestamp, TxId,
+    Timestamp, TxId, TxStatus,
 };
+use talea_store::plan::Pair;
 use talea_store::{
-    AccountBalances, AccountPosting, Balance, BalanceCut, BookInfo, StoreError, TrialRow,
+    AccountBalances, AccountPosting, Balance, BalanceCut, BookInfo, DueHold, Held, StoreError,
+    TrialRow,
 };
 
 use crate::codec::{Record, TxRecord};
-use crate::state::EntryRef;
-use crate::writer::Shared;
+use crate::state::{Book, EntryKind, EntryRef, PairState};
+use crate::writer::{Shared, now};
 
 fn corrupt(what: String) -> StoreError {
     StoreError::Corrupt(what)
@@ -40,19 +42,48 @@ fn transaction_at(
     }
 }
 
-/// Reads the event at `entry` of `book`.
-fn event_at(shared: &Shared, book: &BookName, entry: EntryRef) -> Result<Event, StoreError> {
+/// Reads the event at `entry` of `book`; an expiry's hold is read from
+/// the offset `hold_at` gives for its id.
+fn event_at(
+    shared: &Shared,
+    book: &BookName,
+    entry: EntryRef,
+    hold_at: &dyn Fn(TxId) -> Option<u64>,
+) -> Result<Event, StoreError> {
     let event = match shared.file.read_record(entry.offset)? {
-        Record::AccountOpened(a) if entry.is_account => Event {
+        Record::AccountOpened(a) if entry.kind == EntryKind::Account => Event {
             seq: a.seq,
             committed_at: a.opened_at,
             kind: EventKind::AccountOpened(a),
         },
-        Record::Transaction(t) if !entry.is_account => Event {
+        Record::Transaction(t) if entry.kind == EntryKind::Transaction => Event {
             seq: t.commit.seq,
             committed_at: t.commit.committed_at,
             kind: EventKind::Transaction(t.commit),
         },
+        Record::HoldExpired(e) if entry.kind == EntryKind::Expiry && e.book == *book => {
+            let offset = hold_at(e.hold).ok_or_else(|| {
+                corrupt(format!(
+                    "book {book}, seq {}: hold {} that expired is not indexed",
+                    e.seq, e.hold.0
+                ))
+            })?;
+            let mut hold = match shared.file.read_record(offset)? {
+                Record::Transaction(t) if t.commit.tx_id == e.hold => t.commit,
+                other => {
+                    return Err(corrupt(format!(
+                        "book {book}: hold {} is indexed at offset {offset}, which holds {other:?}",
+                        e.hold.0
+                    )));
+                }
+            };
+            hold.status = TxStatus::Expired;
+            Event {
+                seq: e.seq,
+                committed_at: e.committed_at,
+                kind: EventKind::HoldExpired(hold),
+            }
+        }
         other => {
             return Err(corrupt(format!(
                 "book {book}, seq {}: the record at offset {} is not the event indexed: {other:?}",
@@ -62,7 +93,7 @@ fn event_at(shared: &Shared, book: &BookName, entry: EntryRef) -> Result<Event, 
     };
     let belongs = match &event.kind {
         EventKind::AccountOpened(a) => a.book == *book,
-        EventKind::Transaction(c) => c.book == *book,
+        EventKind::Transaction(c) | EventKind::HoldExpired(c) => c.book == *book,
     };
     if !belongs || event.seq != entry.seq {
         return Err(corrupt(format!(
@@ -131,42 +162,184 @@ pub fn accounts(
         .collect()
 }
 
-/// An account's storage balances, now or as of a commit time.
+/// Adds (`add`) or takes away a leg's amount to held amounts; `None`
+/// outside 128 bits or below zero.
+fn move_held(held: &mut Held, side: Side, amount: Amount, add: bool) -> Option<()> {
+    let total = match side {
+        Side::Debit => &mut held.debits,
+        Side::Credit => &mut held.credits,
+    };
+    *total = if add {
+        total.checked_add(amount)?
+    } else {
+        total.checked_sub(amount).filter(|a| *a >= Amount::ZERO)?
+    };
+    Some(())
+}
+
+/// Adds a hold's legs (on `account` only, if given) to `held`.
+fn add_legs(
+    held: &mut HashMap<Pair, Held>,
+    hold: &Commit,
+    account: Option<&AccountName>,
+) -> Result<(), StoreError> {
+    for p in &hold.postings {
+        if account.is_some_and(|a| *a != p.account) {
+            continue;
+        }
+        let slot = held
+            .entry((p.account.clone(), p.asset.clone()))
+            .or_default();
+        move_held(slot, p.side, p.amount, true).ok_or_else(|| {
+            corrupt(format!(
+                "book {}: held amounts of {} leave 128 bits",
+                hold.book, p.account
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+/// What the holds due at `at` (pending, `expires_at` at or before it)
+/// hold, per pair (of `account` only, if given): what readers take off a
+/// pair's `held` for the amounts live now.
+fn due_legs(
+    b: &Book,
+    at: Timestamp,
+    account: Option<&AccountName>,
+) -> Result<HashMap<Pair, Held>, StoreError> {
+    let mut due = HashMap::new();
+    for (_, hold) in b.due(at) {
+        if let Some(live) = hold.live.as_deref() {
+            add_legs(&mut due, live, account)?;
+        }
+    }
+    Ok(due)
+}
+
+/// A pair's held amounts live now: all pending holds' less the due ones'.
+fn live_held(pair: &PairState, due: &HashMap<Pair, Held>, key: &Pair) -> Held {
+    let mut held = pair.held;
+    if let Some(gone) = due.get(key) {
+        held.debits = held
+            .debits
+            .checked_sub(gone.debits)
+            .unwrap_or(Amount::ZERO)
+            .max(Amount::ZERO);
+        held.credits = held
+            .credits
+            .checked_sub(gone.credits)
+            .unwrap_or(Amount::ZERO)
+            .max(Amount::ZERO);
+    }
+    held
+}
+
+/// What the book's holds reserved at the instant `at` (its last seq
+/// `cut`), per pair (of `account` only, if given): from the holds still
+/// pending, and the offsets of ended holds whose legs must be read.
+fn held_at(
+    b: &Book,
+    (cut, at): (u64, Timestamp),
+    account: Option<&AccountName>,
+) -> Result<(HashMap<Pair, Held>, Vec<u64>), StoreError> {
+    let mut held = HashMap::new();
+    let mut to_read = Vec::new();
+    for (_, hold) in b.holds_in_order().take_while(|(seq, _)| *seq <= cut) {
+        if !hold.held_at(cut, at) {
+            continue;
+        }
+        match hold.live.as_deref() {
+            Some(live) => add_legs(&mut held, live, account)?,
+            None => to_read.push(hold.offset),
+        }
+    }
+    Ok((held, to_read))
+}
+
+/// Adds the legs of the ended holds at `offsets` to `held`.
+fn read_held(
+    shared: &Shared,
+    book: &BookName,
+    offsets: Vec<u64>,
+    account: Option<&AccountName>,
+    held: &mut HashMap<Pair, Held>,
+) -> Result<(), StoreError> {
+    for offset in offsets {
+        match shared.file.read_record(offset)? {
+            Record::Transaction(t) if t.commit.book == *book => {
+                add_legs(held, &t.commit, account)?;
+            }
+            other => {
+                return Err(corrupt(format!(
+                    "book {book}: a hold is indexed at offset {offset}, which holds {other:?}"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether a pair has a row at `cut`: a posting at or before it, or a hold.
+fn exists_at(pair: &PairState, cut: u64) -> bool {
+    pair.as_of(cut).is_some() || pair.first_hold.is_some_and(|seq| seq <= cut)
+}
+
+/// An account's storage balances with what holds reserve, now or as of a
+/// commit time.
 pub fn balances(
     shared: &Shared,
     book: &BookName,
     account: &AccountName,
     as_of: Option<Timestamp>,
-) -> Vec<Balance> {
-    let state = shared.state();
-    let Some(b) = state.book(book) else {
-        return Vec::new();
-    };
-    let Some(a) = b.account(account) else {
-        return Vec::new();
-    };
-    match as_of {
-        None => a
-            .assets
-            .iter()
-            .map(|(asset, pair)| Balance {
-                asset: asset.clone(),
-                balance: Amount::from_minor(pair.totals.balance),
-            })
-            .collect(),
-        Some(at) => {
-            let cut = b.cut(at);
-            a.assets
-                .iter()
-                .filter_map(|(asset, pair)| {
-                    pair.as_of(cut).map(|e| Balance {
+) -> Result<Vec<Balance>, StoreError> {
+    let (mut out, to_read, mut held) = {
+        let state = shared.state();
+        let Some(b) = state.book(book) else {
+            return Ok(Vec::new());
+        };
+        let Some(a) = b.account(account) else {
+            return Ok(Vec::new());
+        };
+        match as_of {
+            None => {
+                let due = due_legs(b, now(), Some(account))?;
+                let out: Vec<Balance> = a
+                    .assets
+                    .iter()
+                    .map(|(asset, pair)| Balance {
                         asset: asset.clone(),
-                        balance: Amount::from_minor(e.balance()),
+                        balance: Amount::from_minor(pair.totals.balance),
+                        held: live_held(pair, &due, &(account.clone(), asset.clone())),
                     })
-                })
-                .collect()
+                    .collect();
+                return Ok(out);
+            }
+            Some(at) => {
+                let cut = b.cut(at);
+                let (held, to_read) = held_at(b, (cut, at), Some(account))?;
+                let out: Vec<Balance> = a
+                    .assets
+                    .iter()
+                    .filter(|(_, pair)| exists_at(pair, cut))
+                    .map(|(asset, pair)| Balance {
+                        asset: asset.clone(),
+                        balance: Amount::from_minor(pair.as_of(cut).map_or(0, |e| e.balance())),
+                        held: Held::default(),
+                    })
+                    .collect();
+                (out, to_read, held)
+            }
         }
+    };
+    read_held(shared, book, to_read, Some(account), &mut held)?;
+    for row in &mut out {
+        row.held = held
+            .get(&(account.clone(), row.asset.clone()))
+            .copied()
+            .unwrap_or_default();
     }
+    Ok(out)
 }
 
 /// The book's balances with its head seq, all read under one hold of the
@@ -182,6 +355,8 @@ pub fn balance_cut(
     let b = state.book(book)?;
     let committed_at = b.last_time().filter(|_| b.last_seq() > 0)?;
     let mut cut = BalanceCut::new(b.last_seq(), committed_at);
+    // Corrupt held sums cannot be told apart here: they read as none due.
+    let due = due_legs(b, now(), None).unwrap_or_default();
     let balances = |a: &crate::state::AccountState| AccountBalances {
         account: a.account.name.clone(),
         kind: a.account.kind,
@@ -191,6 +366,7 @@ pub fn balance_cut(
             .map(|(asset, pair)| Balance {
                 asset: asset.clone(),
                 balance: Amount::from_minor(pair.totals.balance),
+                held: live_held(pair, &due, &(a.account.name.clone(), asset.clone())),
             })
             .collect(),
     };
@@ -226,18 +402,37 @@ pub fn trial_balance(
     }
     let mut rows = Vec::new();
     let mut pending = Vec::new();
-    {
+    let (mut held, to_read) = {
         let state = shared.state();
         let Some(b) = state.book(book) else {
             return Ok(Vec::new());
         };
         let cut = as_of.map(|at| b.cut(at));
+        let (due, held, to_read) = match (cut, as_of) {
+            (Some(cut), Some(at)) => {
+                let (held, to_read) = held_at(b, (cut, at), None)?;
+                (HashMap::new(), held, to_read)
+            }
+            _ => (due_legs(b, now(), None)?, HashMap::new(), Vec::new()),
+        };
         for a in b.accounts() {
             for (asset, pair) in &a.assets {
                 let (debits, credits) = match cut {
                     None => (pair.totals.debits, pair.totals.credits),
+                    Some(cut) if !exists_at(pair, cut) => continue,
                     Some(cut) => {
-                        let Some(e) = pair.as_of(cut) else { continue };
+                        let Some(e) = pair.as_of(cut) else {
+                            // Only held by then: no totals yet.
+                            rows.push(TrialRow {
+                                account: a.account.name.clone(),
+                                kind: a.account.kind,
+                                asset: asset.clone(),
+                                debits: Amount::ZERO,
+                                credits: Amount::ZERO,
+                                held: Held::default(),
+                            });
+                            continue;
+                        };
                         let entry = b.entry(e.seq).ok_or_else(|| {
                             corrupt(format!("book {book}: history names missing seq {}", e.seq))
                         })?;
@@ -249,13 +444,27 @@ pub fn trial_balance(
                         (0, 0)
                     }
                 };
+                let key = (a.account.name.clone(), asset.clone());
                 rows.push(TrialRow {
-                    account: a.account.name.clone(),
+                    held: match cut {
+                        None => live_held(pair, &due, &key),
+                        Some(_) => Held::default(),
+                    },
+                    account: key.0,
                     kind: a.account.kind,
-                    asset: asset.clone(),
+                    asset: key.1,
                     debits: Amount::from_minor(debits),
                     credits: Amount::from_minor(credits),
                 });
+            }
+        }
+        (held, to_read)
+    };
+    if as_of.is_some() {
+        read_held(shared, book, to_read, None, &mut held)?;
+        for row in &mut rows {
+            if let Some(h) = held.remove(&(row.account.clone(), row.asset.clone())) {
+                row.held = h;
             }
         }
     }
@@ -370,13 +579,51 @@ pub fn transactions(
             return Ok(Vec::new());
         };
         b.entries_after(after_seq)
-            .filter(|e| !e.is_account)
+            .filter(|e| e.kind == EntryKind::Transaction)
             .take(limit as usize)
             .collect()
     };
-    entries
+    let mut commits = entries
         .into_iter()
         .map(|e| transaction_at(shared, book, e).map(|t| t.commit))
+        .collect::<Result<Vec<_>, _>>()?;
+    let state = shared.state();
+    if let Some(b) = state.book(book) {
+        for commit in &mut commits {
+            current_status(b, commit);
+        }
+    }
+    Ok(commits)
+}
+
+/// A hold as it stands now: its status once it ended.
+fn current_status(b: &Book, commit: &mut Commit) {
+    if commit.status == TxStatus::Pending
+        && let Some(hold) = b.hold(&commit.tx_id)
+    {
+        commit.status = hold.status;
+    }
+}
+
+/// Up to `limit` pending holds due at or before `until`, across books,
+/// earliest first.
+pub fn due_holds(shared: &Shared, until: Timestamp, limit: u32) -> Vec<DueHold> {
+    let state = shared.state();
+    let mut due: Vec<(Timestamp, &BookName, u64)> = Vec::new();
+    for (name, b) in state.books() {
+        due.extend(
+            b.due(until)
+                .take(limit as usize)
+                .map(|(expires_at, hold)| (expires_at, name, hold.seq)),
+        );
+    }
+    due.sort_unstable();
+    due.into_iter()
+        .take(limit as usize)
+        .map(|(expires_at, book, _)| DueHold {
+            book: book.clone(),
+            expires_at,
+        })
         .collect()
 }
 
@@ -387,7 +634,11 @@ pub fn transaction(shared: &Shared, tx_id: TxId) -> Result<Option<Commit>, Store
         if let Record::Transaction(t) = shared.file.read_record(offset)?
             && t.commit.tx_id == tx_id
         {
-            return Ok(Some(t.commit));
+            let mut commit = t.commit;
+            if let Some(b) = shared.state().book(&commit.book) {
+                current_status(b, &mut commit);
+            }
+            return Ok(Some(commit));
         }
     }
     Ok(None)
@@ -407,8 +658,15 @@ pub fn events(
         };
         b.entries_after(after_seq).take(limit as usize).collect()
     };
+    // Holds never move once indexed: an expiry's hold is found by id.
+    let hold_at = |tx_id: TxId| {
+        shared
+            .state()
+            .book(book)
+            .and_then(|b| b.hold(&tx_id).map(|h| h.offset))
+    };
     entries
         .into_iter()
-        .map(|e| event_at(shared, book, e))
+        .map(|e| event_at(shared, book, e, &hold_at))
         .collect()
 }

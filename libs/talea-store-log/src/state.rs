@@ -11,20 +11,31 @@
 //! 24-byte history entry per (account, asset) pair it touches and two
 //! fingerprint-map entries (its key and its id). See the crate docs for
 //! measured figures.
+//!
+//! Holds: every hold of a book has a [`HoldEntry`] (its place, expiry and
+//! status, and its legs while it is pending); each pair's [`PairState::held`]
+//! sums what the pending holds reserve on it. Replay checks each ending
+//! (settle, void, expiry) against the hold's status and expiry, so a log in
+//! which a hold ends twice, or a settle follows its expiry, is `Corrupt`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, RandomState};
 
-use talea_core::{Account, AccountName, Asset, AssetCode, BookName, Commit, Side, Timestamp, TxId};
-use talea_store::StoreError;
+use talea_core::{
+    Account, AccountName, Amount, Asset, AssetCode, BookName, Commit, Side, Timestamp, TxId,
+    TxStatus,
+};
 use talea_store::plan::Totals;
+use talea_store::{Held, StoreError};
 
-use crate::codec::{Record, TxRecord};
+use crate::codec::{ExpiryRecord, Record, TxRecord};
 use crate::index::{Chunked, FpMap};
 
 /// The high bit of an event's entry marks an `account_opened` event; the
 /// rest is the record's offset in the log file (files stay below 2^63 bytes).
 const ACCOUNT_BIT: u64 = 1 << 63;
+/// The next bit marks a `hold_expired` event (files stay below 2^62 bytes).
+const EXPIRY_BIT: u64 = 1 << 62;
 
 /// Reads back a record that `apply` accepted earlier (to tell apart two keys
 /// or ids that share a fingerprint).
@@ -61,6 +72,42 @@ pub struct Book {
     accounts: BTreeMap<AccountName, AccountState>,
     /// Idempotency key fingerprint → seq.
     keys: FpMap,
+    /// Every hold of the book, pending or ended, by id.
+    holds: HashMap<TxId, HoldEntry>,
+    /// The book's holds in seq order (for what was held at a past instant).
+    hold_order: Vec<(u64, TxId)>,
+    /// Pending holds with an expiry, by (expires_at, seq).
+    expiring: BTreeMap<(Timestamp, u64), TxId>,
+}
+
+/// A hold of a book: where it is, and how it stands.
+#[derive(Debug, Clone)]
+pub struct HoldEntry {
+    /// Its seq.
+    pub seq: u64,
+    /// Its record's offset in the file.
+    pub offset: u64,
+    /// Its expiry, if any.
+    pub expires_at: Option<Timestamp>,
+    /// `Pending`, or how it ended.
+    pub status: TxStatus,
+    /// The settle or void that ended it.
+    pub ended_by: Option<TxId>,
+    /// The seq of the event that ended it (settle, void or expiry).
+    pub ended_seq: Option<u64>,
+    /// The hold as committed, with its legs, while it is pending (dropped
+    /// once it ends: its record has it).
+    pub live: Option<Box<Commit>>,
+}
+
+impl HoldEntry {
+    /// Whether the hold reserved its legs at the instant `at`, whose last
+    /// seq is `cut`: committed by then, not ended by then, not expired at it.
+    pub fn held_at(&self, cut: u64, at: Timestamp) -> bool {
+        self.seq <= cut
+            && self.ended_seq.is_none_or(|ended| ended > cut)
+            && self.expires_at.is_none_or(|expiry| expiry > at)
+    }
 }
 
 /// An account and its balances per asset.
@@ -77,6 +124,12 @@ pub struct AccountState {
 pub struct PairState {
     /// Totals now.
     pub totals: Totals,
+    /// What the pending holds reserve on the pair (an expired hold counts
+    /// until its `hold_expired` event ends it; readers subtract those).
+    pub held: Held,
+    /// The seq of the first hold on the pair, if any: a pair only held
+    /// exists (at balance zero) from then on.
+    pub first_hold: Option<u64>,
     /// One entry per transaction that touched the pair, in seq order: the
     /// balance after the transaction's last posting on the pair.
     pub history: Chunked<HistoryEntry>,
@@ -107,6 +160,17 @@ impl HistoryEntry {
     }
 }
 
+/// What kind of event an entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    /// `account_opened`.
+    Account,
+    /// A transaction (posted, hold, settle or void).
+    Transaction,
+    /// `hold_expired`.
+    Expiry,
+}
+
 /// Where an event's record is, and what kind it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EntryRef {
@@ -114,8 +178,25 @@ pub struct EntryRef {
     pub seq: u64,
     /// Its record's offset in the file.
     pub offset: u64,
-    /// `account_opened` (else a transaction).
-    pub is_account: bool,
+    /// Its kind.
+    pub kind: EntryKind,
+}
+
+impl EntryRef {
+    fn of(seq: u64, raw: u64) -> Self {
+        let kind = if raw & ACCOUNT_BIT != 0 {
+            EntryKind::Account
+        } else if raw & EXPIRY_BIT != 0 {
+            EntryKind::Expiry
+        } else {
+            EntryKind::Transaction
+        };
+        Self {
+            seq,
+            offset: raw & !(ACCOUNT_BIT | EXPIRY_BIT),
+            kind,
+        }
+    }
 }
 
 fn corrupt(what: String) -> StoreError {
@@ -196,6 +277,14 @@ impl State {
                 b.entries.heap_bytes()
                     + b.times.capacity() * 16
                     + b.keys.heap_bytes()
+                    + b.holds.capacity() * 120
+                    + b.hold_order.capacity() * 24
+                    + b.expiring.len() * 64
+                    + b.holds
+                        .values()
+                        .filter_map(|h| h.live.as_ref())
+                        .map(|c| 200 + c.postings.len() * 120)
+                        .sum::<usize>()
                     + b.accounts
                         .values()
                         .map(|a| {
@@ -220,8 +309,8 @@ impl State {
         offset: u64,
         lookup: &dyn Lookup,
     ) -> Result<(), StoreError> {
-        if offset & ACCOUNT_BIT != 0 {
-            return Err(corrupt(format!("offset {offset} is beyond 2^63")));
+        if offset & (ACCOUNT_BIT | EXPIRY_BIT) != 0 {
+            return Err(corrupt(format!("offset {offset} is beyond 2^62")));
         }
         match record {
             Record::Asset(asset) => {
@@ -235,6 +324,7 @@ impl State {
             }
             Record::AccountOpened(account) => self.apply_account(account, offset)?,
             Record::Transaction(tx) => self.apply_transaction(tx, offset, lookup)?,
+            Record::HoldExpired(e) => self.apply_expiry(e, offset)?,
         }
         Ok(())
     }
@@ -307,8 +397,22 @@ impl State {
         if c.postings.len() != tx.debits_after.len() {
             return Err(at("postings and running debits differ in number".to_owned()));
         }
+        check_shape(c).map_err(|what| at(what.to_owned()))?;
 
-        let touched = self.recompute_totals(book, tx, &at)?;
+        // A hold moves no posted balance: its legs record the totals they
+        // leave as they were, and it adds to what the pairs hold.
+        let is_hold = c.status == TxStatus::Pending;
+        let (touched, held) = if is_hold {
+            self.check_unmoved(book, tx, &at)?;
+            (Vec::new(), hold_change(book, c, Change::Add, &at)?)
+        } else {
+            let touched = self.recompute_totals(book, tx, &at)?;
+            let held = match c.pending_tx_id {
+                Some(hold) => release(book, hold, c.committed_at, false, &at)?,
+                None => Vec::new(),
+            };
+            (touched, held)
+        };
         self.check_unique(book, c, (key_fp, tx_fp), lookup, &at)?;
 
         // Checked: now change things. (`touched` borrows from the record,
@@ -328,10 +432,86 @@ impl State {
             pair.totals = totals;
             pair.history.push(HistoryEntry::new(c.seq, totals.balance));
         }
+        book.set_held(held, c.seq, &at)?;
+        if is_hold {
+            book.holds.insert(
+                c.tx_id,
+                HoldEntry {
+                    seq: c.seq,
+                    offset,
+                    expires_at: c.expires_at,
+                    status: TxStatus::Pending,
+                    ended_by: None,
+                    ended_seq: None,
+                    live: Some(Box::new(c.clone())),
+                },
+            );
+            book.hold_order.push((c.seq, c.tx_id));
+            if let Some(expiry) = c.expires_at {
+                book.expiring.insert((expiry, c.seq), c.tx_id);
+            }
+        } else if let Some(hold) = c.pending_tx_id {
+            book.end_hold(hold, c.status, Some(c.tx_id), c.seq);
+        }
         book.push(c.seq, offset, c.committed_at);
         book.keys.insert(key_fp, c.seq);
         self.tx_ids.insert(tx_fp, offset);
         self.events += 1;
+        Ok(())
+    }
+
+    /// Applies a `hold_expired` record: the hold is pending in its book
+    /// and due at the event's time; it ends, releasing what it held.
+    fn apply_expiry(&mut self, e: &ExpiryRecord, offset: u64) -> Result<(), StoreError> {
+        let at = |what: String| corrupt(format!("book {}, seq {}: {what}", e.book, e.seq));
+        let Some(book) = self.books.get(&e.book) else {
+            return Err(at("a hold expired in a book with no accounts".to_owned()));
+        };
+        Self::check_next(Some(book), &e.book, e.seq, e.committed_at, offset)?;
+        let held = release(book, e.hold, e.committed_at, true, &at)?;
+        let book = self
+            .books
+            .get_mut(&e.book)
+            .ok_or_else(|| at("book vanished".to_owned()))?;
+        book.set_held(held, e.seq, &at)?;
+        book.end_hold(e.hold, TxStatus::Expired, None, e.seq);
+        book.push(e.seq, offset | EXPIRY_BIT, e.committed_at);
+        self.events += 1;
+        Ok(())
+    }
+
+    /// A hold's legs must leave each pair's totals as they are: its
+    /// `balance_after` and running debits are the pair's current ones.
+    fn check_unmoved(
+        &self,
+        book: &Book,
+        tx: &TxRecord,
+        at: &dyn Fn(String) -> StoreError,
+    ) -> Result<(), StoreError> {
+        for (p, &debits_after) in tx.commit.postings.iter().zip(&tx.debits_after) {
+            let Some(account) = book.accounts.get(&p.account) else {
+                return Err(at(format!("hold on unopened account {}", p.account)));
+            };
+            if !self.assets.contains_key(&p.asset) {
+                return Err(at(format!("hold in unregistered asset {}", p.asset)));
+            }
+            let now = account
+                .assets
+                .get(&p.asset)
+                .map(|pair| pair.totals)
+                .unwrap_or_default();
+            if now.balance != p.balance_after.minor() || now.debits != debits_after {
+                return Err(at(format!(
+                    "a hold's leg on {} in {} records balance {} and debits {}, but the pair stands at {} and {}",
+                    p.account,
+                    p.asset,
+                    p.balance_after.minor(),
+                    debits_after,
+                    now.balance,
+                    now.debits
+                )));
+            }
+        }
         Ok(())
     }
 
@@ -439,7 +619,167 @@ impl State {
     }
 }
 
+/// What each status of a transaction record needs: a hold has legs, maybe
+/// an expiry and no hold of its own; a settle has legs and names a hold; a
+/// void has no legs and names one; a plain post has legs and nothing else.
+fn check_shape(c: &Commit) -> Result<(), &'static str> {
+    let legs = (talea_core::limits::POSTINGS_MIN..=talea_core::limits::POSTINGS_MAX)
+        .contains(&c.postings.len());
+    match c.status {
+        TxStatus::Pending if legs && c.pending_tx_id.is_none() => {
+            if c.expires_at.is_some_and(|at| at <= c.committed_at) {
+                Err("a hold that expired before it was committed")
+            } else {
+                Ok(())
+            }
+        }
+        TxStatus::Posted if legs && c.expires_at.is_none() => Ok(()),
+        TxStatus::Voided
+            if c.postings.is_empty() && c.pending_tx_id.is_some() && c.expires_at.is_none() =>
+        {
+            Ok(())
+        }
+        TxStatus::Expired => Err("a transaction recorded as expired"),
+        _ => Err("a transaction whose status, legs, expiry and hold do not fit together"),
+    }
+}
+
+/// A pair with its held amounts.
+type HeldPair = (AccountName, AssetCode, Held);
+
+/// Whether held amounts grow or shrink.
+#[derive(Debug, Clone, Copy)]
+enum Change {
+    Add,
+    Release,
+}
+
+/// The held amounts of each pair `hold`'s legs touch, after adding or
+/// releasing them.
+fn hold_change(
+    book: &Book,
+    hold: &Commit,
+    how: Change,
+    at: &dyn Fn(String) -> StoreError,
+) -> Result<Vec<HeldPair>, StoreError> {
+    let mut out: Vec<HeldPair> = Vec::new();
+    for p in &hold.postings {
+        let index = match out
+            .iter()
+            .position(|(a, s, _)| *a == p.account && *s == p.asset)
+        {
+            Some(i) => i,
+            None => {
+                let now = book
+                    .accounts
+                    .get(&p.account)
+                    .ok_or_else(|| at(format!("hold on unopened account {}", p.account)))?
+                    .assets
+                    .get(&p.asset)
+                    .map(|pair| pair.held)
+                    .unwrap_or_default();
+                out.push((p.account.clone(), p.asset.clone(), now));
+                out.len() - 1
+            }
+        };
+        let held = &mut out[index].2;
+        let total = match p.side {
+            Side::Debit => &mut held.debits,
+            Side::Credit => &mut held.credits,
+        };
+        *total = match how {
+            Change::Add => total.checked_add(p.amount),
+            Change::Release => total.checked_sub(p.amount).filter(|a| *a >= Amount::ZERO),
+        }
+        .ok_or_else(|| at(format!("held amounts of {} do not add up", p.account)))?;
+    }
+    Ok(out)
+}
+
+/// Checks that the hold `hold` of `book` can end at `when` (by expiry:
+/// due by then; else: not yet due) and returns the held amounts its
+/// release leaves.
+fn release(
+    book: &Book,
+    hold: TxId,
+    when: Timestamp,
+    by_expiry: bool,
+    at: &dyn Fn(String) -> StoreError,
+) -> Result<Vec<HeldPair>, StoreError> {
+    let Some(entry) = book.holds.get(&hold) else {
+        return Err(at(format!("ends {}, which is no hold of the book", hold.0)));
+    };
+    let Some(live) = entry.live.as_deref() else {
+        return Err(at(format!(
+            "ends hold {}, which ended before ({})",
+            hold.0,
+            entry.status.as_str()
+        )));
+    };
+    let due = entry.expires_at.is_some_and(|expiry| expiry <= when);
+    if due != by_expiry {
+        return Err(at(format!(
+            "ends hold {} {} its expiry",
+            hold.0,
+            if by_expiry { "before" } else { "after" }
+        )));
+    }
+    hold_change(book, live, Change::Release, at)
+}
+
 impl Book {
+    /// Sets the held amounts of pairs (creating a pair a hold first
+    /// touches, at the hold's `seq`).
+    fn set_held(
+        &mut self,
+        held: Vec<HeldPair>,
+        seq: u64,
+        at: &dyn Fn(String) -> StoreError,
+    ) -> Result<(), StoreError> {
+        for (account, asset, held) in held {
+            let Some(state) = self.accounts.get_mut(&account) else {
+                return Err(at(format!("account {account} vanished")));
+            };
+            let pair = state.assets.entry(asset).or_default();
+            pair.held = held;
+            pair.first_hold.get_or_insert(seq);
+        }
+        Ok(())
+    }
+
+    /// Marks a hold ended (its release was applied by `set_held`).
+    fn end_hold(&mut self, hold: TxId, status: TxStatus, ended_by: Option<TxId>, seq: u64) {
+        if let Some(entry) = self.holds.get_mut(&hold) {
+            if let Some(expiry) = entry.expires_at {
+                self.expiring.remove(&(expiry, entry.seq));
+            }
+            entry.status = status;
+            entry.ended_by = ended_by;
+            entry.ended_seq = Some(seq);
+            entry.live = None;
+        }
+    }
+
+    /// One hold of the book, pending or ended.
+    pub fn hold(&self, tx_id: &TxId) -> Option<&HoldEntry> {
+        self.holds.get(tx_id)
+    }
+
+    /// The book's holds in seq order.
+    pub fn holds_in_order(&self) -> impl Iterator<Item = (u64, &HoldEntry)> + '_ {
+        self.hold_order
+            .iter()
+            .filter_map(|(seq, id)| self.holds.get(id).map(|h| (*seq, h)))
+    }
+
+    /// Pending holds whose `expires_at` is at or before `until`, earliest
+    /// first (by expiry, then seq).
+    pub fn due(&self, until: Timestamp) -> impl Iterator<Item = (Timestamp, &HoldEntry)> + '_ {
+        self.expiring
+            .range(..=(until, u64::MAX))
+            .filter_map(|((expiry, _), id)| self.holds.get(id).map(|h| (*expiry, h)))
+    }
+
     fn push(&mut self, seq: u64, entry: u64, at: Timestamp) {
         self.entries.push(entry);
         if self.times.last().is_none_or(|(_, t)| *t != at) {
@@ -461,11 +801,7 @@ impl Book {
     pub fn entry(&self, seq: u64) -> Option<EntryRef> {
         let index = usize::try_from(seq.checked_sub(1)?).ok()?;
         let raw = self.entries.get(index)?;
-        Some(EntryRef {
-            seq,
-            offset: raw & !ACCOUNT_BIT,
-            is_account: raw & ACCOUNT_BIT != 0,
-        })
+        Some(EntryRef::of(seq, raw))
     }
 
     /// Events with seq above `after`, in order.
@@ -476,11 +812,7 @@ impl Book {
         self.entries
             .iter_from(start)
             .enumerate()
-            .map(move |(i, raw)| EntryRef {
-                seq: (start + i) as u64 + 1,
-                offset: raw & !ACCOUNT_BIT,
-                is_account: raw & ACCOUNT_BIT != 0,
-            })
+            .map(move |(i, raw)| EntryRef::of((start + i) as u64 + 1, raw))
     }
 
     /// The last seq committed at or before `at` (0: none).
@@ -536,6 +868,226 @@ impl PairState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::collections::HashMap;
+    use talea_core::{AccountKind, IdempotencyKey, Scale, StoredPosting};
+
+    /// The records applied so far, by offset.
+    struct Records(HashMap<u64, Record>);
+
+    impl Lookup for Records {
+        fn record_at(&self, offset: u64) -> Result<Record, StoreError> {
+            self.0
+                .get(&offset)
+                .cloned()
+                .ok_or_else(|| corrupt(format!("no record at {offset}")))
+        }
+    }
+
+    /// A state and its records, applied at offsets 100, 200, ...
+    struct Log {
+        state: State,
+        records: Records,
+        next: u64,
+    }
+
+    impl Log {
+        fn apply(&mut self, record: Record) -> Result<(), StoreError> {
+            self.next += 100;
+            let result = self.state.apply(&record, self.next, &self.records);
+            if result.is_ok() {
+                self.records.0.insert(self.next, record);
+            }
+            result
+        }
+    }
+
+    fn name(s: &str) -> AccountName {
+        AccountName::parse(s).expect("account")
+    }
+
+    fn book_name() -> BookName {
+        BookName::parse("b").expect("book")
+    }
+
+    fn btc() -> AssetCode {
+        AssetCode::parse("BTC").expect("asset")
+    }
+
+    /// A transaction of `n` from `hot` to `alice`'s debit, with the given
+    /// running totals per leg (balance, debits).
+    fn tx(seq: u64, status: TxStatus, n: i128, after: [(i128, i128); 2]) -> TxRecord {
+        let leg = |account: &str, side, balance| StoredPosting {
+            account: name(account),
+            asset: btc(),
+            side,
+            amount: Amount::from_minor(n),
+            balance_after: Amount::from_minor(balance),
+        };
+        TxRecord {
+            commit: Commit {
+                tx_id: TxId(uuid::Uuid::from_u128(u128::from(seq))),
+                book: book_name(),
+                seq,
+                committed_at: Timestamp::from_micros(seq as i64),
+                idempotency_key: IdempotencyKey::parse(&format!("k{seq}")).expect("key"),
+                postings: vec![
+                    leg("alice", Side::Debit, after[0].0),
+                    leg("hot", Side::Credit, after[1].0),
+                ],
+                occurred_at: None,
+                memo: None,
+                metadata: None,
+                status,
+                expires_at: None,
+                pending_tx_id: None,
+            },
+            request_hash: [0; 32],
+            debits_after: vec![after[0].1, after[1].1],
+        }
+    }
+
+    /// A log with BTC, `alice` and `hot` (seqs 1 and 2), and a hold of 30
+    /// (seq 3) on them, expiring at 10 µs.
+    fn with_a_hold() -> Log {
+        let mut log = Log {
+            state: State::new(0),
+            records: Records(HashMap::new()),
+            next: 0,
+        };
+        log.apply(Record::Asset(Asset {
+            code: btc(),
+            scale: Scale::new(8).expect("scale"),
+            name: None,
+        }))
+        .expect("asset");
+        for (seq, account) in [(1, "alice"), (2, "hot")] {
+            log.apply(Record::AccountOpened(Account {
+                book: book_name(),
+                name: name(account),
+                kind: AccountKind::Asset,
+                min_balance: None,
+                metadata: "{}".to_owned(),
+                seq,
+                opened_at: Timestamp::from_micros(seq as i64),
+            }))
+            .expect("account");
+        }
+        let mut hold = tx(3, TxStatus::Pending, 30, [(0, 0), (0, 0)]);
+        hold.commit.expires_at = Some(Timestamp::from_micros(10));
+        log.apply(Record::Transaction(hold)).expect("hold");
+        log
+    }
+
+    fn hold_id() -> TxId {
+        TxId(uuid::Uuid::from_u128(3))
+    }
+
+    fn void(seq: u64) -> Record {
+        let mut void = tx(seq, TxStatus::Voided, 1, [(0, 0), (0, 0)]);
+        void.commit.postings.clear();
+        void.debits_after.clear();
+        void.commit.pending_tx_id = Some(hold_id());
+        Record::Transaction(void)
+    }
+
+    fn expiry(seq: u64, at: i64) -> Record {
+        Record::HoldExpired(ExpiryRecord {
+            book: book_name(),
+            seq,
+            committed_at: Timestamp::from_micros(at),
+            hold: hold_id(),
+        })
+    }
+
+    fn held_of(log: &Log, account: &str) -> Held {
+        log.state
+            .book(&book_name())
+            .and_then(|b| b.account(&name(account)))
+            .and_then(|a| a.assets.get(&btc()))
+            .map(|p| p.held)
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn replay_tracks_a_hold_and_refuses_a_second_ending() {
+        let mut log = with_a_hold();
+        assert_eq!(held_of(&log, "alice").debits, Amount::from_minor(30));
+        assert_eq!(held_of(&log, "hot").credits, Amount::from_minor(30));
+        log.apply(void(4)).expect("a void");
+        assert!(held_of(&log, "alice").is_zero());
+        let b = log.state.book(&book_name()).expect("book");
+        let entry = b.hold(&hold_id()).expect("the hold");
+        assert_eq!(entry.status, TxStatus::Voided);
+        assert_eq!(entry.ended_seq, Some(4));
+        assert!(entry.live.is_none());
+        assert_eq!(b.due(Timestamp::from_micros(i64::MAX)).count(), 0);
+        let err = log.apply(void(5)).expect_err("a second void");
+        assert!(
+            matches!(&err, StoreError::Corrupt(m) if m.contains("ended before")),
+            "{err}"
+        );
+        let err = log
+            .apply(expiry(5, 20))
+            .expect_err("an expiry after a void");
+        assert!(matches!(err, StoreError::Corrupt(_)));
+        assert_eq!(log.state.event_count(), 4);
+    }
+
+    #[test]
+    fn replay_holds_expiries_and_settles_to_the_hold_s_expiry() {
+        let mut log = with_a_hold();
+        // Not due yet at 9 µs: an expiry then is corrupt.
+        assert!(log.apply(expiry(4, 9)).is_err());
+        // A settle at or after the expiry is corrupt too.
+        let mut late = tx(4, TxStatus::Posted, 30, [(30, 30), (-30, 0)]);
+        late.commit.committed_at = Timestamp::from_micros(10);
+        late.commit.pending_tx_id = Some(hold_id());
+        assert!(log.apply(Record::Transaction(late)).is_err());
+        log.apply(expiry(4, 10)).expect("due at 10");
+        let b = log.state.book(&book_name()).expect("book");
+        assert_eq!(
+            b.hold(&hold_id()).map(|h| h.status),
+            Some(TxStatus::Expired)
+        );
+        assert_eq!(b.entry(4).map(|e| e.kind), Some(EntryKind::Expiry));
+        assert!(held_of(&log, "hot").is_zero());
+    }
+
+    #[test]
+    fn replay_refuses_holds_that_move_balances_or_end_nothing() {
+        let mut log = with_a_hold();
+        // A hold's legs must leave the totals as they are.
+        let moving = tx(4, TxStatus::Pending, 5, [(5, 5), (-5, 0)]);
+        assert!(log.apply(Record::Transaction(moving)).is_err());
+        // A void of no hold of the book.
+        let mut stray = void(4);
+        if let Record::Transaction(t) = &mut stray {
+            t.commit.pending_tx_id = Some(TxId(uuid::Uuid::from_u128(99)));
+        }
+        assert!(log.apply(stray).is_err());
+        // A settle with an expiry, a posted record with no legs.
+        let mut odd = tx(4, TxStatus::Posted, 30, [(30, 30), (-30, 0)]);
+        odd.commit.expires_at = Some(Timestamp::from_micros(50));
+        assert!(log.apply(Record::Transaction(odd)).is_err());
+        let mut empty = tx(4, TxStatus::Posted, 1, [(0, 0), (0, 0)]);
+        empty.commit.postings.clear();
+        empty.debits_after.clear();
+        assert!(log.apply(Record::Transaction(empty)).is_err());
+        // Nothing above changed the state: the hold still settles.
+        let mut settle = tx(4, TxStatus::Posted, 30, [(30, 30), (-30, 0)]);
+        settle.commit.pending_tx_id = Some(hold_id());
+        log.apply(Record::Transaction(settle)).expect("the settle");
+        assert!(held_of(&log, "alice").is_zero());
+        let b = log.state.book(&book_name()).expect("book");
+        let pair = b
+            .account(&name("alice"))
+            .and_then(|a| a.assets.get(&btc()))
+            .expect("pair");
+        assert_eq!(pair.totals.balance, 30);
+        assert_eq!(pair.first_hold, Some(3));
+        assert_eq!(pair.history.len(), 1, "the hold is not in the history");
+    }
 
     #[test]
     fn history_entries_pack_and_keep_every_balance() {

@@ -26,14 +26,17 @@ use std::sync::{Arc, OnceLock, PoisonError, RwLock, RwLockReadGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use talea_core::{
-    Account, AccountName, Asset, AssetCode, BookName, Draft, IdempotencyKey, NewAccount, Timestamp,
+    Account, AccountName, Amount, Asset, AssetCode, BookName, Commit, Draft, IdempotencyKey,
+    NewAccount, Side, Timestamp, TxId, TxStatus,
 };
-use talea_store::plan::{AccountRule, Loaded, Pair, Planner, StoredKey, Totals, Verdict, outcomes};
-use talea_store::{NoticeBus, Opened, Outcome, Registered, Rejection, StoreError};
+use talea_store::plan::{
+    AccountRule, HoldState, Loaded, Pair, Planner, StoredKey, Totals, Verdict, outcomes,
+};
+use talea_store::{Expiry, Held, NoticeBus, Opened, Outcome, Registered, Rejection, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::LogConfig;
-use crate::codec::{self, FRAME_BYTES_MAX, FRAME_HEADER_BYTES, Record, TxRecord};
+use crate::codec::{self, ExpiryRecord, FRAME_BYTES_MAX, FRAME_HEADER_BYTES, Record, TxRecord};
 use crate::file::{DirLock, LogFile};
 use crate::state::State;
 
@@ -90,6 +93,8 @@ pub enum Request {
     OpenAccount(BookName, NewAccount, Reply<Opened>),
     /// `Store::commit_batch`.
     Commit(BookName, Vec<Draft>, Reply<Vec<Outcome>>),
+    /// `Store::expire_holds`.
+    Expire(BookName, Reply<Vec<Expiry>>),
 }
 
 impl Request {
@@ -99,6 +104,7 @@ impl Request {
             Request::RegisterAsset(_, reply) => drop(reply.send(Err(error))),
             Request::OpenAccount(_, _, reply) => drop(reply.send(Err(error))),
             Request::Commit(_, _, reply) => drop(reply.send(Err(error))),
+            Request::Expire(_, reply) => drop(reply.send(Err(error))),
         }
     }
 }
@@ -111,6 +117,7 @@ enum Answer {
     ),
     Account(Reply<Opened>, Result<Opened, StoreError>),
     Commit(Reply<Vec<Outcome>>, Result<Vec<Outcome>, StoreError>),
+    Expire(Reply<Vec<Expiry>>, Result<Vec<Expiry>, StoreError>),
 }
 
 impl Answer {
@@ -119,6 +126,7 @@ impl Answer {
             Answer::Asset(reply, result) => drop(reply.send(result)),
             Answer::Account(reply, result) => drop(reply.send(result)),
             Answer::Commit(reply, result) => drop(reply.send(result)),
+            Answer::Expire(reply, result) => drop(reply.send(result)),
         }
     }
 
@@ -128,6 +136,7 @@ impl Answer {
             Answer::Asset(reply, result) => drop(reply.send(result.and(Err(copy(error))))),
             Answer::Account(reply, result) => drop(reply.send(result.and(Err(copy(error))))),
             Answer::Commit(reply, result) => drop(reply.send(result.and(Err(copy(error))))),
+            Answer::Expire(reply, result) => drop(reply.send(result.and(Err(copy(error))))),
         }
     }
 }
@@ -188,6 +197,11 @@ struct BookOverlay {
     balances: HashMap<Pair, Totals>,
     /// Key → index of its transaction among the frame's records.
     keys: HashMap<IdempotencyKey, usize>,
+    /// What all pending holds reserve on the pairs the frame changed
+    /// (due holds included, as in `PairState::held`).
+    held: HashMap<Pair, Held>,
+    /// Holds the frame made (pending) or ended.
+    holds: HashMap<TxId, HoldState>,
 }
 
 /// What the earlier requests of a frame did, over the durable indexes.
@@ -281,6 +295,7 @@ impl Writer {
                 reply,
                 commit(state, &self.shared.file, frame, &book, &drafts),
             ),
+            Request::Expire(book, reply) => Answer::Expire(reply, expire(state, frame, &book)),
         };
         frame.answers.push(answer);
     }
@@ -358,6 +373,9 @@ impl Writer {
                 Record::Transaction(t) => {
                     books.insert(t.commit.book.clone(), t.commit.seq);
                 }
+                Record::HoldExpired(e) => {
+                    books.insert(e.book.clone(), e.seq);
+                }
                 Record::Asset(_) => {}
             }
         }
@@ -371,7 +389,7 @@ impl Writer {
 }
 
 /// Microseconds since the epoch, now (truncated: the contract's unit).
-fn now() -> Timestamp {
+pub fn now() -> Timestamp {
     let micros = match SystemTime::now().duration_since(UNIX_EPOCH) {
         Ok(d) => i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
         Err(before) => i64::try_from(before.duration().as_micros()).map_or(i64::MIN, |m| -m),
@@ -491,18 +509,19 @@ fn commit(
     }
     let head = book_head(&mut frame.overlay.books, state, book);
 
+    let committed_at = commit_time(head.last_time);
     let loaded = load(
         state,
         file,
         (&frame.overlay.assets, &frame.sink.records),
         head,
-        book,
+        (book, committed_at),
         drafts,
     )?;
-    let committed_at = commit_time(head.last_time);
     let mut planner = Planner::new(book, &loaded, head.last_seq, committed_at);
     let (verdicts, written) = plan_into_sink(&mut planner, &mut frame.sink, drafts)?;
     publish(
+        (state, book, &loaded),
         head,
         &frame.sink.records,
         (&verdicts, written),
@@ -510,6 +529,182 @@ fn commit(
         committed_at,
     );
     Ok(outcomes(verdicts))
+}
+
+/// Most holds one `expire_holds` call ends (their records take about
+/// 40 bytes each, so a call's frame stays far below `FRAME_BYTES_MAX`); the
+/// rest stay due, and the next call ends them.
+const EXPIRIES_PER_CALL_MAX: usize = 100_000;
+
+/// Ends every pending hold of `book` due at the commit time taken now (up
+/// to [`EXPIRIES_PER_CALL_MAX`]): one `hold_expired` record each, earliest
+/// expiry first.
+fn expire(state: &State, frame: &mut Frame, book: &BookName) -> Result<Vec<Expiry>, StoreError> {
+    let head = book_head(&mut frame.overlay.books, state, book);
+    let committed_at = commit_time(head.last_time);
+    let mut due = due_holds(state, head, book, committed_at);
+    due.truncate(EXPIRIES_PER_CALL_MAX);
+    if due.is_empty() {
+        return Ok(Vec::new());
+    }
+    let expiries = talea_store::plan::expiries(due, head.last_seq, committed_at);
+    let mark = (frame.sink.buf.len(), frame.sink.records.len());
+    for e in &expiries {
+        let record = Record::HoldExpired(ExpiryRecord {
+            book: book.clone(),
+            seq: e.seq,
+            committed_at,
+            hold: e.hold.tx_id,
+        });
+        if let Err(error) = frame.sink.push(record) {
+            frame.sink.rollback(mark);
+            return Err(too_large(error));
+        }
+    }
+    for e in &expiries {
+        let mut commit = e.hold.clone();
+        commit.status = TxStatus::Pending;
+        change_raw_held(state, head, book, &commit, false);
+        head.holds.insert(
+            commit.tx_id,
+            HoldState {
+                commit,
+                status: TxStatus::Expired,
+                ended_by: None,
+            },
+        );
+        head.last_seq = e.seq;
+    }
+    head.last_time = Some(committed_at);
+    Ok(expiries)
+}
+
+/// What every pending hold (due or not) reserves on a pair, as the frame
+/// left it.
+fn raw_held(state: &State, head: &BookOverlay, book: &BookName, pair: &Pair) -> Held {
+    head.held
+        .get(pair)
+        .copied()
+        .or_else(|| {
+            state
+                .book(book)
+                .and_then(|b| b.account(&pair.0))
+                .and_then(|a| a.assets.get(&pair.1))
+                .map(|p| p.held)
+        })
+        .unwrap_or_default()
+}
+
+/// Adds (`add`) or releases a hold's legs in the frame's raw held amounts.
+fn change_raw_held(
+    state: &State,
+    head: &mut BookOverlay,
+    book: &BookName,
+    hold: &Commit,
+    add: bool,
+) {
+    for p in &hold.postings {
+        let pair = (p.account.clone(), p.asset.clone());
+        let mut held = raw_held(state, head, book, &pair);
+        let total = match p.side {
+            Side::Debit => &mut held.debits,
+            Side::Credit => &mut held.credits,
+        };
+        // The planner checked these sums; replay checks them again.
+        let moved = if add {
+            total.checked_add(p.amount)
+        } else {
+            total.checked_sub(p.amount)
+        };
+        if let Some(moved) = moved {
+            *total = moved;
+        }
+        head.held.insert(pair, held);
+    }
+}
+
+/// The pending holds of `book` (as the frame left them) whose
+/// `expires_at` is at or before `until`, earliest expiry first, then by seq.
+fn due_holds(state: &State, head: &BookOverlay, book: &BookName, until: Timestamp) -> Vec<Commit> {
+    let mut due: Vec<(Timestamp, u64, Commit)> = Vec::new();
+    if let Some(b) = state.book(book) {
+        for (expiry, entry) in b.due(until) {
+            // A durable hold in the overlay is one the frame ended.
+            if let Some(live) = entry.live.as_deref()
+                && !head.holds.contains_key(&live.tx_id)
+            {
+                due.push((expiry, entry.seq, live.clone()));
+            }
+        }
+    }
+    for hold in head.holds.values() {
+        if hold.status == TxStatus::Pending
+            && let Some(expiry) = hold.commit.expires_at
+            && expiry <= until
+        {
+            due.push((expiry, hold.commit.seq, hold.commit.clone()));
+        }
+    }
+    due.sort_by_key(|(expiry, seq, _)| (*expiry, *seq));
+    due.into_iter().map(|(_, _, commit)| commit).collect()
+}
+
+/// The transaction `tx_id` of `book` as a settle or void finds it: a hold
+/// with how it stands, or any other transaction (from the frame's
+/// overlay and records first, then the indexes and the log).
+fn hold_state(
+    state: &State,
+    file: &LogFile,
+    records: &[(Record, usize)],
+    head: &BookOverlay,
+    book: &BookName,
+    tx_id: TxId,
+) -> Result<Option<HoldState>, StoreError> {
+    if let Some(found) = head.holds.get(&tx_id) {
+        return Ok(Some(found.clone()));
+    }
+    if let Some(entry) = state.book(book).and_then(|b| b.hold(&tx_id)) {
+        let commit = match entry.live.as_deref() {
+            Some(live) => live.clone(),
+            None => match file.read_record(entry.offset)? {
+                Record::Transaction(t) if t.commit.tx_id == tx_id => t.commit,
+                other => {
+                    return Err(StoreError::Corrupt(format!(
+                        "book {book}: hold {} is indexed at offset {}, which holds {other:?}",
+                        tx_id.0, entry.offset
+                    )));
+                }
+            },
+        };
+        return Ok(Some(HoldState {
+            commit,
+            status: entry.status,
+            ended_by: entry.ended_by,
+        }));
+    }
+    // Not a hold: any other transaction of the book, in this frame or durable.
+    let as_found = |commit: Commit| HoldState {
+        status: commit.status,
+        commit,
+        ended_by: None,
+    };
+    for (record, _) in records {
+        if let Record::Transaction(t) = record
+            && t.commit.tx_id == tx_id
+            && t.commit.book == *book
+        {
+            return Ok(Some(as_found(t.commit.clone())));
+        }
+    }
+    for offset in state.tx_candidates(tx_id) {
+        if let Record::Transaction(t) = file.read_record(offset)?
+            && t.commit.tx_id == tx_id
+            && t.commit.book == *book
+        {
+            return Ok(Some(as_found(t.commit)));
+        }
+    }
+    Ok(None)
 }
 
 /// Reads what the planner needs, as Postgres reads it under the book's
@@ -520,49 +715,87 @@ fn load(
     file: &LogFile,
     (assets, records): (&HashMap<AssetCode, Asset>, &[(Record, usize)]),
     head: &BookOverlay,
-    book: &BookName,
+    (book, committed_at): (&BookName, Timestamp),
     drafts: &[Draft],
 ) -> Result<Loaded, StoreError> {
     let durable = state.book(book);
     let mut loaded = Loaded::default();
-    let mut seen: HashSet<(&AccountName, &AssetCode)> = HashSet::new();
     for draft in drafts {
-        for p in &draft.postings {
-            if !loaded.accounts.contains_key(&p.account) {
+        if let Some(tx_id) = draft.intent.ends()
+            && !loaded.holds.contains_key(&tx_id)
+            && let Some(found) = hold_state(state, file, records, head, book, tx_id)?
+        {
+            loaded.holds.insert(tx_id, found);
+        }
+    }
+    // A settle of a whole hold posts the hold's legs: their pairs too.
+    let hold_pairs: Vec<Pair> = loaded
+        .holds
+        .values()
+        .flat_map(|h| h.commit.postings.iter())
+        .map(|p| (p.account.clone(), p.asset.clone()))
+        .collect();
+    let legs = drafts
+        .iter()
+        .flat_map(|d| d.postings.iter().map(|p| (&p.account, &p.asset)))
+        .chain(hold_pairs.iter().map(|(a, s)| (a, s)));
+    // Holds due at the commit time reserve nothing any more, though their
+    // `hold_expired` events may not be appended yet. Read once, and only
+    // if some pair of the batch holds anything.
+    let mut due: Option<Vec<Commit>> = None;
+    let mut seen: HashSet<(&AccountName, &AssetCode)> = HashSet::new();
+    {
+        for (account, asset) in legs {
+            if !loaded.accounts.contains_key(account) {
                 let rule = head
                     .accounts
-                    .get(&p.account)
-                    .or_else(|| {
-                        durable
-                            .and_then(|b| b.account(&p.account))
-                            .map(|a| &a.account)
-                    })
+                    .get(account)
+                    .or_else(|| durable.and_then(|b| b.account(account)).map(|a| &a.account))
                     .map(|a| AccountRule {
                         kind: a.kind,
                         min_balance: a.min_balance,
                     });
                 if let Some(rule) = rule {
-                    loaded.accounts.insert(p.account.clone(), rule);
+                    loaded.accounts.insert(account.clone(), rule);
                 }
             }
-            if !loaded.scales.contains_key(&p.asset)
-                && let Some(asset) = assets.get(&p.asset).or_else(|| state.asset(&p.asset))
+            if !loaded.scales.contains_key(asset)
+                && let Some(found) = assets.get(asset).or_else(|| state.asset(asset))
             {
-                loaded.scales.insert(p.asset.clone(), asset.scale);
+                loaded.scales.insert(asset.clone(), found.scale);
             }
-            if seen.insert((&p.account, &p.asset)) {
-                let pair = (p.account.clone(), p.asset.clone());
+            if seen.insert((account, asset)) {
+                let pair = (account.clone(), asset.clone());
                 let totals = head.balances.get(&pair).copied().or_else(|| {
                     durable
-                        .and_then(|b| b.account(&p.account))
-                        .and_then(|a| a.assets.get(&p.asset))
+                        .and_then(|b| b.account(account))
+                        .and_then(|a| a.assets.get(asset))
                         .map(|s| s.totals)
                 });
                 if let Some(totals) = totals {
-                    loaded.balances.insert(pair, totals);
+                    loaded.balances.insert(pair.clone(), totals);
+                }
+                let mut held = raw_held(state, head, book, &pair);
+                if !held.is_zero() {
+                    let due = due.get_or_insert_with(|| due_holds(state, head, book, committed_at));
+                    for p in due.iter().flat_map(|c| &c.postings) {
+                        if p.account == *account && p.asset == *asset {
+                            let total = match p.side {
+                                Side::Debit => &mut held.debits,
+                                Side::Credit => &mut held.credits,
+                            };
+                            *total = total
+                                .checked_sub(p.amount)
+                                .filter(|a| *a >= Amount::ZERO)
+                                .unwrap_or(Amount::ZERO);
+                        }
+                    }
+                    loaded.held.insert(pair, held);
                 }
             }
         }
+    }
+    for draft in drafts {
         let key = &draft.idempotency_key;
         if !loaded.stored.contains_key(key)
             && let Some(stored) = stored_key(state, file, records, head, book, key)?
@@ -621,6 +854,7 @@ fn plan_into_sink(
 /// Lets the frame's later requests see this batch: the balances it left,
 /// its keys, and the book's new head.
 fn publish(
+    (state, book, loaded): (&State, &BookName, &Loaded),
     head: &mut BookOverlay,
     records: &[(Record, usize)],
     (verdicts, written): (&[Verdict], Vec<usize>),
@@ -635,6 +869,30 @@ fn publish(
                     None => {
                         head.balances.insert(pair.clone(), *totals);
                     }
+                }
+            }
+            let c = &planned.commit;
+            if c.status == TxStatus::Pending {
+                change_raw_held(state, head, book, c, true);
+                head.holds.insert(
+                    c.tx_id,
+                    HoldState {
+                        commit: c.clone(),
+                        status: TxStatus::Pending,
+                        ended_by: None,
+                    },
+                );
+            } else if let Some(hold) = c.pending_tx_id {
+                let prior = head
+                    .holds
+                    .get(&hold)
+                    .or_else(|| loaded.holds.get(&hold))
+                    .cloned();
+                if let Some(mut ended) = prior {
+                    change_raw_held(state, head, book, &ended.commit, false);
+                    ended.status = c.status;
+                    ended.ended_by = Some(c.tx_id);
+                    head.holds.insert(hold, ended);
                 }
             }
         }

@@ -235,6 +235,9 @@ impl Planned {
 }
 
 /// The planner's decision on one draft.
+// A verdict lives only while its batch is planned; boxing the outcome
+// would allocate for every refusal and deduplication instead.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Verdict {
     /// It passes: write it.

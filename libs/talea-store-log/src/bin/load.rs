@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! talea-store-log-load --dir DIR [--books 1] [--writers 1] [--batch 64]
-//!                      [--seconds 10] [--print-acks] [--reopen]
+//!                      [--seconds 10] [--print-acks] [--reopen] [--holds]
 //! ```
 //!
 //! Each of `--writers` tasks per book commits batches of `--batch` two-leg
@@ -11,7 +11,9 @@
 //! acknowledged commit (`ack BOOK SEQ TX_ID KEY`) as soon as its batch
 //! returns: the crash test kills this process mid-load and checks that every
 //! printed commit survived. `--reopen` reopens the store afterwards and
-//! reports start-up time and memory per event.
+//! reports start-up time and memory per event. `--holds` makes each round
+//! a batch of holds and then a batch settling each of them whole, and
+//! counts hold-then-settle pairs instead of transactions.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -21,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use talea_core::{
     AccountKind, AccountName, Amount, Asset, AssetCode, BookName, Draft, DraftPosting,
-    IdempotencyKey, NewAccount, Scale, Side,
+    IdempotencyKey, NewAccount, Scale, Side, TxId,
 };
 use talea_store::{Outcome, Store};
 use talea_store_log::LogStore;
@@ -36,6 +38,7 @@ struct Args {
     seconds: f64,
     print_acks: bool,
     reopen: bool,
+    holds: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -47,6 +50,7 @@ fn parse_args() -> Result<Args, String> {
         seconds: 10.0,
         print_acks: false,
         reopen: false,
+        holds: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -65,6 +69,7 @@ fn parse_args() -> Result<Args, String> {
             "--seconds" => args.seconds = number(value("--seconds")?, "--seconds")?,
             "--print-acks" => args.print_acks = true,
             "--reopen" => args.reopen = true,
+            "--holds" => args.holds = true,
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -168,7 +173,7 @@ async fn main() {
                 store.clone(),
                 book.clone(),
                 key_prefix,
-                (args.batch, args.print_acks),
+                (args.batch, args.print_acks, args.holds),
                 counters.clone(),
             )));
         }
@@ -207,7 +212,7 @@ async fn write_batches(
     store: LogStore,
     book: BookName,
     key_prefix: String,
-    (batch, print): (usize, bool),
+    (batch, print, holds): (usize, bool, bool),
     counters: Counters,
 ) -> Vec<Duration> {
     let mut latencies = Vec::new();
@@ -216,14 +221,38 @@ async fn write_batches(
         let drafts: Vec<Draft> = (0..batch)
             .map(|i| {
                 n += 1;
-                deposit(&format!("{key_prefix}-{n}"), 1 + (i as i128))
+                let draft = deposit(&format!("{key_prefix}-{n}"), 1 + (i as i128));
+                if holds { draft.into_hold(None) } else { draft }
             })
             .collect();
         let sent = Instant::now();
-        let outcomes = match store.commit_batch(&book, &drafts).await {
+        let mut outcomes = match store.commit_batch(&book, &drafts).await {
             Ok(o) => o,
             Err(e) => fail(&format!("commit_batch: {e}")),
         };
+        if holds {
+            // Settle each hold whole; a pair counts once its settle commits.
+            let settles: Vec<Draft> = outcomes
+                .iter()
+                .filter_map(|o| match o {
+                    Outcome::Committed(c) => Some(c.tx_id),
+                    _ => None,
+                })
+                .map(|hold: TxId| {
+                    n += 1;
+                    Draft::settle(
+                        name(IdempotencyKey::parse, &format!("{key_prefix}-{n}")),
+                        hold,
+                        None,
+                    )
+                    .unwrap_or_else(|e| fail(&format!("settle: {e:?}")))
+                })
+                .collect();
+            outcomes = match store.commit_batch(&book, &settles).await {
+                Ok(o) => o,
+                Err(e) => fail(&format!("commit_batch: {e}")),
+            };
+        }
         latencies.push(sent.elapsed());
         let ok = acknowledge(&outcomes, print);
         counters.committed.fetch_add(ok, Ordering::Relaxed);
@@ -281,8 +310,13 @@ fn report(
     };
     let committed = counters.committed.load(Ordering::Relaxed);
     let stats = store.stats();
+    let (what, rate) = if args.holds {
+        ("hold-then-settle pairs", "pairs/s")
+    } else {
+        ("transactions", "tx/s")
+    };
     eprintln!(
-        "committed {committed} transactions in {elapsed:.2} s: {:.0} tx/s \
+        "committed {committed} {what} in {elapsed:.2} s: {:.0} {rate} \
          ({} books x {} writers, {} drafts per batch, {} batches; \
          batch latency p50 {:.3} ms, p99 {:.3} ms)",
         committed as f64 / elapsed,

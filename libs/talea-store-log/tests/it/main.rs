@@ -5,6 +5,7 @@
 mod conformance;
 mod crash;
 mod durability;
+mod holds;
 
 use std::path::Path;
 

@@ -597,7 +597,7 @@ pub fn transactions(
 }
 
 /// A hold as it stands now: its status once it ended.
-fn current_status(b: &Book, commit: &mut Commit) {
+pub(crate) fn current_status(b: &Book, commit: &mut Commit) {
     if commit.status == TxStatus::Pending
         && let Some(hold) = b.hold(&commit.tx_id)
     {

@@ -474,9 +474,16 @@ fn stored_key(
     book: &BookName,
     key: &IdempotencyKey,
 ) -> Result<Option<StoredKey>, StoreError> {
-    let as_stored = |t: &TxRecord| StoredKey {
-        request_hash: t.request_hash,
-        commit: t.commit.clone(),
+    // A replay answers a hold as it stands now, as a read of it would.
+    let as_stored = |t: &TxRecord| {
+        let mut commit = t.commit.clone();
+        if let Some(b) = state.book(book) {
+            crate::read::current_status(b, &mut commit);
+        }
+        StoredKey {
+            request_hash: t.request_hash,
+            commit,
+        }
     };
     if let Some(&index) = head.keys.get(key) {
         return match records.get(index) {

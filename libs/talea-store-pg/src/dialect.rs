@@ -82,8 +82,10 @@ pub(crate) const SQL: Dialect = Dialect {
     transactions_by_keys: concat!(
         "SELECT t.book, ",
         transaction_columns!(),
-        ", t.request_hash FROM unnest($1::text[], $2::text[]) AS w (book, key) \
-         JOIN transactions t ON t.book = w.book AND t.idempotency_key = w.key"
+        ", t.request_hash, h.status AS hold_status \
+         FROM unnest($1::text[], $2::text[]) AS w (book, key) \
+         JOIN transactions t ON t.book = w.book AND t.idempotency_key = w.key \
+         LEFT JOIN holds h ON h.book = t.book AND h.seq = t.seq"
     ),
     // No `FOR UPDATE` on the balance rows: every writer of a book holds its
     // counter lock, which already excludes concurrent changes, and row

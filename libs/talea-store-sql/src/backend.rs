@@ -133,7 +133,7 @@ pub struct Dialect {
     /// columns ([`crate::read::TRANSACTION_COLUMNS`]).
     pub transaction: &'static str,
     /// `$1` books, `$2` keys (parallel lists) → `book`, the transaction
-    /// columns and `request_hash`.
+    /// columns, `request_hash` and `hold_status` (a hold's current status).
     pub transactions_by_keys: &'static str,
     /// `$1` books, `$2` names (parallel lists), `$3` assets (list) → `book,
     /// name, kind, min_balance_mantissa, min_balance_scale, asset, balance,

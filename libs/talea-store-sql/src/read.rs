@@ -532,7 +532,10 @@ pub async fn transactions_by_keys<B: SqlBackend>(
     for row in &rows {
         let slot = slot::<B>(&slot_of, row, "transaction")?;
         let (commits, hashes) = &mut found[slot];
-        commits.push(decode::commit_head::<B>(wanted[slot].0, row)?);
+        let mut commit = decode::commit_head::<B>(wanted[slot].0, row)?;
+        // A replay answers a hold as it stands now, as a read of it would.
+        current_status::<B>(&mut commit, row)?;
+        commits.push(commit);
         hashes.push(decode::request_hash::<B>(row, "request_hash")?);
     }
     let mut out = Vec::with_capacity(found.len());

@@ -99,7 +99,9 @@ const TRANSACTIONS_BY_KEYS: &str = concat!(
     "WITH wk AS MATERIALIZED (SELECT key, value FROM json_each(?2)) \
      SELECT t.book, ",
     transaction_columns!(),
-    ", t.request_hash FROM json_each(?1) AS wb CROSS JOIN wk CROSS JOIN transactions t \
+    ", t.request_hash, h.status AS hold_status \
+     FROM json_each(?1) AS wb CROSS JOIN wk CROSS JOIN transactions t \
+     LEFT JOIN holds h ON h.book = t.book AND h.seq = t.seq \
      WHERE wk.key = wb.key AND t.book = wb.value AND t.idempotency_key = wk.value"
 );
 

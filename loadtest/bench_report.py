@@ -219,10 +219,27 @@ def main():
 
     md = render(result)
     if doc_path:
+        tail = kept_tail(doc_path)
         with open(doc_path, "w") as f:
-            f.write(md)
+            f.write(md + ("\n" + tail if tail else ""))
     print(md)
     print(f"written: {result_path}" + (f" and {doc_path}" if doc_path else ""))
+
+
+# Figures measured by other commands sit below this line in the document;
+# a rerun rewrites everything above it and keeps them.
+KEPT_MARKER = "<!-- Measured by other commands: loadtest/bench.sh keeps everything below this line. -->"
+
+
+def kept_tail(path):
+    """The document's part from KEPT_MARKER on, which a rerun keeps ("" if none)."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except FileNotFoundError:
+        return ""
+    at = text.find(KEPT_MARKER)
+    return "" if at < 0 else text[at:]
 
 
 def lat_cells(lat):

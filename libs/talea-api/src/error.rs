@@ -228,6 +228,21 @@ catalogue! {
         "A bug or corrupt data; the body never carries internals.";
 }
 
+impl ErrorCode {
+    /// The code a bare HTTP status stands for, when an answer carries no
+    /// talea error body (a proxy's page, a load balancer's empty 503): the
+    /// first code in catalogue order whose default status (its first) is
+    /// `status`. So 400 is `invalid_request`, 429 `overloaded` (not
+    /// `rate_limited`), 503 `unavailable` (503 is only `overloaded`'s second
+    /// status); `None` for a status no code defaults to.
+    pub fn for_status(status: u16) -> Option<Self> {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|c| c.info().statuses[0] == status)
+    }
+}
+
 /// The JSON shape of every error response.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBody {
@@ -404,6 +419,25 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Every default status names a code, the first of the catalogue with
+    /// that default; statuses no code defaults to name none.
+    #[test]
+    fn a_bare_status_names_the_first_code_defaulting_to_it() {
+        for info in CATALOGUE {
+            let code = ErrorCode::for_status(info.statuses[0]).expect("a default status");
+            assert_eq!(code.info().statuses[0], info.statuses[0]);
+            let first = CATALOGUE
+                .iter()
+                .position(|i| i.statuses[0] == info.statuses[0]);
+            assert_eq!(Some(code as usize), first, "{}", info.code);
+        }
+        assert_eq!(ErrorCode::for_status(429), Some(ErrorCode::Overloaded));
+        assert_eq!(ErrorCode::for_status(503), Some(ErrorCode::Unavailable));
+        assert_eq!(ErrorCode::for_status(400), Some(ErrorCode::InvalidRequest));
+        assert_eq!(ErrorCode::for_status(502), None);
+        assert_eq!(ErrorCode::for_status(200), None);
     }
 
     /// Every code survives `to_body`/`from_body` with its details, status

@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use talea_api::{
     AccountDto, AccountList, ApiError, AssetDto, AssetList, AssetRequest, BalancesDto, BookList,
-    Created, ErrorBody, EventList, HealthDto, LedgerApi, NamePage, OpenAccountRequest,
+    Created, ErrorBody, ErrorCode, EventList, HealthDto, LedgerApi, NamePage, OpenAccountRequest,
     PostTransactionRequest, PostingList, SeqPage, SettleRequest, TransactionDto, TransactionList,
     TrialBalanceDto, VoidRequest,
 };
@@ -333,20 +333,12 @@ pub(crate) fn error_body(status: u16, body: &[u8]) -> ErrorBody {
     if let Ok(parsed) = serde_json::from_slice::<ErrorBody>(body) {
         return parsed;
     }
-    let code = match status {
-        400 => "invalid_request",
-        401 => "unauthorized",
-        404 => "not_found",
-        408 => "timeout",
-        413 => "payload_too_large",
-        429 => "overloaded",
-        503 => "unavailable",
-        _ => "internal",
-    };
+    // The catalogue's code for the bare status; `internal` for any other.
+    let code = ErrorCode::for_status(status).unwrap_or(ErrorCode::Internal);
     let text = String::from_utf8_lossy(body);
     let text: String = text.chars().take(200).collect();
     ErrorBody {
-        error: code.to_owned(),
+        error: code.as_str().to_owned(),
         message: format!("HTTP {status} without a talea error body: {}", text.trim()),
         details: serde_json::Map::new(),
     }
@@ -557,6 +549,40 @@ mod tests {
         );
         let e = ApiError::from_body(502, None, &error_body(502, b"bad gateway"));
         assert_eq!(e, ApiError::Internal);
+    }
+
+    /// The fallback for a body that is not talea's. Pinned: the mapping as
+    /// it was spelled by hand before it came from the catalogue (every
+    /// status it named keeps its code; statuses no code defaults to stay
+    /// `internal`). The catalogue adds the codes of 403, 405, 409 and 422,
+    /// which the hand-written list left `internal`.
+    #[test]
+    fn bare_statuses_keep_their_codes() {
+        let pinned = [
+            (400, "invalid_request"),
+            (401, "unauthorized"),
+            (404, "not_found"),
+            (408, "timeout"),
+            (413, "payload_too_large"),
+            (429, "overloaded"),
+            (503, "unavailable"),
+            (500, "internal"),
+            (502, "internal"),
+            (504, "internal"),
+            (418, "internal"),
+            (302, "internal"),
+            (403, "forbidden"),
+            (405, "method_not_allowed"),
+            (409, "idempotency_key_reused"),
+            (422, "unbalanced"),
+        ];
+        for (status, code) in pinned {
+            for body in [&b""[..], b"<html>proxy</html>", b"{\"not\":\"talea\"}"] {
+                assert_eq!(error_body(status, body).error, code, "{status}");
+                let e = ApiError::from_body(status, Some(1), &error_body(status, body));
+                assert_eq!(e.code(), code, "{status}");
+            }
+        }
     }
 
     #[test]

@@ -23,12 +23,13 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use serde::Serialize;
 use talea_auth::{Authenticator, Tickets};
 use talea_ledger::LedgerService;
 use tokio::sync::Semaphore;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use error::{ErrorCode, HttpError};
 pub use extract::parse_json;
@@ -134,6 +135,46 @@ impl AppState {
     }
 }
 
+/// Every route of the API, in the groups that take different layers. Each
+/// group is an `OpenApiRouter` filled only through `routes(routes!(...))`,
+/// so the list that routes a request is the list that documents it
+/// ([`openapi::document`] draws its paths from `Routes::new(Role::All)`).
+pub(crate) struct Routes {
+    /// `/livez`: outside admission.
+    livez: OpenApiRouter<AppState>,
+    /// `/health` and `/v1/openapi.json`: public, inside admission.
+    public: OpenApiRouter<AppState>,
+    /// The authenticated `/v1` routes (a read instance routes only their
+    /// GETs, but documents them all).
+    v1: OpenApiRouter<AppState>,
+    /// The stream route, on its own state.
+    stream: OpenApiRouter<stream::StreamState>,
+}
+
+impl Routes {
+    pub(crate) fn new(role: Role) -> Self {
+        Self {
+            livez: OpenApiRouter::default().routes(routes!(routes::livez)),
+            public: OpenApiRouter::default()
+                .routes(routes!(routes::health))
+                // Public: the contract is no secret, and outside the rate limit.
+                .routes(routes!(openapi::serve)),
+            // The ticket route takes a POST but writes nothing: every role serves it.
+            v1: routes::v1(role).merge(ticket::routes()),
+            stream: stream::stream_routes(),
+        }
+    }
+
+    /// The paths (and the schemas they name) of every route.
+    pub(crate) fn openapi(self) -> utoipa::openapi::OpenApi {
+        let mut api = self.livez.into_openapi();
+        api.merge(self.public.into_openapi());
+        api.merge(self.v1.into_openapi());
+        api.merge(self.stream.into_openapi());
+        api
+    }
+}
+
 /// The public API router.
 ///
 /// Layers, outermost first: request id, backend header; then on `/health`
@@ -145,8 +186,8 @@ impl AppState {
 /// Serve it with `into_make_service_with_connect_info::<SocketAddr>()` so
 /// that requests without a usable token are rate limited by peer address.
 pub fn router(state: AppState) -> Router {
-    // The ticket route takes a POST but writes nothing: every role serves it.
-    let mut v1 = routes::v1(state.role).merge(ticket::routes());
+    let routes = Routes::new(state.role);
+    let mut v1 = Router::from(routes.v1);
     if let Some(limit) = state.rate_limit {
         v1 = ratelimit::apply(v1, limit, state.ledger.metrics().clone());
     }
@@ -154,10 +195,7 @@ pub fn router(state: AppState) -> Router {
         state.clone(),
         middleware::authenticate,
     ));
-    let api = Router::new()
-        .route("/health", get(routes::health))
-        // Public: the contract is no secret, and outside the rate limit.
-        .route("/v1/openapi.json", get(openapi::serve))
+    let api = Router::from(routes.public)
         .merge(v1)
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
@@ -177,13 +215,12 @@ pub fn router(state: AppState) -> Router {
             middleware::observe,
         ))
         .with_state(state.clone());
-    let mut outer = Router::new()
-        // Liveness sits outside admission: a saturated process is busy, not dead.
-        .route("/livez", get(routes::livez));
+    // Liveness sits outside admission: a saturated process is busy, not dead.
+    let mut outer = Router::from(routes.livez).with_state(state.clone());
     if let Some(hub) = state.stream.clone() {
         // Streams outlive any request deadline and are capped by their own
         // connection limit, so they sit outside admission and the timeout.
-        outer = outer.merge(stream::stream_routes(stream::StreamState {
+        outer = outer.merge(Router::from(routes.stream).with_state(stream::StreamState {
             app: state.clone(),
             hub,
         }));
@@ -209,16 +246,19 @@ pub fn router(state: AppState) -> Router {
 /// (`state` must carry a hub, see [`AppState::with_stream`]), with the same
 /// request id and backend headers as [`router`].
 pub fn stream_router(state: AppState) -> Router {
-    let mut app = Router::new()
-        .route("/livez", get(routes::livez))
-        .route("/health", get(routes::health))
+    let probes = OpenApiRouter::default()
+        .routes(routes!(routes::livez))
+        .routes(routes!(routes::health));
+    let mut app = Router::from(probes)
         .fallback(routes::not_found)
         .with_state(state.clone());
     if let Some(hub) = state.stream.clone() {
-        app = app.merge(stream::stream_routes(stream::StreamState {
-            app: state.clone(),
-            hub,
-        }));
+        app = app.merge(
+            Router::from(stream::stream_routes()).with_state(stream::StreamState {
+                app: state.clone(),
+                hub,
+            }),
+        );
     }
     let cors = ticket::cors(&state.cors_origins);
     let app = app

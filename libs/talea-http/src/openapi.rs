@@ -1,110 +1,42 @@
 //! The OpenAPI 3.1 document of the HTTP API: served at `GET /v1/openapi.json`
 //! and checked in as `docs/openapi.json` (a test fails when they differ).
 //!
-//! Body schemas are derived from the talea-api wire types (`ToSchema`, behind
-//! talea-api's `openapi` feature), so a changed DTO changes the document.
-//! Routes, parameters and responses are assembled here, next to the router
-//! they describe: every status a route can answer, and the headers every
-//! response carries. Regenerate the checked-in copy with
+//! The paths come from the router itself: each handler carries its
+//! operation in `#[utoipa::path(...)]` and is registered through
+//! `utoipa_axum`'s `OpenApiRouter::routes(routes!(...))`, so the one route
+//! list (see `crate::Routes`) makes both the router and the paths. Body
+//! schemas are derived from the talea-api wire types (`ToSchema`, behind
+//! talea-api's `openapi` feature). What is not per route is kept here: the
+//! error responses built from the catalogue (referenced by handlers through
+//! the error sets below), the headers every response carries, security
+//! schemes, tags and info. Regenerate the checked-in copy with
 //! `TALEA_UPDATE_OPENAPI=1 cargo test -p talea-http --lib openapi`.
 
+use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
-use talea_api::{
-    AccountDto, AccountList, AccountPostingDto, AssetDto, AssetList, AssetRequest, BalancesDto,
-    BookDto, BookList, CATALOGUE, EventDto, EventList, HealthDto, OpenAccountRequest,
-    PostTransactionRequest, PostingDto, PostingList, StreamTicketDto, StreamTicketRequest,
-    TotalsDto, TransactionDto, TransactionList, TrialBalanceDto, TrialRowDto,
-};
-use utoipa::OpenApi;
-
-/// The wire types whose schemas the document carries.
-#[derive(OpenApi)]
-#[openapi(components(schemas(
-    AssetRequest,
-    AssetDto,
-    AssetList,
-    OpenAccountRequest,
-    AccountDto,
-    AccountList,
-    PostingDto,
-    PostTransactionRequest,
-    TransactionDto,
-    TransactionList,
-    BalancesDto,
-    AccountPostingDto,
-    PostingList,
-    TrialRowDto,
-    TotalsDto,
-    TrialBalanceDto,
-    EventDto,
-    EventList,
-    BookDto,
-    BookList,
-    HealthDto,
-    StreamTicketRequest,
-    StreamTicketDto,
-)))]
-struct WireTypes;
+use talea_api::CATALOGUE;
+use utoipa::openapi::{Ref, RefOr, response::Response as OaResponse};
 
 /// The error responses (`components/responses`): status, name and
 /// description; the codes each carries come from the catalogue.
+#[rustfmt::skip] // A table: one row a line.
 const ERRORS: &[(u16, &str, &str)] = &[
-    (
-        400,
-        "BadRequest",
-        "A malformed body, path or query parameter (`field` names it), or an amount that does not fit 128 bits of minor units.",
-    ),
+    (400, "BadRequest", "A malformed body, path or query parameter (`field` names it), or an amount that does not fit 128 bits of minor units."),
     (401, "Unauthorized", "No bearer token, or an unknown one."),
-    (
-        403,
-        "Forbidden",
-        "The token does not cover the book (`book`; `*` for the asset registry) or is read-only.",
-    ),
-    (
-        404,
-        "NotFound",
-        "Unknown book, account or transaction (a transaction outside the token's scope answers the same).",
-    ),
-    (
-        405,
-        "MethodNotAllowed",
-        "The route exists but not for this method (a read instance answers the POST routes 405, with `Allow`).",
-    ),
-    (
-        408,
-        "Timeout",
-        "The request outlived `TALEA_REQUEST_TIMEOUT_MS`; a post may have committed: retry with the same idempotency key.",
-    ),
-    (
-        409,
-        "Conflict",
-        "Another definition under the same name, or an idempotency key used for another request (`tx_id` of the original).",
-    ),
+    (403, "Forbidden", "The token does not cover the book (`book`; `*` for the asset registry) or is read-only."),
+    (404, "NotFound", "Unknown book, account or transaction (a transaction outside the token's scope answers the same)."),
+    (405, "MethodNotAllowed", "The route exists but not for this method (a read instance answers the POST routes 405, with `Allow`)."),
+    (408, "Timeout", "The request outlived `TALEA_REQUEST_TIMEOUT_MS`; a post may have committed: retry with the same idempotency key."),
+    (409, "Conflict", "Another definition under the same name, or an idempotency key used for another request (`tx_id` of the original)."),
     (413, "PayloadTooLarge", "The body is over 1 MiB."),
-    (
-        422,
-        "Unprocessable",
-        "The transaction is well formed but cannot be applied.",
-    ),
-    (
-        429,
-        "TooManyRequests",
-        "The book's write queue is full (`overloaded`), or the token's rate limit or stream cap is spent (`rate_limited`); retry after `Retry-After`.",
-    ),
-    (
-        500,
-        "Internal",
-        "A bug or corrupt data; the body carries no internals.",
-    ),
-    (
-        503,
-        "Unavailable",
-        "The in-flight (or stream) limit is reached (`overloaded`), or storage or the token-scope service cannot be reached (`unavailable`); retry after `Retry-After`.",
-    ),
+    (422, "Unprocessable", "The transaction is well formed but cannot be applied."),
+    (429, "TooManyRequests", "The book's write queue is full (`overloaded`), or the token's rate limit or stream cap is spent (`rate_limited`); retry after `Retry-After`."),
+    (500, "Internal", "A bug or corrupt data; the body carries no internals."),
+    (503, "Unavailable", "The in-flight (or stream) limit is reached (`overloaded`), or storage or the token-scope service cannot be reached (`unavailable`); retry after `Retry-After`."),
 ];
 
 /// The catalogue's codes answered with `status`, in catalogue order.
@@ -116,354 +48,100 @@ fn codes_of(status: u16) -> Vec<&'static str> {
         .collect()
 }
 
-/// Statuses every authenticated `/v1` route may answer, whatever it does:
-/// authentication, deadline, rate limit, admission, bugs.
-const V1_COMMON: &[u16] = &[401, 408, 429, 500, 503];
-
-/// Path and query parameters (`components/parameters`).
-fn parameters() -> Value {
-    let book = r"^[a-z0-9][a-z0-9_-]{0,63}$";
-    let account = r"^[A-Za-z0-9][A-Za-z0-9:._-]{0,127}$";
-    json!({
-        "book": {
-            "name": "book", "in": "path", "required": true,
-            "description": "The book.",
-            "schema": {"type": "string", "pattern": book},
-            "example": "payments",
-        },
-        "account": {
-            "name": "account", "in": "path", "required": true,
-            "description": "The account.",
-            "schema": {"type": "string", "pattern": account},
-            "example": "customers:alice",
-        },
-        "tx_id": {
-            "name": "tx_id", "in": "path", "required": true,
-            "description": "The transaction id (a UUID; anything else is not found).",
-            "schema": {"type": "string"},
-        },
-        "after": {
-            "name": "after", "in": "query", "required": false,
-            "description": "Accounts strictly after this name (the previous page's `next`).",
-            "schema": {"type": "string", "pattern": account},
-        },
-        "after_seq": {
-            "name": "after_seq", "in": "query", "required": false,
-            "description": "Entries strictly after this seq (the previous page's `next_after_seq`); default 0.",
-            "schema": {"type": "integer", "minimum": 0, "maximum": u64::MAX},
-        },
-        "limit": {
-            "name": "limit", "in": "query", "required": false,
-            "description": "Page size.",
-            "schema": {"type": "integer", "format": "int32", "minimum": 1, "maximum": 1000, "default": 100},
-        },
-        "as_of": {
-            "name": "as_of", "in": "query", "required": false,
-            "description": "Commit-time instant (RFC 3339, inclusive); absent or in the future means now.",
-            "schema": {"type": "string", "format": "date-time"},
-        },
-    })
+/// Sets of error responses for `#[utoipa::path(responses(...))]`: each is
+/// `$ref`s to `components/responses` for its statuses.
+macro_rules! error_sets {
+    ($($(#[$doc:meta])* $name:ident = [$($status:literal),*];)*) => {$(
+        $(#[$doc])*
+        pub(crate) struct $name;
+        impl utoipa::IntoResponses for $name {
+            fn responses() -> BTreeMap<String, RefOr<OaResponse>> {
+                error_refs(&[$($status),*])
+            }
+        }
+    )*};
 }
 
-fn param(name: &str) -> Value {
-    json!({"$ref": format!("#/components/parameters/{name}")})
+error_sets! {
+    /// Any authenticated `/v1` route, whatever it does: authentication,
+    /// deadline, rate limit, admission, bugs.
+    V1Errors = [401, 408, 429, 500, 503];
+    /// A read of a book's resources.
+    ReadErrors = [400, 401, 403, 404, 408, 429, 500, 503];
+    /// A write that defines something (an asset, an account).
+    WriteErrors = [400, 401, 403, 408, 409, 413, 429, 500, 503];
+    /// Posting a transaction.
+    PostErrors = [400, 401, 403, 408, 409, 413, 422, 429, 500, 503];
+    /// Issuing a stream ticket: a read of the book named in the body.
+    TicketErrors = [400, 401, 403, 404, 408, 413, 429, 500, 503];
+    /// Reading a transaction by id (no book in the path, so no 403).
+    TxErrors = [400, 401, 404, 408, 429, 500, 503];
+    /// The stream: outside admission, the deadline and the rate limit; 429
+    /// is the token's stream cap (`TALEA_SSE_MAX_PER_TOKEN`).
+    StreamErrors = [400, 401, 403, 404, 429, 500, 503];
+    /// `/health`: public, inside admission and the deadline.
+    HealthErrors = [408, 500, 503];
+    /// `/v1/openapi.json`: public, inside admission and the deadline.
+    DocumentErrors = [408, 503];
+}
+
+fn error_refs(statuses: &[u16]) -> BTreeMap<String, RefOr<OaResponse>> {
+    statuses
+        .iter()
+        .filter_map(|s| ERRORS.iter().find(|e| e.0 == *s))
+        .map(|(status, name, _)| {
+            let path = format!("#/components/responses/{name}");
+            (status.to_string(), RefOr::Ref(Ref::new(path)))
+        })
+        .collect()
 }
 
 /// The headers of every response.
 fn common_headers() -> Map<String, Value> {
-    let mut h = Map::new();
-    h.insert(
-        "X-Request-Id".to_owned(),
-        json!({"$ref": "#/components/headers/X-Request-Id"}),
-    );
-    h.insert(
-        "X-Talea-Backend".to_owned(),
-        json!({"$ref": "#/components/headers/X-Talea-Backend"}),
-    );
-    h
+    ["X-Request-Id", "X-Talea-Backend"]
+        .into_iter()
+        .map(|h| {
+            (
+                h.to_owned(),
+                json!({"$ref": format!("#/components/headers/{h}")}),
+            )
+        })
+        .collect()
 }
 
-/// A successful JSON response of `schema`.
-fn json_ok(description: &str, schema: Value) -> Value {
-    json!({
-        "description": description,
-        "headers": common_headers(),
-        "content": {"application/json": {"schema": schema}},
-    })
-}
-
-fn schema(name: &str) -> Value {
-    json!({"$ref": format!("#/components/schemas/{name}")})
-}
-
-/// An operation: its documented successes, then the error responses of `errors`.
-struct Op<'a> {
-    id: &'a str,
-    tag: &'a str,
-    summary: &'a str,
-    params: &'a [&'a str],
-    body: Option<(&'a str, Value)>,
-    ok: Vec<(u16, Value)>,
-    errors: &'a [u16],
-    public: bool,
-}
-
-impl Op<'_> {
-    fn build(self) -> Value {
-        let mut responses = Map::new();
-        let mut statuses: Vec<(u16, Value)> = self.ok;
-        for status in self.errors {
-            if let Some((_, name, _)) = ERRORS.iter().find(|e| e.0 == *status) {
-                statuses.push((
-                    *status,
-                    json!({"$ref": format!("#/components/responses/{name}")}),
-                ));
-            }
-        }
-        statuses.sort_by_key(|s| s.0);
-        statuses.dedup_by_key(|s| s.0);
-        for (status, response) in statuses {
-            responses.insert(status.to_string(), response);
-        }
-        let mut op = Map::new();
-        op.insert("operationId".to_owned(), json!(self.id));
-        op.insert("tags".to_owned(), json!([self.tag]));
-        op.insert("summary".to_owned(), json!(self.summary));
-        if self.public {
+/// The paths as utoipa writes them, finished with what its annotations
+/// cannot say: the common headers on every (non-`$ref`) response, and
+/// `security: []` (no security) where a handler says `security(())`, which
+/// utoipa writes `[{}]` (anonymous allowed).
+fn paths() -> (Value, Value) {
+    let api = crate::Routes::new(crate::Role::All).openapi();
+    let mut api = serde_json::to_value(api).unwrap_or(Value::Null);
+    let schemas = api["components"]["schemas"].take();
+    let mut paths = api["paths"].take();
+    let items = paths
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|p| p.values_mut());
+    let ops = items
+        .flat_map(Value::as_object_mut)
+        .flat_map(|i| i.values_mut());
+    for op in ops.flat_map(Value::as_object_mut) {
+        if op.get("security") == Some(&json!([{}])) {
             op.insert("security".to_owned(), json!([]));
         }
-        if !self.params.is_empty() {
-            op.insert(
-                "parameters".to_owned(),
-                Value::Array(self.params.iter().map(|p| param(p)).collect()),
-            );
+        let responses = op.get_mut("responses").and_then(Value::as_object_mut);
+        for response in responses.into_iter().flat_map(|r| r.values_mut()) {
+            if let Some(response) = response.as_object_mut().filter(|r| !r.contains_key("$ref")) {
+                response.insert("headers".to_owned(), Value::Object(common_headers()));
+            }
         }
-        if let Some((name, example)) = self.body {
-            op.insert(
-                "requestBody".to_owned(),
-                json!({
-                    "required": true,
-                    "content": {"application/json": {
-                        "schema": schema(name),
-                        "example": example,
-                    }},
-                }),
-            );
-        }
-        op.insert("responses".to_owned(), Value::Object(responses));
-        Value::Object(op)
     }
+    (paths, schemas)
 }
 
-/// Statuses of a route: `extra` beside those every `/v1` route may answer.
-fn v1(extra: &[u16]) -> Vec<u16> {
-    let mut all: Vec<u16> = V1_COMMON.iter().chain(extra).copied().collect();
-    all.sort_unstable();
-    all.dedup();
-    all
-}
-
-fn paths() -> Value {
-    let read = v1(&[400, 403, 404]);
-    let write = v1(&[400, 403, 409, 413]);
-    let post_tx = v1(&[400, 403, 409, 413, 422]);
-    let asset_example = json!({"code": "BTC", "scale": 8, "name": "Bitcoin"});
-    let account_example = json!({
-        "name": "customers:alice", "kind": "liability", "min_balance": "0", "metadata": {}
-    });
-    let tx_example = json!({
-        "idempotency_key": "withdrawal-7f3a",
-        "postings": [
-            {"account": "customers:alice", "asset": "BTC", "debit": "0.015"},
-            {"account": "hot-wallet", "asset": "BTC", "credit": "0.015"}
-        ],
-        "occurred_at": "2026-11-22T09:59:58Z",
-        "memo": "withdrawal",
-        "metadata": {"chain_tx": "ab12"}
-    });
-    let created = |what: &str, name: &str| {
-        vec![
-            (201, json_ok(&format!("{what}: created."), schema(name))),
-            (
-                200,
-                json_ok(
-                    &format!("{what}: the identical request was applied before; the original."),
-                    schema(name),
-                ),
-            ),
-        ]
-    };
-    let ok = |name: &str| vec![(200, json_ok("OK.", schema(name)))];
-    let stream_ok = json!({
-        "description": "The book's events as Server-Sent Events: `id:` the seq, `event:` `transaction` or `account_opened`, `data:` the resource JSON; `: keepalive` comments; it ends with `event: error` (`slow_consumer`, `forbidden`, `unavailable`) or `event: shutdown`.",
-        "headers": common_headers(),
-        "content": {"text/event-stream": {"schema": {"type": "string"}}},
-    });
-    json!({
-        "/health": {"get": Op {
-            id: "health", tag: "operations",
-            summary: "Readiness: the store answers (inside the in-flight limit).",
-            params: &[], body: None, ok: ok("HealthDto"), errors: &[408, 500, 503], public: true,
-        }.build()},
-        "/livez": {"get": Op {
-            id: "livez", tag: "operations",
-            summary: "Liveness: 200 while the process runs (outside the in-flight limit).",
-            params: &[], body: None,
-            ok: vec![(200, json_ok("Alive.", json!({
-                "type": "object",
-                "required": ["status"],
-                "properties": {"status": {"type": "string", "enum": ["alive"]}},
-            })))],
-            errors: &[], public: true,
-        }.build()},
-        "/v1/openapi.json": {"get": Op {
-            id: "openapi", tag: "operations",
-            summary: "This document (public: no token, no rate limit).",
-            params: &[], body: None,
-            ok: vec![(200, json_ok("The OpenAPI 3.1 document.", json!({"type": "object"})))],
-            errors: &[408, 503], public: true,
-        }.build()},
-        "/v1/assets": {
-            "get": Op {
-                id: "listAssets", tag: "assets", summary: "Every registered asset, by code.",
-                params: &[], body: None, ok: ok("AssetList"), errors: &v1(&[]), public: false,
-            }.build(),
-            "post": Op {
-                id: "registerAsset", tag: "assets",
-                summary: "Registers an asset (needs `rw` on `*`); scale never changes.",
-                params: &[], body: Some(("AssetRequest", asset_example)),
-                ok: created("The asset", "AssetDto"), errors: &write, public: false,
-            }.build(),
-        },
-        "/v1/books": {"get": Op {
-            id: "listBooks", tag: "books",
-            summary: "Books in the token's scope with at least one event.",
-            params: &[], body: None, ok: ok("BookList"), errors: &v1(&[]), public: false,
-        }.build()},
-        "/v1/books/{book}/accounts": {
-            "get": Op {
-                id: "listAccounts", tag: "accounts", summary: "A page of the book's accounts, by name.",
-                params: &["book", "after", "limit"], body: None, ok: ok("AccountList"),
-                errors: &read, public: false,
-            }.build(),
-            "post": Op {
-                id: "openAccount", tag: "accounts",
-                summary: "Opens an account (an `account_opened` event; the book comes into being with its first).",
-                params: &["book"], body: Some(("OpenAccountRequest", account_example)),
-                ok: created("The account", "AccountDto"), errors: &write, public: false,
-            }.build(),
-        },
-        "/v1/books/{book}/accounts/{account}": {"get": Op {
-            id: "getAccount", tag: "accounts",
-            summary: "One account with its current normal-side `balances`.",
-            params: &["book", "account"], body: None, ok: ok("AccountDto"), errors: &read, public: false,
-        }.build()},
-        "/v1/books/{book}/accounts/{account}/balances": {"get": Op {
-            id: "getBalances", tag: "accounts",
-            summary: "An account's normal-side balances, now or as of a commit time.",
-            params: &["book", "account", "as_of"], body: None, ok: ok("BalancesDto"),
-            errors: &read, public: false,
-        }.build()},
-        "/v1/books/{book}/accounts/{account}/postings": {"get": Op {
-            id: "listAccountPostings", tag: "accounts",
-            summary: "A page of an account's postings with running balances, in seq order (never splitting a transaction).",
-            params: &["book", "account", "after_seq", "limit"], body: None, ok: ok("PostingList"),
-            errors: &read, public: false,
-        }.build()},
-        "/v1/books/{book}/transactions": {
-            "get": Op {
-                id: "listTransactions", tag: "transactions",
-                summary: "A page of the book's transactions in seq order.",
-                params: &["book", "after_seq", "limit"], body: None, ok: ok("TransactionList"),
-                errors: &read, public: false,
-            }.build(),
-            "post": Op {
-                id: "postTransaction", tag: "transactions",
-                summary: "Posts a balanced transaction; a replay of the same key and body answers 200 with the original and `deduplicated: true`.",
-                params: &["book"], body: Some(("PostTransactionRequest", tx_example)),
-                ok: created("The commit", "TransactionDto"), errors: &post_tx, public: false,
-            }.build(),
-        },
-        "/v1/books/{book}/trial-balance": {"get": Op {
-            id: "getTrialBalance", tag: "books",
-            summary: "Totals per account and asset, now or as of a commit time.",
-            params: &["book", "as_of"], body: None, ok: ok("TrialBalanceDto"), errors: &read, public: false,
-        }.build()},
-        "/v1/books/{book}/events": {"get": Op {
-            id: "listEvents", tag: "books", summary: "A page of the book's event log (dense seqs from 1).",
-            params: &["book", "after_seq", "limit"], body: None, ok: ok("EventList"),
-            errors: &read, public: false,
-        }.build()},
-        "/v1/books/{book}/stream": {"get": stream_operation(stream_ok)},
-        "/v1/stream-tickets": {"post": Op {
-            id: "issueStreamTicket", tag: "streams",
-            summary: "A short-lived ticket for one book's stream (`?ticket=` stands in for the bearer token, for EventSource); served by every role.",
-            params: &[], body: Some(("StreamTicketRequest", json!({"book": "payments"}))),
-            ok: ok("StreamTicketDto"), errors: &v1(&[400, 403, 404, 413]), public: false,
-        }.build()},
-        "/v1/transactions/{tx_id}": {"get": Op {
-            id: "getTransaction", tag: "transactions",
-            summary: "One transaction by id (out of scope answers exactly as unknown).",
-            params: &["tx_id"], body: None, ok: ok("TransactionDto"),
-            errors: &v1(&[400, 404]), public: false,
-        }.build()},
-    })
-}
-
-/// The stream route sits outside admission, the deadline and the rate limit,
-/// and takes its own parameters.
-fn stream_operation(ok: Value) -> Value {
-    let mut op = Op {
-        id: "streamBook",
-        tag: "streams",
-        summary: "The book's events live (Server-Sent Events), resumable by seq.",
-        params: &["book"],
-        body: None,
-        ok: vec![(200, ok)],
-        // 429: the token has `TALEA_SSE_MAX_PER_TOKEN` streams open.
-        errors: &[400, 401, 403, 404, 429, 500, 503],
-        public: false,
-    }
-    .build();
-    // A ticket stands in for the bearer token on this route only.
-    if let Some(map) = op.as_object_mut() {
-        map.insert(
-            "security".to_owned(),
-            json!([{"bearer": []}, {"ticket": []}]),
-        );
-    }
-    if let Some(params) = op.get_mut("parameters").and_then(Value::as_array_mut) {
-        params.push(json!({
-            "name": "after_seq", "in": "query", "required": false,
-            "description": "Resume after this seq: every event above it from the log, then live (wins over `Last-Event-ID`). Absent: live from now.",
-            "schema": {"type": "integer", "minimum": 0, "maximum": u64::MAX},
-        }));
-        params.push(json!({
-            "name": "accounts", "in": "query", "required": false,
-            "description": "Comma-separated account names (at most 100): only events touching them.",
-            "schema": {"type": "string"},
-        }));
-        params.push(json!({
-            "name": "snapshot", "in": "query", "required": false,
-            "description": "`balances`: first an `event: snapshot` with `id: N` and the (filtered) accounts' balances as of seq N, then every event from N+1.",
-            "schema": {"type": "string", "enum": ["balances"]},
-        }));
-        params.push(json!({
-            "name": "Last-Event-ID", "in": "header", "required": false,
-            "description": "Resume after this seq (what a browser's EventSource sends on reconnect).",
-            "schema": {"type": "integer", "minimum": 0, "maximum": u64::MAX},
-        }));
-    }
-    op
-}
-
-/// `components`: the wire types' schemas, the error body, parameters,
-/// headers, error responses and the bearer scheme.
-fn components() -> Value {
-    let mut schemas = match WireTypes::openapi().components {
-        Some(c) => serde_json::to_value(c.schemas).unwrap_or(Value::Null),
-        None => Value::Null,
-    };
+/// `components`: the wire types' schemas, the error body, headers, error
+/// responses and the security schemes.
+fn components(mut schemas: Value) -> Value {
     if let Some(map) = schemas.as_object_mut() {
         map.insert("Error".to_owned(), error_schema());
     }
@@ -483,7 +161,7 @@ fn components() -> Value {
                 "headers": headers,
                 "content": {"application/json": {"schema": {
                     "allOf": [
-                        schema("Error"),
+                        {"$ref": "#/components/schemas/Error"},
                         {"properties": {"error": {"enum": codes_of(*status)}}},
                     ],
                 }}},
@@ -492,7 +170,6 @@ fn components() -> Value {
     }
     json!({
         "schemas": schemas,
-        "parameters": parameters(),
         "headers": {
             "X-Request-Id": {
                 "description": "The request's id: echoed from the request, else a new UUID.",
@@ -556,6 +233,7 @@ fn error_schema() -> Value {
 
 /// The whole document.
 pub fn document() -> Value {
+    let (paths, schemas) = paths();
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -573,8 +251,8 @@ pub fn document() -> Value {
             {"name": "streams", "description": "Live events (Server-Sent Events)."},
             {"name": "operations", "description": "Health, liveness and this document."},
         ],
-        "paths": paths(),
-        "components": components(),
+        "paths": paths,
+        "components": components(schemas),
     })
 }
 
@@ -586,6 +264,9 @@ pub fn document_json() -> String {
 }
 
 /// `GET /v1/openapi.json`: public, outside authentication and rate limits.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "operations", operation_id = "openapi", security(()),
+    summary = "This document (public: no token, no rate limit).",
+    responses((status = 200, description = "The OpenAPI 3.1 document.", body = Object), DocumentErrors))]
 pub(crate) async fn serve() -> Response {
     static DOCUMENT: OnceLock<String> = OnceLock::new();
     let body = DOCUMENT.get_or_init(document_json).clone();
@@ -668,5 +349,61 @@ mod tests {
         }
         let doc = document();
         walk(&doc, &doc);
+    }
+
+    /// The document is the same whatever the role: a read instance routes
+    /// only the GETs of the `/v1` routes but documents the POSTs too (and
+    /// answers them 405, as `info.description` says).
+    #[test]
+    fn every_role_documents_the_same_paths() {
+        let all = serde_json::to_value(crate::Routes::new(crate::Role::All).openapi());
+        for role in [crate::Role::Write, crate::Role::Read] {
+            let paths = serde_json::to_value(crate::Routes::new(role).openapi());
+            assert_eq!(paths.ok(), all.as_ref().ok().cloned(), "{role:?}");
+        }
+    }
+
+    /// Files allowed to route without `OpenApiRouter::routes(routes!(...))`,
+    /// with the reason.
+    const UNDOCUMENTED_ROUTING: &[(&str, &str)] = &[(
+        "service.rs",
+        "the metrics listener: `GET /metrics` on its own address, not the API",
+    )];
+
+    /// The document lists every routed path: `routes!` registers a handler
+    /// only together with its `#[utoipa::path]` operation, so a route that
+    /// enters the router another way is the one way to route a path (or a
+    /// method) undocumented. This fails on any plain axum routing call
+    /// (`.route(`, `.route_service(`, `.nest(`, `axum::routing::…`) in the
+    /// crate's non-test source outside [`UNDOCUMENTED_ROUTING`]. The other
+    /// direction, every documented operation routed and no undocumented
+    /// method answering, is probed against a live app in
+    /// `tests/it/openapi.rs`.
+    #[test]
+    fn every_route_enters_through_routes_macro() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let entries = std::fs::read_dir(&dir).expect("read src");
+        let mut checked = 0;
+        for entry in entries {
+            let path = entry.expect("src entry").path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if UNDOCUMENTED_ROUTING.iter().any(|(f, _)| *f == name) {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).expect("read source");
+            // Only the code: a file's unit tests come last.
+            let code = text.split("#[cfg(test)]").next().unwrap_or("");
+            for plain in [
+                ".route(",
+                ".route_service(",
+                ".nest(",
+                ".nest_service(",
+                "routing::",
+            ] {
+                assert!(!code.contains(plain), "{name} routes with `{plain}`");
+            }
+            checked += 1;
+        }
+        assert!(checked >= 10, "{checked} files checked");
     }
 }

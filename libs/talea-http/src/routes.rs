@@ -1,58 +1,109 @@
 //! Route table and handlers: scope first, then the body, then the ledger.
+//!
+//! Each handler carries its OpenAPI operation (`#[utoipa::path]`) and is
+//! registered with `OpenApiRouter::routes(routes!(...))`, so the route list
+//! below is also the document's list of paths (see `crate::openapi`).
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{MethodRouter, get, post};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use talea_api::{
-    ApiError, AssetRequest, BookList, HealthDto, LedgerApi, NamePage, OpenAccountRequest,
-    PostTransactionRequest, SeqPage,
+    AccountDto, AccountList, ApiError, AssetDto, AssetList, AssetRequest, BalancesDto, BookList,
+    EventList, HealthDto, LedgerApi, NamePage, OpenAccountRequest, PostTransactionRequest,
+    PostingList, SeqPage, TransactionDto, TransactionList, TrialBalanceDto,
 };
 use talea_auth::{Books, Principal};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::extract::{Auth, Body, Path, Query, parse_json};
 use crate::hide::{Carrier, respond};
+use crate::openapi::{HealthErrors, PostErrors, ReadErrors, TxErrors, V1Errors, WriteErrors};
 use crate::{AppState, HttpError, Role, json_response};
 
-type Result<T = Response> = std::result::Result<T, HttpError>;
+/// The book, in the path.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // Documentation only: handlers take the segments as `Path<String>`.
+pub(crate) struct BookParam {
+    /// The book.
+    #[param(pattern = r"^[a-z0-9][a-z0-9_-]{0,63}$", example = "payments")]
+    book: String,
+}
+
+/// The book and account, in the path.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // Documentation only: handlers take the segments as `Path<String>`.
+struct AccountParam {
+    /// The book.
+    #[param(pattern = r"^[a-z0-9][a-z0-9_-]{0,63}$", example = "payments")]
+    book: String,
+    /// The account.
+    #[param(
+        pattern = r"^[A-Za-z0-9][A-Za-z0-9:._-]{0,127}$",
+        example = "customers:alice"
+    )]
+    account: String,
+}
+
+/// The transaction id, in the path.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // Documentation only: handlers take the segments as `Path<String>`.
+struct TxParam {
+    /// The transaction id (a UUID; anything else is not found).
+    tx_id: String,
+}
+
+/// A seq parameter: 0..=u64::MAX, with no `format` (`int64` is signed).
+pub(crate) struct Seq;
+
+impl utoipa::PartialSchema for Seq {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        let max = utoipa::Number::UInt(u64::MAX as usize);
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::Type::Integer)
+            .minimum(Some(0))
+            .maximum(Some(max))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Seq {}
 
 /// The `/v1` routes. A read instance registers only their GET handlers, so
-/// axum's method routing answers a write with 405 and the route's `Allow`.
-pub(crate) fn v1(role: Role) -> Router<AppState> {
-    // Adds the write handler only where writes are served.
-    let writes = |reads: MethodRouter<AppState>, write: MethodRouter<AppState>| {
-        if role.serves_writes() {
-            reads.merge(write)
-        } else {
-            reads
-        }
-    };
-    Router::new()
-        .route("/v1/assets", writes(get(list_assets), post(register_asset)))
-        .route("/v1/books", get(list_books))
-        .route(
-            "/v1/books/{book}/accounts",
-            writes(get(list_accounts), post(open_account)),
-        )
-        .route("/v1/books/{book}/accounts/{account}", get(get_account))
-        .route(
-            "/v1/books/{book}/accounts/{account}/balances",
-            get(get_balances),
-        )
-        .route(
-            "/v1/books/{book}/accounts/{account}/postings",
-            get(list_postings),
-        )
-        .route(
-            "/v1/books/{book}/transactions",
-            writes(get(list_transactions), post(post_transaction)),
-        )
-        .route("/v1/books/{book}/trial-balance", get(trial_balance))
-        .route("/v1/books/{book}/events", get(list_events))
-        .route("/v1/transactions/{tx_id}", get(get_transaction))
+/// axum's method routing answers a write with 405 and the route's `Allow`;
+/// the writes are documented all the same (the document is the same for
+/// every role).
+pub(crate) fn v1(role: Role) -> OpenApiRouter<AppState> {
+    let reads = OpenApiRouter::default()
+        .routes(routes!(list_assets))
+        .routes(routes!(list_books))
+        .routes(routes!(list_accounts))
+        .routes(routes!(get_account))
+        .routes(routes!(get_balances))
+        .routes(routes!(list_postings))
+        .routes(routes!(list_transactions))
+        .routes(routes!(trial_balance))
+        .routes(routes!(list_events))
+        .routes(routes!(get_transaction));
+    let writes = OpenApiRouter::default()
+        .routes(routes!(register_asset))
+        .routes(routes!(open_account))
+        .routes(routes!(post_transaction));
+    if role.serves_writes() {
+        reads.merge(writes)
+    } else {
+        let mut reads = reads;
+        reads.get_openapi_mut().merge(writes.into_openapi());
+        reads
+    }
 }
+
+type Result<T = Response> = std::result::Result<T, HttpError>;
 
 fn ok<T: serde::Serialize>(body: &T) -> Result {
     Ok(json_response(StatusCode::OK, body))
@@ -75,10 +126,35 @@ fn created_status(created: bool) -> StatusCode {
     }
 }
 
-pub(crate) async fn livez() -> Response {
-    json_response(StatusCode::OK, &serde_json::json!({"status": "alive"}))
+// The body of `/livez` (no doc comment: it would become the schema's
+// description).
+#[derive(Serialize, ToSchema)]
+struct Alive {
+    #[schema(inline)]
+    status: AliveStatus,
 }
 
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+enum AliveStatus {
+    Alive,
+}
+
+#[utoipa::path(get, path = "/livez", tag = "operations", operation_id = "livez", security(()),
+    summary = "Liveness: 200 while the process runs (outside the in-flight limit).",
+    responses((status = 200, description = "Alive.", body = inline(Alive))))]
+pub(crate) async fn livez() -> Response {
+    json_response(
+        StatusCode::OK,
+        &Alive {
+            status: AliveStatus::Alive,
+        },
+    )
+}
+
+#[utoipa::path(get, path = "/health", tag = "operations", operation_id = "health", security(()),
+    summary = "Readiness: the store answers (inside the in-flight limit).",
+    responses((status = 200, description = "OK.", body = HealthDto), HealthErrors))]
 pub(crate) async fn health(State(state): State<AppState>) -> Result {
     state.ledger.ping().await?;
     ok(&HealthDto {
@@ -100,6 +176,13 @@ pub(crate) async fn method_not_allowed() -> HttpError {
     })
 }
 
+#[utoipa::path(post, path = "/v1/assets", tag = "assets", operation_id = "registerAsset",
+    summary = "Registers an asset (needs `rw` on `*`); scale never changes.",
+    request_body(content = AssetRequest, example = json!({"code": "BTC", "scale": 8, "name": "Bitcoin"})),
+    responses(
+        (status = 201, description = "The asset: created.", body = AssetDto),
+        (status = 200, description = "The asset: the identical request was applied before; the original.", body = AssetDto),
+        WriteErrors))]
 async fn register_asset(State(state): State<AppState>, Auth(p): Auth, body: Body) -> Result {
     p.check_global_write()?;
     let request: AssetRequest = parse_json(&body.0)?;
@@ -107,10 +190,16 @@ async fn register_asset(State(state): State<AppState>, Auth(p): Auth, body: Body
     created_or_ok(created.created, &created.value)
 }
 
+#[utoipa::path(get, path = "/v1/assets", tag = "assets", operation_id = "listAssets",
+    summary = "Every registered asset, by code.",
+    responses((status = 200, description = "OK.", body = AssetList), V1Errors))]
 async fn list_assets(State(state): State<AppState>, Auth(_): Auth) -> Result {
     ok(&state.ledger.assets().await?)
 }
 
+#[utoipa::path(get, path = "/v1/books", tag = "books", operation_id = "listBooks",
+    summary = "Books in the token's scope with at least one event.",
+    responses((status = 200, description = "OK.", body = BookList), V1Errors))]
 async fn list_books(State(state): State<AppState>, Auth(p): Auth) -> Result {
     let all = state.ledger.books().await?;
     ok(&BookList {
@@ -122,6 +211,16 @@ async fn list_books(State(state): State<AppState>, Auth(p): Auth) -> Result {
     })
 }
 
+#[utoipa::path(post, path = "/v1/books/{book}/accounts", tag = "accounts", operation_id = "openAccount",
+    summary = "Opens an account (an `account_opened` event; the book comes into being with its first).",
+    params(BookParam),
+    request_body(content = OpenAccountRequest, example = json!({
+        "name": "customers:alice", "kind": "liability", "min_balance": "0", "metadata": {}
+    })),
+    responses(
+        (status = 201, description = "The account: created.", body = AccountDto),
+        (status = 200, description = "The account: the identical request was applied before; the original.", body = AccountDto),
+        WriteErrors))]
 async fn open_account(
     State(state): State<AppState>,
     Auth(p): Auth,
@@ -139,12 +238,21 @@ async fn open_account(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AccountsQuery {
+    /// Accounts strictly after this name (the previous page's `next`).
+    #[param(pattern = r"^[A-Za-z0-9][A-Za-z0-9:._-]{0,127}$")]
     after: Option<String>,
+    /// Page size.
+    #[param(minimum = 1, maximum = 1000, default = 100)]
     limit: Option<u32>,
 }
 
+#[utoipa::path(get, path = "/v1/books/{book}/accounts", tag = "accounts", operation_id = "listAccounts",
+    summary = "A page of the book's accounts, by name.",
+    params(BookParam, AccountsQuery),
+    responses((status = 200, description = "OK.", body = AccountList), ReadErrors))]
 async fn list_accounts(
     State(state): State<AppState>,
     Auth(p): Auth,
@@ -163,6 +271,10 @@ async fn list_accounts(
     )
 }
 
+#[utoipa::path(get, path = "/v1/books/{book}/accounts/{account}", tag = "accounts", operation_id = "getAccount",
+    summary = "One account with its current normal-side `balances`.",
+    params(AccountParam),
+    responses((status = 200, description = "OK.", body = AccountDto), ReadErrors))]
 async fn get_account(
     State(state): State<AppState>,
     Auth(p): Auth,
@@ -176,11 +288,18 @@ async fn get_account(
     )
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AsOfQuery {
+    /// Commit-time instant (RFC 3339, inclusive); absent or in the future means now.
+    #[param(format = DateTime)]
     as_of: Option<String>,
 }
 
+#[utoipa::path(get, path = "/v1/books/{book}/accounts/{account}/balances", tag = "accounts", operation_id = "getBalances",
+    summary = "An account's normal-side balances, now or as of a commit time.",
+    params(AccountParam, AsOfQuery),
+    responses((status = 200, description = "OK.", body = BalancesDto), ReadErrors))]
 async fn get_balances(
     State(state): State<AppState>,
     Auth(p): Auth,
@@ -194,9 +313,14 @@ async fn get_balances(
         .await?)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct SeqQuery {
+    /// Entries strictly after this seq (the previous page's `next_after_seq`); default 0.
+    #[param(value_type = Option<Seq>, inline)]
     after_seq: Option<u64>,
+    /// Page size.
+    #[param(minimum = 1, maximum = 1000, default = 100)]
     limit: Option<u32>,
 }
 
@@ -209,6 +333,10 @@ impl From<SeqQuery> for SeqPage {
     }
 }
 
+#[utoipa::path(get, path = "/v1/books/{book}/accounts/{account}/postings", tag = "accounts", operation_id = "listAccountPostings",
+    summary = "A page of an account's postings with running balances, in seq order (never splitting a transaction).",
+    params(AccountParam, SeqQuery),
+    responses((status = 200, description = "OK.", body = PostingList), ReadErrors))]
 async fn list_postings(
     State(state): State<AppState>,
     Auth(p): Auth,
@@ -222,6 +350,23 @@ async fn list_postings(
         .await?)
 }
 
+#[utoipa::path(post, path = "/v1/books/{book}/transactions", tag = "transactions", operation_id = "postTransaction",
+    summary = "Posts a balanced transaction; a replay of the same key and body answers 200 with the original and `deduplicated: true`.",
+    params(BookParam),
+    request_body(content = PostTransactionRequest, example = json!({
+        "idempotency_key": "withdrawal-7f3a",
+        "postings": [
+            {"account": "customers:alice", "asset": "BTC", "debit": "0.015"},
+            {"account": "hot-wallet", "asset": "BTC", "credit": "0.015"}
+        ],
+        "occurred_at": "2026-11-22T09:59:58Z",
+        "memo": "withdrawal",
+        "metadata": {"chain_tx": "ab12"}
+    })),
+    responses(
+        (status = 201, description = "The commit: created.", body = TransactionDto),
+        (status = 200, description = "The commit: the identical request was applied before; the original.", body = TransactionDto),
+        PostErrors))]
 async fn post_transaction(
     State(state): State<AppState>,
     Auth(p): Auth,
@@ -239,6 +384,10 @@ async fn post_transaction(
     ))
 }
 
+#[utoipa::path(get, path = "/v1/books/{book}/transactions", tag = "transactions", operation_id = "listTransactions",
+    summary = "A page of the book's transactions in seq order.",
+    params(BookParam, SeqQuery),
+    responses((status = 200, description = "OK.", body = TransactionList), ReadErrors))]
 async fn list_transactions(
     State(state): State<AppState>,
     Auth(p): Auth,
@@ -253,6 +402,10 @@ async fn list_transactions(
     )
 }
 
+#[utoipa::path(get, path = "/v1/transactions/{tx_id}", tag = "transactions", operation_id = "getTransaction",
+    summary = "One transaction by id (out of scope answers exactly as unknown).",
+    params(TxParam),
+    responses((status = 200, description = "OK.", body = TransactionDto), TxErrors))]
 async fn get_transaction(
     State(state): State<AppState>,
     Auth(p): Auth,
@@ -275,6 +428,10 @@ async fn get_transaction(
     ok_for(&p, Carrier::Resource, &tx)
 }
 
+#[utoipa::path(get, path = "/v1/books/{book}/trial-balance", tag = "books", operation_id = "getTrialBalance",
+    summary = "Totals per account and asset, now or as of a commit time.",
+    params(BookParam, AsOfQuery),
+    responses((status = 200, description = "OK.", body = TrialBalanceDto), ReadErrors))]
 async fn trial_balance(
     State(state): State<AppState>,
     Auth(p): Auth,
@@ -288,6 +445,10 @@ async fn trial_balance(
         .await?)
 }
 
+#[utoipa::path(get, path = "/v1/books/{book}/events", tag = "books", operation_id = "listEvents",
+    summary = "A page of the book's event log (dense seqs from 1).",
+    params(BookParam, SeqQuery),
+    responses((status = 200, description = "OK.", body = EventList), ReadErrors))]
 async fn list_events(
     State(state): State<AppState>,
     Auth(p): Auth,

@@ -9,12 +9,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::Response;
-use axum::routing::get;
 use serde::Deserialize;
 use serde_json::json;
 use talea_api::ApiError;
@@ -25,7 +23,13 @@ use talea_stream::{
 };
 use talea_telemetry::StreamMetrics;
 
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
 use crate::extract::bearer;
+use crate::openapi::StreamErrors;
+use crate::routes::{BookParam, Seq};
 use crate::ticket;
 use crate::{AppState, HttpError};
 
@@ -101,27 +105,57 @@ impl StreamObserver for MetricsObserver {
 }
 
 /// The query of the stream route.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct StreamQuery {
-    /// Resume after this seq (wins over `Last-Event-ID`).
+    /// Resume after this seq: every event above it from the log, then live (wins over `Last-Event-ID`). Absent: live from now.
+    #[param(value_type = Option<Seq>, inline)]
     after_seq: Option<String>,
-    /// Comma-separated account names.
+    /// Comma-separated account names (at most 100): only events touching them.
     accounts: Option<String>,
-    /// `balances`: start with the balances as of one seq (ignored on a resume).
+    /// `balances`: first an `event: snapshot` with `id: N` and the (filtered) accounts' balances as of seq N, then every event from N+1.
+    #[param(value_type = Option<Snapshot>, inline)]
     snapshot: Option<String>,
-    /// A stream ticket, read before this struct (`ticket::ticket_param`).
+    /// A stream ticket, read before this struct (`ticket::ticket_param`);
+    /// documented as the `ticket` security scheme.
     #[serde(default, rename = "ticket")]
+    #[param(ignore)]
     _ticket: Option<serde::de::IgnoredAny>,
 }
 
-/// The stream route alone, with its state (see [`crate::router`]).
-pub(crate) fn stream_routes(state: StreamState) -> Router {
-    Router::new()
-        .route("/v1/books/{book}/stream", get(stream))
-        .with_state(state)
+// The one value of `snapshot` (no doc comment: it would become the
+// schema's description).
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum Snapshot {
+    Balances,
 }
 
+/// The `Last-Event-ID` header (read from the `HeaderMap`).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+struct LastEventId {
+    /// Resume after this seq (what a browser's EventSource sends on reconnect).
+    #[param(rename = "Last-Event-ID", value_type = Seq, inline, required = false)]
+    last_event_id: Option<String>,
+}
+
+/// The stream route alone, without its state (see [`crate::router`]).
+pub(crate) fn stream_routes() -> OpenApiRouter<StreamState> {
+    OpenApiRouter::default().routes(routes!(stream))
+}
+
+#[utoipa::path(get, path = "/v1/books/{book}/stream", tag = "streams", operation_id = "streamBook",
+    summary = "The book's events live (Server-Sent Events), resumable by seq.",
+    // A ticket stands in for the bearer token on this route only.
+    security(("bearer" = []), ("ticket" = [])),
+    params(BookParam, StreamQuery, LastEventId),
+    responses((status = 200, content_type = "text/event-stream", body = String,
+        description = "The book's events as Server-Sent Events: `id:` the seq, `event:` `transaction` or `account_opened`, `data:` the resource JSON; `: keepalive` comments; it ends with `event: error` (`slow_consumer`, `forbidden`, `unavailable`) or `event: shutdown`."),
+        StreamErrors))]
 async fn stream(
     State(state): State<StreamState>,
     Path(book): Path<String>,

@@ -10,10 +10,8 @@ use axum::extract::State;
 use axum::http::request::Parts;
 use std::time::Duration;
 
-use axum::Router;
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::Response;
-use axum::routing::post;
 use serde::Deserialize;
 use serde_json::json;
 use talea_api::{ApiError, StreamTicketDto, StreamTicketRequest};
@@ -21,7 +19,11 @@ use talea_auth::{TicketError, TicketGrant, Tickets};
 use talea_stream::Recheck;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
 use crate::extract::{Auth, Body, parse_json};
+use crate::openapi::TicketErrors;
 use crate::{AppState, HttpError, json_response};
 
 /// The ticket route.
@@ -34,8 +36,8 @@ pub const CORS_MAX_AGE_S: u64 = 600;
 pub const CORS_ORIGINS_MAX: usize = 64;
 
 /// The ticket route, for the `/v1` router (inside authentication).
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new().route(TICKET_PATH, post(issue))
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::default().routes(routes!(issue))
 }
 
 /// Microseconds since the epoch, now.
@@ -45,6 +47,10 @@ fn now_micros() -> i64 {
 
 /// `POST /v1/stream-tickets`: the body names the book (400), the token
 /// must read it (403), and it must exist (404), as for any read.
+#[utoipa::path(post, path = "/v1/stream-tickets", tag = "streams", operation_id = "issueStreamTicket",
+    summary = "A short-lived ticket for one book's stream (`?ticket=` stands in for the bearer token, for EventSource); served by every role.",
+    request_body(content = StreamTicketRequest, example = json!({"book": "payments"})),
+    responses((status = 200, description = "OK.", body = StreamTicketDto), TicketErrors))]
 async fn issue(
     State(state): State<AppState>,
     Auth(p): Auth,

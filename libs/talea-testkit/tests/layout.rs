@@ -268,3 +268,75 @@ fn no_library_reads_the_environment() {
         "libraries reading the environment: {offenders:?}"
     );
 }
+
+/// Every production source file (`*.rs` under `libs/*/src`,
+/// `services/*/src`, `loadtest/*/src`, `bin/` included) is one hop from
+/// ARCHITECTURE.md's code map: the code map names, as a backticked path,
+/// either the file or its own directory (whose entry then describes the
+/// files in it). Every such path the code map names exists, so it cannot
+/// point at a file that moved. Tests, benches and examples live outside
+/// `src/` and are not covered.
+#[test]
+fn every_source_file_is_on_the_code_map() {
+    use std::path::{Path, PathBuf};
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let doc = std::fs::read_to_string(root.join("ARCHITECTURE.md")).expect("ARCHITECTURE.md");
+    let section = doc
+        .split("\n## Code map")
+        .nth(1)
+        .expect("a `## Code map` section");
+    let section = section.split("\n## ").next().unwrap_or_default();
+    let named: BTreeSet<String> = section
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|span| {
+            ["libs/", "services/", "loadtest/"]
+                .iter()
+                .any(|r| span.starts_with(r))
+        })
+        .map(|span| span.trim_end_matches('/').to_owned())
+        .collect();
+    let missing_paths: Vec<&String> = named.iter().filter(|p| !root.join(p).exists()).collect();
+    assert!(
+        missing_paths.is_empty(),
+        "the code map names paths that do not exist: {missing_paths:?}"
+    );
+
+    let mut stack: Vec<PathBuf> = Vec::new();
+    for top in ["libs", "services", "loadtest"] {
+        for entry in std::fs::read_dir(root.join(top)).expect(top).flatten() {
+            stack.push(entry.path().join("src"));
+        }
+    }
+    let mut files = Vec::new();
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let relative = path.strip_prefix(&root).expect("under the root");
+                files.push(relative.to_string_lossy().replace('\\', "/"));
+            }
+        }
+    }
+    assert!(files.len() > 50, "found only {} source files", files.len());
+    let mut unmapped: Vec<&String> = files
+        .iter()
+        .filter(|file| {
+            let dir = file.rsplit_once('/').map(|(d, _)| d).unwrap_or_default();
+            !named.contains(*file) && !named.contains(dir)
+        })
+        .collect();
+    unmapped.sort();
+    assert!(
+        unmapped.is_empty(),
+        "source files neither named in ARCHITECTURE.md's code map nor in a directory it names: \
+         {unmapped:?}"
+    );
+}

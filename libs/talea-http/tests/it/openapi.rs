@@ -1,9 +1,10 @@
-//! `GET /v1/openapi.json`: public, outside the rate limit, and every route it
-//! documents is one the router serves.
+//! `GET /v1/openapi.json`: public, outside the rate limit; every route it
+//! documents is one the router serves, no undocumented method is served on a
+//! documented path, and the document keeps the meaning of its baseline.
 
 use std::num::NonZeroU32;
 
-use serde_json::json;
+use serde_json::{Value, json};
 use talea_http::{HttpConfig, RateLimit};
 
 use crate::harness::*;
@@ -75,6 +76,114 @@ async fn every_documented_operation_is_routed() {
                 "{method} {template} answered {} which is not documented",
                 r.status
             );
+        }
+    }
+}
+
+/// No hidden method: on every documented path, each method the path does
+/// not document answers 405 (with `Allow`), so the router serves nothing
+/// there the document does not list. (HEAD rides on GET, as in HTTP.)
+/// With `every_documented_operation_is_routed` above and the source test
+/// `every_route_enters_through_routes_macro` (no route enters the router
+/// except with its operation), router and document agree both ways.
+#[tokio::test]
+async fn no_undocumented_method_is_routed() {
+    let app = spawn_app().await;
+    let doc = talea_http::openapi::document();
+    let paths = doc["paths"].as_object().expect("paths");
+    for (template, item) in paths {
+        let path = template
+            .replace("{book}", "no-such-book")
+            .replace("{account}", "nobody")
+            .replace("{tx_id}", "0193a6f0-0000-7000-8000-000000000000");
+        for method in ["get", "post", "put", "patch", "delete", "options", "trace"] {
+            if item.get(method).is_some() {
+                continue;
+            }
+            let verb = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).expect("verb");
+            let req = app
+                .client
+                .request(verb, format!("{}{path}", app.base))
+                .header("authorization", format!("Bearer {ROOT}"));
+            let r = app.send(req).await;
+            assert_eq!(r.status, 405, "{method} {template}");
+            assert!(r.header("allow").is_some(), "{method} {template}: no Allow");
+        }
+    }
+}
+
+/// Resolves `$ref`s (local ones) all the way down.
+fn resolved(doc: &Value, v: &Value) -> Value {
+    match v {
+        Value::Object(map) => {
+            if let Some(Value::String(r)) = map.get("$ref") {
+                let target = doc
+                    .pointer(r.trim_start_matches('#'))
+                    .expect("ref resolves");
+                return resolved(doc, target);
+            }
+            Value::Object(
+                map.iter()
+                    .map(|(k, v)| (k.clone(), resolved(doc, v)))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.iter().map(|v| resolved(doc, v)).collect()),
+        other => other.clone(),
+    }
+}
+
+/// The document's meaning only grows, so generated clients keep working:
+/// everything of the baseline (`openapi-baseline.json`, the document as it
+/// was before the paths were generated from the routes) is in the current
+/// document, equal once `$ref`s are resolved: each operation (path and
+/// method, `operationId`, tags, summary, security), each parameter (by name
+/// and place: every field), each response status (whole), each request
+/// body, and the top-level fields and components other than the
+/// parameters (now inlined where used). Refresh the baseline only for a
+/// deliberate, versioned break.
+#[test]
+fn the_document_only_grows_from_the_baseline() {
+    let old: Value =
+        serde_json::from_str(include_str!("openapi-baseline.json")).expect("baseline parses");
+    let new = talea_http::openapi::document();
+    let same = |what: String, a: &Value, b: &Value| {
+        assert_eq!(resolved(&old, a), resolved(&new, b), "{what}");
+    };
+    for (path, item) in old["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("operations") {
+            let now = &new["paths"][path][method];
+            assert!(now.is_object(), "{method} {path} is gone");
+            for key in ["operationId", "tags", "summary", "security", "requestBody"] {
+                same(format!("{method} {path} {key}"), &op[key], &now[key]);
+            }
+            let params = now["parameters"].as_array().cloned().unwrap_or_default();
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                let p = resolved(&old, p);
+                let found = params
+                    .iter()
+                    .map(|q| resolved(&new, q))
+                    .find(|q| q["name"] == p["name"] && q["in"] == p["in"]);
+                assert_eq!(found.as_ref(), Some(&p), "{method} {path} parameter");
+            }
+            for (status, response) in op["responses"].as_object().expect("responses") {
+                let what = format!("{method} {path} {status}");
+                same(what, response, &now["responses"][status]);
+            }
+        }
+    }
+    for (key, value) in old.as_object().expect("document") {
+        if key == "components" {
+            for (kind, items) in value.as_object().expect("components") {
+                for (name, item) in items.as_object().expect("component kind") {
+                    if kind != "parameters" {
+                        let what = format!("components/{kind}/{name}");
+                        same(what, item, &new["components"][kind][name]);
+                    }
+                }
+            }
+        } else if key != "paths" {
+            same(key.clone(), value, &new[key]);
         }
     }
 }

@@ -317,7 +317,7 @@ pub struct BalancesDto {
     /// The instant the balances are as of (now, when not asked).
     #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub as_of: String,
-    /// Normal-side posted balances by asset.
+    /// Normal-side balances by asset.
     pub balances: BTreeMap<String, String>,
     /// What live holds reserve, by asset (every asset of `balances`).
     #[serde(default)]
@@ -435,15 +435,6 @@ pub struct TotalsDto {
     /// Sum of all credits.
     #[cfg_attr(feature = "openapi", schema(pattern = r"^[0-9]+(\.[0-9]+)?$"))]
     pub credits: String,
-    /// Held by live holds (their debits, equal to their credits); not in the totals.
-    #[serde(default = "zero")]
-    #[cfg_attr(feature = "openapi", schema(pattern = r"^[0-9]+(\.[0-9]+)?$"))]
-    pub pending: String,
-}
-
-/// The pending total from a server that predates holds.
-fn zero() -> String {
-    "0".to_owned()
 }
 
 /// `GET …/trial-balance`.
@@ -462,6 +453,10 @@ pub struct TrialBalanceDto {
     pub totals: BTreeMap<String, TotalsDto>,
     /// True when debits equal credits in every asset.
     pub balanced: bool,
+    /// Per asset of `totals`: what live holds reserve (their debits, equal
+    /// to their credits), not in the posted totals.
+    #[serde(default)]
+    pub pending: BTreeMap<String, String>,
 }
 
 /// One log entry.
@@ -470,7 +465,7 @@ pub struct TrialBalanceDto {
 pub struct EventDto {
     /// Dense from 1.
     pub seq: u64,
-    /// `account_opened`, `transaction` or `hold_expired`.
+    /// `account_opened` or `transaction`.
     #[serde(rename = "type")]
     #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::event_type))]
     pub kind: String,

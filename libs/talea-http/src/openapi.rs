@@ -72,6 +72,8 @@ error_sets! {
     WriteErrors = [400, 401, 403, 408, 409, 413, 429, 500, 503];
     /// Posting a transaction.
     PostErrors = [400, 401, 403, 408, 409, 413, 422, 429, 500, 503];
+    /// Settling or voiding a hold: a post that names a transaction.
+    HoldErrors = [400, 401, 403, 404, 408, 409, 413, 422, 429, 500, 503];
     /// Issuing a stream ticket: a read of the book named in the body.
     TicketErrors = [400, 401, 403, 404, 408, 413, 429, 500, 503];
     /// Reading a transaction by id (no book in the path, so no 403).
@@ -227,6 +229,9 @@ fn error_schema() -> Value {
             "asset": text,
             "balance": {"type": "string", "description": "Normal-side balance before the transaction (`insufficient_balance`)."},
             "min_balance": text,
+            "status": {"type": "string", "enum": ["posted", "voided", "expired"], "description": "How the hold ended (`hold_not_pending`; `tx_id` is then the settle or void that ended it, absent for an expiry)."},
+            "held": {"type": "string", "description": "What the hold holds on the account, asset and side (`exceeds_hold`)."},
+            "requested": {"type": "string", "description": "What the settle asked to post there (`exceeds_hold`)."},
         },
     })
 }

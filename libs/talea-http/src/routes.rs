@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use talea_api::{
     AccountDto, AccountList, ApiError, AssetDto, AssetList, AssetRequest, BalancesDto, BookList,
     EventList, HealthDto, LedgerApi, NamePage, OpenAccountRequest, PostTransactionRequest,
-    PostingList, SeqPage, TransactionDto, TransactionList, TrialBalanceDto,
+    PostingList, SeqPage, SettleRequest, TransactionDto, TransactionList, TrialBalanceDto,
+    VoidRequest,
 };
 use talea_auth::{Books, Principal};
 use utoipa::{IntoParams, ToSchema};
@@ -20,7 +21,9 @@ use utoipa_axum::routes;
 
 use crate::extract::{Auth, Body, Path, Query, parse_json};
 use crate::hide::{Carrier, respond};
-use crate::openapi::{HealthErrors, PostErrors, ReadErrors, TxErrors, V1Errors, WriteErrors};
+use crate::openapi::{
+    HealthErrors, HoldErrors, PostErrors, ReadErrors, TxErrors, V1Errors, WriteErrors,
+};
 use crate::{AppState, HttpError, Role, json_response};
 
 /// The book, in the path.
@@ -47,6 +50,18 @@ struct AccountParam {
         example = "customers:alice"
     )]
     account: String,
+}
+
+/// The book and a hold's transaction id, in the path.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // Documentation only: handlers take the segments as `Path<String>`.
+struct HoldParam {
+    /// The book.
+    #[param(pattern = r"^[a-z0-9][a-z0-9_-]{0,63}$", example = "payments")]
+    book: String,
+    /// The hold's transaction id (a UUID; anything else is not found).
+    tx_id: String,
 }
 
 /// The transaction id, in the path.
@@ -93,7 +108,9 @@ pub(crate) fn v1(role: Role) -> OpenApiRouter<AppState> {
     let writes = OpenApiRouter::default()
         .routes(routes!(register_asset))
         .routes(routes!(open_account))
-        .routes(routes!(post_transaction));
+        .routes(routes!(post_transaction))
+        .routes(routes!(settle_hold))
+        .routes(routes!(void_hold));
     if role.serves_writes() {
         reads.merge(writes)
     } else {
@@ -376,6 +393,56 @@ async fn post_transaction(
     p.check_write(&book)?;
     let request: PostTransactionRequest = parse_json(&body.0)?;
     let tx = state.ledger.post_transaction(&book, request).await?;
+    Ok(respond(
+        created_status(tx.deduplicated != Some(true)),
+        &tx,
+        p.hide,
+        Carrier::Resource,
+    ))
+}
+
+#[utoipa::path(post, path = "/v1/books/{book}/transactions/{tx_id}/post", tag = "transactions", operation_id = "settleHold",
+    summary = "Settles a hold: posts all of it, or the `postings` given (each at most what it holds there, balanced per asset) and releases the rest; a new transaction with `pending_tx_id`.",
+    params(HoldParam),
+    request_body(content = SettleRequest, example = json!({"idempotency_key": "withdrawal-7f3a-confirmed"})),
+    responses(
+        (status = 201, description = "The settle: created.", body = TransactionDto),
+        (status = 200, description = "The settle: the identical request was applied before; the original.", body = TransactionDto),
+        HoldErrors))]
+async fn settle_hold(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path((book, tx_id)): Path<(String, String)>,
+    body: Body,
+) -> Result {
+    p.check_write(&book)?;
+    let request: SettleRequest = parse_json(&body.0)?;
+    let tx = state.ledger.settle(&book, &tx_id, request).await?;
+    Ok(respond(
+        created_status(tx.deduplicated != Some(true)),
+        &tx,
+        p.hide,
+        Carrier::Resource,
+    ))
+}
+
+#[utoipa::path(post, path = "/v1/books/{book}/transactions/{tx_id}/void", tag = "transactions", operation_id = "voidHold",
+    summary = "Voids a hold: releases it, posting nothing; a new transaction with status `voided` and `pending_tx_id`.",
+    params(HoldParam),
+    request_body(content = VoidRequest, example = json!({"idempotency_key": "withdrawal-7f3a-failed"})),
+    responses(
+        (status = 201, description = "The void: created.", body = TransactionDto),
+        (status = 200, description = "The void: the identical request was applied before; the original.", body = TransactionDto),
+        HoldErrors))]
+async fn void_hold(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path((book, tx_id)): Path<(String, String)>,
+    body: Body,
+) -> Result {
+    p.check_write(&book)?;
+    let request: VoidRequest = parse_json(&body.0)?;
+    let tx = state.ledger.void(&book, &tx_id, request).await?;
     Ok(respond(
         created_status(tx.deduplicated != Some(true)),
         &tx,

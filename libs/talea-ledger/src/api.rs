@@ -11,8 +11,8 @@ use talea_api::{
     TrialBalanceDto, TrialRowDto, VoidRequest, format_timestamp,
 };
 use talea_core::{
-    AccountKind, AccountName, Amount, Asset, AssetCode, Draft, EventKind, NewAccount,
-    Scale, Timestamp, limits,
+    AccountKind, AccountName, Amount, Asset, AssetCode, Draft, EventKind, NewAccount, Scale,
+    Timestamp, limits,
 };
 use talea_store::{Opened, Registered};
 
@@ -235,9 +235,8 @@ impl LedgerApi for LedgerService {
     ) -> Result<TransactionDto, ApiError> {
         let book = convert::book(book)?;
         let draft = self.counted(
-            convert::tx_id(tx_id).and_then(|hold| {
-                Ok(Draft::void(convert::key(&request.idempotency_key)?, hold))
-            }),
+            convert::tx_id(tx_id)
+                .and_then(|hold| Ok(Draft::void(convert::key(&request.idempotency_key)?, hold))),
         )?;
         self.submit(&book, draft).await
     }
@@ -403,19 +402,27 @@ impl LedgerApi for LedgerService {
             rows: out,
             totals: totals
                 .iter()
-                .map(|(asset, (d, c, held))| {
+                .map(|(asset, (d, c, _))| {
                     let scale = convert::scale_of(&scales, asset);
                     (
                         asset.to_string(),
                         TotalsDto {
                             debits: d.format(scale),
                             credits: c.format(scale),
-                            pending: held.format(scale),
                         },
                     )
                 })
                 .collect(),
             balanced,
+            pending: totals
+                .iter()
+                .map(|(asset, (_, _, held))| {
+                    (
+                        asset.to_string(),
+                        held.format(convert::scale_of(&scales, asset)),
+                    )
+                })
+                .collect(),
         })
     }
 

@@ -301,7 +301,10 @@ fn expires_at(
     };
     let field = "/expires_at";
     if !pending {
-        return Err(ApiError::invalid(field, "expires_at needs \"pending\": true"));
+        return Err(ApiError::invalid(
+            field,
+            "expires_at needs \"pending\": true",
+        ));
     }
     let at = timestamp(text, field)?;
     if at <= now {
@@ -400,11 +403,7 @@ impl ParsedSettle {
 
     /// The assets the partial settle names.
     pub(crate) fn asset_codes(&self) -> BTreeSet<AssetCode> {
-        self.legs
-            .iter()
-            .flatten()
-            .map(|p| p.1.clone())
-            .collect()
+        self.legs.iter().flatten().map(|p| p.1.clone()).collect()
     }
 
     /// The settle draft, amounts parsed at `scales`.
@@ -600,7 +599,10 @@ pub(crate) fn available_map(
             // posted balance, never a wrong figure silently widened.
             let available = talea_store::plan::available(kind, totals, b.held)
                 .unwrap_or_else(|| normal(kind, b.balance));
-            (b.asset.to_string(), available.format(scale_of(scales, &b.asset)))
+            (
+                b.asset.to_string(),
+                available.format(scale_of(scales, &b.asset)),
+            )
         })
         .collect()
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use talea_api::{ApiError, BalancesDto, SnapshotDto, format_timestamp};
 
 use crate::LedgerService;
-use crate::convert::{self, balance_map, held_map, available_map, codes, store_error};
+use crate::convert::{self, available_map, balance_map, codes, held_map, store_error};
 
 /// Most accounts one snapshot holds. An unfiltered snapshot of a larger
 /// book is refused (400): it would be one frame of unbounded size, and a

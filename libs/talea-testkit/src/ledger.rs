@@ -84,9 +84,9 @@ pub fn transfer(key: &str, debit: &str, credit: &str, amount: &str) -> PostTrans
         occurred_at: None,
         memo: None,
         metadata: None,
-            pending: false,
+        pending: false,
         expires_at: None,
-}
+    }
 }
 
 /// One [`ASSET`] from `hot` to `alice` (debit `hot`, credit `alice`), under `key`.

@@ -249,9 +249,9 @@ async fn post_load(args: &Args, writer: &TaleaClient) -> Posted {
                 occurred_at: None,
                 memo: None,
                 metadata: None,
-                            pending: false,
+                pending: false,
                 expires_at: None,
-};
+            };
             match writer.post_transaction(&book(b), request).await {
                 Ok(_) => *committed.lock().await.entry(b).or_default() += 1,
                 Err(_) => {

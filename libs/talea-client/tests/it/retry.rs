@@ -59,9 +59,9 @@ fn request() -> PostTransactionRequest {
         occurred_at: None,
         memo: Some("withdrawal".to_owned()),
         metadata: None,
-            pending: false,
+        pending: false,
         expires_at: None,
-}
+    }
 }
 
 fn committed(deduplicated: bool) -> Value {

@@ -131,9 +131,9 @@ fn tx(key: &str, postings: Vec<PostingDto>) -> PostTransactionRequest {
         occurred_at: None,
         memo: None,
         metadata: None,
-            pending: false,
+        pending: false,
         expires_at: None,
-}
+    }
 }
 
 /// `amount` of BTC debited to `from`, credited to `to`.

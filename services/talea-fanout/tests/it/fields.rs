@@ -57,9 +57,9 @@ async fn post_secret(f: &Fixture, key: &str) -> u64 {
                 occurred_at: None,
                 memo: Some("SECRET-MEMO".to_owned()),
                 metadata: serde_json::from_value(json!({"k": "SECRET-META"})).ok(),
-                            pending: false,
+                pending: false,
                 expires_at: None,
-},
+            },
         )
         .await
         .expect("post")
@@ -125,9 +125,9 @@ async fn hidden_fields_never_leave_the_fanout_and_snapshots_are_consistent() {
                             occurred_at: None,
                             memo: None,
                             metadata: None,
-                                                    pending: false,
+                            pending: false,
                             expires_at: None,
-},
+                        },
                     )
                     .await
                     .expect("post");

@@ -122,7 +122,10 @@ pub(crate) fn balances(b: &BalancesDto, book: &str) -> String {
                 amount.clone(),
                 held.map_or_else(|| "0".to_owned(), |h| h.debits.clone()),
                 held.map_or_else(|| "0".to_owned(), |h| h.credits.clone()),
-                b.available.get(asset).cloned().unwrap_or_else(|| amount.clone()),
+                b.available
+                    .get(asset)
+                    .cloned()
+                    .unwrap_or_else(|| amount.clone()),
             ]
         })
         .collect();

@@ -355,8 +355,10 @@ pub fn balance_cut(
     let b = state.book(book)?;
     let committed_at = b.last_time().filter(|_| b.last_seq() > 0)?;
     let mut cut = BalanceCut::new(b.last_seq(), committed_at);
-    // Corrupt held sums cannot be told apart here: they read as none due.
-    let due = due_legs(b, now(), None).unwrap_or_default();
+    // Held as of the cut: a hold due by the cut's commit time reserves
+    // nothing there, as on the SQL stores. Corrupt held sums cannot be told
+    // apart here: they read as none due.
+    let due = due_legs(b, committed_at, None).unwrap_or_default();
     let balances = |a: &crate::state::AccountState| AccountBalances {
         account: a.account.name.clone(),
         kind: a.account.kind,

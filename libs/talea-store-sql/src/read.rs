@@ -261,6 +261,55 @@ pub const TRIAL_HELD_AS_OF: &str = concat!(
     ") AND (h.expires_at IS NULL OR h.expires_at > $2)"
 );
 
+/// The legs of the holds of book `$1` live at a balance cut: committed at
+/// or before seq `$2`, not ended at or before it, not expired at its commit
+/// time `$3`. Exact whatever was committed since: the seqs decide.
+const CUT_HELD: &str = "SELECT hp.account, hp.asset, CAST(hp.amount AS TEXT) AS amount \
+     FROM hold_postings hp JOIN holds h ON h.book = hp.book AND h.seq = hp.seq \
+     WHERE hp.book = $1 AND hp.seq <= $2 \
+       AND (h.ended_seq IS NULL OR h.ended_seq > $2) \
+       AND (h.expires_at IS NULL OR h.expires_at > $3)";
+
+/// Adds the cut's held amounts to its accounts (an asset only held gets a
+/// zero balance), keeping each account's assets in order.
+async fn add_cut_held<B: SqlBackend>(
+    conn: &mut Conn<B>,
+    book: &BookName,
+    cut: &mut BalanceCut,
+) -> Result<(), StoreError> {
+    let params = [
+        Param::Text(Some(book.as_str())),
+        Param::Int(crate::rows::new_seq_param(cut.last_seq)?),
+        Param::Time(cut.committed_at),
+    ];
+    for row in fetch::<B>(conn, CUT_HELD, &params).await? {
+        let name = decode::account_name::<B>(&row, "account")?;
+        let Some(account) = cut.accounts.iter_mut().find(|a| a.account == name) else {
+            continue;
+        };
+        let asset = decode::asset_code::<B>(&row, "asset")?;
+        let at = match account.balances.binary_search_by(|b| b.asset.cmp(&asset)) {
+            Ok(at) => at,
+            Err(at) => {
+                account.balances.insert(
+                    at,
+                    Balance {
+                        asset,
+                        balance: Amount::ZERO,
+                        held: Held::default(),
+                    },
+                );
+                at
+            }
+        };
+        add_held(
+            &mut account.balances[at].held,
+            decode::amount::<B>(&row, "amount")?,
+        )?;
+    }
+    Ok(())
+}
+
 /// The book's balances with its head seq, in one statement (one snapshot):
 /// the counter row and the balance rows are written by the same
 /// transactions, so they agree.
@@ -289,8 +338,7 @@ pub async fn balance_cut<B: SqlBackend>(
         }
         let balance = match decode::opt_text::<B>(row, "asset")? {
             None => None,
-            // The cut reports posted balances only: `held` stays zero here
-            // (reading live holds in the same snapshot is left for later).
+            // Held amounts are added below, from the holds live at the cut.
             Some(asset) => Some(Balance {
                 asset: talea_store::stored::asset_code(&asset)?,
                 balance: decode::amount::<B>(row, "balance")?,
@@ -303,6 +351,7 @@ pub async fn balance_cut<B: SqlBackend>(
             balance,
         );
     }
+    add_cut_held::<B>(conn, book, &mut cut).await?;
     Ok(Some(cut))
 }
 

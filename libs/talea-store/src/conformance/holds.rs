@@ -521,4 +521,16 @@ pub async fn holds_as_of(store: Arc<dyn Store>) {
     assert_eq!(alice.held, held(25, 0));
     let now = store.trial_balance(&b, None).await.expect("trial balance");
     assert!(now.iter().all(|r| r.held == Held::default()));
+
+    // A balance cut (the stream's snapshot) carries what is held at it.
+    let h2 = committed(&commit_one(&store, &b, hold("h2", "alice", 5, None)).await);
+    let cut = store
+        .balance_cut(&b, Some(&[acct("alice")]), 10)
+        .await
+        .expect("cut")
+        .expect("the book has events");
+    assert_eq!(cut.last_seq, h2.seq);
+    let alice = &cut.accounts[0].balances;
+    assert_eq!(alice.len(), 1);
+    assert_eq!((alice[0].balance, alice[0].held), (minor(-75), held(5, 0)));
 }

@@ -19,6 +19,8 @@ pub struct ErrorInfo {
     pub retryable: bool,
     /// What it means, in one line.
     pub meaning: &'static str,
+    /// The names of its details in the body (beside `error` and `message`).
+    pub fields: &'static [&'static str],
 }
 
 /// Declares the catalogue once: each entry becomes an `ApiError` variant
@@ -58,6 +60,7 @@ macro_rules! catalogue {
             statuses: &[$($status),+],
             retryable: $retry,
             meaning: $meaning,
+            fields: &[$($(stringify!($field)),*)?],
         }),+];
 
         impl ErrorCode {

@@ -337,6 +337,26 @@ mod tests {
         }
     }
 
+    /// Every detail a code's body carries (the catalogue's fields, less
+    /// those never serialized) is a property of the `Error` schema.
+    #[test]
+    fn every_error_detail_is_documented() {
+        let doc = document();
+        let properties = &doc["components"]["schemas"]["Error"]["properties"];
+        // Serde-skipped: they travel in headers or the status line.
+        let unserialized = ["allow", "retry_after_s"];
+        for info in CATALOGUE {
+            for field in info.fields {
+                let documented = properties.get(*field).is_some();
+                assert!(
+                    documented || unserialized.contains(field),
+                    "{}: detail {field} is not in the Error schema",
+                    info.code
+                );
+            }
+        }
+    }
+
     #[test]
     fn every_reference_resolves() {
         fn walk(doc: &Value, v: &Value) {

@@ -466,6 +466,21 @@ mod tests {
                 account: "a".into(),
             },
             ApiError::UnknownAsset { asset: "A".into() },
+            ApiError::HoldNotPending {
+                status: "voided".into(),
+                tx_id: Some("t".into()),
+            },
+            ApiError::HoldNotPending {
+                status: "expired".into(),
+                tx_id: None,
+            },
+            ApiError::ExceedsHold {
+                account: "a".into(),
+                asset: "A".into(),
+                held: "1".into(),
+                requested: "2".into(),
+            },
+            ApiError::NotAHold { tx_id: "t".into() },
             ApiError::Overloaded {
                 status: 503,
                 retry_after_s: 2,

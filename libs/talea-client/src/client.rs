@@ -436,6 +436,10 @@ impl LedgerApi for TaleaClient {
         request: SettleRequest,
     ) -> Result<TransactionDto, ApiError> {
         path::check_book_account(book, None)?;
+        if path::unsendable(tx_id) {
+            // What the ledger answers for any id that is not a transaction's.
+            return Err(ApiError::not_found("transaction not found"));
+        }
         let route = ["v1", "books", book, "transactions", tx_id, "post"];
         let (status, mut tx): (u16, TransactionDto) = self.post(&route, &request).await?;
         tx.deduplicated = Some(status != 201);
@@ -449,6 +453,10 @@ impl LedgerApi for TaleaClient {
         request: VoidRequest,
     ) -> Result<TransactionDto, ApiError> {
         path::check_book_account(book, None)?;
+        if path::unsendable(tx_id) {
+            // What the ledger answers for any id that is not a transaction's.
+            return Err(ApiError::not_found("transaction not found"));
+        }
         let route = ["v1", "books", book, "transactions", tx_id, "void"];
         let (status, mut tx): (u16, TransactionDto) = self.post(&route, &request).await?;
         tx.deduplicated = Some(status != 201);

@@ -289,8 +289,8 @@ fn draft_error(e: DraftError, scales: &Scales) -> ApiError {
     }
 }
 
-/// Checks a hold's `expires_at`: only on a pending post, after `now`, and
-/// at most [`limits::HOLD_EXPIRY_SECS_MAX`] ahead.
+/// Checks a hold's `expires_at`: only on a pending post, and at most
+/// [`limits::HOLD_EXPIRY_SECS_MAX`] ahead of `now`.
 fn expires_at(
     text: Option<&str>,
     pending: bool,
@@ -307,9 +307,9 @@ fn expires_at(
         ));
     }
     let at = timestamp(text, field)?;
-    if at <= now {
-        return Err(ApiError::invalid(field, "expires_at must be in the future"));
-    }
+    // An `expires_at` already past is refused by the store, after the
+    // idempotency key: a retry of a hold whose expiry has come since is
+    // answered with the original hold.
     let furthest = now
         .micros()
         .saturating_add(limits::HOLD_EXPIRY_SECS_MAX.saturating_mul(1_000_000));
@@ -502,6 +502,9 @@ impl LedgerService {
                 field: Some("/postings".to_owned()),
                 message: "a resulting balance would not fit 128 bits of minor units".to_owned(),
             },
+            Rejection::ExpiresInPast => {
+                ApiError::invalid("/expires_at", "expires_at must be in the future")
+            }
             Rejection::UnknownTransaction(_) => ApiError::not_found("transaction not found"),
             Rejection::NotAHold(tx_id) => ApiError::NotAHold {
                 tx_id: tx_id.0.to_string(),
@@ -542,6 +545,7 @@ pub(crate) fn rejection_code(r: &Rejection) -> &'static str {
         Rejection::UnknownAccount(_) => talea_api::ErrorCode::UnknownAccount,
         Rejection::InsufficientBalance { .. } => talea_api::ErrorCode::InsufficientBalance,
         Rejection::AmountOutOfRange => talea_api::ErrorCode::AmountOutOfRange,
+        Rejection::ExpiresInPast => talea_api::ErrorCode::InvalidRequest,
         Rejection::UnknownTransaction(_) => talea_api::ErrorCode::NotFound,
         Rejection::NotAHold(_) => talea_api::ErrorCode::NotAHold,
         Rejection::HoldNotPending { .. } => talea_api::ErrorCode::HoldNotPending,

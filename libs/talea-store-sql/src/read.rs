@@ -577,20 +577,25 @@ pub async fn transactions_by_keys<B: SqlBackend>(
     let (books, keys, slot_of) = parallel(wanted);
     let params = [Param::Texts(Some(&books)), Param::Texts(Some(&keys))];
     let rows = fetch::<B>(conn, B::SQL.transactions_by_keys, &params).await?;
-    let mut found: Vec<(Vec<Commit>, Vec<[u8; 32]>)> = vec![(Vec::new(), Vec::new()); wanted.len()];
+    let mut found: Vec<(Vec<Commit>, Vec<&Row<B>>)> = vec![(Vec::new(), Vec::new()); wanted.len()];
     for row in &rows {
         let slot = slot::<B>(&slot_of, row, "transaction")?;
-        let (commits, hashes) = &mut found[slot];
-        let mut commit = decode::commit_head::<B>(wanted[slot].0, row)?;
-        // A replay answers a hold as it stands now, as a read of it would.
-        current_status::<B>(&mut commit, row)?;
-        commits.push(commit);
-        hashes.push(decode::request_hash::<B>(row, "request_hash")?);
+        let (commits, of) = &mut found[slot];
+        commits.push(decode::commit_head::<B>(wanted[slot].0, row)?);
+        of.push(row);
     }
     let mut out = Vec::with_capacity(found.len());
-    for ((mut commits, hashes), (book, _)) in found.into_iter().zip(wanted) {
+    for ((mut commits, of), (book, _)) in found.into_iter().zip(wanted) {
+        // Postings by the status as committed (a hold's are in
+        // `hold_postings`), then a replay answers a hold as it stands now,
+        // as a read of it would.
         attach_postings::<B>(conn, book, &mut commits).await?;
-        out.push(commits.into_iter().zip(hashes).collect());
+        let mut stored = Vec::with_capacity(commits.len());
+        for (mut commit, row) in commits.into_iter().zip(of) {
+            current_status::<B>(&mut commit, row)?;
+            stored.push((commit, decode::request_hash::<B>(row, "request_hash")?));
+        }
+        out.push(stored);
     }
     Ok(out)
 }

@@ -88,6 +88,10 @@ pub enum Rejection {
     },
     /// A resulting balance would not fit 128 bits.
     AmountOutOfRange,
+    /// A hold's `expires_at` is not after the batch's commit time (checked
+    /// after the key, so a replay of a hold whose expiry has passed is
+    /// answered with the original).
+    ExpiresInPast,
     /// A settle or void names a transaction that is not in this book.
     UnknownTransaction(TxId),
     /// A settle or void names a transaction that is not a hold.

@@ -424,10 +424,7 @@ impl<'a> Planner<'a> {
     ) -> Result<Planned, Rejection> {
         self.check_known(draft)?;
         if expires_at.is_some_and(|at| at <= self.committed_at) {
-            // The ledger refuses a past `expires_at`; this guards the store.
-            return Err(Rejection::Failed(
-                "expires_at is not after the commit time".into(),
-            ));
+            return Err(Rejection::ExpiresInPast);
         }
         let (touched, postings) = self.apply_postings(&draft.postings)?;
         // Nothing posted: every pair keeps its totals, and each leg's

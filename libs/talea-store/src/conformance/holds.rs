@@ -303,6 +303,7 @@ pub async fn voids_and_replays(store: Arc<dyn Store>) {
         Outcome::Deduplicated(c) => {
             assert_eq!(c.tx_id, h.tx_id);
             assert_eq!(c.status, TxStatus::Voided);
+            assert_eq!(c.postings, h.postings, "with the hold's legs");
         }
         other => panic!("a hold replay is deduplicated, got {other:?}"),
     }
@@ -472,6 +473,21 @@ pub async fn holds_expire(store: Arc<dyn Store>) {
             ended_by: None
         }
     );
+    // A retry of the hold after its expiry: the original, not a refusal.
+    match commit_one(&store, &b, hold("h", "alice", 60, Some(at))).await {
+        Outcome::Deduplicated(c) => {
+            assert_eq!((c.tx_id, c.status), (h.tx_id, TxStatus::Expired));
+            assert_eq!(c.postings, h.postings, "with the hold's legs");
+        }
+        other => panic!("a late retry of a hold is deduplicated, got {other:?}"),
+    }
+    // A new hold expiring in the past is refused, and its key stays free.
+    assert_eq!(
+        rejection(&commit_one(&store, &b, hold("past", "alice", 1, Some(at))).await),
+        Rejection::ExpiresInPast
+    );
+    let incoming = deposit("past", "alice", "BTC", 1).into_hold(None);
+    committed(&commit_one(&store, &b, incoming).await);
     assert!(
         !store
             .due_holds(Timestamp::from_micros(i64::MAX), 10)

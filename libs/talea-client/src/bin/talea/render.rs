@@ -179,7 +179,10 @@ pub(crate) fn trial_balance(tb: &TrialBalanceDto) -> String {
     let totals: Vec<Vec<String>> = tb
         .totals
         .iter()
-        .map(|(asset, t)| vec![asset.clone(), t.debits.clone(), t.credits.clone()])
+        .map(|(asset, t)| {
+            let held = tb.pending.get(asset).cloned().unwrap_or_else(|| "0".to_owned());
+            vec![asset.clone(), t.debits.clone(), t.credits.clone(), held]
+        })
         .collect();
     out.push('\n');
     out.push_str(&table(
@@ -187,6 +190,7 @@ pub(crate) fn trial_balance(tb: &TrialBalanceDto) -> String {
             Col("TOTAL", false),
             Col("DEBITS", true),
             Col("CREDITS", true),
+            Col("PENDING", true),
         ],
         &totals,
     ));
@@ -199,6 +203,24 @@ pub(crate) fn trial_balance(tb: &TrialBalanceDto) -> String {
     out
 }
 
+/// One line of a transaction event: its id, key, status when not plainly
+/// posted (`pending`, `voided`, `expired`, a settle's hold) and legs.
+pub(crate) fn transaction_line(data: &Value) -> String {
+    let text = |k: &str| data.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+    let status = match (text("status").as_str(), text("pending_tx_id")) {
+        ("posted" | "", hold) if hold.is_empty() => String::new(),
+        ("posted", hold) => format!(" [settles {hold}]"),
+        ("voided", hold) => format!(" [voids {hold}]"),
+        (other, _) => format!(" [{other}]"),
+    };
+    format!(
+        "tx {} key {:?}{status}: {}",
+        text("tx_id"),
+        text("idempotency_key"),
+        legs(&data["postings"])
+    )
+}
+
 pub(crate) fn events(list: &EventList) -> String {
     let rows: Vec<Vec<String>> = list
         .events
@@ -208,12 +230,7 @@ pub(crate) fn events(list: &EventList) -> String {
             let text = |k: &str| data.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
             let detail = match e.kind.as_str() {
                 "account_opened" => format!("{} ({})", text("name"), text("kind")),
-                "transaction" => format!(
-                    "tx {} key {:?}: {}",
-                    text("tx_id"),
-                    text("idempotency_key"),
-                    legs(&data["postings"])
-                ),
+                "transaction" | "hold_expired" => transaction_line(data),
                 _ => String::new(),
             };
             vec![
@@ -309,13 +326,12 @@ fn legs(postings: &Value) -> String {
 pub(crate) fn stream_event(event: &talea_client::StreamEvent) -> String {
     let d = &event.data;
     match event.kind.as_str() {
-        "transaction" => format!(
-            "{:>8}  {}  transaction {}  key {}  {}",
+        "transaction" | "hold_expired" => format!(
+            "{:>8}  {}  {} {}",
             event.seq,
             s(&d["committed_at"]),
-            s(&d["tx_id"]),
-            s(&d["idempotency_key"]),
-            legs(&d["postings"])
+            event.kind,
+            transaction_line(d)
         ),
         "account_opened" => format!(
             "{:>8}  {}  account_opened {} ({})",

@@ -18,8 +18,10 @@ use crate::{Inner, LedgerConfig, LedgerService, committer};
 /// expiry event follows `expires_at` within this plus one commit.
 pub const HOLD_EXPIRY_POLL: Duration = Duration::from_millis(100);
 
-/// Holds the expirer ends per round; more wait for the next round, which
-/// comes at once.
+/// Due holds the expirer lists per round (`Store::due_holds`); every book
+/// among them has its due holds ended (`Store::expire_holds`; the log
+/// store ends at most 100,000 per call). Books beyond the list, and the
+/// rest of a book's holds, wait for the next round, at the next poll.
 const EXPIRY_ROUND_MAX: u32 = 256;
 
 /// One round of the expirer: expires every book with holds due now.

@@ -146,7 +146,8 @@ lt_stop_pid() {
 # the database come from it, never from the caller's TALEA_DB_URL,
 # TALEA_API_TOKEN, TALEA_TOKENS_FILE or TALEA_SCOPE_URL), then `talead serve`
 # on a free loopback port with the extra variables; waits (60 s at most) for
-# GET /health to answer 200. Needs LT_TALEAD (from lt_talead_bin).
+# GET /health to answer 200. Needs LT_TALEAD (from lt_talead_bin). LT_STORE_URL,
+# when set, is the store instead of database DB (e.g. sqlite://PATH).
 lt_start_talead() {
     local name=$1 db=$2 dir deadline
     shift 2
@@ -154,7 +155,9 @@ lt_start_talead() {
     mkdir -p "$dir"
     LT_BIND=127.0.0.1:$(svc_free_port) || lt_die "no free port"
     local env_=(env -u TALEA_DB_URL -u TALEA_API_TOKEN -u TALEA_TOKENS_FILE -u TALEA_SCOPE_URL "TALEA_BIND=$LT_BIND")
-    (cd "$dir" && "${env_[@]}" "$LT_TALEAD" init --db-url "$(lt_db_url "$db")" >/dev/null) ||
+    local url
+    url=${LT_STORE_URL:-$(lt_db_url "$db")}
+    (cd "$dir" && "${env_[@]}" "$LT_TALEAD" init --db-url "$url" >/dev/null) ||
         lt_die "talead init failed ($name)"
     LT_TOKEN=$(sed -n 's/^TALEA_API_TOKEN=//p' "$dir/.env" | tail -n 1 | tr -d "\"'")
     [[ -n $LT_TOKEN ]] || lt_die "talead init wrote no TALEA_API_TOKEN to $dir/.env"

@@ -138,6 +138,11 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T>
 
 /// Parses a JSON body, naming the offending field as a JSON pointer.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    // Every request body is an object; serde would also read a struct from
+    // an array of its fields in order (`["key"]` as a void), so refuse it.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(ApiError::invalid("", "the body must be a JSON object"));
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let mut pointer = pointer(e.path());

@@ -523,3 +523,202 @@ async fn tail_of_an_unknown_book_is_refused_with_exit_2() {
     assert!(run.stderr.contains("not_found"), "{run:#?}");
     finish(server, db).await;
 }
+
+/// The columns of `talea balance`'s row for `asset`.
+fn balance_row<'a>(run: &'a Run, asset: &str) -> Vec<&'a str> {
+    run.stdout
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(asset))
+        .unwrap_or_else(|| panic!("a {asset} row: {run:#?}"))
+        .split_whitespace()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hold_settle_and_void_from_the_command_line() {
+    let (server, db) = seeded().await;
+    let base = server.base.as_str();
+    let fund = [
+        "post",
+        "--book",
+        "demo",
+        "--idem",
+        "fund",
+        "--debit",
+        "hot-wallet:BTC:1",
+        "--credit",
+        "customers:alice:BTC:1",
+    ];
+    talea(base, &fund).await.ok();
+    let hold = |idem: &'static str, amount: &'static str| {
+        let debit = format!("customers:alice:BTC:{amount}");
+        let credit = format!("hot-wallet:BTC:{amount}");
+        async move {
+            talea(
+                base,
+                &[
+                    "hold",
+                    "--book",
+                    "demo",
+                    "--idem",
+                    idem,
+                    "--debit",
+                    &debit,
+                    "--credit",
+                    &credit,
+                    "--expires-at",
+                    "2099-01-01T00:00:00Z",
+                ],
+            )
+            .await
+        }
+    };
+    // 2099 is more than 90 days ahead: refused, exit 2, nothing held.
+    let far = hold("w-far", "0.1").await;
+    assert_eq!(far.code, 2, "{far:#?}");
+    assert!(far.stderr.contains("invalid_request"), "{far:#?}");
+
+    let first = talea(
+        base,
+        &[
+            "--json",
+            "hold",
+            "--book",
+            "demo",
+            "--idem",
+            "w-1",
+            "--debit",
+            "customers:alice:BTC:0.4",
+            "--credit",
+            "hot-wallet:BTC:0.4",
+        ],
+    )
+    .await
+    .ok()
+    .json();
+    assert_eq!(first["status"], "pending");
+    let first_id = first["tx_id"].as_str().expect("tx_id").to_owned();
+    let second = talea(
+        base,
+        &[
+            "hold",
+            "--book",
+            "demo",
+            "--idem",
+            "w-2",
+            "--debit",
+            "customers:alice:BTC:0.25",
+            "--credit",
+            "hot-wallet:BTC:0.25",
+        ],
+    )
+    .await
+    .ok();
+    assert!(
+        second.stdout.contains("status           pending"),
+        "{second:#?}"
+    );
+    let second_id = second
+        .stdout
+        .split_whitespace()
+        .nth(2)
+        .expect("committed tx <id>")
+        .to_owned();
+
+    // HELD and AVAILABLE beside the posted balance.
+    let bal = talea(
+        base,
+        &["balance", "--book", "demo", "--account", "customers:alice"],
+    )
+    .await
+    .ok();
+    for col in ["BALANCE", "HELD DEBITS", "HELD CREDITS", "AVAILABLE"] {
+        assert!(bal.stdout.contains(col), "{col}: {bal:#?}");
+    }
+    assert_eq!(
+        balance_row(&bal, "BTC"),
+        ["BTC", "1", "0.65", "0", "0.35"],
+        "{bal:#?}"
+    );
+    let json = talea(
+        base,
+        &[
+            "--json",
+            "balance",
+            "--book",
+            "demo",
+            "--account",
+            "customers:alice",
+        ],
+    )
+    .await
+    .ok()
+    .json();
+    assert_eq!(json["available"]["BTC"], "0.35");
+
+    // Settle part of the first, void the second; each replays.
+    let settle = [
+        "--json",
+        "settle",
+        "--book",
+        "demo",
+        "--tx",
+        &first_id,
+        "--idem",
+        "w-1-confirmed",
+        "--debit",
+        "customers:alice:BTC:0.3",
+        "--credit",
+        "hot-wallet:BTC:0.3",
+    ];
+    let settled = talea(base, &settle).await.ok().json();
+    assert_eq!(settled["status"], "posted");
+    assert_eq!(settled["pending_tx_id"], first_id.as_str());
+    assert_eq!(settled["deduplicated"], false);
+    let replay = talea(base, &settle).await.ok();
+    assert_eq!(replay.json()["tx_id"], settled["tx_id"]);
+    assert_eq!(replay.json()["deduplicated"], true);
+    let void = [
+        "void",
+        "--book",
+        "demo",
+        "--tx",
+        &second_id,
+        "--idem",
+        "w-2-failed",
+    ];
+    let voided = talea(base, &void).await.ok();
+    assert!(voided.stdout.starts_with("committed tx "), "{voided:#?}");
+    assert!(
+        voided.stdout.contains("status           voided"),
+        "{voided:#?}"
+    );
+    assert!(voided.stdout.contains(&second_id), "{voided:#?}");
+    let again = talea(base, &void).await.ok();
+    assert!(again.stdout.starts_with("deduplicated"), "{again:#?}");
+
+    // A second outcome is refused with exit 2 and the code.
+    let late = talea(
+        base,
+        &[
+            "--json", "settle", "--book", "demo", "--tx", &second_id, "--idem", "late",
+        ],
+    )
+    .await;
+    assert_eq!(late.code, 2, "{late:#?}");
+    assert_eq!(late.json()["error"], "hold_not_pending");
+    assert_eq!(late.json()["status"], "voided");
+
+    let bal = talea(
+        base,
+        &["balance", "--book", "demo", "--account", "customers:alice"],
+    )
+    .await
+    .ok();
+    assert_eq!(
+        balance_row(&bal, "BTC"),
+        ["BTC", "0.7", "0", "0", "0.7"],
+        "{bal:#?}"
+    );
+    finish(server, db).await;
+}

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use serde_json::{Map, Value, json};
 use talea_api::{
     ApiError, AssetDto, AssetRequest, LedgerApi, NamePage, OpenAccountRequest,
-    PostTransactionRequest, PostingDto, SeqPage, TransactionDto,
+    PostTransactionRequest, PostingDto, SeqPage, SettleRequest, TransactionDto, VoidRequest,
 };
 use talea_testkit::TestDb;
 
@@ -65,6 +65,13 @@ impl Probe {
         };
         let recorded = match &error {
             ApiError::IdempotencyKeyReused { .. } => ApiError::IdempotencyKeyReused {
+                tx_id: "<tx_id>".to_owned(),
+            },
+            ApiError::HoldNotPending { status, tx_id } => ApiError::HoldNotPending {
+                status: status.clone(),
+                tx_id: tx_id.as_ref().map(|_| "<tx_id>".to_owned()),
+            },
+            ApiError::NotAHold { .. } => ApiError::NotAHold {
                 tx_id: "<tx_id>".to_owned(),
             },
             other => other.clone(),
@@ -1451,6 +1458,176 @@ async fn awkward_names(p: &Probe) {
     }
 }
 
+/// A hold, settled whole, in part, or voided, through the API; replays and
+/// the refusals of each outcome.
+async fn holds(p: &Probe) {
+    let api = p.api();
+    setup(api, "payments").await;
+    post(
+        api,
+        "payments",
+        transfer("fund", "hot-wallet", "customers:alice", "1"),
+    )
+    .await;
+    let hold = |key: &str, amount: &str| {
+        let mut request = transfer(key, "customers:alice", "hot-wallet", amount);
+        request.pending = true;
+        request
+    };
+    let settle = |key: &str, postings: Option<Vec<PostingDto>>| SettleRequest {
+        idempotency_key: key.to_owned(),
+        postings,
+    };
+    let void = |key: &str| VoidRequest {
+        idempotency_key: key.to_owned(),
+    };
+
+    let whole = post(api, "payments", hold("h-whole", "0.3")).await;
+    assert_eq!(
+        (whole.status.as_str(), whole.expires_at.as_deref()),
+        ("pending", None)
+    );
+    let part = post(api, "payments", hold("h-part", "0.3")).await;
+    let voided = post(api, "payments", hold("h-void", "0.3")).await;
+    let b = api
+        .balances("payments", "customers:alice", None)
+        .await
+        .expect("balances");
+    assert_eq!(b.balances["BTC"], "1");
+    assert_eq!(b.available["BTC"], "0.1");
+    assert_eq!(
+        (
+            b.pending["BTC"].debits.as_str(),
+            b.pending["BTC"].credits.as_str()
+        ),
+        ("0.9", "0")
+    );
+    let over = api
+        .post_transaction("payments", hold("h-over", "0.2"))
+        .await;
+    assert_code(&p.refused("over available", over), "insufficient_balance");
+
+    let s = api
+        .settle("payments", &whole.tx_id, settle("s-whole", None))
+        .await
+        .expect("settles");
+    assert_eq!(s.deduplicated, Some(false));
+    assert_eq!(s.status, "posted");
+    assert_eq!(s.pending_tx_id.as_deref(), Some(whole.tx_id.as_str()));
+    assert_eq!(s.postings, whole.postings);
+    let again = api
+        .settle("payments", &whole.tx_id, settle("s-whole", None))
+        .await
+        .expect("replays");
+    assert_eq!((again.deduplicated, &again.tx_id), (Some(true), &s.tx_id));
+
+    let legs = vec![
+        debit("customers:alice", "BTC", "0.1"),
+        credit("hot-wallet", "BTC", "0.1"),
+    ];
+    let too_much = vec![
+        debit("customers:alice", "BTC", "0.4"),
+        credit("hot-wallet", "BTC", "0.4"),
+    ];
+    let e = p.refused(
+        "exceeds",
+        api.settle("payments", &part.tx_id, settle("s-part", Some(too_much)))
+            .await,
+    );
+    match &e {
+        ApiError::ExceedsHold {
+            account,
+            asset,
+            held,
+            requested,
+        } => assert_eq!(
+            (
+                account.as_str(),
+                asset.as_str(),
+                held.as_str(),
+                requested.as_str()
+            ),
+            ("customers:alice", "BTC", "0.3", "0.4")
+        ),
+        other => panic!("expected exceeds_hold, got {other:?}"),
+    }
+    let s_part = api
+        .settle(
+            "payments",
+            &part.tx_id,
+            settle("s-part", Some(legs.clone())),
+        )
+        .await
+        .expect("settles part");
+    assert_eq!(s_part.postings, legs);
+    let e = p.refused(
+        "key reused",
+        api.settle("payments", &part.tx_id, settle("s-part", None))
+            .await,
+    );
+    assert_code(&e, "idempotency_key_reused");
+
+    let v = api
+        .void("payments", &voided.tx_id, void("v"))
+        .await
+        .expect("voids");
+    assert_eq!((v.status.as_str(), v.deduplicated), ("voided", Some(false)));
+    assert_eq!(v.pending_tx_id.as_deref(), Some(voided.tx_id.as_str()));
+    let again = api
+        .void("payments", &voided.tx_id, void("v"))
+        .await
+        .expect("replays");
+    assert_eq!((again.deduplicated, &again.tx_id), (Some(true), &v.tx_id));
+
+    // Each hold ended once; the second outcome names the first.
+    for (hold_id, status, by) in [
+        (&whole.tx_id, "posted", &s.tx_id),
+        (&part.tx_id, "posted", &s_part.tx_id),
+        (&voided.tx_id, "voided", &v.tx_id),
+    ] {
+        let e = p.refused("ended", api.void("payments", hold_id, void("late")).await);
+        match &e {
+            ApiError::HoldNotPending {
+                status: ended,
+                tx_id,
+            } => {
+                assert_eq!((ended.as_str(), tx_id.as_ref()), (status, Some(by)));
+            }
+            other => panic!("expected hold_not_pending, got {other:?}"),
+        }
+        let read = api.transaction(hold_id).await.expect("reads");
+        assert_eq!(read.status, status);
+    }
+    let e = p.refused(
+        "not a hold",
+        api.settle("payments", &s.tx_id, settle("late", None)).await,
+    );
+    assert_code(&e, "not_a_hold");
+    let e = p.refused(
+        "unknown",
+        api.void(
+            "payments",
+            "0b9a4e9e-1f43-4a3c-9d2a-6c1d2b7e8f00",
+            void("late"),
+        )
+        .await,
+    );
+    assert_code(&e, "not_found");
+
+    // 0.3 + 0.1 posted, the rest released.
+    let b = api
+        .balances("payments", "customers:alice", None)
+        .await
+        .expect("balances");
+    assert_eq!(b.balances["BTC"], "0.6");
+    assert_eq!(b.available["BTC"], "0.6");
+    let tb = api
+        .trial_balance("payments", None)
+        .await
+        .expect("trial balance");
+    assert_eq!(tb.pending["BTC"], "0");
+}
+
 macro_rules! scenarios {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
@@ -1494,4 +1671,5 @@ scenarios!(
     log_pages,
     books,
     awkward_names,
+    holds,
 );

@@ -47,6 +47,8 @@ pub struct TestApp {
     pub metrics: talea_telemetry::Metrics,
     /// The instance's stream hub, for its counts.
     pub hub: talea_stream::Hub,
+    /// The instance's ledger, to start its hold expirer as talead does.
+    pub ledger: LedgerService,
 }
 
 pub struct Resp {
@@ -108,7 +110,7 @@ pub async fn spawn_store(
         Arc::new(talea_http::MetricsObserver(metrics.stream.clone())),
         options.stream,
     );
-    let state = AppState::new(ledger, auth, &options.http).with_stream(hub.clone());
+    let state = AppState::new(ledger.clone(), auth, &options.http).with_stream(hub.clone());
     let base = talea_testkit::serve_router(talea_http::router(state))
         .await
         .expect("serves");
@@ -118,6 +120,7 @@ pub async fn spawn_store(
         db_url: db_url.to_owned(),
         metrics,
         hub,
+        ledger,
     }
 }
 

@@ -6,6 +6,7 @@ mod caps;
 mod contract;
 mod fields;
 mod harness;
+mod holds;
 mod instances;
 mod openapi;
 mod stream;

@@ -24,6 +24,7 @@ mod browser;
 mod caps;
 mod faults;
 mod fields;
+mod holds;
 
 const BIN: &str = env!("CARGO_BIN_EXE_talea-fanout");
 const TOKEN: &str = "fanout-test-token";

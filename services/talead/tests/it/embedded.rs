@@ -148,3 +148,97 @@ async fn init_without_a_url_prepares_the_embedded_default_and_bad_urls_are_refus
     assert!(stderr.contains("unsupported scheme `mysql`"), "{stderr}");
     assert!(!stderr.contains("hunter2"), "{stderr}");
 }
+
+/// An instant `secs` from now, as the wire writes it.
+fn in_secs(secs: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970");
+    let micros = i64::try_from(now.as_micros()).expect("fits") + secs * 1_000_000;
+    talea_api::format_timestamp(talea_core::Timestamp::from_micros(micros))
+}
+
+#[tokio::test]
+async fn the_embedded_default_expires_holds_in_process() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start_with(dir.path(), &[("TALEA_API_TOKEN", "embedded-token")]);
+    let api = &server.api;
+    let token = "embedded-token";
+    let r = post_and_read(api, token).await;
+    assert_eq!(r.status(), 200);
+    let client = reqwest::Client::new();
+    // A subscriber from now on sees the hold and then its expiry.
+    let stream = client
+        .get(format!("{api}/v1/books/demo/stream"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(stream.status(), 200);
+    let at = in_secs(1);
+    let r = client
+        .post(format!("{api}/v1/books/demo/transactions"))
+        .bearer_auth(token)
+        .json(
+            &json!({"idempotency_key": "hold-1", "pending": true, "expires_at": at,
+            "postings": [
+            {"account": "alice", "asset": "BTC", "debit": "0.2"},
+            {"account": "hot", "asset": "BTC", "credit": "0.2"}]}),
+        )
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(r.status(), 201);
+    let hold: Value = r.json().await.expect("json");
+    assert_eq!(hold["status"], "pending");
+    let hold_id = hold["tx_id"].clone();
+
+    let frames = talea_testkit::sse::SseReader::new(stream)
+        .until(std::time::Duration::from_secs(15), |frames| {
+            frames
+                .iter()
+                .any(|f| f.event.as_deref() == Some("hold_expired"))
+        })
+        .await;
+    let events: Vec<(Option<&str>, Value)> = frames
+        .iter()
+        .filter(|f| f.id.is_some())
+        .map(|f| (f.event.as_deref(), talea_testkit::sse::json(f)))
+        .collect();
+    assert_eq!(events.len(), 2, "{frames:?}");
+    assert_eq!(events[0].0, Some("transaction"));
+    assert_eq!(events[0].1["status"], "pending");
+    assert_eq!(events[1].0, Some("hold_expired"));
+    assert_eq!(events[1].1["tx_id"], hold_id);
+
+    // The log has it once, and the hold reads as expired.
+    let log: Value = client
+        .get(format!("{api}/v1/books/demo/events"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("answered")
+        .json()
+        .await
+        .expect("json");
+    let expiries = log["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["type"] == "hold_expired")
+        .count();
+    assert_eq!(expiries, 1, "{log}");
+    let r: Value = client
+        .get(format!(
+            "{api}/v1/transactions/{}",
+            hold_id.as_str().expect("id")
+        ))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("answered")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(r["status"], "expired", "{r}");
+}

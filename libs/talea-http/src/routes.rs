@@ -105,12 +105,16 @@ pub(crate) fn v1(role: Role) -> OpenApiRouter<AppState> {
         .routes(routes!(trial_balance))
         .routes(routes!(list_events))
         .routes(routes!(get_transaction));
+    // Settle and void have no GET beside them for axum to answer 405 with:
+    // every role routes them, and a read instance refuses them itself
+    // (`refuse_on_reads`).
+    let reads = reads
+        .routes(routes!(settle_hold))
+        .routes(routes!(void_hold));
     let writes = OpenApiRouter::default()
         .routes(routes!(register_asset))
         .routes(routes!(open_account))
-        .routes(routes!(post_transaction))
-        .routes(routes!(settle_hold))
-        .routes(routes!(void_hold));
+        .routes(routes!(post_transaction));
     if role.serves_writes() {
         reads.merge(writes)
     } else {
@@ -401,6 +405,23 @@ async fn post_transaction(
     ))
 }
 
+/// A write route on a read instance: 405 with an empty `Allow` (no method
+/// of the path is served here), as axum answers the other write routes.
+fn refuse_on_reads(role: Role) -> std::result::Result<(), Response> {
+    if role.serves_writes() {
+        return Ok(());
+    }
+    let mut response =
+        axum::response::IntoResponse::into_response(HttpError(ApiError::MethodNotAllowed {
+            allow: String::new(),
+        }));
+    response.headers_mut().insert(
+        axum::http::header::ALLOW,
+        axum::http::HeaderValue::from_static(""),
+    );
+    Err(response)
+}
+
 #[utoipa::path(post, path = "/v1/books/{book}/transactions/{tx_id}/post", tag = "transactions", operation_id = "settleHold",
     summary = "Settles a hold: posts all of it, or the `postings` given (each at most what it holds there, balanced per asset) and releases the rest; a new transaction with `pending_tx_id`.",
     params(HoldParam),
@@ -415,6 +436,9 @@ async fn settle_hold(
     Path((book, tx_id)): Path<(String, String)>,
     body: Body,
 ) -> Result {
+    if let Err(refused) = refuse_on_reads(state.role) {
+        return Ok(refused);
+    }
     p.check_write(&book)?;
     let request: SettleRequest = parse_json(&body.0)?;
     let tx = state.ledger.settle(&book, &tx_id, request).await?;
@@ -440,6 +464,9 @@ async fn void_hold(
     Path((book, tx_id)): Path<(String, String)>,
     body: Body,
 ) -> Result {
+    if let Err(refused) = refuse_on_reads(state.role) {
+        return Ok(refused);
+    }
     p.check_write(&book)?;
     let request: VoidRequest = parse_json(&body.0)?;
     let tx = state.ledger.void(&book, &tx_id, request).await?;

@@ -626,7 +626,6 @@ async fn settle_and_void_need_a_write_instance_and_a_write_token() {
 }
 
 #[tokio::test]
-#[ignore = "bug: a read instance answers the settle and void routes 404 (no GET shares their path), not 405"]
 async fn a_read_instance_answers_settle_and_void_405() {
     let writer = spawn_app().await;
     funded(&writer).await;
@@ -654,6 +653,11 @@ async fn a_read_instance_answers_settle_and_void_405() {
             (405, "method_not_allowed"),
             "{path}: {}",
             r.body
+        );
+        assert_eq!(
+            r.header("allow"),
+            Some(""),
+            "{path}: no method is served here"
         );
     }
 }

@@ -180,7 +180,11 @@ pub(crate) fn trial_balance(tb: &TrialBalanceDto) -> String {
         .totals
         .iter()
         .map(|(asset, t)| {
-            let held = tb.pending.get(asset).cloned().unwrap_or_else(|| "0".to_owned());
+            let held = tb
+                .pending
+                .get(asset)
+                .cloned()
+                .unwrap_or_else(|| "0".to_owned());
             vec![asset.clone(), t.debits.clone(), t.credits.clone(), held]
         })
         .collect();

@@ -59,13 +59,10 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
-# shellcheck source=scripts/lib/services.sh
-source "$ROOT/scripts/lib/services.sh"
 LT_NAME=bench
 # shellcheck source=loadtest/lib.sh
 source "$ROOT/loadtest/lib.sh"
-lt_install_traps
+lt_begin "${BASH_SOURCE[0]}"
 
 ALL_PHASES="hot half books naive naive-books batch batch-books reads storm overload sse"
 phases=$ALL_PHASES
@@ -79,10 +76,7 @@ while (($#)); do
         shift
         ;;
     --no-doc) write_doc=0 ;;
-    -h | --help)
-        sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//'
-        exit 0
-        ;;
+    -h | --help) lt_usage "${BASH_SOURCE[0]}" ;;
     -*) lt_die "unknown option $1 (see --help)" ;;
     *) admin_url=$1 ;;
     esac

@@ -1,8 +1,13 @@
 # shellcheck shell=bash
-# What the load test commands share: sourced by run-hot-book.sh, bench.sh and
-# smoke.sh (after scripts/lib/services.sh). Set LT_NAME (for messages) before
-# sourcing it.
+# What the load test commands share: sourced by bench.sh, smoke.sh and
+# scripts/schemathesis.sh, after `set -euo pipefail`; it sources
+# scripts/lib/services.sh itself. Set LT_NAME (for messages) before sourcing
+# it, then call lt_begin.
 #
+#   lt_begin SCRIPT [ARG]            the start of every command: cd to the
+#                                    repository, lt_install_traps, and when ARG is
+#                                    -h or --help, lt_usage SCRIPT
+#   lt_usage SCRIPT                  prints SCRIPT's header comment and exits 0
 #   lt_say TEXT / lt_die TEXT        a section header / a message and exit 1
 #   lt_secs DURATION                 prints seconds of 30, 30s, 2m, 1h (1s..1h)
 #   lt_setup_pg [ADMIN_URL]          sets LT_ADMIN_URL (services.sh discovery when empty)
@@ -24,6 +29,8 @@
 # Only loopback traffic. Settings: KEEP_DB (0), K6_VERSION (1.1.0), TALEAD_BIN.
 
 LT_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/lib/services.sh
+source "$LT_ROOT/scripts/lib/services.sh"
 LT_NAME=${LT_NAME:-loadtest}
 LT_WORK=$(mktemp -d "${TMPDIR:-/tmp}/talea-$LT_NAME.XXXXXX")
 LT_ADMIN_URL=""
@@ -235,4 +242,22 @@ lt_install_traps() {
     trap 'rc=$?; lt_cleanup; exit $rc' EXIT
     trap 'exit 130' INT
     trap 'exit 143' TERM
+}
+
+# lt_usage SCRIPT: SCRIPT's header comment, from line 2 to `set -euo`, as
+# its --help; exits 0.
+lt_usage() {
+    sed -n '2,/^set -euo/p' "$1" | sed -e '$d' -e 's/^# \{0,1\}//'
+    exit 0
+}
+
+# lt_begin SCRIPT [ARG]: what every command does first: runs from the
+# repository's root, cleans up on exit, and answers -h/--help (ARG) with
+# SCRIPT's usage.
+lt_begin() {
+    cd "$LT_ROOT"
+    lt_install_traps
+    case ${2:-} in
+    -h | --help) lt_usage "$1" ;;
+    esac
 }

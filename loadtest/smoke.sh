@@ -18,20 +18,10 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
-# shellcheck source=scripts/lib/services.sh
-source "$ROOT/scripts/lib/services.sh"
 LT_NAME=smoke
 # shellcheck source=loadtest/lib.sh
 source "$ROOT/loadtest/lib.sh"
-lt_install_traps
-
-case ${1:-} in
--h | --help)
-    sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//'
-    exit 0
-    ;;
-esac
+lt_begin "${BASH_SOURCE[0]}" "${1:-}"
 
 secs=$(lt_secs "${SMOKE_DURATION:-3s}")
 p99_ms=${SMOKE_P99_MS:-3000}

@@ -29,20 +29,10 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
-# shellcheck source=scripts/lib/services.sh
-source "$ROOT/scripts/lib/services.sh"
 LT_NAME=schemathesis
 # shellcheck source=loadtest/lib.sh
 source "$ROOT/loadtest/lib.sh"
-lt_install_traps
-
-case ${1:-} in
--h | --help)
-    sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//'
-    exit 0
-    ;;
-esac
+lt_begin "${BASH_SOURCE[0]}" "${1:-}"
 
 max_examples=${SCHEMATHESIS_MAX_EXAMPLES:-30}
 max_time_s=${SCHEMATHESIS_MAX_TIME_S:-90}

@@ -10,35 +10,27 @@ use std::time::Duration;
 use serde_json::json;
 use talea_auth::{Secret, TokenSet};
 use talea_stream::{Hub, StreamConfig};
+use talea_testkit::tokens::{Token, tokens_toml};
 
 use crate::harness::*;
 
 /// Reads every book; the token whose streams are capped.
 const ALL_RO: &str = "all-ro-token";
 
-const TOKENS: &str = r#"
-[tokens.reader-all]
-token = "all-ro-token"
-books = ["*"]
-access = "ro"
-
-[tokens.payments]
-token = "pay-rw-token"
-books = ["payments"]
-access = "rw"
-
-[tokens.payments-reader]
-token = "pay-ro-token"
-books = ["payments"]
-access = "ro"
-"#;
+fn tokens() -> String {
+    tokens_toml(&[
+        Token::ro("reader-all", ALL_RO, &["*"]),
+        Token::rw("payments", PAY_RW, &["payments"]),
+        Token::ro("payments-reader", PAY_RO, &["payments"]),
+    ])
+}
 
 /// A talead router on a fresh database whose hub allows `max_connections`
 /// streams, `max_per_token` per token, with 1 s heartbeats (so a closed
 /// client is noticed within a second); the hub is returned for its counts.
 async fn spawn_capped(max_connections: usize, max_per_token: usize) -> (TestApp, Hub) {
     let auth = Arc::new(
-        TokenSet::parse_file(TOKENS)
+        TokenSet::parse_file(&tokens())
             .expect("test tokens parse")
             .with_api_token(&Secret::new(ROOT)),
     );

@@ -8,36 +8,26 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use talea_auth::{Secret, TokenSet};
 use talea_testkit::sse::{self, SseReader};
+use talea_testkit::tokens::{Token, tokens_toml};
 
 use crate::harness::*;
 
 const BROWSER: &str = "browser-token";
 const BROWSER_RW: &str = "browser-rw-token";
 
-const TOKENS: &str = r#"
-[tokens.reader]
-token = "pay-ro-token"
-books = ["payments"]
-access = "ro"
-
-[tokens.browser]
-token = "browser-token"
-books = ["payments"]
-access = "ro"
-hide = ["metadata", "memo"]
-
-[tokens.browser-rw]
-token = "browser-rw-token"
-books = ["payments"]
-access = "rw"
-hide = ["memo"]
-"#;
+fn tokens() -> String {
+    tokens_toml(&[
+        Token::ro("reader", "pay-ro-token", &["payments"]),
+        Token::ro("browser", BROWSER, &["payments"]).hide(&["metadata", "memo"]),
+        Token::rw("browser-rw", BROWSER_RW, &["payments"]).hide(&["memo"]),
+    ])
+}
 
 const SECRET_MEMO: &str = "SECRET-MEMO";
 const SECRET_META: &str = "SECRET-META";
 
 fn options() -> Options {
-    let tokens = TokenSet::parse_file(TOKENS)
+    let tokens = TokenSet::parse_file(&tokens())
         .expect("tokens parse")
         .with_api_token(&Secret::new(ROOT));
     Options {

@@ -7,28 +7,20 @@ use talea_auth::{Authenticator, Secret, TokenSet};
 use talea_http::{AppState, HttpConfig};
 use talea_ledger::{LedgerConfig, LedgerService};
 use talea_store_pg::PgStore;
+use talea_testkit::tokens::{Token, tokens_toml};
 
 pub const ROOT: &str = "root-token";
 pub const PAY_RW: &str = "pay-rw-token";
 pub const PAY_RO: &str = "pay-ro-token";
 pub const OTHER_RW: &str = "other-rw-token";
 
-const TOKENS: &str = r#"
-[tokens.payments]
-token = "pay-rw-token"
-books = ["payments"]
-access = "rw"
-
-[tokens.payments-reader]
-token = "pay-ro-token"
-books = ["payments"]
-access = "ro"
-
-[tokens.other]
-token = "other-rw-token"
-books = ["other"]
-access = "rw"
-"#;
+fn tokens() -> String {
+    tokens_toml(&[
+        Token::rw("payments", PAY_RW, &["payments"]),
+        Token::ro("payments-reader", PAY_RO, &["payments"]),
+        Token::rw("other", OTHER_RW, &["other"]),
+    ])
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -97,7 +89,7 @@ pub async fn spawn_store(
     let ledger = LedgerService::new(store, options.ledger, metrics.clone());
     let auth = options.auth.unwrap_or_else(|| {
         Arc::new(
-            TokenSet::parse_file(TOKENS)
+            TokenSet::parse_file(&tokens())
                 .expect("test tokens parse")
                 .with_api_token(&Secret::new(ROOT)),
         )

@@ -7,16 +7,14 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use talea_testkit::process::{run_to_exit, talea_command};
+use talea_testkit::tokens::{Token, tokens_toml};
 
 use crate::{BIN, Fixture, TOKEN, free_port, kill};
 
 const OTHER: &str = "fanout-caps-other-token";
-const TOKENS: &str = r#"
-[tokens.other]
-token = "fanout-caps-other-token"
-books = ["pay"]
-access = "ro"
-"#;
+fn tokens() -> String {
+    tokens_toml(&[Token::ro("other", OTHER, &["pay"])])
+}
 
 async fn stream(port: u16, token: &str) -> reqwest::Response {
     reqwest::Client::new()
@@ -40,7 +38,7 @@ async fn metrics(port: u16) -> String {
 async fn a_token_at_its_stream_cap_gets_429_while_other_tokens_stream() {
     let f = Fixture::new().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let tokens = talea_testkit::tokens_file(dir.path(), TOKENS).expect("tokens file");
+    let tokens = talea_testkit::tokens_file(dir.path(), &tokens()).expect("tokens file");
     let metrics_port = free_port();
     let (fanout, port) = f
         .fanout_with(

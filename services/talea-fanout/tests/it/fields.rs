@@ -7,17 +7,14 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use talea_api::{LedgerApi, PostTransactionRequest, PostingDto};
 use talea_testkit::sse::{self, SseReader};
+use talea_testkit::tokens::{Token, tokens_toml};
 
 use crate::{Fixture, TOKEN, kill};
 
 const BROWSER: &str = "fanout-browser-token";
-const TOKENS: &str = r#"
-[tokens.browser]
-token = "fanout-browser-token"
-books = ["pay"]
-access = "ro"
-hide = ["metadata", "memo"]
-"#;
+fn tokens() -> String {
+    tokens_toml(&[Token::ro("browser", BROWSER, &["pay"]).hide(&["metadata", "memo"])])
+}
 
 /// Frames (id, event, data) read from a stream until id `last`.
 async fn frames_until(url: &str, token: &str, last: u64) -> Vec<(Option<u64>, String, Value)> {
@@ -70,7 +67,7 @@ async fn post_secret(f: &Fixture, key: &str) -> u64 {
 async fn hidden_fields_never_leave_the_fanout_and_snapshots_are_consistent() {
     let f = Fixture::new().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let tokens = talea_testkit::tokens_file(dir.path(), TOKENS).expect("tokens file");
+    let tokens = talea_testkit::tokens_file(dir.path(), &tokens()).expect("tokens file");
     let (stop, relay) = f.relay().await;
     let (fanout, port) = f
         .fanout_with(

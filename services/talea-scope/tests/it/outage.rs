@@ -15,31 +15,18 @@ use talea_http::{AppState, HttpConfig};
 use talea_ledger::{LedgerConfig, LedgerService};
 use talea_store_pg::PgStore;
 use talea_testkit::JsonClient;
+use talea_testkit::tokens::{Token, tokens_toml};
 
 use crate::support::*;
 
-const TOKENS: &str = r#"
-[tokens.admin]
-token = "admin-secret"
-books = ["*"]
-access = "rw"
-
-[tokens.payments]
-token = "pay-secret"
-books = ["payments"]
-access = "rw"
-
-[tokens.reader]
-token = "read-secret"
-books = ["payments"]
-access = "ro"
-
-[tokens.browser]
-token = "browser-secret"
-books = ["other"]
-access = "ro"
-hide = ["metadata", "memo"]
-"#;
+fn tokens() -> String {
+    tokens_toml(&[
+        Token::rw("admin", "admin-secret", &["*"]),
+        Token::rw("payments", "pay-secret", &["payments"]),
+        Token::ro("reader", "read-secret", &["payments"]),
+        Token::ro("browser", "browser-secret", &["other"]).hide(&["metadata", "memo"]),
+    ])
+}
 
 /// Long enough that the checks right after the kill run well inside it on
 /// a loaded machine; the test waits it out once, by polling.
@@ -84,7 +71,7 @@ async fn spawn_app(scope_url: &str) -> App {
 #[tokio::test]
 async fn decisions_come_from_the_scope_service_and_survive_its_death_until_the_ttl() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let file = talea_testkit::tokens_file(dir.path(), TOKENS).expect("tokens file");
+    let file = talea_testkit::tokens_file(dir.path(), &tokens()).expect("tokens file");
     let file = file.display().to_string();
     let envs = |bind: &str| {
         vec![

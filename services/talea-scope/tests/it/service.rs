@@ -4,35 +4,20 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use talea_testkit::tokens::{Token, tokens_toml};
+
 use crate::support::*;
-
-const TOKENS: &str = r#"
-[tokens.payments]
-token = "pay-secret-1"
-books = ["payments"]
-access = "rw"
-
-[tokens.auditor]
-# sha256("audit-secret-2")
-token_sha256 = "AUDIT_DIGEST"
-books = ["*"]
-access = "ro"
-
-[tokens.browser]
-token = "browser-secret-5"
-books = ["payments"]
-access = "ro"
-hide = ["metadata"]
-"#;
 
 const ROOT: &str = "root-secret-3";
 
 fn tokens_file(dir: &std::path::Path) -> std::path::PathBuf {
     // The digest is computed here so the file holds no plain auditor token.
-    let digest = sha256_hex("audit-secret-2");
-    let path = dir.join("tokens.toml");
-    std::fs::write(&path, TOKENS.replace("AUDIT_DIGEST", &digest)).expect("writes");
-    path
+    let toml = tokens_toml(&[
+        Token::rw("payments", "pay-secret-1", &["payments"]),
+        Token::ro("auditor", "", &["*"]).sha256(&sha256_hex("audit-secret-2")),
+        Token::ro("browser", "browser-secret-5", &["payments"]).hide(&["metadata"]),
+    ]);
+    talea_testkit::tokens_file(dir, &toml).expect("writes")
 }
 
 fn sha256_hex(s: &str) -> String {

@@ -17,20 +17,16 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use talea_testkit::process::{Service, TALEAD_LISTENING, talead_serve};
+use talea_testkit::tokens::{Token, tokens_toml};
 
 use crate::faults::migrate;
 
-const TOKENS: &str = r#"
-[tokens.admin]
-token = "probe-admin-secret"
-books = ["*"]
-access = "rw"
-
-[tokens.reader]
-token = "probe-reader-secret"
-books = ["payments"]
-access = "ro"
-"#;
+fn tokens() -> String {
+    tokens_toml(&[
+        Token::rw("admin", "probe-admin-secret", &["*"]),
+        Token::ro("reader", "probe-reader-secret", &["payments"]),
+    ])
+}
 
 /// Lookups of each kind before measuring (connections, caches, JIT of the
 /// database's plans).
@@ -121,7 +117,7 @@ fn random_tx_id() -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn out_of_scope_transactions_answer_like_unknown_ones_in_body_headers_and_time() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let tokens = talea_testkit::tokens_file(dir.path(), TOKENS).expect("tokens file");
+    let tokens = talea_testkit::tokens_file(dir.path(), &tokens()).expect("tokens file");
     let db = talea_testkit::fresh_database().await.expect("database");
     migrate(&db.url).await;
     let mut cmd = talead_serve(Path::new(crate::BIN), dir.path(), &db.url);

@@ -17,27 +17,19 @@ use talea_testkit::JsonClient;
 use talea_testkit::process::{
     SCOPE_LISTENING, Service, TALEAD_LISTENING, scope_command, talead_serve, workspace_bin_async,
 };
+use talea_testkit::tokens::{Token, tokens_toml};
 
 use crate::faults::migrate;
 
 const SERVICE_TOKEN: &str = "scope-outage-service-token";
 
-const TOKENS: &str = r#"
-[tokens.admin]
-token = "admin-secret"
-books = ["*"]
-access = "rw"
-
-[tokens.payments]
-token = "pay-secret"
-books = ["payments"]
-access = "rw"
-
-[tokens.reader]
-token = "read-secret"
-books = ["payments"]
-access = "ro"
-"#;
+fn tokens() -> String {
+    tokens_toml(&[
+        Token::rw("admin", "admin-secret", &["*"]),
+        Token::rw("payments", "pay-secret", &["payments"]),
+        Token::ro("reader", "read-secret", &["payments"]),
+    ])
+}
 
 /// `TALEA_SCOPE_TTL_S`: long enough that the checks right after the kill
 /// run well inside it on a loaded machine; the test waits it out once, by
@@ -83,7 +75,7 @@ async fn talead_fails_closed_when_the_real_scope_service_dies_and_recovers_with_
         .await
         .unwrap_or_else(|e| panic!("the talea-scope binary: {e:#}"));
     let dir = tempfile::tempdir().expect("tempdir");
-    talea_testkit::tokens_file(dir.path(), TOKENS).expect("tokens file");
+    talea_testkit::tokens_file(dir.path(), &tokens()).expect("tokens file");
     let mut scope_service = scope(&scope_bin, dir.path(), "127.0.0.1:0").await;
     let db = talea_testkit::fresh_database().await.expect("database");
     migrate(&db.url).await;

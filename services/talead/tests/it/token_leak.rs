@@ -11,6 +11,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use serde_json::json;
+use talea_testkit::tokens::{Token, tokens_toml};
 use wiremock::matchers::{body_json, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -290,7 +291,7 @@ async fn exercise(api: &str, token: &str, seen: &mut Seen) -> Vec<u16> {
 
 /// Initialises a Postgres-backed talead directory with the seed and a tokens
 /// file; returns the admin token `talead init` generated.
-async fn prepare(dir: &Path, db_url: &str, scoped: &[(&str, &str, &str, &str)]) -> String {
+async fn prepare(dir: &Path, db_url: &str, scoped: &[Token]) -> String {
     std::fs::write(dir.join("talea.seed.toml"), SEED).expect("seed");
     let out = talead(dir)
         .args(["init", "--db-url", db_url])
@@ -301,13 +302,7 @@ async fn prepare(dir: &Path, db_url: &str, scoped: &[(&str, &str, &str, &str)]) 
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut file = String::new();
-    for (name, token, books, access) in scoped {
-        file.push_str(&format!(
-            "[tokens.{name}]\ntoken = \"{token}\"\nbooks = [\"{books}\"]\naccess = \"{access}\"\n\n"
-        ));
-    }
-    std::fs::write(dir.join("tokens.toml"), file).expect("tokens file");
+    talea_testkit::tokens_file(dir, &tokens_toml(scoped)).expect("tokens file");
     env_value(dir, "TALEA_API_TOKEN").expect("token")
 }
 
@@ -322,8 +317,8 @@ async fn no_token_reaches_logs_metrics_or_answers_of_an_in_process_talead() {
         dir.path(),
         &db.url,
         &[
-            ("demo_reader", reader, "demo", "ro"),
-            ("other_writer", other, "other", "rw"),
+            Token::ro("demo_reader", reader, &["demo"]),
+            Token::rw("other_writer", other, &["other"]),
         ],
     )
     .await;

@@ -391,20 +391,17 @@ pub fn balance_cut(
 }
 
 /// Totals per account and asset, now or as of a commit time.
+///
+/// In phases: under the read lock, the rows from the indexes
+/// (`trial_rows`) and, as of a time, what to read for the held amounts;
+/// then, without the lock, the held amounts (`past_held_into_rows`) and
+/// the totals (`past_totals_into_rows`) read from the log.
 pub fn trial_balance(
     shared: &Shared,
     book: &BookName,
     as_of: Option<Timestamp>,
 ) -> Result<Vec<TrialRow>, StoreError> {
-    /// A row whose debits are read from the record at `entry`.
-    struct Pending {
-        row: usize,
-        entry: EntryRef,
-        balance: i128,
-    }
-    let mut rows = Vec::new();
-    let mut pending = Vec::new();
-    let (mut held, to_read) = {
+    let (mut rows, pending, held, to_read) = {
         let state = shared.state();
         let Some(b) = state.book(book) else {
             return Ok(Vec::new());
@@ -417,61 +414,108 @@ pub fn trial_balance(
             }
             _ => (due_legs(b, now(), None)?, HashMap::new(), Vec::new()),
         };
-        for a in b.accounts() {
-            for (asset, pair) in &a.assets {
-                let (debits, credits) = match cut {
-                    None => (pair.totals.debits, pair.totals.credits),
-                    Some(cut) if !exists_at(pair, cut) => continue,
-                    Some(cut) => {
-                        let Some(e) = pair.as_of(cut) else {
-                            // Only held by then: no totals yet.
-                            rows.push(TrialRow {
-                                account: a.account.name.clone(),
-                                kind: a.account.kind,
-                                asset: asset.clone(),
-                                debits: Amount::ZERO,
-                                credits: Amount::ZERO,
-                                held: Held::default(),
-                            });
-                            continue;
-                        };
-                        let entry = b.entry(e.seq).ok_or_else(|| {
-                            corrupt(format!("book {book}: history names missing seq {}", e.seq))
-                        })?;
-                        pending.push(Pending {
-                            row: rows.len(),
-                            entry,
-                            balance: e.balance(),
-                        });
-                        (0, 0)
-                    }
-                };
-                let key = (a.account.name.clone(), asset.clone());
-                rows.push(TrialRow {
-                    held: match cut {
-                        None => live_held(pair, &due, &key),
-                        Some(_) => Held::default(),
-                    },
-                    account: key.0,
-                    kind: a.account.kind,
-                    asset: key.1,
-                    debits: Amount::from_minor(debits),
-                    credits: Amount::from_minor(credits),
-                });
-            }
-        }
-        (held, to_read)
+        let (rows, pending) = trial_rows(b, book, cut, &due)?;
+        (rows, pending, held, to_read)
     };
     if as_of.is_some() {
-        read_held(shared, book, to_read, None, &mut held)?;
-        for row in &mut rows {
-            if let Some(h) = held.remove(&(row.account.clone(), row.asset.clone())) {
-                row.held = h;
-            }
+        past_held_into_rows(shared, book, to_read, held, &mut rows)?;
+    }
+    past_totals_into_rows(shared, book, pending, &mut rows)?;
+    Ok(rows)
+}
+
+/// A trial balance row whose totals are read from the record at `entry`.
+struct PendingTotals {
+    row: usize,
+    entry: EntryRef,
+    balance: i128,
+}
+
+/// The trial balance rows of `b` from the indexes: now (`cut` is `None`),
+/// complete, with what is held less the `due` legs; as of `cut`, with no
+/// held amounts yet, and the totals of each pair touched by then left to
+/// read (the returned `PendingTotals`).
+fn trial_rows(
+    b: &Book,
+    book: &BookName,
+    cut: Option<u64>,
+    due: &HashMap<Pair, Held>,
+) -> Result<(Vec<TrialRow>, Vec<PendingTotals>), StoreError> {
+    let mut rows = Vec::new();
+    let mut pending = Vec::new();
+    for a in b.accounts() {
+        for (asset, pair) in &a.assets {
+            let (debits, credits) = match cut {
+                None => (pair.totals.debits, pair.totals.credits),
+                Some(cut) if !exists_at(pair, cut) => continue,
+                Some(cut) => {
+                    let Some(e) = pair.as_of(cut) else {
+                        // Only held by then: no totals yet.
+                        rows.push(TrialRow {
+                            account: a.account.name.clone(),
+                            kind: a.account.kind,
+                            asset: asset.clone(),
+                            debits: Amount::ZERO,
+                            credits: Amount::ZERO,
+                            held: Held::default(),
+                        });
+                        continue;
+                    };
+                    let entry = b.entry(e.seq).ok_or_else(|| {
+                        corrupt(format!("book {book}: history names missing seq {}", e.seq))
+                    })?;
+                    pending.push(PendingTotals {
+                        row: rows.len(),
+                        entry,
+                        balance: e.balance(),
+                    });
+                    (0, 0)
+                }
+            };
+            let key = (a.account.name.clone(), asset.clone());
+            rows.push(TrialRow {
+                held: match cut {
+                    None => live_held(pair, due, &key),
+                    Some(_) => Held::default(),
+                },
+                account: key.0,
+                kind: a.account.kind,
+                asset: key.1,
+                debits: Amount::from_minor(debits),
+                credits: Amount::from_minor(credits),
+            });
         }
     }
-    // As of a time, the debits come from the pair's last posting at or
-    // before the cut; several pairs often share a transaction.
+    Ok((rows, pending))
+}
+
+/// As of a time: completes `held` (the held amounts the indexes gave) from
+/// the hold records at `to_read`, and sets each row's held amounts.
+fn past_held_into_rows(
+    shared: &Shared,
+    book: &BookName,
+    to_read: Vec<u64>,
+    mut held: HashMap<Pair, Held>,
+    rows: &mut [TrialRow],
+) -> Result<(), StoreError> {
+    read_held(shared, book, to_read, None, &mut held)?;
+    for row in rows {
+        if let Some(h) = held.remove(&(row.account.clone(), row.asset.clone())) {
+            row.held = h;
+        }
+    }
+    Ok(())
+}
+
+/// As of a time, the debits come from the pair's last posting at or
+/// before the cut (several pairs often share a transaction, read once);
+/// the credits follow from them and the balance.
+fn past_totals_into_rows(
+    shared: &Shared,
+    book: &BookName,
+    pending: Vec<PendingTotals>,
+    rows: &mut [TrialRow],
+) -> Result<(), StoreError> {
     let mut read: HashMap<u64, TxRecord> = HashMap::new();
     for p in pending {
         let t = match read.entry(p.entry.offset) {
@@ -504,7 +548,7 @@ pub fn trial_balance(
         row.debits = Amount::from_minor(debits);
         row.credits = Amount::from_minor(credits);
     }
-    Ok(rows)
+    Ok(())
 }
 
 /// An account's postings after a seq, never splitting a transaction.

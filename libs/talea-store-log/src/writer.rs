@@ -18,6 +18,10 @@
 //! wrong: seqs are dense, commit times monotonic and keys unique by
 //! construction, and readers (who take the indexes' read lock) never see a
 //! record before it is durable.
+//!
+//! The holds side of deciding (ending due holds for `expire_holds`, the
+//! held amounts a frame leaves, how a hold stands for a settle or void)
+//! lives in `writer/holds.rs`.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -36,9 +40,13 @@ use talea_store::{Expiry, Held, NoticeBus, Opened, Outcome, Registered, Rejectio
 use tokio::sync::{mpsc, oneshot};
 
 use crate::LogConfig;
-use crate::codec::{self, ExpiryRecord, FRAME_BYTES_MAX, FRAME_HEADER_BYTES, Record, TxRecord};
+use crate::codec::{self, FRAME_BYTES_MAX, FRAME_HEADER_BYTES, Record, TxRecord};
 use crate::file::{DirLock, LogFile};
 use crate::state::State;
+
+mod holds;
+
+use holds::{change_raw_held, due_holds, expire, hold_state, raw_held};
 
 /// What the store shares between its handles, its readers and its writer.
 #[derive(Debug)]
@@ -536,182 +544,6 @@ fn commit(
         committed_at,
     );
     Ok(outcomes(verdicts))
-}
-
-/// Most holds one `expire_holds` call ends (their records take about
-/// 40 bytes each, so a call's frame stays far below `FRAME_BYTES_MAX`); the
-/// rest stay due, and the next call ends them.
-const EXPIRIES_PER_CALL_MAX: usize = 100_000;
-
-/// Ends every pending hold of `book` due at the commit time taken now (up
-/// to [`EXPIRIES_PER_CALL_MAX`]): one `hold_expired` record each, earliest
-/// expiry first.
-fn expire(state: &State, frame: &mut Frame, book: &BookName) -> Result<Vec<Expiry>, StoreError> {
-    let head = book_head(&mut frame.overlay.books, state, book);
-    let committed_at = commit_time(head.last_time);
-    let mut due = due_holds(state, head, book, committed_at);
-    due.truncate(EXPIRIES_PER_CALL_MAX);
-    if due.is_empty() {
-        return Ok(Vec::new());
-    }
-    let expiries = talea_store::plan::expiries(due, head.last_seq, committed_at);
-    let mark = (frame.sink.buf.len(), frame.sink.records.len());
-    for e in &expiries {
-        let record = Record::HoldExpired(ExpiryRecord {
-            book: book.clone(),
-            seq: e.seq,
-            committed_at,
-            hold: e.hold.tx_id,
-        });
-        if let Err(error) = frame.sink.push(record) {
-            frame.sink.rollback(mark);
-            return Err(too_large(error));
-        }
-    }
-    for e in &expiries {
-        let mut commit = e.hold.clone();
-        commit.status = TxStatus::Pending;
-        change_raw_held(state, head, book, &commit, false);
-        head.holds.insert(
-            commit.tx_id,
-            HoldState {
-                commit,
-                status: TxStatus::Expired,
-                ended_by: None,
-            },
-        );
-        head.last_seq = e.seq;
-    }
-    head.last_time = Some(committed_at);
-    Ok(expiries)
-}
-
-/// What every pending hold (due or not) reserves on a pair, as the frame
-/// left it.
-fn raw_held(state: &State, head: &BookOverlay, book: &BookName, pair: &Pair) -> Held {
-    head.held
-        .get(pair)
-        .copied()
-        .or_else(|| {
-            state
-                .book(book)
-                .and_then(|b| b.account(&pair.0))
-                .and_then(|a| a.assets.get(&pair.1))
-                .map(|p| p.held)
-        })
-        .unwrap_or_default()
-}
-
-/// Adds (`add`) or releases a hold's legs in the frame's raw held amounts.
-fn change_raw_held(
-    state: &State,
-    head: &mut BookOverlay,
-    book: &BookName,
-    hold: &Commit,
-    add: bool,
-) {
-    for p in &hold.postings {
-        let pair = (p.account.clone(), p.asset.clone());
-        let mut held = raw_held(state, head, book, &pair);
-        let total = match p.side {
-            Side::Debit => &mut held.debits,
-            Side::Credit => &mut held.credits,
-        };
-        // The planner checked these sums; replay checks them again.
-        let moved = if add {
-            total.checked_add(p.amount)
-        } else {
-            total.checked_sub(p.amount)
-        };
-        if let Some(moved) = moved {
-            *total = moved;
-        }
-        head.held.insert(pair, held);
-    }
-}
-
-/// The pending holds of `book` (as the frame left them) whose
-/// `expires_at` is at or before `until`, earliest expiry first, then by seq.
-fn due_holds(state: &State, head: &BookOverlay, book: &BookName, until: Timestamp) -> Vec<Commit> {
-    let mut due: Vec<(Timestamp, u64, Commit)> = Vec::new();
-    if let Some(b) = state.book(book) {
-        for (expiry, entry) in b.due(until) {
-            // A durable hold in the overlay is one the frame ended.
-            if let Some(live) = entry.live.as_deref()
-                && !head.holds.contains_key(&live.tx_id)
-            {
-                due.push((expiry, entry.seq, live.clone()));
-            }
-        }
-    }
-    for hold in head.holds.values() {
-        if hold.status == TxStatus::Pending
-            && let Some(expiry) = hold.commit.expires_at
-            && expiry <= until
-        {
-            due.push((expiry, hold.commit.seq, hold.commit.clone()));
-        }
-    }
-    due.sort_by_key(|(expiry, seq, _)| (*expiry, *seq));
-    due.into_iter().map(|(_, _, commit)| commit).collect()
-}
-
-/// The transaction `tx_id` of `book` as a settle or void finds it: a hold
-/// with how it stands, or any other transaction (from the frame's
-/// overlay and records first, then the indexes and the log).
-fn hold_state(
-    state: &State,
-    file: &LogFile,
-    records: &[(Record, usize)],
-    head: &BookOverlay,
-    book: &BookName,
-    tx_id: TxId,
-) -> Result<Option<HoldState>, StoreError> {
-    if let Some(found) = head.holds.get(&tx_id) {
-        return Ok(Some(found.clone()));
-    }
-    if let Some(entry) = state.book(book).and_then(|b| b.hold(&tx_id)) {
-        let commit = match entry.live.as_deref() {
-            Some(live) => live.clone(),
-            None => match file.read_record(entry.offset)? {
-                Record::Transaction(t) if t.commit.tx_id == tx_id => t.commit,
-                other => {
-                    return Err(StoreError::Corrupt(format!(
-                        "book {book}: hold {} is indexed at offset {}, which holds {other:?}",
-                        tx_id.0, entry.offset
-                    )));
-                }
-            },
-        };
-        return Ok(Some(HoldState {
-            commit,
-            status: entry.status,
-            ended_by: entry.ended_by,
-        }));
-    }
-    // Not a hold: any other transaction of the book, in this frame or durable.
-    let as_found = |commit: Commit| HoldState {
-        status: commit.status,
-        commit,
-        ended_by: None,
-    };
-    for (record, _) in records {
-        if let Record::Transaction(t) = record
-            && t.commit.tx_id == tx_id
-            && t.commit.book == *book
-        {
-            return Ok(Some(as_found(t.commit.clone())));
-        }
-    }
-    for offset in state.tx_candidates(tx_id) {
-        if let Record::Transaction(t) = file.read_record(offset)?
-            && t.commit.tx_id == tx_id
-            && t.commit.book == *book
-        {
-            return Ok(Some(as_found(t.commit)));
-        }
-    }
-    Ok(None)
 }
 
 /// Reads what the planner needs, as Postgres reads it under the book's

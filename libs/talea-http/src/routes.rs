@@ -396,10 +396,15 @@ async fn post_transaction(
 ) -> Result {
     p.check_write(&book)?;
     let request: PostTransactionRequest = parse_json(&body.0)?;
-    let tx = state.ledger.post_transaction(&book, request).await?;
+    commit_answer(&p, &state.ledger.post_transaction(&book, request).await?)
+}
+
+/// A commit's answer: 201 when new, 200 for a replay (`deduplicated`),
+/// with the fields `p` may see.
+fn commit_answer(p: &Principal, tx: &TransactionDto) -> Result {
     Ok(respond(
         created_status(tx.deduplicated != Some(true)),
-        &tx,
+        tx,
         p.hide,
         Carrier::Resource,
     ))
@@ -441,13 +446,7 @@ async fn settle_hold(
     }
     p.check_write(&book)?;
     let request: SettleRequest = parse_json(&body.0)?;
-    let tx = state.ledger.settle(&book, &tx_id, request).await?;
-    Ok(respond(
-        created_status(tx.deduplicated != Some(true)),
-        &tx,
-        p.hide,
-        Carrier::Resource,
-    ))
+    commit_answer(&p, &state.ledger.settle(&book, &tx_id, request).await?)
 }
 
 #[utoipa::path(post, path = "/v1/books/{book}/transactions/{tx_id}/void", tag = "transactions", operation_id = "voidHold",
@@ -469,13 +468,7 @@ async fn void_hold(
     }
     p.check_write(&book)?;
     let request: VoidRequest = parse_json(&body.0)?;
-    let tx = state.ledger.void(&book, &tx_id, request).await?;
-    Ok(respond(
-        created_status(tx.deduplicated != Some(true)),
-        &tx,
-        p.hide,
-        Carrier::Resource,
-    ))
+    commit_answer(&p, &state.ledger.void(&book, &tx_id, request).await?)
 }
 
 #[utoipa::path(get, path = "/v1/books/{book}/transactions", tag = "transactions", operation_id = "listTransactions",

@@ -18,8 +18,7 @@ use talea_store::{Opened, Registered};
 
 use crate::LedgerService;
 use crate::convert::{
-    self, asset_dto, available_map, balance_map, check_limit, codes, event_dto, held_map,
-    store_error,
+    self, asset_dto, balance_map, balances_dto, check_limit, codes, event_dto, store_error,
 };
 
 pub(crate) fn now() -> Timestamp {
@@ -298,13 +297,13 @@ impl LedgerApi for LedgerService {
         let scales = self
             .scales(codes(balances.iter().map(|b| &b.asset)))
             .await?;
-        Ok(BalancesDto {
-            account: name.to_string(),
-            as_of: format_timestamp(as_of.unwrap_or_else(now)),
-            balances: balance_map(account.kind, &balances, &scales),
-            pending: held_map(&balances, &scales),
-            available: available_map(account.kind, &balances, &scales),
-        })
+        Ok(balances_dto(
+            &name,
+            account.kind,
+            format_timestamp(as_of.unwrap_or_else(now)),
+            &balances,
+            &scales,
+        ))
     }
 
     async fn account_postings(

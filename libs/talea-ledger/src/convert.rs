@@ -4,8 +4,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value};
 use talea_api::{
-    AccountDto, AccountPostingDto, ApiError, AssetDto, EventDto, HeldDto, PostTransactionRequest,
-    PostingDto, SettleRequest, TransactionDto, canonical_json, format_timestamp, parse_timestamp,
+    AccountDto, AccountPostingDto, ApiError, AssetDto, BalancesDto, EventDto, HeldDto,
+    PostTransactionRequest, PostingDto, SettleRequest, TransactionDto, canonical_json,
+    format_timestamp, parse_timestamp,
 };
 use talea_core::{
     Account, AccountKind, AccountName, Amount, AmountError, Asset, AssetCode, BookName, Commit,
@@ -565,50 +566,46 @@ pub(crate) fn asset_dto(asset: &Asset) -> AssetDto {
     }
 }
 
-/// What live holds reserve, by asset code, formatted at each asset's scale.
-pub(crate) fn held_map(
-    balances: &[talea_store::Balance],
-    scales: &Scales,
-) -> BTreeMap<String, HeldDto> {
-    balances
-        .iter()
-        .map(|b| {
-            let scale = scale_of(scales, &b.asset);
-            (
-                b.asset.to_string(),
-                HeldDto {
-                    debits: b.held.debits.format(scale),
-                    credits: b.held.credits.format(scale),
-                },
-            )
-        })
-        .collect()
-}
-
-/// Available balances by asset code: the normal-side posted balance minus
-/// the held amounts that would lower it.
-pub(crate) fn available_map(
+/// An account's balances as `GET …/balances` and the stream's snapshot
+/// show them, in one pass over its rows: per asset, the normal-side posted
+/// balance, what live holds reserve, and the available balance (posted
+/// minus the held amounts that would lower it).
+pub(crate) fn balances_dto(
+    account: &AccountName,
     kind: AccountKind,
+    as_of: String,
     balances: &[talea_store::Balance],
     scales: &Scales,
-) -> BTreeMap<String, String> {
-    balances
-        .iter()
-        .map(|b| {
-            let totals = talea_store::plan::Totals {
-                balance: b.balance.minor(),
-                ..Default::default()
-            };
-            // Balances are bounded by checked sums; the fallback is the
-            // posted balance, never a wrong figure silently widened.
-            let available = talea_store::plan::available(kind, totals, b.held)
-                .unwrap_or_else(|| normal(kind, b.balance));
-            (
-                b.asset.to_string(),
-                available.format(scale_of(scales, &b.asset)),
-            )
-        })
-        .collect()
+) -> BalancesDto {
+    let mut dto = BalancesDto {
+        account: account.to_string(),
+        as_of,
+        balances: BTreeMap::new(),
+        pending: BTreeMap::new(),
+        available: BTreeMap::new(),
+    };
+    for b in balances {
+        let scale = scale_of(scales, &b.asset);
+        let posted = normal(kind, b.balance);
+        let totals = talea_store::plan::Totals {
+            balance: b.balance.minor(),
+            ..Default::default()
+        };
+        // Balances are bounded by checked sums; the fallback is the posted
+        // balance, never a wrong figure silently widened.
+        let available = talea_store::plan::available(kind, totals, b.held).unwrap_or(posted);
+        let asset = b.asset.to_string();
+        dto.balances.insert(asset.clone(), posted.format(scale));
+        dto.pending.insert(
+            asset.clone(),
+            HeldDto {
+                debits: b.held.debits.format(scale),
+                credits: b.held.credits.format(scale),
+            },
+        );
+        dto.available.insert(asset, available.format(scale));
+    }
+    dto
 }
 
 /// Normal-side balances by asset code, formatted at each asset's scale.

@@ -2,10 +2,10 @@
 
 use std::collections::BTreeSet;
 
-use talea_api::{ApiError, BalancesDto, SnapshotDto, format_timestamp};
+use talea_api::{ApiError, SnapshotDto, format_timestamp};
 
 use crate::LedgerService;
-use crate::convert::{self, available_map, balance_map, codes, held_map, store_error};
+use crate::convert::{self, balances_dto, codes, store_error};
 
 /// Most accounts one snapshot holds. An unfiltered snapshot of a larger
 /// book is refused (400): it would be one frame of unbounded size, and a
@@ -62,13 +62,7 @@ impl LedgerService {
             balances: cut
                 .accounts
                 .iter()
-                .map(|a| BalancesDto {
-                    account: a.account.to_string(),
-                    as_of: as_of.clone(),
-                    balances: balance_map(a.kind, &a.balances, &scales),
-                    pending: held_map(&a.balances, &scales),
-                    available: available_map(a.kind, &a.balances, &scales),
-                })
+                .map(|a| balances_dto(&a.account, a.kind, as_of.clone(), &a.balances, &scales))
                 .collect(),
         })
     }

@@ -1,6 +1,7 @@
 //! Postgres's own SQL: the dialect statements (arrays, lateral joins), the book locks, and the set-based write.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgPool;
@@ -108,10 +109,13 @@ pub(crate) const SQL: Dialect = Dialect {
     holds_by_ids: concat!(
         "SELECT t.book, ",
         transaction_columns!(),
-        ", h.status AS hold_status, h.ended_tx_id \
+        ", h.status AS hold_status, h.ended_tx_id, hp.account, hp.asset, \
+           hp.amount::text AS amount, hp.balance_after::text AS balance_after \
          FROM unnest($1::text[], $2::uuid[]) AS w (book, tx_id) \
          JOIN transactions t ON t.tx_id = w.tx_id AND t.book = w.book \
-         LEFT JOIN holds h ON h.book = t.book AND h.seq = t.seq"
+         LEFT JOIN holds h ON h.book = t.book AND h.seq = t.seq \
+         LEFT JOIN hold_postings hp ON hp.book = h.book AND hp.seq = h.seq \
+         ORDER BY t.book, t.seq, hp.leg"
     ),
     hold_postings_of: "SELECT seq, account, asset, amount::text AS amount, \
            balance_after::text AS balance_after \
@@ -312,85 +316,175 @@ macro_rules! write_drafts {
     };
 }
 
+/// The counter moves of a commit (`$24`-`$27`; `$28`, the notification
+/// payloads, is read by the statement's last part).
+macro_rules! bump_books {
+    () => {
+        ", bump AS ( \
+           UPDATE books SET last_seq = u.last_seq, last_committed_at = u.at, \
+             open_holds = books.open_holds + u.open_holds \
+           FROM unnest($24::text[], $25::bigint[], $26::timestamptz[], $27::bigint[]) \
+             AS u (book, last_seq, at, open_holds) \
+           WHERE books.book = u.book \
+         )"
+    };
+}
+
 /// Writes drafts and closes the commit: each book's counter, commit time
 /// and one notification.
 const WRITE_BATCH: &str = concat!(
     write_drafts!(),
-    ", bump AS ( \
-       UPDATE books SET last_seq = u.last_seq, last_committed_at = u.at, \
-         open_holds = books.open_holds + u.open_holds \
-       FROM unnest($24::text[], $25::bigint[], $26::timestamptz[], $27::bigint[]) \
-         AS u (book, last_seq, at, open_holds) \
-       WHERE books.book = u.book \
-     ) SELECT pg_notify('talea_events', p) FROM unnest($28::text[]) AS p"
+    bump_books!(),
+    " SELECT pg_notify('talea_events', p) FROM unnest($28::text[]) AS p"
 );
 
 /// Writes drafts only (the careful path closes the commit with `ADVANCE_BOOKS`).
 const WRITE_DRAFTS: &str = concat!(write_drafts!(), " SELECT 1");
 
-/// `SqlBackend::write_rows`: the rows as parallel arrays, in one statement.
+/// The CTEs of the rows only holds, settles and voids have, their
+/// parameters numbered from `$n`: their events and transactions, the
+/// holds' legs and `holds` rows, and the ends of holds made before (a hold
+/// made and ended in the same rows is inserted ended: a statement cannot
+/// update a row it inserts). `ended` returns a row per hold it ended.
+fn holds_ctes(n: usize) -> String {
+    let p = |i: usize| format!("${}", n + i);
+    format!(
+        ", hold_event AS ( \
+           INSERT INTO events (book, seq, type, committed_at) \
+           SELECT u.book, u.seq, 'transaction', u.at \
+           FROM unnest({0}::text[], {1}::bigint[], {2}::timestamptz[]) AS u (book, seq, at) \
+         ), hold_tx AS ( \
+           INSERT INTO transactions \
+             (book, seq, tx_id, idempotency_key, request_hash, committed_at, occurred_at, memo, \
+              metadata, status, expires_at, pending_tx_id) \
+           SELECT u.book, u.seq, u.tx_id, u.key, u.hash, u.at, u.occurred_at, u.memo, u.metadata, \
+                  u.status, u.expires_at, u.pending_tx_id \
+           FROM unnest({0}::text[], {1}::bigint[], {2}::timestamptz[], {3}::uuid[], {4}::text[], \
+                       {5}::bytea[], {6}::timestamptz[], {7}::text[], {8}::text[], {9}::text[], \
+                       {10}::timestamptz[], {11}::uuid[]) \
+             AS u (book, seq, at, tx_id, key, hash, occurred_at, memo, metadata, status, \
+                   expires_at, pending_tx_id) \
+         ), hold_leg AS ( \
+           INSERT INTO hold_postings (book, seq, leg, account, asset, amount, balance_after) \
+           SELECT u.book, u.seq, u.leg, u.account, u.asset, u.amount::numeric, \
+                  u.balance_after::numeric \
+           FROM unnest({12}::text[], {13}::bigint[], {14}::smallint[], {15}::text[], {16}::text[], \
+                       {17}::text[], {18}::text[]) \
+             AS u (book, seq, leg, account, asset, amount, balance_after) \
+         ), hold AS ( \
+           INSERT INTO holds (book, seq, tx_id, expires_at, status, ended_seq, ended_tx_id) \
+           SELECT u.book, u.seq, u.tx_id, u.expires_at, u.status, u.ended_seq, u.ended_tx_id \
+           FROM unnest({19}::text[], {20}::bigint[], {21}::uuid[], {22}::timestamptz[], \
+                       {23}::text[], {24}::bigint[], {25}::uuid[]) \
+             AS u (book, seq, tx_id, expires_at, status, ended_seq, ended_tx_id) \
+         ), ended AS ( \
+           UPDATE holds SET status = u.status, ended_seq = u.ended_seq, \
+             ended_tx_id = u.ended_tx_id \
+           FROM unnest({26}::text[], {27}::uuid[], {28}::text[], {29}::bigint[], {30}::uuid[]) \
+             AS u (book, hold, status, ended_seq, ended_tx_id) \
+           WHERE holds.book = u.book AND holds.tx_id = u.hold AND holds.status = 'pending' \
+           RETURNING 1 \
+         )",
+        p(0), p(1), p(2), p(3), p(4), p(5), p(6), p(7), p(8), p(9), p(10), p(11), p(12),
+        p(13), p(14), p(15), p(16), p(17), p(18), p(19), p(20), p(21), p(22), p(23), p(24),
+        p(25), p(26), p(27), p(28), p(29), p(30)
+    )
+}
+
+/// [`WRITE_DRAFTS`] and [`WRITE_BATCH`] with the rows of holds, settles
+/// and voids too, in the same statement; each answers how many holds it
+/// ended, which must be all it was asked to.
+struct WithHolds {
+    drafts: String,
+    batch: String,
+}
+
+static WITH_HOLDS: LazyLock<WithHolds> = LazyLock::new(|| WithHolds {
+    drafts: format!(
+        "{}{} SELECT count(*) AS ended FROM ended",
+        write_drafts!(),
+        holds_ctes(24)
+    ),
+    batch: format!(
+        "{}{}{}, notified AS (SELECT pg_notify('talea_events', p) FROM unnest($28::text[]) AS p) \
+         SELECT (SELECT count(*) FROM ended) AS ended, (SELECT count(*) FROM notified) AS notified",
+        write_drafts!(),
+        bump_books!(),
+        holds_ctes(29)
+    ),
+});
+
+/// A time as Postgres stores it, or the encode error of one it cannot.
+fn storable(at: Option<talea_core::Timestamp>) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    at.map(|at| {
+        codec::datetime(at).ok_or_else(|| {
+            encode_error(StoreError::Other(format!(
+                "time {} is out of range",
+                at.micros()
+            )))
+        })
+    })
+    .transpose()
+}
+
+/// `SqlBackend::write_rows`: every row as parallel arrays, in one
+/// statement: the plain rows, with `advance` the counters and
+/// notifications, and the rows of holds, settles and voids when there are
+/// any (a batch of plain posts runs the statement it always did).
 pub(crate) async fn unnest_write(
     conn: &mut PgConnection,
     rows: &Rows<'_>,
     advance: Option<&Advance>,
 ) -> Result<(), sqlx::Error> {
     let txs = &rows.transactions;
+    let holds = !rows.special.is_empty();
+    let sql = match (advance.is_some(), holds) {
+        (false, false) => WRITE_DRAFTS,
+        (true, false) => WRITE_BATCH,
+        (false, true) => WITH_HOLDS.drafts.as_str(),
+        (true, true) => WITH_HOLDS.batch.as_str(),
+    };
     let at: Vec<DateTime<Utc>> = txs.iter().map(|t| codec::instant(t.committed_at)).collect();
     // The planner refused every `occurred_at` chrono cannot hold
     // (`PgStore::check_draft`); one that reached here anyway fails the write
     // rather than being stored as NULL.
     let occurred_at = txs
         .iter()
-        .map(|t| {
-            t.occurred_at
-                .map(|at| {
-                    codec::datetime(at).ok_or_else(|| {
-                        encode_error(StoreError::Other(format!(
-                            "occurred_at {} is out of range",
-                            at.micros()
-                        )))
-                    })
-                })
-                .transpose()
-        })
-        .collect::<Result<Vec<Option<DateTime<Utc>>>, _>>()?;
+        .map(|t| storable(t.occurred_at))
+        .collect::<Result<Vec<_>, _>>()?;
     let (ps, bs) = (&rows.postings, &rows.balances);
-    let query = sqlx::query(if advance.is_some() {
-        WRITE_BATCH
-    } else {
-        WRITE_DRAFTS
-    })
-    .bind(txs.iter().map(|t| t.book).collect::<Vec<_>>())
-    .bind(txs.iter().map(|t| t.seq).collect::<Vec<_>>())
-    .bind(at)
-    .bind(txs.iter().map(|t| t.tx_id).collect::<Vec<_>>())
-    .bind(txs.iter().map(|t| t.key).collect::<Vec<_>>())
-    .bind(txs.iter().map(|t| t.hash).collect::<Vec<_>>())
-    .bind(occurred_at)
-    .bind(txs.iter().map(|t| t.memo).collect::<Vec<_>>())
-    .bind(txs.iter().map(|t| t.metadata).collect::<Vec<_>>())
-    .bind(ps.iter().map(|p| p.book).collect::<Vec<_>>())
-    .bind(ps.iter().map(|p| p.seq).collect::<Vec<_>>())
-    .bind(ps.iter().map(|p| p.leg).collect::<Vec<_>>())
-    .bind(ps.iter().map(|p| p.account).collect::<Vec<_>>())
-    .bind(ps.iter().map(|p| p.asset).collect::<Vec<_>>())
-    .bind(ps.iter().map(|p| p.amount.as_str()).collect::<Vec<_>>())
-    .bind(
-        ps.iter()
-            .map(|p| p.balance_after.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        ps.iter()
-            .map(|p| p.debits_after.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(bs.iter().map(|b| b.book).collect::<Vec<_>>())
-    .bind(bs.iter().map(|b| b.account).collect::<Vec<_>>())
-    .bind(bs.iter().map(|b| b.asset).collect::<Vec<_>>())
-    .bind(bs.iter().map(|b| b.balance.as_str()).collect::<Vec<_>>())
-    .bind(bs.iter().map(|b| b.debits.as_str()).collect::<Vec<_>>())
-    .bind(bs.iter().map(|b| b.credits.as_str()).collect::<Vec<_>>());
+    let query = sqlx::query(sql)
+        .bind(txs.iter().map(|t| t.book).collect::<Vec<_>>())
+        .bind(txs.iter().map(|t| t.seq).collect::<Vec<_>>())
+        .bind(at)
+        .bind(txs.iter().map(|t| t.tx_id).collect::<Vec<_>>())
+        .bind(txs.iter().map(|t| t.key).collect::<Vec<_>>())
+        .bind(txs.iter().map(|t| t.hash).collect::<Vec<_>>())
+        .bind(occurred_at)
+        .bind(txs.iter().map(|t| t.memo).collect::<Vec<_>>())
+        .bind(txs.iter().map(|t| t.metadata).collect::<Vec<_>>())
+        .bind(ps.iter().map(|p| p.book).collect::<Vec<_>>())
+        .bind(ps.iter().map(|p| p.seq).collect::<Vec<_>>())
+        .bind(ps.iter().map(|p| p.leg).collect::<Vec<_>>())
+        .bind(ps.iter().map(|p| p.account).collect::<Vec<_>>())
+        .bind(ps.iter().map(|p| p.asset).collect::<Vec<_>>())
+        .bind(ps.iter().map(|p| p.amount.as_str()).collect::<Vec<_>>())
+        .bind(
+            ps.iter()
+                .map(|p| p.balance_after.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            ps.iter()
+                .map(|p| p.debits_after.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(bs.iter().map(|b| b.book).collect::<Vec<_>>())
+        .bind(bs.iter().map(|b| b.account).collect::<Vec<_>>())
+        .bind(bs.iter().map(|b| b.asset).collect::<Vec<_>>())
+        .bind(bs.iter().map(|b| b.balance.as_str()).collect::<Vec<_>>())
+        .bind(bs.iter().map(|b| b.debits.as_str()).collect::<Vec<_>>())
+        .bind(bs.iter().map(|b| b.credits.as_str()).collect::<Vec<_>>());
     let query = match advance {
         Some(advance) => {
             let moves = Moves::of(advance)?;
@@ -403,83 +497,43 @@ pub(crate) async fn unnest_write(
         }
         None => query,
     };
-    query.execute(conn).await.map(drop)
+    if !holds {
+        return query.execute(conn).await.map(drop);
+    }
+    let row = bind_holds(query, rows)?.fetch_one(conn).await?;
+    let ended: i64 = row.try_get("ended")?;
+    let es = &rows.hold_ends;
+    if usize::try_from(ended).ok() != Some(es.len()) {
+        // Which one is not known from the count: name the first.
+        let (book, hold) = es
+            .first()
+            .map_or(("?", uuid::Uuid::nil()), |e| (e.book, e.hold));
+        return Err(talea_store_sql::write::not_pending(book, hold));
+    }
+    Ok(())
 }
 
-/// The rows only holds, settles and voids have, in one statement: their
-/// events and transactions, the holds' legs and `holds` rows, and the
-/// ends of holds made before (a hold made and ended in the same rows is
-/// inserted ended: a statement cannot update a row it inserts). Returns
-/// how many holds it ended, which must be all it was asked to.
-const WRITE_HOLDS: &str = "WITH event AS ( \
-       INSERT INTO events (book, seq, type, committed_at) \
-       SELECT u.book, u.seq, 'transaction', u.at \
-       FROM unnest($1::text[], $2::bigint[], $3::timestamptz[]) AS u (book, seq, at) \
-     ), tx AS ( \
-       INSERT INTO transactions \
-         (book, seq, tx_id, idempotency_key, request_hash, committed_at, occurred_at, memo, \
-          metadata, status, expires_at, pending_tx_id) \
-       SELECT u.book, u.seq, u.tx_id, u.key, u.hash, u.at, u.occurred_at, u.memo, u.metadata, \
-              u.status, u.expires_at, u.pending_tx_id \
-       FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::uuid[], $5::text[], \
-                   $6::bytea[], $7::timestamptz[], $8::text[], $9::text[], $10::text[], \
-                   $11::timestamptz[], $12::uuid[]) \
-         AS u (book, seq, at, tx_id, key, hash, occurred_at, memo, metadata, status, expires_at, \
-               pending_tx_id) \
-     ), leg AS ( \
-       INSERT INTO hold_postings (book, seq, leg, account, asset, amount, balance_after) \
-       SELECT u.book, u.seq, u.leg, u.account, u.asset, u.amount::numeric, \
-              u.balance_after::numeric \
-       FROM unnest($13::text[], $14::bigint[], $15::smallint[], $16::text[], $17::text[], \
-                   $18::text[], $19::text[]) \
-         AS u (book, seq, leg, account, asset, amount, balance_after) \
-     ), hold AS ( \
-       INSERT INTO holds (book, seq, tx_id, expires_at, status, ended_seq, ended_tx_id) \
-       SELECT u.book, u.seq, u.tx_id, u.expires_at, u.status, u.ended_seq, u.ended_tx_id \
-       FROM unnest($20::text[], $21::bigint[], $22::uuid[], $23::timestamptz[], $24::text[], \
-                   $25::bigint[], $26::uuid[]) \
-         AS u (book, seq, tx_id, expires_at, status, ended_seq, ended_tx_id) \
-     ), ended AS ( \
-       UPDATE holds SET status = u.status, ended_seq = u.ended_seq, ended_tx_id = u.ended_tx_id \
-       FROM unnest($27::text[], $28::uuid[], $29::text[], $30::bigint[], $31::uuid[]) \
-         AS u (book, hold, status, ended_seq, ended_tx_id) \
-       WHERE holds.book = u.book AND holds.tx_id = u.hold AND holds.status = 'pending' \
-       RETURNING 1 \
-     ) SELECT count(*) AS ended FROM ended";
-
-/// `SqlBackend::write_holds`: [`WRITE_HOLDS`], checking that every hold
-/// to end was pending.
-pub(crate) async fn unnest_write_holds(
-    conn: &mut PgConnection,
-    rows: &Rows<'_>,
-) -> Result<(), sqlx::Error> {
+/// Binds the parameters of [`holds_ctes`], in order.
+fn bind_holds<'q>(
+    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    rows: &'q Rows<'_>,
+) -> Result<sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>, sqlx::Error> {
     let txs = &rows.special;
-    let time = |at: Option<talea_core::Timestamp>| {
-        at.map(|at| {
-            codec::datetime(at).ok_or_else(|| {
-                encode_error(StoreError::Other(format!(
-                    "time {} is out of range",
-                    at.micros()
-                )))
-            })
-        })
-        .transpose()
-    };
     let occurred_at = txs
         .iter()
-        .map(|t| time(t.occurred_at))
+        .map(|t| storable(t.occurred_at))
         .collect::<Result<Vec<_>, _>>()?;
     let expires_at = txs
         .iter()
-        .map(|t| time(t.expires_at))
+        .map(|t| storable(t.expires_at))
         .collect::<Result<Vec<_>, _>>()?;
     let hold_expires_at = rows
         .holds
         .iter()
-        .map(|h| time(h.expires_at))
+        .map(|h| storable(h.expires_at))
         .collect::<Result<Vec<_>, _>>()?;
     let (ps, hs, es) = (&rows.hold_postings, &rows.holds, &rows.hold_ends);
-    let row = sqlx::query(WRITE_HOLDS)
+    Ok(query
         .bind(txs.iter().map(|t| t.book).collect::<Vec<_>>())
         .bind(txs.iter().map(|t| t.seq).collect::<Vec<_>>())
         .bind(
@@ -518,16 +572,5 @@ pub(crate) async fn unnest_write_holds(
         .bind(es.iter().map(|e| e.hold).collect::<Vec<_>>())
         .bind(es.iter().map(|e| e.status.as_str()).collect::<Vec<_>>())
         .bind(es.iter().map(|e| e.ended_seq).collect::<Vec<_>>())
-        .bind(es.iter().map(|e| e.ended_tx_id).collect::<Vec<_>>())
-        .fetch_one(conn)
-        .await?;
-    let ended: i64 = row.try_get("ended")?;
-    if usize::try_from(ended).ok() != Some(es.len()) {
-        // Which one is not known from the count: name the first.
-        let (book, hold) = es
-            .first()
-            .map_or(("?", uuid::Uuid::nil()), |e| (e.book, e.hold));
-        return Err(talea_store_sql::write::not_pending(book, hold));
-    }
-    Ok(())
+        .bind(es.iter().map(|e| e.ended_tx_id).collect::<Vec<_>>()))
 }

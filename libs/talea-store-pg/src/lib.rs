@@ -22,6 +22,7 @@ mod dialect;
 mod error;
 mod listen;
 mod relay;
+mod young;
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -62,6 +63,8 @@ pub struct PgStore {
     scales: Arc<ScaleCache>,
     /// The one LISTEN connection of this store (and its clones), while watched.
     listener: listen::Listener,
+    /// Which sizes of a young ledger this process analyzed for.
+    young: young::Young,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -107,6 +110,7 @@ impl PgStore {
             pool,
             scales: Arc::new(ScaleCache::default()),
             listener: listen::Listener::default(),
+            young: young::Young::default(),
         }
     }
 
@@ -275,9 +279,9 @@ impl SqlBackend for PgStore {
         dialect::bump_and_notify(conn, advance).await
     }
 
-    /// One statement for every hold, settle and void of the batch.
-    async fn write_holds(conn: &mut PgConnection, rows: &Rows<'_>) -> Result<(), sqlx::Error> {
-        dialect::unnest_write_holds(conn, rows).await
+    /// Analyzes a young ledger's tables as a book first grows (`young.rs`).
+    fn committed(&self, advance: &Advance) {
+        self.young.committed(&self.pool, advance);
     }
 
     /// Refuses an `occurred_at` that chrono (and so sqlx) cannot represent.

@@ -151,7 +151,9 @@ pub struct Dialect {
     pub insert_account: &'static str,
     /// `$1` books, `$2` tx ids (parallel lists) → `book`, the transaction
     /// columns, `hold_status` and `ended_tx_id` (NULL unless the
-    /// transaction is a hold, resp. an ended one).
+    /// transaction is a hold, resp. an ended one), and the hold's legs as
+    /// `account, asset, amount, balance_after`: one row per leg of a hold,
+    /// by book, seq and leg; one row with NULL legs for any other transaction.
     pub holds_by_ids: &'static str,
     /// `$1` book, `$2` seqs (list) → `seq, account, asset, amount,
     /// balance_after` of those holds' legs, by seq then leg.
@@ -246,28 +248,17 @@ pub trait SqlBackend: Send + Sync + std::fmt::Debug + 'static {
         books: &[&str],
     ) -> impl Future<Output = Result<(Tx<Self>, HashMap<String, Head>), StoreError>> + Send;
 
-    /// Writes `rows`; with `advance`, also moves the books' counters (and
-    /// notifies, where notifications are part of the transaction).
+    /// Writes `rows`, the plain ones and those only holds, settles and
+    /// voids have (`special`, `hold_postings`, `holds`, `hold_ends`; a
+    /// backend may write those with [`crate::write::write_holds_each`]);
+    /// with `advance`, also moves the books' counters (and notifies, where
+    /// notifications are part of the transaction). Fails if a hold to end
+    /// is not pending ([`crate::write::not_pending`]).
     fn write_rows(
         conn: &mut Conn<Self>,
         rows: &Rows<'_>,
         advance: Option<&Advance>,
     ) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
-
-    /// Writes the rows only holds, settles and voids have (`special`,
-    /// `hold_postings`, `holds`, `hold_ends` of `rows`), after
-    /// `write_rows` in the same transaction; fails if a hold to end is not
-    /// pending ([`crate::write::not_pending`]). By default one statement
-    /// per row ([`crate::write::write_holds_each`]).
-    fn write_holds(
-        conn: &mut Conn<Self>,
-        rows: &Rows<'_>,
-    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send
-    where
-        Self: Sized,
-    {
-        crate::write::write_holds_each::<Self>(conn, rows)
-    }
 
     /// Moves the books' counters (and notifies, as in `write_rows`).
     fn advance(

@@ -14,14 +14,15 @@
 //! holds its settles and voids name (only when it has some) and the held
 //! amounts of its pairs (only when the book's `open_holds` is above zero),
 //! so a batch of plain posts on a book without holds runs exactly the
-//! statements it always did. Holds, settles and voids add their own rows
-//! after the plain write ([`SqlBackend::write_holds`]), in the same
-//! savepoint. [`expire_holds`] ends a book's due holds under its lock.
+//! statements it always did. Holds, settles and voids add their own rows to
+//! the same write ([`SqlBackend::write_rows`]: one statement on Postgres,
+//! [`write_holds_each`] on SQLite), in the same savepoint. [`expire_holds`]
+//! ends a book's due holds under its lock.
 
 use std::collections::{HashMap, HashSet};
 
 use talea_core::{
-    Account, AccountName, Asset, AssetCode, BookName, Commit, Draft, NewAccount, Timestamp, TxId,
+    Account, AccountName, Asset, AssetCode, BookName, Draft, NewAccount, Timestamp, TxId,
     TxStatus,
 };
 use talea_store::plan::{
@@ -221,7 +222,7 @@ pub async fn commit_books<B: SqlBackend>(
     for (part, (verdicts, _)) in parts.iter().zip(&decided) {
         rows.push(part.book, part.head.committed_at, &written(verdicts))?;
     }
-    match write_all::<B>(&mut tx, &rows, Some(&advance)).await {
+    match B::write_rows(&mut tx, &rows, Some(&advance)).await {
         Ok(()) => {
             tx.commit().await.map_err(store_error::<B>)?;
             store.committed(&advance);
@@ -381,15 +382,12 @@ async fn load<'b, B: SqlBackend>(
     Ok((tx, parts))
 }
 
-/// A transaction a settle or void names, as read: the commit (status as
-/// committed), its hold's current status and what ended it.
-type FoundHold = (Commit, Option<TxStatus>, Option<TxId>);
-
 /// The transactions named by each book's settles and voids, found in that
 /// book, as the planner wants them: a hold with its legs, its current
 /// status and what ended it; any other transaction without its postings
-/// (the planner only needs to know it is not a hold). No statement when no
-/// batch settles or voids.
+/// (the planner only needs to know it is not a hold). One statement (a row
+/// per hold leg, one row for any other transaction), none when no batch
+/// settles or voids.
 async fn load_holds<B: SqlBackend>(
     conn: &mut Conn<B>,
     wanted: &[(&BookName, &[TxId])],
@@ -410,47 +408,53 @@ async fn load_holds<B: SqlBackend>(
     }
     let params = [Param::Texts(Some(&books)), Param::Uuids(&ids)];
     let rows = fetch::<B>(conn, B::SQL.holds_by_ids, &params).await?;
-    let mut found: Vec<Vec<FoundHold>> = vec![Vec::new(); wanted.len()];
     for row in &rows {
         let slot = read::slot::<B>(&slot_of, row, "hold")?;
-        let commit = decode::commit_head::<B>(wanted[slot].0, row)?;
-        let status = decode::opt_status::<B>(row, "hold_status")?;
-        let ended_by = decode::opt_uuid::<B>(row, "ended_tx_id")?.map(TxId);
-        found[slot].push((commit, status, ended_by));
-    }
-    for (slot, entries) in found.into_iter().enumerate() {
-        // Only holds need their legs (from `hold_postings`).
-        let mut holds: Vec<Commit> = Vec::new();
-        let mut ends: Vec<(Option<TxStatus>, Option<TxId>)> = Vec::new();
-        for (commit, status, ended_by) in entries {
-            if commit.status == TxStatus::Pending {
-                holds.push(commit);
-                ends.push((status, ended_by));
-            } else {
-                let status = commit.status;
-                out[slot].insert(
-                    commit.tx_id,
-                    HoldState {
-                        commit,
-                        status,
-                        ended_by: None,
-                    },
-                );
-            }
-        }
-        read::attach_postings::<B>(conn, wanted[slot].0, &mut holds).await?;
-        for (commit, (status, ended_by)) in holds.into_iter().zip(ends) {
-            let status = status.ok_or_else(|| {
-                crate::error::corrupt(format!("hold at seq {} has no holds row", commit.seq))
-            })?;
-            out[slot].insert(
-                commit.tx_id,
-                HoldState {
+        let tx_id = decode::opt_uuid::<B>(row, "tx_id")?
+            .map(TxId)
+            .ok_or_else(|| crate::error::corrupt("tx_id is NULL"))?;
+        let found = match out[slot].entry(tx_id) {
+            std::collections::hash_map::Entry::Occupied(found) => found.into_mut(),
+            std::collections::hash_map::Entry::Vacant(slot_entry) => {
+                let commit = decode::commit_head::<B>(wanted[slot].0, row)?;
+                // A hold answers its holds row's status; anything else its own.
+                let status = match commit.status {
+                    TxStatus::Pending => {
+                        decode::opt_status::<B>(row, "hold_status")?.ok_or_else(|| {
+                            crate::error::corrupt(format!(
+                                "hold at seq {} has no holds row",
+                                commit.seq
+                            ))
+                        })?
+                    }
+                    other => other,
+                };
+                let ended_by = match commit.status {
+                    TxStatus::Pending => decode::opt_uuid::<B>(row, "ended_tx_id")?.map(TxId),
+                    _ => None,
+                };
+                slot_entry.insert(HoldState {
                     commit,
                     status,
                     ended_by,
-                },
-            );
+                })
+            }
+        };
+        if found.commit.status == TxStatus::Pending
+            && decode::opt_text::<B>(row, "account")?.is_some()
+        {
+            found.commit.postings.push(decode::stored_posting::<B>(row)?);
+        }
+    }
+    for holds in &out {
+        if let Some(short) = holds.values().find(|h| {
+            h.commit.status == TxStatus::Pending
+                && h.commit.postings.len() < talea_core::limits::POSTINGS_MIN
+        }) {
+            return Err(crate::error::corrupt(format!(
+                "hold at seq {} has too few legs",
+                short.commit.seq
+            )));
         }
     }
     Ok(out)
@@ -501,26 +505,10 @@ async fn load_held<B: SqlBackend>(
     Ok(out)
 }
 
-/// Writes `rows` (and closes the commit with `advance`): the backend's
-/// set-wise write of the plain posts, settles' postings and balances,
-/// then the rows only holds, settles and voids have
-/// ([`SqlBackend::write_holds`]; nothing for a batch of plain posts).
-async fn write_all<B: SqlBackend>(
-    conn: &mut Conn<B>,
-    rows: &Rows<'_>,
-    advance: Option<&Advance>,
-) -> Result<(), sqlx::Error> {
-    B::write_rows(conn, rows, advance).await?;
-    if rows.special.is_empty() {
-        return Ok(());
-    }
-    B::write_holds(conn, rows).await
-}
-
 /// The rows of `rows` that only holds, settles and voids have (`special`
 /// transactions with their events, `hold_postings`, `holds`, `hold_ends`),
-/// one statement per row: `SqlBackend::write_holds` unless a backend
-/// writes them set-wise.
+/// one statement per row, for a backend that does not write them set-wise
+/// in `SqlBackend::write_rows`.
 pub async fn write_holds_each<B: SqlBackend>(
     conn: &mut Conn<B>,
     rows: &Rows<'_>,
@@ -736,7 +724,7 @@ async fn write_one_by_one<B: SqlBackend>(
                 control::<B>(tx, "SAVEPOINT draft").await?;
                 let mut rows = Rows::default();
                 rows.push(part.book, part.head.committed_at, &[planned.as_ref()])?;
-                match write_all::<B>(tx, &rows, None).await {
+                match B::write_rows(tx, &rows, None).await {
                     Ok(()) => {
                         control::<B>(tx, "RELEASE SAVEPOINT draft").await?;
                         planner.accept(i, &planned);

@@ -121,15 +121,19 @@ const BATCH_ACCOUNTS: &str = concat!(
 
 /// The transactions that a batch's settles and voids name: `?1` books and
 /// `?2` tx ids (hex texts), parallel lists, joined as in
-/// [`TRANSACTIONS_BY_KEYS`]; each id probes `transactions_tx_id_idx`.
+/// [`TRANSACTIONS_BY_KEYS`]; each id probes `transactions_tx_id_idx`, and
+/// each hold found its legs by `hold_postings`' primary key.
 const HOLDS_BY_IDS: &str = concat!(
     "WITH wi AS MATERIALIZED (SELECT key, value FROM json_each(?2)) \
      SELECT t.book, ",
     transaction_columns!(),
-    ", h.status AS hold_status, h.ended_tx_id \
+    ", h.status AS hold_status, h.ended_tx_id, hp.account, hp.asset, hp.amount, \
+       hp.balance_after \
      FROM json_each(?1) AS wb CROSS JOIN wi CROSS JOIN transactions t \
      LEFT JOIN holds h ON h.book = t.book AND h.seq = t.seq \
-     WHERE wi.key = wb.key AND t.tx_id = unhex(wi.value) AND t.book = wb.value"
+     LEFT JOIN hold_postings hp ON hp.book = h.book AND hp.seq = h.seq \
+     WHERE wi.key = wb.key AND t.tx_id = unhex(wi.value) AND t.book = wb.value \
+     ORDER BY t.book, t.seq, hp.leg"
 );
 
 /// The legs of the batch's books' live holds on its accounts: `?1` books

@@ -200,14 +200,24 @@ async fn gate(
 /// sets it per connection too; see its `SESSION_SETUP`).
 async fn converge_role(admin: &mut PgConnection, target: &Target) -> anyhow::Result<()> {
     ensure_role(admin, target).await?;
-    execute_formatted(
-        admin,
-        "SELECT format('ALTER ROLE %I SET plan_cache_mode = force_custom_plan', $1::text)",
-        &[&target.role],
-    )
-    .await
-    .with_context(|| format!("setting plan_cache_mode on role {}", target.role))
+    for (setting, value) in ROLE_SETTINGS {
+        execute_formatted(
+            admin,
+            &format!("SELECT format('ALTER ROLE %I SET {setting} = {value}', $1::text)"),
+            &[&target.role],
+        )
+        .await
+        .with_context(|| format!("setting {setting} on role {}", target.role))?;
+    }
+    Ok(())
 }
+
+/// What every session of the application role runs with: the settings of
+/// `talea_store_pg`'s `SESSION_SETUP`.
+const ROLE_SETTINGS: [(&str, &str); 2] = [
+    ("plan_cache_mode", "force_custom_plan"),
+    ("random_page_cost", "1.1"),
+];
 
 /// Migrates as the application role, so the schema is its own, then seeds
 /// the database when the gate `found` no application data in it.

@@ -290,3 +290,41 @@ async fn a_counter_row_without_events_is_not_a_book() {
     store.pool().close().await;
     db.drop_database().await.expect("drop database");
 }
+
+#[tokio::test]
+async fn a_young_ledger_is_analyzed_once_a_book_passes_a_thousand_seqs() {
+    let (store, db) = migrated_store().await;
+    let b = book("young");
+    setup(&store, &b).await;
+    let analyzed = || async {
+        let row: (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM pg_stat_user_tables \
+             WHERE relname = 'transactions' AND last_analyze IS NOT NULL",
+        )
+        .fetch_one(store.pool())
+        .await
+        .expect("pg_stat_user_tables");
+        row.0 == 1
+    };
+    let drafts: Vec<Draft> = (0..997)
+        .map(|i| transfer(&format!("k{i}"), "a", "b", 1))
+        .collect();
+    store.commit_batch(&b, &drafts).await.expect("commit 997");
+    // Seq 999: below the first threshold, nothing analyzed.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!analyzed().await, "analyzed before seq 1000");
+    store
+        .commit_batch(&b, &[transfer("last", "a", "b", 1)])
+        .await
+        .expect("commit seq 1000");
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !analyzed().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the tables were not analyzed after seq 1000"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    store.pool().close().await;
+    db.drop_database().await.expect("drop database");
+}

@@ -106,27 +106,59 @@ pub(crate) const SQL: Dialect = Dialect {
     insert_account: "INSERT INTO accounts \
            (book, name, kind, min_balance_mantissa, min_balance_scale, metadata, seq, opened_at) \
          VALUES ($1, $2, $3, $4::text::numeric, $5, $6, $7, $8)",
-    holds_by_ids: concat!(
-        "SELECT t.book, ",
+    // The batch's stored keys (`found_by` 'key', as `transactions_by_keys`)
+    // and the transactions its settles and voids name (`found_by` 'id'),
+    // with a hold's legs, in one round trip.
+    keys_and_holds: concat!(
+        "SELECT 'key' AS found_by, t.book, ",
         transaction_columns!(),
-        ", h.status AS hold_status, h.ended_tx_id, hp.account, hp.asset, \
-           hp.amount::text AS amount, hp.balance_after::text AS balance_after \
-         FROM unnest($1::text[], $2::uuid[]) AS w (book, tx_id) \
+        ", t.request_hash, h.status AS hold_status, NULL::uuid AS ended_tx_id, \
+           NULL::text AS account, NULL::text AS asset, NULL::text AS amount, \
+           NULL::text AS balance_after, NULL::smallint AS leg \
+         FROM unnest($1::text[], $2::text[]) AS w (book, key) \
+         JOIN transactions t ON t.book = w.book AND t.idempotency_key = w.key \
+         LEFT JOIN holds h ON h.book = t.book AND h.seq = t.seq \
+         UNION ALL \
+         SELECT 'id', t.book, ",
+        transaction_columns!(),
+        ", NULL, h.status, h.ended_tx_id, hp.account, hp.asset, hp.amount::text, \
+           hp.balance_after::text, hp.leg \
+         FROM unnest($3::text[], $4::uuid[]) AS w (book, tx_id) \
          JOIN transactions t ON t.tx_id = w.tx_id AND t.book = w.book \
          LEFT JOIN holds h ON h.book = t.book AND h.seq = t.seq \
          LEFT JOIN hold_postings hp ON hp.book = h.book AND hp.seq = h.seq \
-         ORDER BY t.book, t.seq, hp.leg"
+         ORDER BY found_by, book, tx_seq, leg"
     ),
     hold_postings_of: "SELECT seq, account, asset, amount::text AS amount, \
            balance_after::text AS balance_after \
          FROM hold_postings WHERE book = $1 AND seq = ANY($2) ORDER BY seq, leg",
-    // From the books' pending holds (`holds_pending_idx`: as many as
-    // `open_holds`), never the pairs' whole history of holds.
-    batch_held: "SELECT h.book, hp.account, hp.asset, hp.amount::text AS amount, h.expires_at \
+    // The batch's accounts (`row_kind` 'account', as `batch_accounts`), then
+    // the legs of the pending holds on those of them that have a floor
+    // (`row_kind` 'held'), read from the books' pending holds
+    // (`holds_pending_idx`: as many as `open_holds`), never the pairs' whole
+    // history of holds. Without such an account the second part does not
+    // run at all (its `EXISTS` is a one-time filter).
+    accounts_and_held: concat!(
+        "WITH floors AS MATERIALIZED ( \
+           SELECT a.book, a.name FROM unnest($4::text[], $5::text[]) AS w (book, name) \
+           JOIN accounts a ON a.book = w.book AND a.name = w.name \
+           WHERE a.min_balance_mantissa IS NOT NULL \
+         ) \
+         SELECT 'account' AS row_kind, a.book, ",
+        account_columns!(),
+        ", b.asset, b.balance::text AS balance, b.debits::text AS debits, \
+           b.credits::text AS credits, NULL::text AS amount, NULL::timestamptz AS expires_at \
+         FROM unnest($1::text[], $2::text[]) AS w (book, name) \
+         JOIN accounts a ON a.book = w.book AND a.name = w.name \
+         LEFT JOIN balances b ON b.book = a.book AND b.account = a.name AND b.asset = ANY($3) \
+         UNION ALL \
+         SELECT 'held', h.book, hp.account, NULL, NULL, NULL, NULL, NULL, NULL, hp.asset, \
+           NULL, NULL, NULL, hp.amount::text, h.expires_at \
          FROM holds h JOIN hold_postings hp ON hp.book = h.book AND hp.seq = h.seq \
-         WHERE h.book = ANY($1) AND h.status = 'pending' \
-           AND (h.expires_at IS NULL OR h.expires_at > $4) AND hp.asset = ANY($3) \
-           AND (hp.book, hp.account) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
+         WHERE EXISTS (SELECT 1 FROM floors) AND h.book = ANY($4) AND h.status = 'pending' \
+           AND (h.expires_at IS NULL OR h.expires_at > $6) AND hp.asset = ANY($3) \
+           AND (hp.book, hp.account) IN (SELECT book, name FROM floors)"
+    ),
     balances_now: "SELECT asset, balance::text AS balance, NULL::text AS amount FROM balances \
          WHERE book = $1 AND account = $2 \
          UNION ALL \

@@ -149,20 +149,27 @@ pub struct Dialect {
     /// NULL), `$5` its scale, `$6` metadata, `$7` seq, `$8` time: inserts an
     /// `accounts` row.
     pub insert_account: &'static str,
-    /// `$1` books, `$2` tx ids (parallel lists) → `book`, the transaction
-    /// columns, `hold_status` and `ended_tx_id` (NULL unless the
-    /// transaction is a hold, resp. an ended one), and the hold's legs as
-    /// `account, asset, amount, balance_after`: one row per leg of a hold,
-    /// by book, seq and leg; one row with NULL legs for any other transaction.
-    pub holds_by_ids: &'static str,
+    /// `$1` books, `$2` keys (parallel lists), `$3` books, `$4` tx ids
+    /// (parallel lists) → `found_by`, then the columns of
+    /// `transactions_by_keys` and `ended_tx_id`, `account, asset, amount,
+    /// balance_after, leg`: rows `found_by` 'key' are `transactions_by_keys`'
+    /// (legs NULL); rows 'id' are the transactions those ids name in those
+    /// books, `hold_status` and `ended_tx_id` NULL unless a hold (resp. an
+    /// ended one), one row per leg of a hold, one row with NULL legs for any
+    /// other transaction; by `found_by`, book, seq and leg.
+    pub keys_and_holds: &'static str,
     /// `$1` book, `$2` seqs (list) → `seq, account, asset, amount,
     /// balance_after` of those holds' legs, by seq then leg.
     pub hold_postings_of: &'static str,
     /// `$1` books, `$2` names (parallel lists), `$3` assets (list), `$4`
-    /// time → `book, account, asset, amount` (text), `expires_at`: every leg of the
-    /// books' pending holds with no `expires_at` or one after the time, on
-    /// those accounts in those assets.
-    pub batch_held: &'static str,
+    /// books, `$5` names (parallel lists), `$6` time → `row_kind`, then the
+    /// columns of `batch_accounts` and `amount` (text), `expires_at`: rows
+    /// `row_kind` 'account' are `batch_accounts`' for `$1`/`$2`; rows 'held'
+    /// (`book, name, asset, amount, expires_at`, the rest NULL) are every
+    /// leg of the `$4` books' pending holds with no `expires_at` or one
+    /// after the time, on those of the `$4`/`$5` accounts that have a
+    /// `min_balance` (held amounts decide nothing else), in those assets.
+    pub accounts_and_held: &'static str,
     /// `$1` book, `$2` account → `asset, balance, amount` (text), in one
     /// snapshot: the account's balance rows (amount NULL), then every leg
     /// on the account of the book's live holds (pending, not expired at the

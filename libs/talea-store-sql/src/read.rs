@@ -574,11 +574,24 @@ pub async fn transactions_by_keys<B: SqlBackend>(
     conn: &mut Conn<B>,
     wanted: &[(&BookName, &[&str])],
 ) -> Result<Vec<Vec<(Commit, [u8; 32])>>, StoreError> {
-    let (books, keys, slot_of) = parallel(wanted);
+    let (books, keys, _) = parallel(wanted);
     let params = [Param::Texts(Some(&books)), Param::Texts(Some(&keys))];
     let rows = fetch::<B>(conn, B::SQL.transactions_by_keys, &params).await?;
+    let rows: Vec<&Row<B>> = rows.iter().collect();
+    stored_of::<B>(conn, wanted, &rows).await
+}
+
+/// The stored transactions of `wanted`'s keys from `rows` (of
+/// `transactions_by_keys`' shape), with their postings: one list per book,
+/// in order.
+pub(crate) async fn stored_of<B: SqlBackend>(
+    conn: &mut Conn<B>,
+    wanted: &[(&BookName, &[&str])],
+    rows: &[&Row<B>],
+) -> Result<Vec<Vec<(Commit, [u8; 32])>>, StoreError> {
+    let slot_of = slots(wanted);
     let mut found: Vec<(Vec<Commit>, Vec<&Row<B>>)> = vec![(Vec::new(), Vec::new()); wanted.len()];
-    for row in &rows {
+    for row in rows {
         let slot = slot::<B>(&slot_of, row, "transaction")?;
         let (commits, of) = &mut found[slot];
         commits.push(decode::commit_head::<B>(wanted[slot].0, row)?);
@@ -598,6 +611,15 @@ pub async fn transactions_by_keys<B: SqlBackend>(
         out.push(stored);
     }
     Ok(out)
+}
+
+/// Each book's slot in `wanted`, by name.
+pub(crate) fn slots<'a, T>(wanted: &[(&'a BookName, T)]) -> HashMap<&'a str, usize> {
+    wanted
+        .iter()
+        .enumerate()
+        .map(|(slot, (book, _))| (book.as_str(), slot))
+        .collect()
 }
 
 /// Per-book name lists as the parallel lists (book, name) a statement

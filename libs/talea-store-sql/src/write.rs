@@ -22,7 +22,7 @@
 use std::collections::{HashMap, HashSet};
 
 use talea_core::{
-    Account, AccountName, Asset, AssetCode, BookName, Draft, NewAccount, Timestamp, TxId,
+    Account, AccountName, Asset, AssetCode, BookName, Commit, Draft, NewAccount, Timestamp, TxId,
     TxStatus,
 };
 use talea_store::plan::{
@@ -34,7 +34,7 @@ use talea_store::{
     repeated_book,
 };
 
-use crate::backend::{Conn, Head, Param, SqlBackend, Tx};
+use crate::backend::{Conn, Head, Param, Row, SqlBackend, Tx};
 use crate::decode::{self, fetch};
 use crate::error::{Class, classify, describe, store_error, write_error};
 use crate::read;
@@ -311,14 +311,19 @@ async fn load<'b, B: SqlBackend>(
         .iter()
         .map(|(book, w)| (*book, w.keys.as_slice()))
         .collect();
-    let mut stored = read::transactions_by_keys::<B>(&mut tx, &key_sets).await?;
-    // The holds that settles and voids name, then their accounts and
-    // assets (a settle of a whole hold posts its legs).
+    // The holds that settles and voids name come with the stored keys, in
+    // one statement (then their accounts and assets are wanted too: a
+    // settle of a whole hold posts its legs).
     let hold_sets: Vec<(&BookName, &[TxId])> = wants
         .iter()
         .map(|(book, w)| (*book, w.holds.as_slice()))
         .collect();
-    let hold_maps = load_holds::<B>(&mut tx, &hold_sets).await?;
+    let (mut stored, hold_maps) = if hold_sets.iter().all(|(_, ids)| ids.is_empty()) {
+        let stored = read::transactions_by_keys::<B>(&mut tx, &key_sets).await?;
+        (stored, vec![HashMap::new(); wants.len()])
+    } else {
+        keys_and_holds::<B>(&mut tx, &key_sets, &hold_sets).await?
+    };
     let mut wants = wants;
     for ((_, want), holds) in wants.iter_mut().zip(&hold_maps) {
         want.add_holds(holds);
@@ -342,19 +347,20 @@ async fn load<'b, B: SqlBackend>(
         .iter()
         .map(|(book, w)| (*book, w.accounts.as_slice()))
         .collect();
-    let mut accounts = load_accounts::<B>(&mut tx, &account_sets, &assets).await?;
-    // Held amounts only where the book has pending holds: a plain post on
-    // a book without holds costs no statement more than before holds.
+    // Held amounts only where the book has pending holds, with the
+    // accounts in one statement: a plain post on a book without holds
+    // costs no statement more than before holds.
     let mut held_sets: Vec<(&BookName, &[&str])> = Vec::new();
     for (book, want) in &wants {
         if head_of(&heads, book)?.open_holds > 0 {
             held_sets.push((*book, want.accounts.as_slice()));
         }
     }
-    let mut held = if held_sets.is_empty() {
-        HashMap::new()
+    let (mut accounts, mut held) = if held_sets.is_empty() {
+        let accounts = load_accounts::<B>(&mut tx, &account_sets, &assets).await?;
+        (accounts, HashMap::new())
     } else {
-        load_held::<B>(&mut tx, &held_sets, &assets, &heads).await?
+        accounts_and_held::<B>(&mut tx, &account_sets, &held_sets, &assets, &heads).await?
     };
     drop(account_sets);
     drop(held_sets);
@@ -382,33 +388,56 @@ async fn load<'b, B: SqlBackend>(
     Ok((tx, parts))
 }
 
-/// The transactions named by each book's settles and voids, found in that
-/// book, as the planner wants them: a hold with its legs, its current
-/// status and what ended it; any other transaction without its postings
-/// (the planner only needs to know it is not a hold). One statement (a row
-/// per hold leg, one row for any other transaction), none when no batch
-/// settles or voids.
-async fn load_holds<B: SqlBackend>(
+/// What a batch with settles or voids decides on from its book's log, in
+/// one statement: the stored transactions of its keys (as
+/// [`read::transactions_by_keys`]) and the transactions its settles and
+/// voids name ([`holds_of`]).
+async fn keys_and_holds<B: SqlBackend>(
     conn: &mut Conn<B>,
-    wanted: &[(&BookName, &[TxId])],
-) -> Result<Vec<HashMap<TxId, HoldState>>, StoreError> {
-    let mut out: Vec<HashMap<TxId, HoldState>> = vec![HashMap::new(); wanted.len()];
-    if wanted.iter().all(|(_, ids)| ids.is_empty()) {
-        return Ok(out);
-    }
-    let mut books = Vec::new();
+    key_sets: &[(&BookName, &[&str])],
+    hold_sets: &[(&BookName, &[TxId])],
+) -> Result<(Vec<Vec<(Commit, [u8; 32])>>, Vec<HashMap<TxId, HoldState>>), StoreError> {
+    let (key_books, keys, _) = read::parallel(key_sets);
+    let mut hold_books = Vec::new();
     let mut ids = Vec::new();
-    let mut slot_of = HashMap::with_capacity(wanted.len());
-    for (slot, (book, book_ids)) in wanted.iter().enumerate() {
-        slot_of.insert(book.as_str(), slot);
+    for (book, book_ids) in hold_sets {
         for id in book_ids.iter() {
-            books.push(book.as_str());
+            hold_books.push(book.as_str());
             ids.push(id.0);
         }
     }
-    let params = [Param::Texts(Some(&books)), Param::Uuids(&ids)];
-    let rows = fetch::<B>(conn, B::SQL.holds_by_ids, &params).await?;
+    let params = [
+        Param::Texts(Some(&key_books)),
+        Param::Texts(Some(&keys)),
+        Param::Texts(Some(&hold_books)),
+        Param::Uuids(&ids),
+    ];
+    let rows = fetch::<B>(conn, B::SQL.keys_and_holds, &params).await?;
+    let mut by_key = Vec::new();
+    let mut by_id = Vec::new();
     for row in &rows {
+        match decode::text::<B>(row, "found_by")?.as_str() {
+            "key" => by_key.push(row),
+            _ => by_id.push(row),
+        }
+    }
+    let holds = holds_of::<B>(hold_sets, &by_id)?;
+    let stored = read::stored_of::<B>(conn, key_sets, &by_key).await?;
+    Ok((stored, holds))
+}
+
+/// The transactions named by each book's settles and voids, from `rows`
+/// (the 'id' rows of `keys_and_holds`), as the planner wants them: a hold
+/// with its legs, its current status and what ended it; any other
+/// transaction without its postings (the planner only needs to know it is
+/// not a hold).
+fn holds_of<B: SqlBackend>(
+    wanted: &[(&BookName, &[TxId])],
+    rows: &[&Row<B>],
+) -> Result<Vec<HashMap<TxId, HoldState>>, StoreError> {
+    let mut out: Vec<HashMap<TxId, HoldState>> = vec![HashMap::new(); wanted.len()];
+    let slot_of = read::slots(wanted);
+    for row in rows {
         let slot = read::slot::<B>(&slot_of, row, "hold")?;
         let tx_id = decode::opt_uuid::<B>(row, "tx_id")?
             .map(TxId)
@@ -460,21 +489,27 @@ async fn load_holds<B: SqlBackend>(
     Ok(out)
 }
 
-/// Held amounts per book (by name) and pair: the legs of each book's live
-/// holds (pending, not expired at the book's commit time) on the named
-/// accounts in `assets`, summed.
-async fn load_held<B: SqlBackend>(
+/// Held amounts per book (by name) and pair, by book name.
+type HeldByBook = HashMap<String, HashMap<Pair, Held>>;
+
+/// [`load_accounts`] and, in the same statement, the held amounts of the
+/// `held` books (those with pending holds) on their named accounts: the
+/// legs of each book's live holds (pending, not expired at the book's
+/// commit time) in `assets`, summed.
+async fn accounts_and_held<B: SqlBackend>(
     conn: &mut Conn<B>,
     wanted: &[(&BookName, &[&str])],
+    held: &[(&BookName, &[&str])],
     assets: &[&AssetCode],
     heads: &HashMap<String, Head>,
-) -> Result<HashMap<String, HashMap<Pair, Held>>, StoreError> {
-    let assets: Vec<&str> = assets.iter().map(|a| a.as_str()).collect();
+) -> Result<(Vec<AccountState>, HeldByBook), StoreError> {
+    let asset_codes: Vec<&str> = assets.iter().map(|a| a.as_str()).collect();
     let (books, names, _) = read::parallel(wanted);
-    // One statement for every book: filtered at the earliest commit time
-    // of them, then each book's holds again at its own (the commit times
-    // of the books of one transaction differ by microseconds at most).
-    let at = wanted
+    let (held_books, held_names, _) = read::parallel(held);
+    // Held legs of every book filtered at the earliest commit time of
+    // them, then each book's again at its own (the commit times of the
+    // books of one transaction differ by microseconds at most).
+    let at = held
         .iter()
         .filter_map(|(book, _)| heads.get(book.as_str()).map(|h| h.committed_at))
         .min()
@@ -482,12 +517,19 @@ async fn load_held<B: SqlBackend>(
     let params = [
         Param::Texts(Some(&books)),
         Param::Texts(Some(&names)),
-        Param::Texts(Some(&assets)),
+        Param::Texts(Some(&asset_codes)),
+        Param::Texts(Some(&held_books)),
+        Param::Texts(Some(&held_names)),
         Param::Time(at),
     ];
-    let rows = fetch::<B>(conn, B::SQL.batch_held, &params).await?;
-    let mut out: HashMap<String, HashMap<Pair, Held>> = HashMap::new();
+    let rows = fetch::<B>(conn, B::SQL.accounts_and_held, &params).await?;
+    let mut account_rows = Vec::new();
+    let mut held_by_book: HeldByBook = HashMap::new();
     for row in &rows {
+        if decode::text::<B>(row, "row_kind")? == "account" {
+            account_rows.push(row);
+            continue;
+        }
         let book = decode::text::<B>(row, "book")?;
         let expires_at = decode::opt_time::<B>(row, "expires_at")?;
         if let (Some(at), Some(head)) = (expires_at, heads.get(&book))
@@ -496,13 +538,13 @@ async fn load_held<B: SqlBackend>(
             continue;
         }
         let pair = (
-            decode::account_name::<B>(row, "account")?,
+            decode::account_name::<B>(row, "name")?,
             decode::asset_code::<B>(row, "asset")?,
         );
-        let held = out.entry(book).or_default().entry(pair).or_default();
+        let held = held_by_book.entry(book).or_default().entry(pair).or_default();
         read::add_held(held, decode::amount::<B>(row, "amount")?)?;
     }
-    Ok(out)
+    Ok((accounts_of::<B>(wanted, &account_rows)?, held_by_book))
 }
 
 /// The rows of `rows` that only holds, settles and voids have (`special`
@@ -762,15 +804,25 @@ async fn load_accounts<B: SqlBackend>(
     assets: &[&AssetCode],
 ) -> Result<Vec<AccountState>, StoreError> {
     let assets: Vec<&str> = assets.iter().map(|a| a.as_str()).collect();
-    let (books, names, slot_of) = read::parallel(wanted);
+    let (books, names, _) = read::parallel(wanted);
     let params = [
         Param::Texts(Some(&books)),
         Param::Texts(Some(&names)),
         Param::Texts(Some(&assets)),
     ];
     let rows = fetch::<B>(conn, B::SQL.batch_accounts, &params).await?;
+    let rows: Vec<&Row<B>> = rows.iter().collect();
+    accounts_of::<B>(wanted, &rows)
+}
+
+/// The account states of `wanted` from `rows` (of `batch_accounts`' shape).
+fn accounts_of<B: SqlBackend>(
+    wanted: &[(&BookName, &[&str])],
+    rows: &[&Row<B>],
+) -> Result<Vec<AccountState>, StoreError> {
+    let slot_of = read::slots(wanted);
     let mut states: Vec<AccountState> = vec![(HashMap::new(), HashMap::new()); wanted.len()];
-    for row in &rows {
+    for row in rows {
         let (rules, balances) = &mut states[read::slot::<B>(&slot_of, row, "account")?];
         let name = decode::account_name::<B>(row, "name")?;
         if decode::opt_text::<B>(row, "asset")?.is_some() {

@@ -119,36 +119,64 @@ const BATCH_ACCOUNTS: &str = concat!(
      WHERE wn.key = wb.key AND a.book = wb.value AND a.name = wn.value"
 );
 
-/// The transactions that a batch's settles and voids name: `?1` books and
-/// `?2` tx ids (hex texts), parallel lists, joined as in
-/// [`TRANSACTIONS_BY_KEYS`]; each id probes `transactions_tx_id_idx`, and
-/// each hold found its legs by `hold_postings`' primary key.
-const HOLDS_BY_IDS: &str = concat!(
-    "WITH wi AS MATERIALIZED (SELECT key, value FROM json_each(?2)) \
-     SELECT t.book, ",
+/// The batch's stored keys (`found_by` 'key', as [`TRANSACTIONS_BY_KEYS`])
+/// and the transactions its settles and voids name (`found_by` 'id'): `?3`
+/// books and `?4` tx ids (hex texts), parallel lists, joined the same way;
+/// each id probes `transactions_tx_id_idx`, and each hold found its legs by
+/// `hold_postings`' primary key.
+const KEYS_AND_HOLDS: &str = concat!(
+    "WITH wk AS MATERIALIZED (SELECT key, value FROM json_each(?2)), \
+          wi AS MATERIALIZED (SELECT key, value FROM json_each(?4)) \
+     SELECT 'key' AS found_by, t.book AS book, ",
     transaction_columns!(),
-    ", h.status AS hold_status, h.ended_tx_id, hp.account, hp.asset, hp.amount, \
-       hp.balance_after \
-     FROM json_each(?1) AS wb CROSS JOIN wi CROSS JOIN transactions t \
+    ", t.request_hash, h.status AS hold_status, NULL AS ended_tx_id, NULL AS account, \
+       NULL AS asset, NULL AS amount, NULL AS balance_after, NULL AS leg \
+     FROM json_each(?1) AS wb CROSS JOIN wk CROSS JOIN transactions t \
+     LEFT JOIN holds h ON h.book = t.book AND h.seq = t.seq \
+     WHERE wk.key = wb.key AND t.book = wb.value AND t.idempotency_key = wk.value \
+     UNION ALL \
+     SELECT 'id', t.book, ",
+    transaction_columns!(),
+    ", NULL, h.status, h.ended_tx_id, hp.account, hp.asset, hp.amount, hp.balance_after, hp.leg \
+     FROM json_each(?3) AS wb CROSS JOIN wi CROSS JOIN transactions t \
      LEFT JOIN holds h ON h.book = t.book AND h.seq = t.seq \
      LEFT JOIN hold_postings hp ON hp.book = h.book AND hp.seq = h.seq \
      WHERE wi.key = wb.key AND t.tx_id = unhex(wi.value) AND t.book = wb.value \
-     ORDER BY t.book, t.seq, hp.leg"
+     ORDER BY found_by, book, tx_seq, leg"
 );
 
-/// The legs of the batch's books' live holds on its accounts: `?1` books
-/// and `?2` names, parallel lists, `?3` assets, `?4` time. From the books'
+/// The batch's accounts (`row_kind` 'account', as [`BATCH_ACCOUNTS`]), then
+/// the legs of the live holds on those of them that have a floor
+/// (`row_kind` 'held'; held amounts decide nothing else): `?4` books and
+/// `?5` names, parallel lists, `?3` assets, `?6` time. From the books'
 /// pending holds (`holds_pending_idx`: as many as `open_holds`), never the
 /// pairs' whole history of holds: `INDEXED BY` and the `CROSS JOIN` pin
 /// that order (left alone, SQLite walked every hold leg of the book).
-const BATCH_HELD: &str = "SELECT h.book, hp.account, hp.asset, hp.amount, h.expires_at \
+const ACCOUNTS_AND_HELD: &str = concat!(
+    "WITH wn AS MATERIALIZED (SELECT key, value FROM json_each(?2)), \
+          floors AS MATERIALIZED ( \
+            SELECT a.book, a.name FROM json_each(?4) AS hb \
+            CROSS JOIN json_each(?5) AS hn CROSS JOIN accounts a \
+            WHERE hn.key = hb.key AND a.book = hb.value AND a.name = hn.value \
+              AND a.min_balance_mantissa IS NOT NULL) \
+     SELECT 'account' AS row_kind, a.book, ",
+    account_columns!(),
+    ", b.asset, b.balance, b.debits, b.credits, NULL AS amount, NULL AS expires_at \
+     FROM json_each(?1) AS wb CROSS JOIN wn CROSS JOIN accounts a \
+     LEFT JOIN balances b ON b.book = a.book AND b.account = a.name \
+       AND b.asset IN (SELECT value FROM json_each(?3)) \
+     WHERE wn.key = wb.key AND a.book = wb.value AND a.name = wn.value \
+     UNION ALL \
+     SELECT 'held', h.book, hp.account, NULL, NULL, NULL, NULL, NULL, NULL, hp.asset, \
+       NULL, NULL, NULL, hp.amount, h.expires_at \
      FROM holds h INDEXED BY holds_pending_idx \
      CROSS JOIN hold_postings hp ON hp.book = h.book AND hp.seq = h.seq \
-     WHERE h.book IN (SELECT value FROM json_each(?1)) AND h.status = 'pending' \
-       AND (h.expires_at IS NULL OR h.expires_at > ?4) \
+     WHERE EXISTS (SELECT 1 FROM floors) \
+       AND h.book IN (SELECT value FROM json_each(?4)) AND h.status = 'pending' \
+       AND (h.expires_at IS NULL OR h.expires_at > ?6) \
        AND hp.asset IN (SELECT value FROM json_each(?3)) \
-       AND EXISTS (SELECT 1 FROM json_each(?1) AS wb JOIN json_each(?2) AS wn ON wn.key = wb.key \
-                   WHERE wb.value = hp.book AND wn.value = hp.account)";
+       AND EXISTS (SELECT 1 FROM floors f WHERE f.book = hp.book AND f.name = hp.account)"
+);
 
 /// The database's clock in microseconds, for reads of live holds now.
 macro_rules! now_micros {
@@ -193,10 +221,10 @@ pub(crate) const SQL: Dialect = Dialect {
     insert_account: "INSERT INTO accounts \
            (book, name, kind, min_balance_mantissa, min_balance_scale, metadata, seq, opened_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    holds_by_ids: HOLDS_BY_IDS,
+    keys_and_holds: KEYS_AND_HOLDS,
     hold_postings_of: "SELECT seq, account, asset, amount, balance_after FROM hold_postings \
          WHERE book = ?1 AND seq IN (SELECT value FROM json_each(?2)) ORDER BY seq, leg",
-    batch_held: BATCH_HELD,
+    accounts_and_held: ACCOUNTS_AND_HELD,
     balances_now: concat!(
         "SELECT asset, balance, NULL AS amount FROM balances WHERE book = ?1 AND account = ?2 \
          UNION ALL \
@@ -463,8 +491,8 @@ mod tests {
             (ACCOUNT_POSTINGS, 4, "postings_account_idx"),
             (TRANSACTIONS_BY_KEYS, 2, "-"),
             (BATCH_ACCOUNTS, 3, "-"),
-            (HOLDS_BY_IDS, 2, "-"),
-            (BATCH_HELD, 4, "-"),
+            (KEYS_AND_HOLDS, 4, "-"),
+            (ACCOUNTS_AND_HELD, 6, "-"),
             (SQL.balances_now, 2, "-"),
             (SQL.trial_balance_now, 1, "-"),
             (SQL.hold_postings_of, 2, "-"),
@@ -478,8 +506,9 @@ mod tests {
             let steps = plan(&mut conn, sql, binds).await;
             for step in &steps {
                 let slow = match step.split_whitespace().collect::<Vec<_>>().as_slice() {
-                    // One row: the cut, or a constant.
-                    ["SCAN", "cut" | "CONSTANT", ..] => false,
+                    // One row: the cut, or a constant; the batch's
+                    // accounts with a floor, as long as the batch.
+                    ["SCAN", "cut" | "CONSTANT" | "floors" | "f", ..] => false,
                     // A parameter list (`json_each`), as long as the batch.
                     ["SCAN", _, "VIRTUAL", "TABLE", ..] => false,
                     ["SCAN", ..] => true,

@@ -142,6 +142,10 @@ impl Planner<'_> {
     }
 
     /// The held amounts after adding or releasing `legs`: (pair, before, after) per pair.
+    ///
+    /// Only pairs of accounts with a `min_balance` are tracked: held
+    /// amounts decide nothing else, and the SQL stores load them only for
+    /// those accounts (`Dialect::accounts_and_held`).
     fn change_held(
         &self,
         legs: &[DraftPosting],
@@ -149,6 +153,14 @@ impl Planner<'_> {
     ) -> Result<Vec<(Pair, Held, Held)>, Rejection> {
         let mut changed: Vec<(Pair, Held, Held)> = Vec::new();
         for p in legs {
+            let floored = self
+                .loaded
+                .accounts
+                .get(&p.account)
+                .is_some_and(|rule| rule.min_balance.is_some());
+            if !floored {
+                continue;
+            }
             let index = match changed
                 .iter()
                 .position(|(pair, _, _)| pair.0 == p.account && pair.1 == p.asset)

@@ -379,49 +379,55 @@ const WRITE_DRAFTS: &str = concat!(write_drafts!(), " SELECT 1");
 /// made and ended in the same rows is inserted ended: a statement cannot
 /// update a row it inserts). `ended` returns a row per hold it ended.
 fn holds_ctes(n: usize) -> String {
-    let p = |i: usize| format!("${}", n + i);
-    format!(
-        ", hold_event AS ( \
+    // `@i` is the i-th parameter of these CTEs; the highest first, so that
+    // `@1` never replaces the start of `@10`.
+    (0..=HOLDS_PARAMS)
+        .rev()
+        .fold(HOLDS_CTES.to_owned(), |sql, i| {
+            sql.replace(&format!("@{i}"), &format!("${}", n + i))
+        })
+}
+
+/// The highest parameter index of [`HOLDS_CTES`].
+const HOLDS_PARAMS: usize = 30;
+
+/// The text of [`holds_ctes`], its parameters written `@0` to `@30`.
+const HOLDS_CTES: &str = ", hold_event AS ( \
            INSERT INTO events (book, seq, type, committed_at) \
            SELECT u.book, u.seq, 'transaction', u.at \
-           FROM unnest({0}::text[], {1}::bigint[], {2}::timestamptz[]) AS u (book, seq, at) \
+           FROM unnest(@0::text[], @1::bigint[], @2::timestamptz[]) AS u (book, seq, at) \
          ), hold_tx AS ( \
            INSERT INTO transactions \
              (book, seq, tx_id, idempotency_key, request_hash, committed_at, occurred_at, memo, \
               metadata, status, expires_at, pending_tx_id) \
            SELECT u.book, u.seq, u.tx_id, u.key, u.hash, u.at, u.occurred_at, u.memo, u.metadata, \
                   u.status, u.expires_at, u.pending_tx_id \
-           FROM unnest({0}::text[], {1}::bigint[], {2}::timestamptz[], {3}::uuid[], {4}::text[], \
-                       {5}::bytea[], {6}::timestamptz[], {7}::text[], {8}::text[], {9}::text[], \
-                       {10}::timestamptz[], {11}::uuid[]) \
+           FROM unnest(@0::text[], @1::bigint[], @2::timestamptz[], @3::uuid[], @4::text[], \
+                       @5::bytea[], @6::timestamptz[], @7::text[], @8::text[], @9::text[], \
+                       @10::timestamptz[], @11::uuid[]) \
              AS u (book, seq, at, tx_id, key, hash, occurred_at, memo, metadata, status, \
                    expires_at, pending_tx_id) \
          ), hold_leg AS ( \
            INSERT INTO hold_postings (book, seq, leg, account, asset, amount, balance_after) \
            SELECT u.book, u.seq, u.leg, u.account, u.asset, u.amount::numeric, \
                   u.balance_after::numeric \
-           FROM unnest({12}::text[], {13}::bigint[], {14}::smallint[], {15}::text[], {16}::text[], \
-                       {17}::text[], {18}::text[]) \
+           FROM unnest(@12::text[], @13::bigint[], @14::smallint[], @15::text[], @16::text[], \
+                       @17::text[], @18::text[]) \
              AS u (book, seq, leg, account, asset, amount, balance_after) \
          ), hold AS ( \
            INSERT INTO holds (book, seq, tx_id, expires_at, status, ended_seq, ended_tx_id) \
            SELECT u.book, u.seq, u.tx_id, u.expires_at, u.status, u.ended_seq, u.ended_tx_id \
-           FROM unnest({19}::text[], {20}::bigint[], {21}::uuid[], {22}::timestamptz[], \
-                       {23}::text[], {24}::bigint[], {25}::uuid[]) \
+           FROM unnest(@19::text[], @20::bigint[], @21::uuid[], @22::timestamptz[], \
+                       @23::text[], @24::bigint[], @25::uuid[]) \
              AS u (book, seq, tx_id, expires_at, status, ended_seq, ended_tx_id) \
          ), ended AS ( \
            UPDATE holds SET status = u.status, ended_seq = u.ended_seq, \
              ended_tx_id = u.ended_tx_id \
-           FROM unnest({26}::text[], {27}::uuid[], {28}::text[], {29}::bigint[], {30}::uuid[]) \
+           FROM unnest(@26::text[], @27::uuid[], @28::text[], @29::bigint[], @30::uuid[]) \
              AS u (book, hold, status, ended_seq, ended_tx_id) \
            WHERE holds.book = u.book AND holds.tx_id = u.hold AND holds.status = 'pending' \
            RETURNING 1 \
-         )",
-        p(0), p(1), p(2), p(3), p(4), p(5), p(6), p(7), p(8), p(9), p(10), p(11), p(12),
-        p(13), p(14), p(15), p(16), p(17), p(18), p(19), p(20), p(21), p(22), p(23), p(24),
-        p(25), p(26), p(27), p(28), p(29), p(30)
-    )
-}
+         )";
 
 /// [`WRITE_DRAFTS`] and [`WRITE_BATCH`] with the rows of holds, settles
 /// and voids too, in the same statement; each answers how many holds it
@@ -605,4 +611,18 @@ fn bind_holds<'q>(
         .bind(es.iter().map(|e| e.status.as_str()).collect::<Vec<_>>())
         .bind(es.iter().map(|e| e.ended_seq).collect::<Vec<_>>())
         .bind(es.iter().map(|e| e.ended_tx_id).collect::<Vec<_>>()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holds_parameters_follow_the_plain_ones() {
+        for (sql, last) in [(&WITH_HOLDS.drafts, 54), (&WITH_HOLDS.batch, 59)] {
+            assert!(!sql.contains('@'), "a parameter left unnumbered: {sql}");
+            assert!(sql.contains(&format!("${last}::uuid[]")), "{sql}");
+            assert!(!sql.contains(&format!("${}", last + 1)), "{sql}");
+        }
+    }
 }

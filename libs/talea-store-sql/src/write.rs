@@ -472,7 +472,10 @@ fn holds_of<B: SqlBackend>(
         if found.commit.status == TxStatus::Pending
             && decode::opt_text::<B>(row, "account")?.is_some()
         {
-            found.commit.postings.push(decode::stored_posting::<B>(row)?);
+            found
+                .commit
+                .postings
+                .push(decode::stored_posting::<B>(row)?);
         }
     }
     for holds in &out {
@@ -541,7 +544,11 @@ async fn accounts_and_held<B: SqlBackend>(
             decode::account_name::<B>(row, "name")?,
             decode::asset_code::<B>(row, "asset")?,
         );
-        let held = held_by_book.entry(book).or_default().entry(pair).or_default();
+        let held = held_by_book
+            .entry(book)
+            .or_default()
+            .entry(pair)
+            .or_default();
         read::add_held(held, decode::amount::<B>(row, "amount")?)?;
     }
     Ok((accounts_of::<B>(wanted, &account_rows)?, held_by_book))

@@ -16,11 +16,11 @@
 //! - [`liabilities`]: Merkle-sum trees for proofs of liabilities.
 //! - [`files`]: the JSON documents `talea verify` reads.
 
-// TODO pub mod chain;
+pub mod chain;
 // TODO pub mod checkpoint;
 // TODO pub mod files;
 pub mod hash;
-// TODO pub mod jcs;
+pub mod jcs;
 // TODO pub mod liabilities;
 pub mod merkle;
 

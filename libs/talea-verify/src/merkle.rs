@@ -9,7 +9,7 @@
 mod memory;
 mod prove;
 
-pub use memory::{CompletedNode, MemoryLog, MissingNode};
+pub use memory::{CompletedNode, Frontier, MemoryLog, MissingNode};
 pub use prove::{Nodes, ProveError, consistency_proof, inclusion_proof, root};
 
 use crate::hash::{Hash, sha256};

@@ -103,3 +103,48 @@ impl Nodes for MemoryLog {
             .ok_or(missing)
     }
 }
+
+/// The right edge of an append-only tree: one perfect subtree per set bit of
+/// its size, enough to compute the root as leaves stream past in O(log n)
+/// memory (how `talea verify` checks a whole export against a checkpoint).
+#[derive(Debug, Clone, Default)]
+pub struct Frontier {
+    size: u64,
+    /// Perfect subtrees, largest (leftmost) first.
+    peaks: Vec<Hash>,
+}
+
+impl Frontier {
+    /// An empty tree.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many leaves were appended.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Appends a leaf hash, merging the perfect subtrees it completes.
+    pub fn append(&mut self, leaf: Hash) {
+        let mut hash = leaf;
+        let mut size = self.size;
+        while size & 1 == 1 {
+            if let Some(left) = self.peaks.pop() {
+                hash = node_hash(&left, &hash);
+            }
+            size >>= 1;
+        }
+        self.peaks.push(hash);
+        self.size += 1;
+    }
+
+    /// The Merkle Tree Hash of the leaves so far.
+    pub fn root(&self) -> Hash {
+        let mut peaks = self.peaks.iter().rev();
+        let Some(last) = peaks.next() else {
+            return super::empty_root();
+        };
+        peaks.fold(*last, |right, left| node_hash(left, &right))
+    }
+}

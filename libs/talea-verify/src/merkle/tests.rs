@@ -304,3 +304,15 @@ proptest! {
         let _ = verify_consistency(first % 100, size % 100, &leaf, &root, &hashes);
     }
 }
+
+#[test]
+fn the_frontier_agrees_with_the_log() {
+    let (log, leaves) = log_of(200);
+    let mut frontier = Frontier::new();
+    assert_eq!(frontier.root(), empty_root());
+    for (i, leaf) in leaves.iter().enumerate() {
+        frontier.append(*leaf);
+        assert_eq!(frontier.size(), i as u64 + 1);
+        assert_eq!(frontier.root(), log.root_of(i as u64 + 1));
+    }
+}

@@ -17,7 +17,7 @@
 //! - [`files`]: the JSON documents `talea verify` reads.
 
 pub mod chain;
-// TODO pub mod checkpoint;
+pub mod checkpoint;
 // TODO pub mod files;
 pub mod hash;
 pub mod jcs;

@@ -21,7 +21,7 @@ pub mod checkpoint;
 // TODO pub mod files;
 pub mod hash;
 pub mod jcs;
-// TODO pub mod liabilities;
+pub mod liabilities;
 pub mod merkle;
 
 pub use hash::Hash;

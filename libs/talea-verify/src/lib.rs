@@ -18,7 +18,7 @@
 
 pub mod chain;
 pub mod checkpoint;
-// TODO pub mod files;
+pub mod files;
 pub mod hash;
 pub mod jcs;
 pub mod liabilities;

@@ -36,10 +36,14 @@ pub const BOOK_BYTES_MAX: usize = 256;
 #[non_exhaustive]
 pub enum CheckpointError {
     /// The book name is empty, too long or holds a control character.
-    #[error("the book name is empty, longer than {BOOK_BYTES_MAX} bytes or holds a control character")]
+    #[error(
+        "the book name is empty, longer than {BOOK_BYTES_MAX} bytes or holds a control character"
+    )]
     BadBook,
     /// The timestamp is not `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
-    #[error("the timestamp {0:?} is not RFC 3339 UTC with microseconds (YYYY-MM-DDTHH:MM:SS.ffffffZ)")]
+    #[error(
+        "the timestamp {0:?} is not RFC 3339 UTC with microseconds (YYYY-MM-DDTHH:MM:SS.ffffffZ)"
+    )]
     BadTimestamp(String),
     /// A hash, key, seed or signature is not the hex it should be.
     #[error("{field}: {source}")]
@@ -120,7 +124,9 @@ pub fn check_timestamp(text: &str) -> Result<(), CheckpointError> {
         && matches!(number(17, 19), Some(0..=60));
     match in_range {
         true => Ok(()),
-        false => Err(CheckpointError::BadTimestamp(text.chars().take(40).collect())),
+        false => Err(CheckpointError::BadTimestamp(
+            text.chars().take(40).collect(),
+        )),
     }
 }
 
@@ -178,10 +184,8 @@ impl Checkpoint {
             return Err(CheckpointError::UnknownKey(self.key_id.clone()));
         }
         let message = self.message()?;
-        let signature = ed25519_dalek::Signature::from_bytes(&hex_field::<64>(
-            "signature",
-            &self.signature,
-        )?);
+        let signature =
+            ed25519_dalek::Signature::from_bytes(&hex_field::<64>("signature", &self.signature)?);
         verifying
             .verify_strict(message.as_bytes(), &signature)
             .map_err(|_| CheckpointError::BadSignature)
@@ -311,8 +315,8 @@ impl SigningKey {
 
     /// Reads a key file's text (see [`Self::key_file_text`]).
     pub fn from_key_file_text(text: &str) -> Result<Self, CheckpointError> {
-        let file: KeyFile = serde_json::from_str(text)
-            .map_err(|e| CheckpointError::KeyFile(e.to_string()))?;
+        let file: KeyFile =
+            serde_json::from_str(text).map_err(|e| CheckpointError::KeyFile(e.to_string()))?;
         if file.algorithm != ALGORITHM {
             return Err(CheckpointError::Algorithm(file.algorithm));
         }

@@ -114,15 +114,13 @@ fn hashes(field: &'static str, texts: &[String]) -> Result<Vec<Hash>, FileError>
 pub fn parse_events(text: &str) -> Result<Vec<Value>, FileError> {
     match serde_json::from_str::<Value>(text) {
         Ok(Value::Array(events)) => Ok(events),
-        Ok(Value::Object(mut page)) if page.contains_key("events") => {
-            match page.remove("events") {
-                Some(Value::Array(events)) => Ok(events),
-                _ => Err(FileError::Field {
-                    field: "events".into(),
-                    message: "must be an array".into(),
-                }),
-            }
-        }
+        Ok(Value::Object(mut page)) if page.contains_key("events") => match page.remove("events") {
+            Some(Value::Array(events)) => Ok(events),
+            _ => Err(FileError::Field {
+                field: "events".into(),
+                message: "must be an array".into(),
+            }),
+        },
         Ok(event @ Value::Object(_)) => Ok(vec![event]),
         Ok(_) => Err(FileError::Json {
             what: "events export".into(),
@@ -199,7 +197,13 @@ impl InclusionProof {
             field: "seq".into(),
             message: "sequence numbers start at 1".into(),
         })?;
-        Ok(merkle::verify_inclusion(index, self.tree_size, &leaf, &path, root)?)
+        Ok(merkle::verify_inclusion(
+            index,
+            self.tree_size,
+            &leaf,
+            &path,
+            root,
+        )?)
     }
 
     /// Verifies the proof against a checkpoint of the same book and size
@@ -279,7 +283,11 @@ impl ConsistencyProof {
 
     /// Verifies the proof between two checkpoints of its book whose sizes
     /// are `from` and `to` (their signatures the caller checks).
-    pub fn verify_against(&self, first: &Checkpoint, second: &Checkpoint) -> Result<(), ProofError> {
+    pub fn verify_against(
+        &self,
+        first: &Checkpoint,
+        second: &Checkpoint,
+    ) -> Result<(), ProofError> {
         same_book(&self.book, first)?;
         same_book(&self.book, second)?;
         if (first.tree_size, second.tree_size) != (self.from, self.to) {
@@ -354,7 +362,14 @@ impl LiabilityProof {
             .enumerate()
             .map(|(i, step)| parse_step(i, step))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(liabilities::verify(&salt, &self.account, balance, &path, &root, total)?)
+        Ok(liabilities::verify(
+            &salt,
+            &self.account,
+            balance,
+            &path,
+            &root,
+            total,
+        )?)
     }
 
     /// Verifies the proof and that its root and total are the published

@@ -138,7 +138,15 @@ mod tests {
         .collect();
         assert_eq!(
             keys,
-            ["\r", "1", "\u{80}", "\u{f6}", "\u{20ac}", "\u{1f600}", "\u{fb33}"]
+            [
+                "\r",
+                "1",
+                "\u{80}",
+                "\u{f6}",
+                "\u{20ac}",
+                "\u{1f600}",
+                "\u{fb33}"
+            ]
         );
         assert_eq!(
             text(&json!({"b": [1, -2, true, null], "a": "\u{1}\"\\/\u{7f}\u{2028}é\n"})),

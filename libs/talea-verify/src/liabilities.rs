@@ -110,7 +110,10 @@ pub fn leaf(salt: &[u8; 32], account: &str, balance: u128) -> Result<SumNode, Li
 
 /// The parent of `left` and `right`.
 pub fn node(left: &SumNode, right: &SumNode) -> Result<SumNode, LiabilityError> {
-    let sum = left.sum.checked_add(right.sum).ok_or(LiabilityError::Overflow)?;
+    let sum = left
+        .sum
+        .checked_add(right.sum)
+        .ok_or(LiabilityError::Overflow)?;
     let hash = sha256(&[
         &[0x01],
         &left.hash,
@@ -240,11 +243,17 @@ impl SumTree {
             let step = if index < start + k {
                 let right = self.range_root(start + k, end)?;
                 end = start + k;
-                Step { sibling: right, side: Side::Right }
+                Step {
+                    sibling: right,
+                    side: Side::Right,
+                }
             } else {
                 let left = self.range_root(start, start + k)?;
                 start += k;
-                Step { sibling: left, side: Side::Left }
+                Step {
+                    sibling: left,
+                    side: Side::Left,
+                }
             };
             top_down.push(step);
         }
@@ -254,12 +263,15 @@ impl SumTree {
 
     fn range_root(&self, start: usize, end: usize) -> Result<SumNode, LiabilityError> {
         let n = end - start;
-        if n.is_power_of_two() && start % n == 0 {
+        if n.is_power_of_two() && start.is_multiple_of(n) {
             let level = n.trailing_zeros() as usize;
             return Ok(self.levels[level][start >> level]);
         }
         let k = split(n);
-        node(&self.range_root(start, start + k)?, &self.range_root(start + k, end)?)
+        node(
+            &self.range_root(start, start + k)?,
+            &self.range_root(start + k, end)?,
+        )
     }
 }
 

@@ -33,16 +33,21 @@ fn a_sealed_chain_verifies_and_gives_the_merkle_root() {
         log.append_data(&hash);
     }
     assert_eq!(summary.root, Some(log.root()));
-    assert_eq!(to_hex(&summary.head), events[9]["hash"].as_str().expect("hash"));
+    assert_eq!(
+        to_hex(&summary.head),
+        events[9]["hash"].as_str().expect("hash")
+    );
 }
 
 #[test]
 fn key_order_and_whitespace_of_the_served_json_do_not_matter() {
     let event = &sealed("main", 1)[0];
     let text = serde_json::to_string_pretty(event).expect("json");
-    let reordered: Value = serde_json::from_str(
-        &text.replace("\"seq\": 1,", "").replacen('{', "{\"seq\": 1, ", 1),
-    )
+    let reordered: Value = serde_json::from_str(&text.replace("\"seq\": 1,", "").replacen(
+        '{',
+        "{\"seq\": 1, ",
+        1,
+    ))
     .expect("json");
     assert_eq!(verify_chain("main", [reordered]).map(|s| s.last_seq), Ok(1));
 }
@@ -64,7 +69,13 @@ fn each_break_names_the_first_bad_seq() {
     deleted.remove(4);
     let err = verify_chain("main", deleted).expect_err("gap");
     assert_eq!(err.seq, 5);
-    assert_eq!(err.kind, ChainErrorKind::Gap { expected: 5, found: 6 });
+    assert_eq!(
+        err.kind,
+        ChainErrorKind::Gap {
+            expected: 5,
+            found: 6
+        }
+    );
 
     let mut swapped = events.clone();
     swapped.swap(0, 1);
@@ -84,7 +95,10 @@ fn each_break_names_the_first_bad_seq() {
     float[0]["data"]["rate"] = json!(0.5);
     assert!(matches!(
         verify_chain("main", float),
-        Err(ChainError { seq: 1, kind: ChainErrorKind::Event(EventError::Canonical(_)) })
+        Err(ChainError {
+            seq: 1,
+            kind: ChainErrorKind::Event(EventError::Canonical(_))
+        })
     ));
 
     let mut uppercase = events;
@@ -98,13 +112,19 @@ fn the_book_is_bound() {
     let events = sealed("main", 2);
     assert!(matches!(
         verify_chain("other", events.clone()),
-        Err(ChainError { seq: 1, kind: ChainErrorKind::HashMismatch { .. } })
+        Err(ChainError {
+            seq: 1,
+            kind: ChainErrorKind::HashMismatch { .. }
+        })
     ));
     let mut named = events;
     named[0]["book"] = json!("other");
     assert!(matches!(
         verify_chain("main", named),
-        Err(ChainError { seq: 1, kind: ChainErrorKind::Event(EventError::OtherBook { .. }) })
+        Err(ChainError {
+            seq: 1,
+            kind: ChainErrorKind::Event(EventError::OtherBook { .. })
+        })
     ));
 }
 
@@ -118,7 +138,10 @@ fn a_range_resumes_from_a_trusted_position() {
         prev,
     };
     let summary = verify_chain_from(start.clone(), events[5..].to_vec()).expect("valid");
-    assert_eq!((summary.first_seq, summary.last_seq, summary.root), (6, 8, None));
+    assert_eq!(
+        (summary.first_seq, summary.last_seq, summary.root),
+        (6, 8, None)
+    );
     assert_eq!(
         verify_chain_from(start.clone(), events[4..].to_vec()).map_err(|e| e.seq),
         Err(6)
@@ -132,7 +155,10 @@ fn a_range_resumes_from_a_trusted_position() {
         after_seq: 5,
         prev: GENESIS,
     };
-    assert_eq!(verify_chain_from(wrong, events[5..].to_vec()).map_err(|e| e.seq), Err(6));
+    assert_eq!(
+        verify_chain_from(wrong, events[5..].to_vec()).map_err(|e| e.seq),
+        Err(6)
+    );
 }
 
 #[test]

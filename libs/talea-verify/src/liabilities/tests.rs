@@ -14,8 +14,11 @@ fn reference(leaves: &[SumNode]) -> SumNode {
 }
 
 fn tree(n: usize) -> SumTree {
-    SumTree::build([3; 32], (0..n).map(|i| (format!("customers:{i:04}"), i as i128 * 10)))
-        .expect("tree")
+    SumTree::build(
+        [3; 32],
+        (0..n).map(|i| (format!("customers:{i:04}"), i as i128 * 10)),
+    )
+    .expect("tree")
 }
 
 #[test]
@@ -32,7 +35,10 @@ fn every_account_of_small_trees_proves_its_balance() {
             let account = format!("customers:{i:04}");
             let (balance, path) = t.proof(&account).expect("proof");
             assert_eq!(balance, i as u128 * 10);
-            assert_eq!(verify(&[3; 32], &account, balance, &path, &root.hash, root.sum), Ok(()));
+            assert_eq!(
+                verify(&[3; 32], &account, balance, &path, &root.hash, root.sum),
+                Ok(())
+            );
         }
     }
 }
@@ -41,28 +47,52 @@ fn every_account_of_small_trees_proves_its_balance() {
 fn negatives_are_reported_not_netted_and_input_order_does_not_matter() {
     let t = SumTree::build(
         [0; 32],
-        [("c".to_owned(), 5), ("a".to_owned(), -7), ("b".to_owned(), 0)],
+        [
+            ("c".to_owned(), 5),
+            ("a".to_owned(), -7),
+            ("b".to_owned(), 0),
+        ],
     )
     .expect("tree");
     assert_eq!(t.len(), 2);
     assert_eq!(t.root().sum, 5);
-    assert_eq!(t.refused(), [Refused { account: "a".into(), balance: -7 }]);
-    assert!(matches!(t.proof("a"), Err(LiabilityError::UnknownAccount(_))));
-    let reordered = SumTree::build([0; 32], [("b".to_owned(), 0), ("c".to_owned(), 5)]).expect("tree");
+    assert_eq!(
+        t.refused(),
+        [Refused {
+            account: "a".into(),
+            balance: -7
+        }]
+    );
+    assert!(matches!(
+        t.proof("a"),
+        Err(LiabilityError::UnknownAccount(_))
+    ));
+    let reordered =
+        SumTree::build([0; 32], [("b".to_owned(), 0), ("c".to_owned(), 5)]).expect("tree");
     assert_eq!(reordered.root(), t.root());
 }
 
 #[test]
 fn bad_snapshots_are_refused() {
     let dup = SumTree::build([0; 32], [("a".to_owned(), 1), ("a".to_owned(), 2)]);
-    assert_eq!(dup.map(|t| t.len()), Err(LiabilityError::DuplicateAccount("a".into())));
+    assert_eq!(
+        dup.map(|t| t.len()),
+        Err(LiabilityError::DuplicateAccount("a".into()))
+    );
     let overflow = SumTree::build(
         [0; 32],
-        [("a".to_owned(), i128::MAX), ("b".to_owned(), i128::MAX), ("c".to_owned(), i128::MAX)],
+        [
+            ("a".to_owned(), i128::MAX),
+            ("b".to_owned(), i128::MAX),
+            ("c".to_owned(), i128::MAX),
+        ],
     );
     assert_eq!(overflow.map(|t| t.len()), Err(LiabilityError::Overflow));
     let empty_name = SumTree::build([0; 32], [(String::new(), 1)]);
-    assert_eq!(empty_name.map(|t| t.len()), Err(LiabilityError::AccountLength));
+    assert_eq!(
+        empty_name.map(|t| t.len()),
+        Err(LiabilityError::AccountLength)
+    );
     let empty = SumTree::build([0; 32], Vec::new()).expect("empty");
     assert_eq!(empty.root().sum, 0);
 }
@@ -72,7 +102,16 @@ fn balances_parse_strictly() {
     assert_eq!(parse_balance("0"), Ok(0));
     assert_eq!(parse_balance("12345"), Ok(12345));
     assert_eq!(parse_balance(&u128::MAX.to_string()), Ok(u128::MAX));
-    for bad in ["", "-1", "+1", "01", "1.5", "1e3", " 1", "340282366920938463463374607431768211456"] {
+    for bad in [
+        "",
+        "-1",
+        "+1",
+        "01",
+        "1.5",
+        "1e3",
+        " 1",
+        "340282366920938463463374607431768211456",
+    ] {
         assert!(parse_balance(bad).is_err(), "{bad}");
     }
 }

@@ -72,7 +72,7 @@ impl MemoryLog {
                 index: index as u64,
                 hash,
             });
-            if index % 2 == 0 {
+            if index.is_multiple_of(2) {
                 return completed;
             }
             hash = node_hash(&row[index - 1], &row[index]);

@@ -142,7 +142,7 @@ pub fn consistency_proof<N: Nodes>(
 /// always perfect.
 fn range_root<N: Nodes>(nodes: &N, start: u64, end: u64) -> Result<Hash, N::Error> {
     let n = end - start;
-    if n.is_power_of_two() && start % n == 0 {
+    if n.is_power_of_two() && start.is_multiple_of(n) {
         let level = n.trailing_zeros();
         return nodes.node(level, start >> level);
     }

@@ -58,9 +58,7 @@ fn reference_subproof(m: usize, leaves: &[Hash], whole: bool) -> Vec<Hash> {
 
 fn log_of(n: usize) -> (MemoryLog, Vec<Hash>) {
     let mut log = MemoryLog::new();
-    let leaves: Vec<Hash> = (0..n as u64)
-        .map(|i| leaf_hash(&i.to_be_bytes()))
-        .collect();
+    let leaves: Vec<Hash> = (0..n as u64).map(|i| leaf_hash(&i.to_be_bytes())).collect();
     for leaf in &leaves {
         log.append(*leaf);
     }
@@ -116,10 +114,7 @@ fn appends_report_the_nodes_they_complete() {
     let last = log.append_data(&[8]);
     assert_eq!((last[0].level, last[0].index), (0, 8));
     assert_eq!(log.node(3, 0), Ok(log.root_of(8)));
-    assert_eq!(
-        log.node(1, 5),
-        Err(MissingNode { level: 1, index: 5 })
-    );
+    assert_eq!(log.node(1, 5), Err(MissingNode { level: 1, index: 5 }));
 }
 
 impl MemoryLog {
@@ -137,14 +132,20 @@ fn sizes_1_to_64_exhaustively() {
         for m in 0..n {
             let path = inclusion_proof(&log, m as u64, n as u64).expect("path");
             assert_eq!(path, reference_path(m, &leaves[..n]), "path {m} of {n}");
-            assert_eq!(verify_inclusion(m as u64, n as u64, &leaves[m], &path, &r), Ok(()));
+            assert_eq!(
+                verify_inclusion(m as u64, n as u64, &leaves[m], &path, &r),
+                Ok(())
+            );
             assert_tampered_inclusion_fails(m as u64, n as u64, &leaves[m], &path, &r);
         }
         for m in 1..=n {
             let first = reference_root(&leaves[..m]);
             let proof = consistency_proof(&log, m as u64, n as u64).expect("proof");
             assert_eq!(proof, reference_subproof(m, &leaves[..n], true), "{m}..{n}");
-            assert_eq!(verify_consistency(m as u64, n as u64, &first, &r, &proof), Ok(()));
+            assert_eq!(
+                verify_consistency(m as u64, n as u64, &first, &r, &proof),
+                Ok(())
+            );
             assert_tampered_consistency_fails(m as u64, n as u64, &first, &r, &proof);
         }
     }
@@ -223,7 +224,10 @@ fn bad_sizes_are_refused_without_panicking() {
     assert!(verify_inclusion(0, 1, &leaves[0], &[r; 70], &r).is_err());
     assert_eq!(
         verify_consistency(0, 0, &r, &r, &[]),
-        Err(VerifyError::BadSizes { first: 0, second: 0 })
+        Err(VerifyError::BadSizes {
+            first: 0,
+            second: 0
+        })
     );
     assert!(verify_consistency(3, u64::MAX, &r, &r, &[r; 65]).is_err());
     assert!(verify_consistency(u64::MAX - 1, u64::MAX, &r, &r, &[r; 3]).is_err());
@@ -256,7 +260,11 @@ fn a_million_leaves_take_few_node_reads() {
     assert!(path.len() <= 20);
     let proof = consistency_proof(&store, 654_321, n).expect("proof");
     assert!(proof.len() <= 40);
-    assert!(store.reads.get() < 20 * 20 * 2, "{} reads", store.reads.get());
+    assert!(
+        store.reads.get() < 20 * 20 * 2,
+        "{} reads",
+        store.reads.get()
+    );
 }
 
 proptest! {

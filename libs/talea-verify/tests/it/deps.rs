@@ -17,6 +17,13 @@ fn only_hashing_signature_and_json_dependencies() {
         .collect();
     assert_eq!(
         names,
-        ["ed25519-dalek", "hex", "serde", "serde_json", "sha2", "thiserror"]
+        [
+            "ed25519-dalek",
+            "hex",
+            "serde",
+            "serde_json",
+            "sha2",
+            "thiserror"
+        ]
     );
 }

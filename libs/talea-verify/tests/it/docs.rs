@@ -40,10 +40,20 @@ fn the_worked_example_matches_the_code() {
         // The checkpoint message's lines end in \n; its block shows them
         // without the final one.
         let want = body.strip_suffix('\n').unwrap_or(body);
-        assert_eq!(document.get(name).map(String::as_str), Some(want), "block {name}");
+        assert_eq!(
+            document.get(name).map(String::as_str),
+            Some(want),
+            "block {name}"
+        );
     }
-    let extra: Vec<&String> = document.keys().filter(|k| !computed.contains_key(*k)).collect();
-    assert!(extra.is_empty(), "blocks the code does not compute: {extra:?}");
+    let extra: Vec<&String> = document
+        .keys()
+        .filter(|k| !computed.contains_key(*k))
+        .collect();
+    assert!(
+        extra.is_empty(),
+        "blocks the code does not compute: {extra:?}"
+    );
 }
 
 #[test]
@@ -80,6 +90,9 @@ fn print_example() {
         return;
     }
     for (name, body) in example::blocks() {
-        println!("{MARKER}{name} -->\n```\n{}\n```\n", body.trim_end_matches('\n'));
+        println!(
+            "{MARKER}{name} -->\n```\n{}\n```\n",
+            body.trim_end_matches('\n')
+        );
     }
 }

@@ -61,19 +61,33 @@ pub fn blocks() -> Vec<(String, String)> {
         event["hash"] = json!(to_hex(&prev));
         out.push((format!("chain-hash-{seq}"), to_hex(&prev)));
         log.append_data(&prev);
-        out.push((format!("leaf-hash-{seq}"), to_hex(&merkle::leaf_hash(&prev))));
+        out.push((
+            format!("leaf-hash-{seq}"),
+            to_hex(&merkle::leaf_hash(&prev)),
+        ));
         served.push(event);
     }
-    out.push(("events".into(), pretty(&json!({"events": served, "next_after_seq": 3}))));
+    out.push((
+        "events".into(),
+        pretty(&json!({"events": served, "next_after_seq": 3})),
+    ));
     let root = log.root();
     let root2 = merkle::root(&log, 2).expect("root");
     out.push(("root-2".into(), to_hex(&root2)));
     out.push(("root-3".into(), to_hex(&root)));
     out.extend(proofs(&log));
     let key = SigningKey::from_seed(&SEED);
-    out.push(("key-list".into(), pretty(&KeyList { keys: vec![key.public_key()] })));
+    out.push((
+        "key-list".into(),
+        pretty(&KeyList {
+            keys: vec![key.public_key()],
+        }),
+    ));
     let checkpoint = key.sign(BOOK, 3, &root, TIME).expect("sign");
-    out.push(("checkpoint-message".into(), checkpoint.message().expect("message")));
+    out.push((
+        "checkpoint-message".into(),
+        checkpoint.message().expect("message"),
+    ));
     out.push(("checkpoint".into(), pretty(&checkpoint)));
     let checkpoint2 = key.sign(BOOK, 2, &root2, TIME).expect("sign");
     out.push(("checkpoint-2".into(), pretty(&checkpoint2)));
@@ -140,7 +154,10 @@ fn liabilities() -> Vec<(String, String)> {
     let leaf = talea_verify::liabilities::leaf(&salt(), "customers:bob", balance).expect("leaf");
     vec![
         ("liability-leaf-bob".into(), to_hex(&leaf.hash)),
-        ("liability-root".into(), format!("{} {}", to_hex(&root.hash), root.sum)),
+        (
+            "liability-root".into(),
+            format!("{} {}", to_hex(&root.hash), root.sum),
+        ),
         (
             "liability-refused".into(),
             tree.refused()

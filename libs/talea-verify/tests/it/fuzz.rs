@@ -27,12 +27,23 @@ fn arbitrary_json() -> impl Strategy<Value = Value> {
             proptest::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
             proptest::collection::btree_map(
                 prop_oneof![
-                    Just("seq".to_owned()), Just("book".to_owned()), Just("hash".to_owned()),
-                    Just("type".to_owned()), Just("data".to_owned()), Just("committed_at".to_owned()),
-                    Just("tree_size".to_owned()), Just("leaf_hash".to_owned()),
-                    Just("audit_path".to_owned()), Just("proof".to_owned()), Just("from".to_owned()),
-                    Just("to".to_owned()), Just("path".to_owned()), Just("sum".to_owned()),
-                    Just("side".to_owned()), Just("events".to_owned()), "[a-z_]{1,12}",
+                    Just("seq".to_owned()),
+                    Just("book".to_owned()),
+                    Just("hash".to_owned()),
+                    Just("type".to_owned()),
+                    Just("data".to_owned()),
+                    Just("committed_at".to_owned()),
+                    Just("tree_size".to_owned()),
+                    Just("leaf_hash".to_owned()),
+                    Just("audit_path".to_owned()),
+                    Just("proof".to_owned()),
+                    Just("from".to_owned()),
+                    Just("to".to_owned()),
+                    Just("path".to_owned()),
+                    Just("sum".to_owned()),
+                    Just("side".to_owned()),
+                    Just("events".to_owned()),
+                    "[a-z_]{1,12}",
                 ],
                 inner,
                 0..8,
@@ -43,7 +54,9 @@ fn arbitrary_json() -> impl Strategy<Value = Value> {
 }
 
 fn every_parser_and_verifier(text: &str) {
-    let keys = KeyList { keys: vec![SigningKey::from_seed(&[2; 32]).public_key()] };
+    let keys = KeyList {
+        keys: vec![SigningKey::from_seed(&[2; 32]).public_key()],
+    };
     if let Ok(events) = parse_events(text) {
         let _ = verify_chain("main", events);
     }

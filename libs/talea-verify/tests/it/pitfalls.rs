@@ -22,10 +22,16 @@ fn proof() -> LiabilityProof {
 fn truncated_hashes_are_refused() {
     let mut short_step = proof();
     short_step.path[0].hash.truncate(32);
-    assert!(matches!(short_step.verify(), Err(ProofError::File(FileError::Hex { .. }))));
+    assert!(matches!(
+        short_step.verify(),
+        Err(ProofError::File(FileError::Hex { .. }))
+    ));
     let mut short_root = proof();
     short_root.root.truncate(32);
-    assert!(matches!(short_root.verify(), Err(ProofError::File(FileError::Hex { .. }))));
+    assert!(matches!(
+        short_root.verify(),
+        Err(ProofError::File(FileError::Hex { .. }))
+    ));
 }
 
 /// Sums not bound: a prover who lowers a sibling's sum (to publish a smaller
@@ -59,20 +65,32 @@ fn sums_are_bound_in_every_node() {
 fn negative_balances_are_reported_never_netted() {
     let tree = SumTree::build(
         [9; 32],
-        [("customers:a".to_owned(), 100), ("customers:fake".to_owned(), -100)],
+        [
+            ("customers:a".to_owned(), 100),
+            ("customers:fake".to_owned(), -100),
+        ],
     )
     .expect("tree");
     assert_eq!(tree.root().sum, 100);
     assert_eq!(
         tree.refused(),
-        [Refused { account: "customers:fake".into(), balance: -100 }]
+        [Refused {
+            account: "customers:fake".into(),
+            balance: -100
+        }]
     );
     let mut negative = proof();
     negative.balance = "-250000".into();
-    assert!(matches!(negative.verify(), Err(ProofError::File(FileError::Field { .. }))));
+    assert!(matches!(
+        negative.verify(),
+        Err(ProofError::File(FileError::Field { .. }))
+    ));
     let mut negative_sum = proof();
     negative_sum.path[0].sum = format!("-{}", negative_sum.path[0].sum);
-    assert!(matches!(negative_sum.verify(), Err(ProofError::File(FileError::Field { .. }))));
+    assert!(matches!(
+        negative_sum.verify(),
+        Err(ProofError::File(FileError::Field { .. }))
+    ));
 }
 
 /// Reused leaf ids: two customers with equal balances cannot be shown one
@@ -82,17 +100,29 @@ fn a_leaf_belongs_to_one_account() {
     let salt = [4; 32];
     let tree = SumTree::build(
         salt,
-        [("customers:x".to_owned(), 700), ("customers:y".to_owned(), 700)],
+        [
+            ("customers:x".to_owned(), 700),
+            ("customers:y".to_owned(), 700),
+        ],
     )
     .expect("tree");
     let root = tree.root();
     let (balance, path) = tree.proof("customers:x").expect("proof");
-    assert_eq!(liabilities::verify(&salt, "customers:x", balance, &path, &root.hash, root.sum), Ok(()));
+    assert_eq!(
+        liabilities::verify(&salt, "customers:x", balance, &path, &root.hash, root.sum),
+        Ok(())
+    );
     assert_eq!(
         liabilities::verify(&salt, "customers:y", balance, &path, &root.hash, root.sum),
         Err(LiabilityError::RootMismatch)
     );
-    let twice = SumTree::build(salt, [("customers:x".to_owned(), 700), ("customers:x".to_owned(), 700)]);
+    let twice = SumTree::build(
+        salt,
+        [
+            ("customers:x".to_owned(), 700),
+            ("customers:x".to_owned(), 700),
+        ],
+    );
     assert!(matches!(twice, Err(LiabilityError::DuplicateAccount(_))));
 }
 
@@ -102,7 +132,10 @@ fn sums_never_wrap() {
     let salt = [0; 32];
     let leaf = liabilities::leaf(&salt, "customers:a", 5).expect("leaf");
     let huge = Step {
-        sibling: SumNode { hash: leaf.hash, sum: u128::MAX },
+        sibling: SumNode {
+            hash: leaf.hash,
+            sum: u128::MAX,
+        },
         side: Side::Right,
     };
     assert_eq!(

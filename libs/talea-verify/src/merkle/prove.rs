@@ -5,11 +5,12 @@
 //! A perfect subtree is named `(level, index)`: it covers leaves
 //! `[index * 2^level, (index + 1) * 2^level)`; level 0 holds the leaf hashes.
 //! Every subtree the RFC's recursion meets is either perfect (one stored
-//! node) or on the right edge of a tree whose size is not a power of two;
-//! such an edge is composed from its perfect pieces, at most one per level.
-//! A root therefore costs at most 64 node reads, and a proof at most 64
-//! roots of subtrees: O(log² n) reads in the worst case, O(log n) hashes
-//! in the answer.
+//! node) or a suffix `[start, size)` of the tree, which is a run of the
+//! tree's *peaks*: the perfect subtrees, one per set bit of `size`, that
+//! tile it from the left. The peaks are read once per proof and their
+//! suffix roots folded once, so a root, an inclusion proof or a consistency
+//! proof costs O(log n) node reads (at most 64 peaks and one read per
+//! proof hash) and O(log n) hashes.
 
 use super::{empty_root, node_hash, split};
 use crate::hash::Hash;
@@ -63,7 +64,9 @@ pub enum ProveError<E: std::error::Error + 'static> {
 pub fn root<N: Nodes>(nodes: &N, size: u64) -> Result<Hash, ProveError<N::Error>> {
     match size {
         0 => Ok(empty_root()),
-        _ => range_root(nodes, 0, size).map_err(ProveError::Nodes),
+        _ => Edge::read(nodes, size)
+            .and_then(|edge| edge.range_root(0, size))
+            .map_err(ProveError::Nodes),
     }
 }
 
@@ -77,16 +80,17 @@ pub fn inclusion_proof<N: Nodes>(
     if index >= size {
         return Err(ProveError::IndexOutOfRange { index, size });
     }
+    let edge = Edge::read(nodes, size).map_err(ProveError::Nodes)?;
     let (mut start, mut end) = (0, size);
     let mut top_down = Vec::new();
     while end - start > 1 {
         let k = split(end - start);
         let sibling = if index < start + k {
-            let right = range_root(nodes, start + k, end);
+            let right = edge.range_root(start + k, end);
             end = start + k;
             right
         } else {
-            let left = range_root(nodes, start, start + k);
+            let left = edge.range_root(start, start + k);
             start += k;
             left
         };
@@ -112,16 +116,17 @@ pub fn consistency_proof<N: Nodes>(
     // SUBPROOF(m, D[start:end], b), unrolled: each step appends one sibling
     // after the recursion's result, so siblings are gathered top-down and
     // reversed behind the base case's hash.
+    let edge = Edge::read(nodes, second).map_err(ProveError::Nodes)?;
     let (mut m, mut start, mut end, mut whole) = (first, 0, second, true);
     let mut top_down = Vec::new();
     while m != end - start {
         let k = split(end - start);
         let sibling = if m <= k {
-            let right = range_root(nodes, start + k, end);
+            let right = edge.range_root(start + k, end);
             end = start + k;
             right
         } else {
-            let left = range_root(nodes, start, start + k);
+            let left = edge.range_root(start, start + k);
             m -= k;
             start += k;
             whole = false;
@@ -131,23 +136,70 @@ pub fn consistency_proof<N: Nodes>(
     }
     let mut proof = Vec::with_capacity(top_down.len() + 1);
     if !whole {
-        proof.push(range_root(nodes, start, end).map_err(ProveError::Nodes)?);
+        proof.push(edge.range_root(start, end).map_err(ProveError::Nodes)?);
     }
     proof.extend(top_down.into_iter().rev());
     Ok(proof)
 }
 
-/// MTH of leaves `[start, end)` (`start < end`): one stored node when the
-/// range is a perfect subtree, else the RFC's split, whose left half is
-/// always perfect.
-fn range_root<N: Nodes>(nodes: &N, start: u64, end: u64) -> Result<Hash, N::Error> {
-    let n = end - start;
-    if n.is_power_of_two() && start.is_multiple_of(n) {
-        let level = n.trailing_zeros();
-        return nodes.node(level, start >> level);
+/// A tree of `size` leaves with the roots of its peak suffixes at hand.
+struct Edge<'a, N> {
+    nodes: &'a N,
+    size: u64,
+    /// `(start, MTH([start, size)))` for the start of every peak, leftmost
+    /// first.
+    suffixes: Vec<(u64, Hash)>,
+}
+
+impl<'a, N: Nodes> Edge<'a, N> {
+    /// Reads the peaks of a tree of `size >= 1` leaves and folds their
+    /// suffix roots from the right: MTH of a run of peaks is the node of
+    /// its first peak and the run after it.
+    fn read(nodes: &'a N, size: u64) -> Result<Self, N::Error> {
+        let mut peaks = Vec::new();
+        let mut start = 0u64;
+        for level in (0..u64::BITS).rev() {
+            if size >> level & 1 == 1 {
+                peaks.push((start, nodes.node(level, start >> level)?));
+                start += 1 << level;
+            }
+        }
+        let mut suffixes = Vec::with_capacity(peaks.len());
+        let mut right: Option<Hash> = None;
+        for (start, peak) in peaks.into_iter().rev() {
+            let root = match right {
+                Some(r) => node_hash(&peak, &r),
+                None => peak,
+            };
+            suffixes.push((start, root));
+            right = Some(root);
+        }
+        suffixes.reverse();
+        Ok(Self {
+            nodes,
+            size,
+            suffixes,
+        })
     }
-    let k = split(n);
-    let left = range_root(nodes, start, start + k)?;
-    let right = range_root(nodes, start + k, end)?;
-    Ok(node_hash(&left, &right))
+
+    /// MTH of leaves `[start, end)` (`start < end <= size`) as the RFC's
+    /// recursion meets them: a perfect subtree (one stored node) or a
+    /// suffix of the tree (folded already). Any other range is split as
+    /// the RFC splits it, which the proofs here never need.
+    fn range_root(&self, start: u64, end: u64) -> Result<Hash, N::Error> {
+        let n = end - start;
+        if n.is_power_of_two() && start.is_multiple_of(n) {
+            let level = n.trailing_zeros();
+            return self.nodes.node(level, start >> level);
+        }
+        if end == self.size
+            && let Ok(i) = self.suffixes.binary_search_by_key(&start, |(s, _)| *s)
+        {
+            return Ok(self.suffixes[i].1);
+        }
+        let k = split(n);
+        let left = self.range_root(start, start + k)?;
+        let right = self.range_root(start + k, end)?;
+        Ok(node_hash(&left, &right))
+    }
 }

@@ -235,8 +235,8 @@ fn bad_sizes_are_refused_without_panicking() {
     assert!(verify_consistency(5, 5, &r, &r, &[r]).is_err());
 }
 
-/// A store that holds only a large log's right edge: proofs at a million
-/// leaves read few nodes.
+/// A store that makes up its nodes and counts the reads: proofs at a
+/// million leaves read O(log n) nodes.
 #[derive(Debug, Default)]
 struct Counting {
     reads: std::cell::Cell<u64>,

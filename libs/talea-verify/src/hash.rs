@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 /// A full SHA-256 digest. Never truncated anywhere in talea's proofs.
 pub type Hash = [u8; 32];
 
-/// Length in hex characters of a [`Hash`] as text.
+/// Length in hex characters of a [`Hash`](type@Hash) as text.
 pub const HASH_HEX_LEN: usize = 64;
 
 /// A hash's text was not 64 lowercase hex digits.
@@ -45,7 +45,7 @@ pub fn parse_hex<const N: usize>(text: &str) -> Result<[u8; N], HexError> {
     Ok(out)
 }
 
-/// Parses a [`Hash`] from 64 lowercase hex digits.
+/// Parses a [`Hash`](type@Hash) from 64 lowercase hex digits.
 pub fn parse_hash(text: &str) -> Result<Hash, HexError> {
     parse_hex::<32>(text)
 }

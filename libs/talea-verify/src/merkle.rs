@@ -1,6 +1,6 @@
 //! The RFC 9162 (Certificate Transparency v2) §2.1 Merkle tree: leaf and node
 //! hashes, the verification of inclusion (§2.1.3.2) and consistency
-//! (§2.1.4.2) proofs, and (in [`prove`]) their generation from stored
+//! (§2.1.4.2) proofs, and (in the `prove` module) their generation from stored
 //! perfect subtrees.
 //!
 //! In talea the leaf data of event `seq` is its 32-byte chain hash

@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::chain::{ChainError, ChainStart, ChainVerifier, Summary};
 use crate::checkpoint::{Checkpoint, CheckpointError, KeyList, PublicKey};
 use crate::hash::{Hash, HexError, parse_hash};
 use crate::liabilities::{self, LiabilityError, Side, Step, SumNode, parse_balance};
@@ -71,6 +72,9 @@ pub enum ProofError {
     /// A checkpoint is malformed or its signature fails.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    /// The events' chain breaks.
+    #[error(transparent)]
+    Chain(#[from] ChainError),
     /// The proof and the checkpoints or published values it is checked
     /// against disagree (book, sizes, roots).
     #[error("{0}")]
@@ -110,7 +114,8 @@ fn hashes(field: &'static str, texts: &[String]) -> Result<Vec<Hash>, FileError>
 
 /// Reads an events export: a JSON array of events, an events page
 /// (`{"events": [...]}`, as `GET /v1/books/{book}/events` serves it), or
-/// NDJSON (one event object per line; blank lines skipped).
+/// NDJSON (one event object per line; blank lines skipped). No size limit:
+/// an export is as large as its book, and the caller chose to read it.
 pub fn parse_events(text: &str) -> Result<Vec<Value>, FileError> {
     match serde_json::from_str::<Value>(text) {
         Ok(Value::Array(events)) => Ok(events),
@@ -143,6 +148,45 @@ fn parse_ndjson(text: &str) -> Result<Vec<Value>, FileError> {
         events.push(event);
     }
     Ok(events)
+}
+
+/// Verifies a whole book's export from seq 1 and that its first
+/// `checkpoint.tree_size` events have the checkpoint's Merkle root (the
+/// checkpoint's signature the caller checks with [`Checkpoint::verify`]).
+/// Events past the checkpoint are chain-checked too.
+pub fn verify_export_against<I>(checkpoint: &Checkpoint, events: I) -> Result<Summary, ProofError>
+where
+    I: IntoIterator<Item = Value>,
+{
+    let root = checkpoint.root()?;
+    let mut verifier = ChainVerifier::new(ChainStart::genesis(&checkpoint.book));
+    let mut checked = checkpoint.tree_size == 0;
+    if checked && root != merkle::empty_root() {
+        return Err(ProofError::Mismatch(
+            "an empty tree has another root".into(),
+        ));
+    }
+    for event in events {
+        verifier.push(&event)?;
+        if verifier.position().0 == checkpoint.tree_size {
+            let summary = verifier.summary();
+            if summary.and_then(|s| s.root) != Some(root) {
+                return Err(ProofError::Mismatch(format!(
+                    "the export's first {} events do not have the checkpoint's root",
+                    checkpoint.tree_size
+                )));
+            }
+            checked = true;
+        }
+    }
+    match (checked, verifier.summary()) {
+        (true, Some(summary)) => Ok(summary),
+        _ => Err(ProofError::Mismatch(format!(
+            "the export ends at seq {}, before the checkpoint's tree size {}",
+            verifier.position().0,
+            checkpoint.tree_size
+        ))),
+    }
 }
 
 /// Reads a checkpoint (`GET /v1/books/{book}/checkpoint`).

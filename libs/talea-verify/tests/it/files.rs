@@ -142,3 +142,34 @@ fn liability_fields_are_checked() {
         Err(ProofError::File(FileError::Hex { .. }))
     ));
 }
+
+#[test]
+fn an_export_is_checked_against_a_checkpoint() {
+    use talea_verify::files::verify_export_against;
+    let events = parse_events(&block("events")).expect("events");
+    let checkpoint = parse_checkpoint(&block("checkpoint")).expect("checkpoint");
+    let older = parse_checkpoint(&block("checkpoint-2")).expect("checkpoint");
+    let summary = verify_export_against(&checkpoint, events.clone()).expect("matches");
+    assert_eq!(summary.last_seq, 3);
+    // A longer export still matches an older checkpoint at its size.
+    assert_eq!(
+        verify_export_against(&older, events.clone()).map(|s| s.last_seq),
+        Ok(3)
+    );
+    assert!(matches!(
+        verify_export_against(&checkpoint, events[..2].to_vec()),
+        Err(ProofError::Mismatch(_))
+    ));
+    let mut wrong_root = older.clone();
+    wrong_root.root_hash = checkpoint.root_hash.clone();
+    assert!(matches!(
+        verify_export_against(&wrong_root, events.clone()),
+        Err(ProofError::Mismatch(_))
+    ));
+    let mut tampered = events;
+    tampered[1]["data"]["kind"] = serde_json::json!("asset");
+    assert!(matches!(
+        verify_export_against(&checkpoint, tampered),
+        Err(ProofError::Chain(e)) if e.seq == 2
+    ));
+}

@@ -53,12 +53,17 @@ fn arbitrary_json() -> impl Strategy<Value = Value> {
     })
 }
 
+const TIME: &str = "2026-12-07T00:00:00.000000Z";
+
 fn every_parser_and_verifier(text: &str) {
     let keys = KeyList {
         keys: vec![SigningKey::from_seed(&[2; 32]).public_key()],
     };
     if let Ok(events) = parse_events(text) {
-        let _ = verify_chain("main", events);
+        let _ = verify_chain("main", events.clone());
+        if let Ok(checkpoint) = SigningKey::from_seed(&[2; 32]).sign("main", 2, &[0; 32], TIME) {
+            let _ = talea_verify::files::verify_export_against(&checkpoint, events);
+        }
     }
     if let Ok(checkpoint) = parse_checkpoint(text) {
         let _ = checkpoint.verify(&keys);

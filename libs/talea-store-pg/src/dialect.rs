@@ -176,9 +176,6 @@ pub(crate) const SQL: Dialect = Dialect {
          JOIN accounts a ON a.book = hp.book AND a.name = hp.account \
          WHERE h.book = $1 AND h.status = 'pending' \
            AND (h.expires_at IS NULL OR h.expires_at > now())",
-    insert_hold_posting: "INSERT INTO hold_postings \
-           (book, seq, leg, account, asset, amount, balance_after) \
-         VALUES ($1, $2, $3, $4, $5, $6::text::numeric, $7::text::numeric)",
 };
 
 /// Locks the counter rows of `books` in one statement, in the database's

@@ -179,9 +179,6 @@ pub struct Dialect {
     /// in one snapshot: the book's balance rows (amount NULL), then every
     /// leg of its live holds as in `balances_now` (debits and credits NULL).
     pub trial_balance_now: &'static str,
-    /// `$1` book, `$2` seq, `$3` leg, `$4` account, `$5` asset, `$6` amount,
-    /// `$7` balance after (texts): inserts a `hold_postings` row.
-    pub insert_hold_posting: &'static str,
 }
 
 /// A book's state under its write lock.
@@ -257,7 +254,7 @@ pub trait SqlBackend: Send + Sync + std::fmt::Debug + 'static {
 
     /// Writes `rows`, the plain ones and those only holds, settles and
     /// voids have (`special`, `hold_postings`, `holds`, `hold_ends`; a
-    /// backend may write those with [`crate::write::write_holds_each`]);
+    /// backend may end holds with [`crate::write::end_holds_each`]);
     /// with `advance`, also moves the books' counters (and notifies, where
     /// notifications are part of the transaction). Fails if a hold to end
     /// is not pending ([`crate::write::not_pending`]).

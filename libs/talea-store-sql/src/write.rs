@@ -16,7 +16,7 @@
 //! so a batch of plain posts on a book without holds runs exactly the
 //! statements it always did. Holds, settles and voids add their own rows to
 //! the same write ([`SqlBackend::write_rows`]: one statement on Postgres,
-//! [`write_holds_each`] on SQLite), in the same savepoint. [`expire_holds`]
+//! multi-row statements and [`end_holds_each`] on SQLite), in the same savepoint. [`expire_holds`]
 //! ends a book's due holds under its lock.
 
 use std::collections::{HashMap, HashSet};
@@ -38,7 +38,7 @@ use crate::backend::{Conn, Head, Param, Row, SqlBackend, Tx};
 use crate::decode::{self, fetch};
 use crate::error::{Class, classify, describe, store_error, write_error};
 use crate::read;
-use crate::rows::{Advance, Rows, TransactionRow, new_seq_param};
+use crate::rows::{Advance, Rows, new_seq_param};
 
 /// Registers an asset unless its code exists.
 pub async fn register_asset<B: SqlBackend>(
@@ -554,41 +554,13 @@ async fn accounts_and_held<B: SqlBackend>(
     Ok((accounts_of::<B>(wanted, &account_rows)?, held_by_book))
 }
 
-/// The rows of `rows` that only holds, settles and voids have (`special`
-/// transactions with their events, `hold_postings`, `holds`, `hold_ends`),
-/// one statement per row, for a backend that does not write them set-wise
-/// in `SqlBackend::write_rows`.
-pub async fn write_holds_each<B: SqlBackend>(
+/// Ends the holds that `rows`' settles and voids end (`hold_ends`), one
+/// statement each, failing unless each was pending: for a backend that does
+/// not end them set-wise in `SqlBackend::write_rows`.
+pub async fn end_holds_each<B: SqlBackend>(
     conn: &mut Conn<B>,
     rows: &Rows<'_>,
 ) -> Result<(), sqlx::Error> {
-    for t in &rows.special {
-        insert_special::<B>(conn, t).await?;
-    }
-    for p in &rows.hold_postings {
-        let params = [
-            Param::Text(Some(p.book)),
-            Param::Int(p.seq),
-            Param::Int(i64::from(p.leg)),
-            Param::Text(Some(p.account)),
-            Param::Text(Some(p.asset)),
-            Param::Text(Some(&p.amount)),
-            Param::Text(Some(&p.balance_after)),
-        ];
-        B::fetch(conn, B::SQL.insert_hold_posting, &params).await?;
-    }
-    for h in &rows.holds {
-        let params = [
-            Param::Text(Some(h.book)),
-            Param::Int(h.seq),
-            Param::Uuid(h.tx_id),
-            Param::OptTime(h.expires_at),
-            Param::Text(Some(h.status.as_str())),
-            Param::OptInt(h.ended_seq),
-            Param::OptUuid(h.ended_tx_id),
-        ];
-        B::fetch(conn, INSERT_HOLD, &params).await?;
-    }
     for end in &rows.hold_ends {
         let params = [
             Param::Text(Some(end.book)),
@@ -611,50 +583,9 @@ pub fn not_pending(book: &str, hold: uuid::Uuid) -> sqlx::Error {
     sqlx::Error::Protocol(format!("hold {hold} of book {book} is not pending"))
 }
 
-/// The `events` and `transactions` rows of a hold, settle or void.
-async fn insert_special<B: SqlBackend>(
-    conn: &mut Conn<B>,
-    t: &TransactionRow<'_>,
-) -> Result<(), sqlx::Error> {
-    let event = [
-        Param::Text(Some(t.book)),
-        Param::Int(t.seq),
-        Param::Time(t.committed_at),
-    ];
-    B::fetch(conn, INSERT_TRANSACTION_EVENT, &event).await?;
-    let params = [
-        Param::Text(Some(t.book)),
-        Param::Int(t.seq),
-        Param::Uuid(t.tx_id),
-        Param::Text(Some(t.key)),
-        Param::Bytes(t.hash),
-        Param::Time(t.committed_at),
-        Param::OptTime(t.occurred_at),
-        Param::Text(t.memo),
-        Param::Text(t.metadata),
-        Param::Text(Some(t.status.as_str())),
-        Param::OptTime(t.expires_at),
-        Param::OptUuid(t.pending_tx_id),
-    ];
-    B::fetch(conn, INSERT_SPECIAL_TRANSACTION, &params).await?;
-    Ok(())
-}
-
-/// The `events` row of a transaction or an expiry: `$1` book, `$2` seq, `$3` time.
+/// The `events` row of an expiry: `$1` book, `$2` seq, `$3` time.
 const INSERT_TRANSACTION_EVENT: &str = "INSERT INTO events (book, seq, type, committed_at) \
                                         VALUES ($1, $2, 'transaction', $3)";
-
-/// A hold's, settle's or void's `transactions` row.
-const INSERT_SPECIAL_TRANSACTION: &str = "INSERT INTO transactions \
-       (book, seq, tx_id, idempotency_key, request_hash, committed_at, occurred_at, memo, \
-        metadata, status, expires_at, pending_tx_id) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
-
-/// A new hold's `holds` row: `$1` book, `$2` seq, `$3` tx id, `$4` expiry,
-/// `$5` status, `$6` ended seq, `$7` ended tx id.
-const INSERT_HOLD: &str = "INSERT INTO holds \
-       (book, seq, tx_id, expires_at, status, ended_seq, ended_tx_id) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7)";
 
 /// Ends a pending hold: `$1` book, `$2` its tx id, `$3` status, `$4` the
 /// ending event's seq, `$5` the settle or void (NULL for an expiry); a row

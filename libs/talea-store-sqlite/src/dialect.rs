@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use sqlx::{Row as _, SqliteConnection, SqlitePool};
 use talea_core::Timestamp;
 use talea_store::StoreError;
-use talea_store_sql::rows::{Advance, BalanceRow, PostingRow, Rows, TransactionRow};
+use talea_store_sql::rows::{Advance, BalanceRow, HoldRow, PostingRow, Rows, TransactionRow};
 use talea_store_sql::{Dialect, Head, Tx, account_columns, transaction_columns};
 
 use crate::error::store_error;
@@ -250,9 +250,6 @@ pub(crate) const SQL: Dialect = Dialect {
         now_micros!(),
         ")"
     ),
-    insert_hold_posting: "INSERT INTO hold_postings \
-           (book, seq, leg, account, asset, amount, balance_after) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
 };
 
 /// How every write transaction starts: with SQLite's write lock taken at
@@ -409,8 +406,98 @@ impl Row for BalanceRow<'_> {
     }
 }
 
-/// `SqlBackend::write_rows`: a few multi-row statements per table, then
-/// the counters.
+/// A hold's, settle's or void's `transactions` row, with the columns only
+/// they set.
+struct SpecialOf<'a>(&'a TransactionRow<'a>);
+
+impl Row for SpecialOf<'_> {
+    const COLUMNS: usize = 12;
+
+    fn bind<'q>(&'q self, query: Bound<'q>) -> Bound<'q> {
+        self.0
+            .bind(query)
+            .bind(self.0.status.as_str())
+            .bind(self.0.expires_at.map(Timestamp::micros))
+            .bind(self.0.pending_tx_id)
+    }
+}
+
+/// A hold's leg (`hold_postings` has no `debits_after`).
+struct HoldLegOf<'a>(&'a PostingRow<'a>);
+
+impl Row for HoldLegOf<'_> {
+    const COLUMNS: usize = 7;
+
+    fn bind<'q>(&'q self, query: Bound<'q>) -> Bound<'q> {
+        let p = self.0;
+        query
+            .bind(p.book)
+            .bind(p.seq)
+            .bind(i64::from(p.leg))
+            .bind(p.account)
+            .bind(p.asset)
+            .bind(p.amount.as_str())
+            .bind(p.balance_after.as_str())
+    }
+}
+
+impl Row for HoldRow<'_> {
+    const COLUMNS: usize = 7;
+
+    fn bind<'q>(&'q self, query: Bound<'q>) -> Bound<'q> {
+        query
+            .bind(self.book)
+            .bind(self.seq)
+            .bind(self.tx_id)
+            .bind(self.expires_at.map(Timestamp::micros))
+            .bind(self.status.as_str())
+            .bind(self.ended_seq)
+            .bind(self.ended_tx_id)
+    }
+}
+
+/// The rows only holds, settles and voids have, a few multi-row statements
+/// per table; then the holds they end, one statement each
+/// (`talea_store_sql::write::end_holds_each`).
+async fn insert_hold_rows(conn: &mut SqliteConnection, rows: &Rows<'_>) -> Result<(), sqlx::Error> {
+    let events: Vec<EventOf<'_>> = rows.special.iter().map(EventOf).collect();
+    rows::insert(
+        conn,
+        "INSERT INTO events (book, seq, type, committed_at)",
+        "",
+        &events,
+    )
+    .await?;
+    let special: Vec<SpecialOf<'_>> = rows.special.iter().map(SpecialOf).collect();
+    rows::insert(
+        conn,
+        "INSERT INTO transactions (book, seq, tx_id, idempotency_key, request_hash, \
+         committed_at, occurred_at, memo, metadata, status, expires_at, pending_tx_id)",
+        "",
+        &special,
+    )
+    .await?;
+    let legs: Vec<HoldLegOf<'_>> = rows.hold_postings.iter().map(HoldLegOf).collect();
+    rows::insert(
+        conn,
+        "INSERT INTO hold_postings (book, seq, leg, account, asset, amount, balance_after)",
+        "",
+        &legs,
+    )
+    .await?;
+    rows::insert(
+        conn,
+        "INSERT INTO holds (book, seq, tx_id, expires_at, status, ended_seq, ended_tx_id)",
+        "",
+        &rows.holds,
+    )
+    .await?;
+    talea_store_sql::write::end_holds_each::<crate::SqliteStore>(conn, rows).await
+}
+
+/// `SqlBackend::write_rows`: a few multi-row statements per table (those
+/// of holds, settles and voids only when there are some), then the
+/// counters.
 pub(crate) async fn insert_rows(
     conn: &mut SqliteConnection,
     rows: &Rows<'_>,
@@ -449,6 +536,9 @@ pub(crate) async fn insert_rows(
         &rows.balances,
     )
     .await?;
+    if !rows.special.is_empty() {
+        insert_hold_rows(conn, rows).await?;
+    }
     match moves {
         Some(moves) => upsert_counters(conn, moves).await,
         None => Ok(()),

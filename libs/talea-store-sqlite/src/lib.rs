@@ -378,11 +378,7 @@ impl SqlBackend for SqliteStore {
         rows: &Rows<'_>,
         advance: Option<&Advance>,
     ) -> Result<(), sqlx::Error> {
-        dialect::insert_rows(conn, rows, advance).await?;
-        if rows.special.is_empty() {
-            return Ok(());
-        }
-        talea_store_sql::write::write_holds_each::<Self>(conn, rows).await
+        dialect::insert_rows(conn, rows, advance).await
     }
 
     async fn advance(conn: &mut SqliteConnection, advance: &Advance) -> Result<(), sqlx::Error> {

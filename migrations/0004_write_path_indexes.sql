@@ -1,3 +1,8 @@
+-- Indexes of the write path, as the hold-then-settle benchmark found them
+-- (docs/benchmarks.md, "Holds"). Writes to the tables wait while the
+-- indexes are built (seconds per million rows); on a large ledger, migrate
+-- off-peak.
+
 -- Transactions by id within a book: a settle or void names its hold by
 -- (book, tx_id). With `transactions_tx_id_idx` on tx_id alone, a young
 -- book's statistics (none yet) let the planner AND that index with a scan of
@@ -7,5 +12,8 @@
 -- books, so it replaces the old one.
 CREATE INDEX transactions_tx_id_book_idx ON transactions (tx_id, book);
 DROP INDEX transactions_tx_id_idx;
--- Writes to the table wait while the index is built (seconds per million
--- transactions); on a large ledger, migrate off-peak.
+
+-- Expiry events find their hold by seq; settles and voids never do, so
+-- they need not add an entry to this index when they end a hold.
+CREATE INDEX holds_expired_seq_idx ON holds (book, ended_seq) WHERE status = 'expired';
+DROP INDEX holds_ended_seq_idx;

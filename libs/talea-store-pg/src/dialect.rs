@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::PgPool;
 use sqlx::{PgConnection, Row as _};
 use talea_store::StoreError;
-use talea_store_sql::rows::{Advance, Rows, new_seq_param};
+use talea_store_sql::rows::{Advance, PostingRow, Rows, TransactionRow, new_seq_param};
 use talea_store_sql::{Dialect, Head, Tx, account_columns, transaction_columns};
 
 use crate::codec;
@@ -479,41 +479,14 @@ pub(crate) async fn unnest_write(
         (false, true) => WITH_HOLDS.drafts.as_str(),
         (true, true) => WITH_HOLDS.batch.as_str(),
     };
-    let at: Vec<DateTime<Utc>> = txs.iter().map(|t| codec::instant(t.committed_at)).collect();
-    // The planner refused every `occurred_at` chrono cannot hold
-    // (`PgStore::check_draft`); one that reached here anyway fails the write
-    // rather than being stored as NULL.
-    let occurred_at = txs
-        .iter()
-        .map(|t| storable(t.occurred_at))
-        .collect::<Result<Vec<_>, _>>()?;
     let (ps, bs) = (&rows.postings, &rows.balances);
-    let query = sqlx::query(sql)
-        .bind(txs.iter().map(|t| t.book).collect::<Vec<_>>())
-        .bind(txs.iter().map(|t| t.seq).collect::<Vec<_>>())
-        .bind(at)
-        .bind(txs.iter().map(|t| t.tx_id).collect::<Vec<_>>())
-        .bind(txs.iter().map(|t| t.key).collect::<Vec<_>>())
-        .bind(txs.iter().map(|t| t.hash).collect::<Vec<_>>())
-        .bind(occurred_at)
-        .bind(txs.iter().map(|t| t.memo).collect::<Vec<_>>())
-        .bind(txs.iter().map(|t| t.metadata).collect::<Vec<_>>())
-        .bind(ps.iter().map(|p| p.book).collect::<Vec<_>>())
-        .bind(ps.iter().map(|p| p.seq).collect::<Vec<_>>())
-        .bind(ps.iter().map(|p| p.leg).collect::<Vec<_>>())
-        .bind(ps.iter().map(|p| p.account).collect::<Vec<_>>())
-        .bind(ps.iter().map(|p| p.asset).collect::<Vec<_>>())
-        .bind(ps.iter().map(|p| p.amount.as_str()).collect::<Vec<_>>())
-        .bind(
-            ps.iter()
-                .map(|p| p.balance_after.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            ps.iter()
-                .map(|p| p.debits_after.as_str())
-                .collect::<Vec<_>>(),
-        )
+    let query = bind_transactions(sqlx::query(sql), txs)?;
+    let query = bind_legs(query, ps).bind(
+        ps.iter()
+            .map(|p| p.debits_after.as_str())
+            .collect::<Vec<_>>(),
+    );
+    let query = query
         .bind(bs.iter().map(|b| b.book).collect::<Vec<_>>())
         .bind(bs.iter().map(|b| b.account).collect::<Vec<_>>())
         .bind(bs.iter().map(|b| b.asset).collect::<Vec<_>>())
@@ -548,43 +521,40 @@ pub(crate) async fn unnest_write(
     Ok(())
 }
 
-/// Binds the parameters of [`holds_ctes`], in order.
-fn bind_holds<'q>(
-    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
-    rows: &'q Rows<'_>,
-) -> Result<sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>, sqlx::Error> {
-    let txs = &rows.special;
+/// A statement being built, its parameters borrowed for `'q`.
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+/// Binds the nine columns every `transactions` row has (and its `events`
+/// row's), as parallel arrays: book, seq, commit time, tx id, key, request
+/// hash, `occurred_at`, memo, metadata.
+fn bind_transactions<'q>(
+    query: PgQuery<'q>,
+    txs: &'q [TransactionRow<'_>],
+) -> Result<PgQuery<'q>, sqlx::Error> {
+    let at: Vec<DateTime<Utc>> = txs.iter().map(|t| codec::instant(t.committed_at)).collect();
+    // The planner refused every `occurred_at` chrono cannot hold
+    // (`PgStore::check_draft`); one that reached here anyway fails the write
+    // rather than being stored as NULL.
     let occurred_at = txs
         .iter()
         .map(|t| storable(t.occurred_at))
         .collect::<Result<Vec<_>, _>>()?;
-    let expires_at = txs
-        .iter()
-        .map(|t| storable(t.expires_at))
-        .collect::<Result<Vec<_>, _>>()?;
-    let hold_expires_at = rows
-        .holds
-        .iter()
-        .map(|h| storable(h.expires_at))
-        .collect::<Result<Vec<_>, _>>()?;
-    let (ps, hs, es) = (&rows.hold_postings, &rows.holds, &rows.hold_ends);
     Ok(query
         .bind(txs.iter().map(|t| t.book).collect::<Vec<_>>())
         .bind(txs.iter().map(|t| t.seq).collect::<Vec<_>>())
-        .bind(
-            txs.iter()
-                .map(|t| codec::instant(t.committed_at))
-                .collect::<Vec<_>>(),
-        )
+        .bind(at)
         .bind(txs.iter().map(|t| t.tx_id).collect::<Vec<_>>())
         .bind(txs.iter().map(|t| t.key).collect::<Vec<_>>())
         .bind(txs.iter().map(|t| t.hash).collect::<Vec<_>>())
         .bind(occurred_at)
         .bind(txs.iter().map(|t| t.memo).collect::<Vec<_>>())
-        .bind(txs.iter().map(|t| t.metadata).collect::<Vec<_>>())
-        .bind(txs.iter().map(|t| t.status.as_str()).collect::<Vec<_>>())
-        .bind(expires_at)
-        .bind(txs.iter().map(|t| t.pending_tx_id).collect::<Vec<_>>())
+        .bind(txs.iter().map(|t| t.metadata).collect::<Vec<_>>()))
+}
+
+/// Binds the seven columns a posting and a hold's leg share, as parallel
+/// arrays: book, seq, leg, account, asset, amount, balance after.
+fn bind_legs<'q>(query: PgQuery<'q>, ps: &'q [PostingRow<'_>]) -> PgQuery<'q> {
+    query
         .bind(ps.iter().map(|p| p.book).collect::<Vec<_>>())
         .bind(ps.iter().map(|p| p.seq).collect::<Vec<_>>())
         .bind(ps.iter().map(|p| p.leg).collect::<Vec<_>>())
@@ -596,6 +566,26 @@ fn bind_holds<'q>(
                 .map(|p| p.balance_after.as_str())
                 .collect::<Vec<_>>(),
         )
+}
+
+/// Binds the parameters of [`holds_ctes`], in order.
+fn bind_holds<'q>(query: PgQuery<'q>, rows: &'q Rows<'_>) -> Result<PgQuery<'q>, sqlx::Error> {
+    let txs = &rows.special;
+    let expires_at = txs
+        .iter()
+        .map(|t| storable(t.expires_at))
+        .collect::<Result<Vec<_>, _>>()?;
+    let hold_expires_at = rows
+        .holds
+        .iter()
+        .map(|h| storable(h.expires_at))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (ps, hs, es) = (&rows.hold_postings, &rows.holds, &rows.hold_ends);
+    let query = bind_transactions(query, txs)?
+        .bind(txs.iter().map(|t| t.status.as_str()).collect::<Vec<_>>())
+        .bind(expires_at)
+        .bind(txs.iter().map(|t| t.pending_tx_id).collect::<Vec<_>>());
+    Ok(bind_legs(query, ps)
         .bind(hs.iter().map(|h| h.book).collect::<Vec<_>>())
         .bind(hs.iter().map(|h| h.seq).collect::<Vec<_>>())
         .bind(hs.iter().map(|h| h.tx_id).collect::<Vec<_>>())

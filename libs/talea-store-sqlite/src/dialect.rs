@@ -380,15 +380,7 @@ impl Row for PostingRow<'_> {
     const COLUMNS: usize = 8;
 
     fn bind<'q>(&'q self, query: Bound<'q>) -> Bound<'q> {
-        query
-            .bind(self.book)
-            .bind(self.seq)
-            .bind(i64::from(self.leg))
-            .bind(self.account)
-            .bind(self.asset)
-            .bind(self.amount.as_str())
-            .bind(self.balance_after.as_str())
-            .bind(self.debits_after.as_str())
+        bind_leg(self, query).bind(self.debits_after.as_str())
     }
 }
 
@@ -429,16 +421,21 @@ impl Row for HoldLegOf<'_> {
     const COLUMNS: usize = 7;
 
     fn bind<'q>(&'q self, query: Bound<'q>) -> Bound<'q> {
-        let p = self.0;
-        query
-            .bind(p.book)
-            .bind(p.seq)
-            .bind(i64::from(p.leg))
-            .bind(p.account)
-            .bind(p.asset)
-            .bind(p.amount.as_str())
-            .bind(p.balance_after.as_str())
+        bind_leg(self.0, query)
     }
+}
+
+/// The seven columns a posting and a hold's leg share: book, seq, leg,
+/// account, asset, amount, balance after.
+fn bind_leg<'q>(p: &'q PostingRow<'_>, query: Bound<'q>) -> Bound<'q> {
+    query
+        .bind(p.book)
+        .bind(p.seq)
+        .bind(i64::from(p.leg))
+        .bind(p.account)
+        .bind(p.asset)
+        .bind(p.amount.as_str())
+        .bind(p.balance_after.as_str())
 }
 
 impl Row for HoldRow<'_> {
@@ -456,18 +453,26 @@ impl Row for HoldRow<'_> {
     }
 }
 
-/// The rows only holds, settles and voids have, a few multi-row statements
-/// per table; then the holds they end, one statement each
-/// (`talea_store_sql::write::end_holds_each`).
-async fn insert_hold_rows(conn: &mut SqliteConnection, rows: &Rows<'_>) -> Result<(), sqlx::Error> {
-    let events: Vec<EventOf<'_>> = rows.special.iter().map(EventOf).collect();
+/// The `events` rows of transactions.
+async fn insert_events(
+    conn: &mut SqliteConnection,
+    txs: &[TransactionRow<'_>],
+) -> Result<(), sqlx::Error> {
+    let events: Vec<EventOf<'_>> = txs.iter().map(EventOf).collect();
     rows::insert(
         conn,
         "INSERT INTO events (book, seq, type, committed_at)",
         "",
         &events,
     )
-    .await?;
+    .await
+}
+
+/// The rows only holds, settles and voids have, a few multi-row statements
+/// per table; then the holds they end, one statement each
+/// (`talea_store_sql::write::end_holds_each`).
+async fn insert_hold_rows(conn: &mut SqliteConnection, rows: &Rows<'_>) -> Result<(), sqlx::Error> {
+    insert_events(conn, &rows.special).await?;
     let special: Vec<SpecialOf<'_>> = rows.special.iter().map(SpecialOf).collect();
     rows::insert(
         conn,
@@ -503,14 +508,7 @@ pub(crate) async fn insert_rows(
     rows: &Rows<'_>,
     moves: Option<&Advance>,
 ) -> Result<(), sqlx::Error> {
-    let events: Vec<EventOf<'_>> = rows.transactions.iter().map(EventOf).collect();
-    rows::insert(
-        conn,
-        "INSERT INTO events (book, seq, type, committed_at)",
-        "",
-        &events,
-    )
-    .await?;
+    insert_events(conn, &rows.transactions).await?;
     rows::insert(
         conn,
         "INSERT INTO transactions (book, seq, tx_id, idempotency_key, request_hash, \

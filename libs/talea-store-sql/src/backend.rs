@@ -253,9 +253,8 @@ pub trait SqlBackend: Send + Sync + std::fmt::Debug + 'static {
     ) -> impl Future<Output = Result<(Tx<Self>, HashMap<String, Head>), StoreError>> + Send;
 
     /// Writes `rows`, the plain ones and those only holds, settles and
-    /// voids have (`special`, `hold_postings`, `holds`, `hold_ends`; a
-    /// backend may end holds with [`crate::write::end_holds_each`]);
-    /// with `advance`, also moves the books' counters (and notifies, where
+    /// voids have (`special`, `hold_postings`, `holds`, `hold_ends`); with
+    /// `advance`, also moves the books' counters (and notifies, where
     /// notifications are part of the transaction). Fails if a hold to end
     /// is not pending ([`crate::write::not_pending`]).
     fn write_rows(

@@ -16,7 +16,7 @@
 //! so a batch of plain posts on a book without holds runs exactly the
 //! statements it always did. Holds, settles and voids add their own rows to
 //! the same write ([`SqlBackend::write_rows`]: one statement on Postgres,
-//! multi-row statements and [`end_holds_each`] on SQLite), in the same savepoint. [`expire_holds`]
+//! multi-row statements on SQLite), in the same savepoint. [`expire_holds`]
 //! ends a book's due holds under its lock.
 
 use std::collections::{HashMap, HashSet};
@@ -552,29 +552,6 @@ async fn accounts_and_held<B: SqlBackend>(
         read::add_held(held, decode::amount::<B>(row, "amount")?)?;
     }
     Ok((accounts_of::<B>(wanted, &account_rows)?, held_by_book))
-}
-
-/// Ends the holds that `rows`' settles and voids end (`hold_ends`), one
-/// statement each, failing unless each was pending: for a backend that does
-/// not end them set-wise in `SqlBackend::write_rows`.
-pub async fn end_holds_each<B: SqlBackend>(
-    conn: &mut Conn<B>,
-    rows: &Rows<'_>,
-) -> Result<(), sqlx::Error> {
-    for end in &rows.hold_ends {
-        let params = [
-            Param::Text(Some(end.book)),
-            Param::Uuid(end.hold),
-            Param::Text(Some(end.status.as_str())),
-            Param::Int(end.ended_seq),
-            Param::OptUuid(Some(end.ended_tx_id)),
-        ];
-        let ended = B::fetch(conn, END_HOLD, &params).await?;
-        if ended.is_empty() {
-            return Err(not_pending(end.book, end.hold));
-        }
-    }
-    Ok(())
 }
 
 /// The error of a settle, void or expiry whose hold is not pending in the

@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use sqlx::{Row as _, SqliteConnection, SqlitePool};
 use talea_core::Timestamp;
 use talea_store::StoreError;
-use talea_store_sql::rows::{Advance, BalanceRow, HoldRow, PostingRow, Rows, TransactionRow};
+use talea_store_sql::rows::{
+    Advance, BalanceRow, HoldEnd, HoldRow, PostingRow, Rows, TransactionRow,
+};
 use talea_store_sql::{Dialect, Head, Tx, account_columns, transaction_columns};
 
 use crate::error::store_error;
@@ -453,6 +455,19 @@ impl Row for HoldRow<'_> {
     }
 }
 
+impl Row for HoldEnd<'_> {
+    const COLUMNS: usize = 5;
+
+    fn bind<'q>(&'q self, query: Bound<'q>) -> Bound<'q> {
+        query
+            .bind(self.book)
+            .bind(self.hold)
+            .bind(self.status.as_str())
+            .bind(self.ended_seq)
+            .bind(self.ended_tx_id)
+    }
+}
+
 /// The `events` rows of transactions.
 async fn insert_events(
     conn: &mut SqliteConnection,
@@ -469,8 +484,8 @@ async fn insert_events(
 }
 
 /// The rows only holds, settles and voids have, a few multi-row statements
-/// per table; then the holds they end, one statement each
-/// (`talea_store_sql::write::end_holds_each`).
+/// per table, and the ends of the holds they end (`UPDATE … FROM (VALUES
+/// …)`), failing unless each was pending.
 async fn insert_hold_rows(conn: &mut SqliteConnection, rows: &Rows<'_>) -> Result<(), sqlx::Error> {
     insert_events(conn, &rows.special).await?;
     let special: Vec<SpecialOf<'_>> = rows.special.iter().map(SpecialOf).collect();
@@ -497,7 +512,25 @@ async fn insert_hold_rows(conn: &mut SqliteConnection, rows: &Rows<'_>) -> Resul
         &rows.holds,
     )
     .await?;
-    talea_store_sql::write::end_holds_each::<crate::SqliteStore>(conn, rows).await
+    // The holds made before that settles and voids end, each only if pending.
+    let ended = rows::apply(
+        conn,
+        "UPDATE holds SET status = u.column3, ended_seq = u.column4, ended_tx_id = u.column5 \
+         FROM (",
+        ") AS u WHERE holds.book = u.column1 AND holds.tx_id = u.column2 \
+           AND holds.status = 'pending'",
+        &rows.hold_ends,
+    )
+    .await?;
+    if usize::try_from(ended).ok() != Some(rows.hold_ends.len()) {
+        // Which one is not known from the count: name the first.
+        let (book, hold) = rows
+            .hold_ends
+            .first()
+            .map_or(("?", uuid::Uuid::nil()), |e| (e.book, e.hold));
+        return Err(talea_store_sql::write::not_pending(book, hold));
+    }
+    Ok(())
 }
 
 /// `SqlBackend::write_rows`: a few multi-row statements per table (those

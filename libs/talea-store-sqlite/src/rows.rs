@@ -51,6 +51,19 @@ pub(crate) async fn insert<R: Row>(
     tail: &str,
     rows: &[R],
 ) -> Result<(), sqlx::Error> {
+    apply(conn, head, tail, rows).await.map(drop)
+}
+
+/// Runs `head VALUES (...),(...) tail` statements over `rows`, chunked (an
+/// `INSERT`, or an `UPDATE … FROM (VALUES …) AS u …`), and answers how
+/// many rows they changed in all.
+pub(crate) async fn apply<R: Row>(
+    conn: &mut SqliteConnection,
+    head: &str,
+    tail: &str,
+    rows: &[R],
+) -> Result<u64, sqlx::Error> {
+    let mut changed = 0;
     let mut rest = rows;
     while !rest.is_empty() {
         let (chunk, after) = rest.split_at(chunk_len(rest.len()));
@@ -59,10 +72,10 @@ pub(crate) async fn insert<R: Row>(
         for row in chunk {
             query = row.bind(query);
         }
-        query.execute(&mut *conn).await?;
+        changed += query.execute(&mut *conn).await?.rows_affected();
         rest = after;
     }
-    Ok(())
+    Ok(changed)
 }
 
 #[cfg(test)]

@@ -17,3 +17,9 @@ DROP INDEX transactions_tx_id_idx;
 -- they need not add an entry to this index when they end a hold.
 CREATE INDEX holds_expired_seq_idx ON holds (book, ended_seq) WHERE status = 'expired';
 DROP INDEX holds_ended_seq_idx;
+
+-- Holds are ended by their key (book, seq), and a hold is found by id
+-- through `transactions` (above); the unique (book, tx_id) index only cost
+-- an entry per hold made and another per hold ended (tx ids do not
+-- collide, as for `transactions`).
+ALTER TABLE holds DROP CONSTRAINT holds_tx_id_key;

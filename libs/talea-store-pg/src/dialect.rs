@@ -420,9 +420,9 @@ const HOLDS_CTES: &str = ", hold_event AS ( \
          ), ended AS ( \
            UPDATE holds SET status = u.status, ended_seq = u.ended_seq, \
              ended_tx_id = u.ended_tx_id \
-           FROM unnest(@26::text[], @27::uuid[], @28::text[], @29::bigint[], @30::uuid[]) \
-             AS u (book, hold, status, ended_seq, ended_tx_id) \
-           WHERE holds.book = u.book AND holds.tx_id = u.hold AND holds.status = 'pending' \
+           FROM unnest(@26::text[], @27::bigint[], @28::text[], @29::bigint[], @30::uuid[]) \
+             AS u (book, hold_seq, status, ended_seq, ended_tx_id) \
+           WHERE holds.book = u.book AND holds.seq = u.hold_seq AND holds.status = 'pending' \
            RETURNING 1 \
          )";
 
@@ -594,7 +594,7 @@ fn bind_holds<'q>(query: PgQuery<'q>, rows: &'q Rows<'_>) -> Result<PgQuery<'q>,
         .bind(hs.iter().map(|h| h.ended_seq).collect::<Vec<_>>())
         .bind(hs.iter().map(|h| h.ended_tx_id).collect::<Vec<_>>())
         .bind(es.iter().map(|e| e.book).collect::<Vec<_>>())
-        .bind(es.iter().map(|e| e.hold).collect::<Vec<_>>())
+        .bind(es.iter().map(|e| e.hold_seq).collect::<Vec<_>>())
         .bind(es.iter().map(|e| e.status.as_str()).collect::<Vec<_>>())
         .bind(es.iter().map(|e| e.ended_seq).collect::<Vec<_>>())
         .bind(es.iter().map(|e| e.ended_tx_id).collect::<Vec<_>>()))
@@ -609,6 +609,10 @@ mod tests {
         for (sql, last) in [(&WITH_HOLDS.drafts, 54), (&WITH_HOLDS.batch, 59)] {
             assert!(!sql.contains('@'), "a parameter left unnumbered: {sql}");
             assert!(sql.contains(&format!("${last}::uuid[]")), "{sql}");
+            assert!(
+                !sql.contains("holds.tx_id"),
+                "holds end by their key: {sql}"
+            );
             assert!(!sql.contains(&format!("${}", last + 1)), "{sql}");
         }
     }

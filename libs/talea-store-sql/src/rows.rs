@@ -71,6 +71,8 @@ pub struct HoldEnd<'a> {
     pub book: &'a str,
     /// The hold's transaction id.
     pub hold: uuid::Uuid,
+    /// The hold's seq (its `holds` row's key).
+    pub hold_seq: i64,
     /// Its new status: `posted` or `voided`.
     pub status: TxStatus,
     /// The seq of the settle or void.
@@ -182,6 +184,9 @@ impl<'a> Rows<'a> {
                     None => self.hold_ends.push(HoldEnd {
                         book: book_name,
                         hold: hold.0,
+                        hold_seq: new_seq_param(planned.pending_seq.ok_or_else(|| {
+                            StoreError::Other(format!("the end of hold {} has no seq", hold.0))
+                        })?)?,
                         status: commit.status,
                         ended_seq: seq,
                         ended_tx_id: commit.tx_id.0,

@@ -564,11 +564,11 @@ pub fn not_pending(book: &str, hold: uuid::Uuid) -> sqlx::Error {
 const INSERT_TRANSACTION_EVENT: &str = "INSERT INTO events (book, seq, type, committed_at) \
                                         VALUES ($1, $2, 'transaction', $3)";
 
-/// Ends a pending hold: `$1` book, `$2` its tx id, `$3` status, `$4` the
+/// Ends a pending hold: `$1` book, `$2` its seq, `$3` status, `$4` the
 /// ending event's seq, `$5` the settle or void (NULL for an expiry); a row
 /// back only if it was pending.
 const END_HOLD: &str = "UPDATE holds SET status = $3, ended_seq = $4, ended_tx_id = $5 \
-                        WHERE book = $1 AND tx_id = $2 AND status = 'pending' RETURNING seq";
+                        WHERE book = $1 AND seq = $2 AND status = 'pending' RETURNING seq";
 
 /// Ends every hold of `book` still pending whose `expires_at` is at or
 /// before the commit time taken under the book's lock; see
@@ -623,7 +623,10 @@ pub async fn expire_holds<B: SqlBackend>(
             B::fetch(&mut tx, INSERT_TRANSACTION_EVENT, &event).await?;
             let end = [
                 Param::Text(Some(book.as_str())),
-                Param::Uuid(expiry.hold.tx_id.0),
+                Param::Int(
+                    new_seq_param(expiry.hold.seq)
+                        .map_err(|e| sqlx::Error::Protocol(e.to_string()))?,
+                ),
                 Param::Text(Some(TxStatus::Expired.as_str())),
                 Param::Int(seq),
                 Param::OptUuid(None),

@@ -461,7 +461,7 @@ impl Row for HoldEnd<'_> {
     fn bind<'q>(&'q self, query: Bound<'q>) -> Bound<'q> {
         query
             .bind(self.book)
-            .bind(self.hold)
+            .bind(self.hold_seq)
             .bind(self.status.as_str())
             .bind(self.ended_seq)
             .bind(self.ended_tx_id)
@@ -517,7 +517,7 @@ async fn insert_hold_rows(conn: &mut SqliteConnection, rows: &Rows<'_>) -> Resul
         conn,
         "UPDATE holds SET status = u.column3, ended_seq = u.column4, ended_tx_id = u.column5 \
          FROM (",
-        ") AS u WHERE holds.book = u.column1 AND holds.tx_id = u.column2 \
+        ") AS u WHERE holds.book = u.column1 AND holds.seq = u.column2 \
            AND holds.status = 'pending'",
         &rows.hold_ends,
     )

@@ -193,6 +193,9 @@ pub struct Planned {
     /// Held amounts the draft changed (a hold adds, a settle or void
     /// releases), at their values after it. Not stored: the holds are.
     pub held: Vec<(Pair, Held)>,
+    /// The seq of the hold a settle or void ends (the stores end its
+    /// `holds` row by the primary key).
+    pub pending_seq: Option<u64>,
 }
 
 impl Planned {
@@ -215,6 +218,7 @@ impl Planned {
                 .into_iter()
                 .map(|(pair, _, after)| (pair, after))
                 .collect(),
+            pending_seq: None,
         }
     }
 }

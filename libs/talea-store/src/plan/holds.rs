@@ -100,7 +100,9 @@ impl Planner<'_> {
         let held = self.change_held(&hold_legs(&state.commit), Reserve::Release)?;
         let mut commit = self.commit(draft, posted, &postings, TxStatus::Posted);
         commit.pending_tx_id = Some(hold);
-        Ok(Planned::new(commit, draft, postings, touched, held))
+        let mut planned = Planned::new(commit, draft, postings, touched, held);
+        planned.pending_seq = Some(state.commit.seq);
+        Ok(planned)
     }
 
     /// A void: releases the whole hold, posting nothing.
@@ -109,7 +111,9 @@ impl Planner<'_> {
         let held = self.change_held(&hold_legs(&state.commit), Reserve::Release)?;
         let mut commit = self.commit(draft, &[], &[], TxStatus::Voided);
         commit.pending_tx_id = Some(hold);
-        Ok(Planned::new(commit, draft, Vec::new(), Vec::new(), held))
+        let mut planned = Planned::new(commit, draft, Vec::new(), Vec::new(), held);
+        planned.pending_seq = Some(state.commit.seq);
+        Ok(planned)
     }
 
     /// The hold `tx_id` if it can still be settled or voided: in the book,

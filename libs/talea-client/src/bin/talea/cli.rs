@@ -25,7 +25,7 @@ pub(crate) struct Cli {
     /// Bearer token (falls back to TALEA_API_TOKEN, which `talead init` writes to .env).
     #[arg(long, global = true, env = "TALEA_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-    /// Print the server's JSON response instead of a table.
+    /// Print the server's JSON response (or `verify`'s report) instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
     /// Give up retrying after this many milliseconds in all.

@@ -118,7 +118,7 @@ impl Fixture {
         path
     }
 
-    fn write_json(&self, name: &str, value: &impl serde::Serialize) -> String {
+    fn write_json(&self, name: &str, value: &(impl serde::Serialize + ?Sized)) -> String {
         self.write(name, &serde_json::to_string_pretty(value).expect("json"))
     }
 
@@ -282,6 +282,28 @@ fn a_chain_checks_against_a_signed_checkpoint() {
     let run = args(&f.write_json("wrong-root.json", &wrong)).exits(4);
     assert!(
         run.stderr.contains("do not have the checkpoint's root"),
+        "{run:#?}"
+    );
+    // An export that ends before the checkpoint's tree size proves nothing about it.
+    let short = f.write_json("short.json", &f.events[..1]);
+    let run = talea(
+        &[
+            "verify",
+            "chain",
+            "--book",
+            BOOK,
+            &short,
+            "--checkpoint",
+            &f.path("cp2.json"),
+            "--keys",
+            &keys,
+        ],
+        None,
+    )
+    .exits(4);
+    assert!(
+        run.stderr
+            .contains("ends at seq 1, before the checkpoint's tree size 2"),
         "{run:#?}"
     );
     let other = key.sign("other", 2, &f.hashes[0], TIME).expect("sign");

@@ -8,7 +8,9 @@ use clap::{ArgGroup, Args, Parser, Subcommand};
 ///
 /// Exit codes: 0 success (a deduplicated replay included), 1 usage or input
 /// error, 2 refused by the server (its error code and message are printed),
-/// 3 the server could not be reached or stayed busy until the retries ran out.
+/// 3 the server could not be reached or stayed busy until the retries ran out,
+/// 4 verification failed (`talea verify`: a chain break, a bad signature, a
+/// proof that does not verify).
 #[derive(Debug, Parser)]
 #[command(name = "talea", version, about, long_about)]
 pub(crate) struct Cli {
@@ -23,7 +25,7 @@ pub(crate) struct Cli {
     /// Bearer token (falls back to TALEA_API_TOKEN, which `talead init` writes to .env).
     #[arg(long, global = true, env = "TALEA_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-    /// Print the server's JSON response instead of a table.
+    /// Print the server's JSON response (or `verify`'s report) instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
     /// Give up retrying after this many milliseconds in all.
@@ -76,6 +78,102 @@ pub(crate) enum Command {
     Books,
     /// Follow a book's live stream, resuming by itself after any break.
     Tail(TailArgs),
+    /// Check files offline: a book's hash chain, a signed checkpoint, an
+    /// inclusion, consistency or liability proof (exit 4 when a check fails).
+    #[command(subcommand)]
+    Verify(VerifyCommand),
+}
+
+/// `talea verify`: each reads JSON files (`-`: stdin, for one of them).
+#[derive(Debug, Subcommand)]
+pub(crate) enum VerifyCommand {
+    /// An events export's hash chain from seq 1; with --checkpoint, also the
+    /// checkpoint's signature and its Merkle root over the export.
+    Chain(ChainArgs),
+    /// A checkpoint's signature against the key list.
+    Checkpoint(CheckpointArgs),
+    /// An inclusion proof against a checkpoint: the event is in its tree.
+    Inclusion(InclusionArgs),
+    /// A consistency proof between two checkpoints: the older tree is a
+    /// prefix of the newer one.
+    Consistency(ConsistencyArgs),
+    /// One account's liability proof, against the published root and total
+    /// when given.
+    Liability(LiabilityArgs),
+}
+
+/// `talea verify chain`.
+#[derive(Debug, Args)]
+pub(crate) struct ChainArgs {
+    /// The book the export is of.
+    #[arg(long)]
+    pub book: String,
+    /// The events export: a JSON array, an events page or NDJSON.
+    #[arg(value_name = "FILE")]
+    pub events: PathBuf,
+    /// A checkpoint (`GET /v1/books/{book}/checkpoint`) whose signature and
+    /// root the export is checked against.
+    #[arg(long, value_name = "FILE", requires = "keys")]
+    pub checkpoint: Option<PathBuf>,
+    /// The key list (`GET /v1/keys`) or one key.
+    #[arg(long, value_name = "FILE", requires = "checkpoint")]
+    pub keys: Option<PathBuf>,
+}
+
+/// `talea verify checkpoint`.
+#[derive(Debug, Args)]
+pub(crate) struct CheckpointArgs {
+    /// The checkpoint.
+    #[arg(value_name = "FILE")]
+    pub checkpoint: PathBuf,
+    /// The key list (`GET /v1/keys`) or one key.
+    #[arg(long, value_name = "FILE")]
+    pub keys: PathBuf,
+}
+
+/// `talea verify inclusion`.
+#[derive(Debug, Args)]
+pub(crate) struct InclusionArgs {
+    /// The inclusion proof (`GET /v1/books/{book}/proofs/inclusion`).
+    #[arg(value_name = "FILE")]
+    pub proof: PathBuf,
+    /// The checkpoint of the proof's tree size.
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: PathBuf,
+    /// The key list, to check the checkpoint's signature too.
+    #[arg(long, value_name = "FILE")]
+    pub keys: Option<PathBuf>,
+}
+
+/// `talea verify consistency`.
+#[derive(Debug, Args)]
+pub(crate) struct ConsistencyArgs {
+    /// The consistency proof (`GET /v1/books/{book}/proofs/consistency`).
+    #[arg(value_name = "FILE")]
+    pub proof: PathBuf,
+    /// The older checkpoint (tree size `from`).
+    #[arg(long, value_name = "FILE")]
+    pub from: PathBuf,
+    /// The newer checkpoint (tree size `to`).
+    #[arg(long, value_name = "FILE")]
+    pub to: PathBuf,
+    /// The key list, to check both checkpoints' signatures too.
+    #[arg(long, value_name = "FILE")]
+    pub keys: Option<PathBuf>,
+}
+
+/// `talea verify liability`.
+#[derive(Debug, Args)]
+pub(crate) struct LiabilityArgs {
+    /// The account's liability proof.
+    #[arg(value_name = "FILE")]
+    pub proof: PathBuf,
+    /// The snapshot's published root hash (64 lowercase hex digits).
+    #[arg(long, value_name = "HEX", requires = "total")]
+    pub root: Option<String>,
+    /// The snapshot's published total, in minor units.
+    #[arg(long, value_name = "N", requires = "root")]
+    pub total: Option<String>,
 }
 
 /// `talea tail`.

@@ -3,11 +3,12 @@
 //! Exit codes are API for scripts: 0 success (a deduplicated replay is a
 //! success and says so), 1 usage or input error, 2 refused by the server,
 //! 3 unavailable after retries (no answer, or 408/429/503 until the retry
-//! policy ran out). Output is a table by default and the server's JSON with
+//! policy ran out), 4 verification failed (`talea verify`). Output is a table by default and the server's JSON with
 //! `--json`.
 
 mod cli;
 mod render;
+mod verify;
 
 use std::io::Read as _;
 use std::path::Path;
@@ -33,6 +34,8 @@ const EXIT_USAGE: u8 = 1;
 const EXIT_REJECTED: u8 = 2;
 /// Exit code when no final answer came before the retries ran out.
 const EXIT_UNAVAILABLE: u8 = 3;
+/// Exit code when a `talea verify` check failed.
+const EXIT_VERIFY: u8 = 4;
 
 /// Why a command did not succeed.
 #[derive(Debug)]
@@ -41,6 +44,8 @@ enum Failure {
     Usage(String),
     /// The server's answer (or the SDK's, when it could not reach one).
     Api(ApiError),
+    /// A `talea verify` check failed: the checks run, the failed one last.
+    Verify(Vec<verify::Check>),
 }
 
 impl From<ApiError> for Failure {
@@ -125,6 +130,7 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_USAGE)
         }
         Err(Failure::Api(e)) => report(&e, json),
+        Err(Failure::Verify(checks)) => verify::report_failure(&checks, json),
     }
 }
 
@@ -156,6 +162,10 @@ fn report(e: &ApiError, json: bool) -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<Rendered, Failure> {
+    // Offline: files only, no client and no runtime.
+    if let Command::Verify(check) = &cli.command {
+        return verify::run(check);
+    }
     // Input is read and checked before any request, so a bad file never
     // reaches the server and never costs a retry budget.
     let post_body = match &cli.command {
@@ -349,6 +359,7 @@ async fn execute(
             Rendered::new(&list, render::books(&list))
         }
         Command::Tail(args) => tail(client, args, json).await?,
+        Command::Verify(check) => verify::run(&check)?,
     })
 }
 

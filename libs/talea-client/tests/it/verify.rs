@@ -248,6 +248,71 @@ fn a_chain_verifies_from_an_array_a_page_or_ndjson_on_stdin() {
 }
 
 #[test]
+fn a_chain_resumes_after_a_verified_seq_and_hash() {
+    let f = Fixture::new();
+    let rest = f.write_json("rest.json", &f.events[2..]);
+    let after = to_hex(&f.hashes[1]);
+    let run = talea(
+        &[
+            "verify",
+            "chain",
+            "--book",
+            BOOK,
+            "--after-seq",
+            "2",
+            "--after-hash",
+            &after,
+            &rest,
+        ],
+        None,
+    )
+    .exits(0);
+    assert!(
+        run.stdout.contains("2 events checked, seq 3 to 4"),
+        "{run:#?}"
+    );
+    // Another hash for seq 2: the chain breaks at the export's first event.
+    let wrong = to_hex(&f.hashes[0]);
+    let run = talea(
+        &[
+            "verify",
+            "chain",
+            "--book",
+            BOOK,
+            "--after-seq",
+            "2",
+            "--after-hash",
+            &wrong,
+            &rest,
+        ],
+        None,
+    )
+    .exits(4);
+    assert!(run.stderr.contains("seq 3"), "{run:#?}");
+    // Resuming needs both flags, a hash of 64 hex digits, and no checkpoint.
+    talea(
+        &["verify", "chain", "--book", BOOK, "--after-seq", "2", &rest],
+        None,
+    )
+    .exits(1);
+    talea(
+        &[
+            "verify",
+            "chain",
+            "--book",
+            BOOK,
+            "--after-seq",
+            "2",
+            "--after-hash",
+            "abc",
+            &rest,
+        ],
+        None,
+    )
+    .exits(1);
+}
+
+#[test]
 fn a_chain_checks_against_a_signed_checkpoint() {
     let f = Fixture::new();
     let (events, keys) = (f.path("events.json"), f.path("keys.json"));

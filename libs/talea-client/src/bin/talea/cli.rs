@@ -118,6 +118,18 @@ pub(crate) struct ChainArgs {
     /// The key list (`GET /v1/keys`) or one key.
     #[arg(long, value_name = "FILE", requires = "checkpoint")]
     pub keys: Option<PathBuf>,
+    /// Resume after this seq, already verified: the export starts at the
+    /// next one (with --after-hash).
+    #[arg(
+        long,
+        value_name = "SEQ",
+        requires = "after_hash",
+        conflicts_with = "checkpoint"
+    )]
+    pub after_seq: Option<u64>,
+    /// The chain hash of the event at --after-seq, as verified before.
+    #[arg(long, value_name = "HEX", requires = "after_seq")]
+    pub after_hash: Option<String>,
 }
 
 /// `talea verify checkpoint`.

@@ -1,36 +1,11 @@
 //! The real `talea` binary against a real talead: output, `--json`, exit codes.
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{self, ROOT, Server};
-
-const BIN: &str = env!("CARGO_BIN_EXE_talea");
-
-/// What a run of the binary left behind.
-#[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    #[track_caller]
-    fn ok(self) -> Self {
-        assert_eq!(self.code, 0, "{self:#?}");
-        self
-    }
-
-    #[track_caller]
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:#?}"))
-    }
-}
+use crate::support::{self, BIN, ROOT, Run, Server};
 
 /// Runs `talea args…` against `base` with a clean `TALEA_*` environment.
 async fn talea(base: &str, args: &[&str]) -> Run {
@@ -47,28 +22,12 @@ async fn talea_with(base: &str, args: &[&str], stdin: Option<&str>) -> Run {
     cmd.env("TALEA_URL", base)
         .env("TALEA_TOKEN", ROOT)
         .env("TALEA_RETRY_DEADLINE_MS", "5000")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .args(args);
     let stdin = stdin.map(str::to_owned);
     // The server runs on this test's runtime: wait for the process elsewhere.
-    tokio::task::spawn_blocking(move || {
-        let mut child = cmd.spawn().expect("talea starts");
-        if let Some(mut pipe) = child.stdin.take()
-            && let Some(text) = stdin
-        {
-            pipe.write_all(text.as_bytes()).expect("writes stdin");
-        }
-        let out = child.wait_with_output().expect("talea runs");
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    })
-    .await
-    .expect("the runner does not panic")
+    tokio::task::spawn_blocking(move || support::run(cmd, stdin.as_deref()))
+        .await
+        .expect("the runner does not panic")
 }
 
 /// A server with the example seed applied through the CLI itself.

@@ -4,8 +4,7 @@
 //! tampered with (exit 4, naming what failed), and a malformed file is an
 //! input error (exit 1). No server: the command is offline.
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::{Value, json};
 use talea_verify::chain::{GENESIS, event_hash};
@@ -15,53 +14,16 @@ use talea_verify::hash::{Hash, to_hex};
 use talea_verify::liabilities::SumTree;
 use talea_verify::merkle::{self, MemoryLog};
 
-const BIN: &str = env!("CARGO_BIN_EXE_talea");
+use crate::support::{self, BIN, Run};
+
 const BOOK: &str = "exchange";
 const TIME: &str = "2026-12-07T12:00:00.000000Z";
 
-/// What a run of the binary left behind.
-#[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    #[track_caller]
-    fn exits(self, code: i32) -> Self {
-        assert_eq!(self.code, code, "{self:#?}");
-        self
-    }
-
-    #[track_caller]
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:#?}"))
-    }
-}
-
 /// Runs `talea args…`, with `stdin` piped in if given.
 fn talea(args: &[&str], stdin: Option<&str>) -> Run {
-    let mut child = Command::new(BIN)
-        .env("TALEA_URL", "http://127.0.0.1:9")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("talea starts");
-    if let Some(mut pipe) = child.stdin.take()
-        && let Some(text) = stdin
-    {
-        pipe.write_all(text.as_bytes()).expect("writes stdin");
-    }
-    let out = child.wait_with_output().expect("talea runs");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    let mut cmd = Command::new(BIN);
+    cmd.env("TALEA_URL", "http://127.0.0.1:9").args(args);
+    support::run(cmd, stdin)
 }
 
 /// The documents, written to a temporary directory.

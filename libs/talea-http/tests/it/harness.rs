@@ -223,3 +223,23 @@ pub fn transfer_body(key: &str, debit: &str, credit: &str, amount: &str) -> Valu
         ]
     })
 }
+
+/// Every event of `book`, all pages.
+pub async fn all_events(app: &TestApp, book: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut after = 0;
+    loop {
+        let r = app
+            .get(
+                &format!("/v1/books/{book}/events?after_seq={after}&limit=1000"),
+                ROOT,
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        out.extend(r.body["events"].as_array().expect("events").iter().cloned());
+        match r.body["next_after_seq"].as_u64() {
+            Some(next) => after = next,
+            None => return out,
+        }
+    }
+}

@@ -99,30 +99,10 @@ async fn balances(app: &TestApp, account: &str) -> Value {
     r.body
 }
 
-/// Every event of `book`, all pages.
-async fn events(app: &TestApp, book: &str) -> Vec<Value> {
-    let mut out = Vec::new();
-    let mut after = 0;
-    loop {
-        let r = app
-            .get(
-                &format!("/v1/books/{book}/events?after_seq={after}&limit=1000"),
-                ROOT,
-            )
-            .await;
-        assert_eq!(r.status, 200, "{}", r.body);
-        out.extend(r.body["events"].as_array().expect("events").iter().cloned());
-        match r.body["next_after_seq"].as_u64() {
-            Some(next) => after = next,
-            None => return out,
-        }
-    }
-}
-
 /// What a refused request must leave alone: the log and alice's balances.
 async fn state(app: &TestApp) -> (usize, Value, Value) {
     (
-        events(app, "payments").await.len(),
+        all_events(app, "payments").await.len(),
         balances(app, "customers:alice").await,
         balances(app, "hot-wallet").await,
     )
@@ -176,7 +156,7 @@ async fn a_hold_reserves_without_moving_posted_balances() {
     assert_eq!(r.body["pending"], json!({"BTC": "0.4"}), "{}", r.body);
 
     // The log records the hold as pending; a read of it says so.
-    let log = events(&app, "payments").await;
+    let log = all_events(&app, "payments").await;
     let last = log.last().expect("events");
     assert_eq!(last["type"], "transaction");
     assert_eq!(last["data"]["status"], "pending");
@@ -766,7 +746,7 @@ async fn wait_expired(
     talea_testkit::wait_for(EXPIRY_DEADLINE, move || async move {
         let mut all = BTreeMap::new();
         for (book, ids) in holds {
-            let log = events(app, book).await;
+            let log = all_events(app, book).await;
             let expired = log
                 .iter()
                 .filter(|e| e["type"] == "hold_expired")
@@ -864,7 +844,7 @@ async fn two_instances_expire_each_hold_exactly_once() {
 
     let mut delays = Vec::new();
     for (book, ids) in &holds {
-        let log = events(&b, book).await;
+        let log = all_events(&b, book).await;
         let seqs: Vec<u64> = log.iter().filter_map(|e| e["seq"].as_u64()).collect();
         assert_eq!(
             seqs,

@@ -7,25 +7,6 @@ use serde_json::Value;
 
 use crate::harness::*;
 
-async fn all_events(app: &TestApp, book: &str) -> Vec<Value> {
-    let mut out = Vec::new();
-    let mut after = 0;
-    loop {
-        let r = app
-            .get(
-                &format!("/v1/books/{book}/events?after_seq={after}&limit=1000"),
-                ROOT,
-            )
-            .await;
-        assert_eq!(r.status, 200, "{}", r.body);
-        out.extend(r.body["events"].as_array().expect("events").iter().cloned());
-        match r.body["next_after_seq"].as_u64() {
-            Some(n) => after = n,
-            None => return out,
-        }
-    }
-}
-
 fn assert_dense_and_monotonic(events: &[Value]) {
     let mut last_time = String::new();
     for (i, e) in events.iter().enumerate() {

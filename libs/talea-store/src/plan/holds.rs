@@ -77,27 +77,16 @@ impl Planner<'_> {
     /// were reserved.
     pub(super) fn plan_settle(&self, draft: &Draft, hold: TxId) -> Result<Planned, Rejection> {
         let state = self.live_hold(hold)?;
+        let released = hold_legs(&state.commit);
         let legs: &[DraftPosting] = &draft.postings;
-        let whole: Vec<DraftPosting>;
         let posted = if legs.is_empty() {
-            whole = state
-                .commit
-                .postings
-                .iter()
-                .map(|p| DraftPosting {
-                    account: p.account.clone(),
-                    asset: p.asset.clone(),
-                    side: p.side,
-                    amount: p.amount,
-                })
-                .collect();
-            &whole[..]
+            &released[..]
         } else {
             check_within_hold(legs, &state.commit.postings)?;
             legs
         };
         let (touched, postings) = self.apply_postings(posted)?;
-        let held = self.change_held(&hold_legs(&state.commit), Reserve::Release)?;
+        let held = self.change_held(&released, Reserve::Release)?;
         let mut commit = self.commit(draft, posted, &postings, TxStatus::Posted);
         commit.pending_tx_id = Some(hold);
         let mut planned = Planned::new(commit, draft, postings, touched, held);

@@ -130,8 +130,9 @@ pub struct Rows<'a> {
     /// One per (account, asset) touched, at its final value.
     pub balances: Vec<BalanceRow<'a>>,
     /// One per hold, settle or void (each also makes an `events` row):
-    /// written apart from the plain posts, by [`crate::write`], so that a
-    /// batch of plain posts costs what it always did.
+    /// kept apart from the plain posts, whose columns they extend, so that
+    /// a batch of plain posts runs the statement it always did
+    /// (`SqlBackend::write_rows` adds theirs only when there are some).
     pub special: Vec<TransactionRow<'a>>,
     /// One per leg of a hold (`debits_after` unused).
     pub hold_postings: Vec<PostingRow<'a>>,

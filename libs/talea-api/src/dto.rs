@@ -475,6 +475,11 @@ pub struct EventDto {
     /// The account or transaction resource.
     #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::event_data))]
     pub data: Value,
+    /// The event's chain hash (`docs/proofs.md`): lowercase hex SHA-256 of
+    /// the previous event's hash and this event's canonical bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[0-9a-f]{64}$"))]
+    pub hash: Option<String>,
 }
 
 /// `GET …/events`.

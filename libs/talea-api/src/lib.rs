@@ -7,12 +7,14 @@
 pub mod bus;
 mod dto;
 mod error;
+pub mod event;
 mod json;
 #[cfg(feature = "openapi")]
 mod openapi;
 mod time;
 
 pub use dto::*;
+pub use event::{AssetScales, account_dto, event_dto, event_hash, transaction_dto};
 pub use error::{ApiError, CATALOGUE, ErrorBody, ErrorCode, ErrorInfo};
 pub use json::canonical_json;
 pub use time::{format_timestamp, parse_timestamp};

@@ -516,6 +516,11 @@ pub struct Event {
     pub committed_at: Timestamp,
     /// What happened.
     pub kind: EventKind,
+    /// Its chain hash (`docs/proofs.md`): SHA-256 of the previous event's
+    /// hash and this event's canonical bytes, computed by the store under
+    /// the book's lock; `None` only for an event of a book whose chain has
+    /// not been computed yet (written before the chain existed).
+    pub hash: Option<[u8; 32]>,
 }
 
 impl Event {

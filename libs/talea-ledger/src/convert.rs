@@ -3,19 +3,22 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value};
+pub use talea_api::event::{account_dto, event_dto, metadata_value, scale_of, transaction_dto};
 use talea_api::{
-    AccountDto, AccountPostingDto, ApiError, AssetDto, BalancesDto, EventDto, HeldDto,
-    PostTransactionRequest, PostingDto, SettleRequest, TransactionDto, canonical_json,
-    format_timestamp, parse_timestamp,
+    AccountPostingDto, ApiError, AssetDto, BalancesDto, HeldDto, PostTransactionRequest,
+    PostingDto, SettleRequest, canonical_json, format_timestamp, parse_timestamp,
 };
 use talea_core::{
-    Account, AccountKind, AccountName, Amount, AmountError, Asset, AssetCode, BookName, Commit,
-    Decimal, Draft, DraftError, DraftPosting, EventKind, IdempotencyKey, NameError, Scale, Side,
+    AccountKind, AccountName, Amount, AmountError, Asset, AssetCode, BookName, Decimal, Draft,
+    DraftError, DraftPosting, IdempotencyKey, NameError, Scale, Side,
     Timestamp, TxId, limits,
 };
 use talea_store::{AccountPosting, Rejection, StoreError};
 
 use crate::LedgerService;
+
+/// The scales of the assets a response mentions.
+pub(crate) type Scales = BTreeMap<AssetCode, Scale>;
 
 /// Parses a path or body name, reporting `field` on failure.
 pub(crate) fn name<T>(
@@ -95,74 +98,6 @@ pub(crate) fn metadata(map: &Map<String, Value>) -> Result<(String, String), Api
         ));
     }
     Ok((given, canonical_json(&value)))
-}
-
-/// Reads stored metadata text back into an object (stored text is always an object).
-pub(crate) fn metadata_value(text: &str) -> Map<String, Value> {
-    match serde_json::from_str::<Value>(text) {
-        Ok(Value::Object(map)) => map,
-        _ => {
-            tracing::error!("stored metadata is not a JSON object");
-            Map::new()
-        }
-    }
-}
-
-/// The scales of the assets a response mentions.
-pub(crate) type Scales = BTreeMap<AssetCode, Scale>;
-
-pub(crate) fn scale_of(scales: &Scales, asset: &AssetCode) -> Scale {
-    // Every stored posting's asset was registered before it was accepted and
-    // assets are never removed, so the lookup succeeds; scale 0 is a safe
-    // fallback that still prints an exact integer of minor units.
-    scales.get(asset).copied().unwrap_or(Scale::ZERO)
-}
-
-pub(crate) fn account_dto(account: &Account) -> AccountDto {
-    AccountDto {
-        book: account.book.to_string(),
-        name: account.name.to_string(),
-        kind: account.kind.as_str().to_owned(),
-        min_balance: account.min_balance.map(|d| d.to_string()),
-        metadata: metadata_value(&account.metadata),
-        seq: account.seq,
-        opened_at: format_timestamp(account.opened_at),
-        balances: None,
-    }
-}
-
-pub(crate) fn transaction_dto(commit: &Commit, scales: &Scales) -> TransactionDto {
-    TransactionDto {
-        tx_id: commit.tx_id.0.to_string(),
-        book: commit.book.to_string(),
-        seq: commit.seq,
-        committed_at: format_timestamp(commit.committed_at),
-        deduplicated: None,
-        idempotency_key: commit.idempotency_key.to_string(),
-        postings: commit
-            .postings
-            .iter()
-            .map(|p| {
-                let text = p.amount.format(scale_of(scales, &p.asset));
-                let (debit, credit) = match p.side {
-                    Side::Debit => (Some(text), None),
-                    Side::Credit => (None, Some(text)),
-                };
-                PostingDto {
-                    account: p.account.to_string(),
-                    asset: p.asset.to_string(),
-                    debit,
-                    credit,
-                }
-            })
-            .collect(),
-        occurred_at: commit.occurred_at.map(format_timestamp),
-        memo: commit.memo.clone(),
-        metadata: commit.metadata.as_deref().map(metadata_value),
-        status: commit.status.as_str().to_owned(),
-        expires_at: commit.expires_at.map(format_timestamp),
-        pending_tx_id: commit.pending_tx_id.map(|id| id.0.to_string()),
-    }
 }
 
 /// A transaction id from a path: `not_found` for anything but a UUID, as
@@ -623,25 +558,4 @@ pub(crate) fn balance_map(
             )
         })
         .collect()
-}
-/// The log entry as it appears on the wire, in the events page and the stream.
-pub fn event_dto(event: &talea_core::Event, scales: &BTreeMap<AssetCode, Scale>) -> EventDto {
-    let (kind, data) = match &event.kind {
-        EventKind::AccountOpened(a) => ("account_opened", serde_json::to_value(account_dto(a))),
-        EventKind::Transaction(c) => (
-            "transaction",
-            serde_json::to_value(transaction_dto(c, scales)),
-        ),
-        EventKind::HoldExpired(c) => (
-            "hold_expired",
-            serde_json::to_value(transaction_dto(c, scales)),
-        ),
-    };
-    EventDto {
-        seq: event.seq,
-        kind: kind.to_owned(),
-        committed_at: format_timestamp(event.committed_at),
-        // Serializing these plain structs cannot fail.
-        data: data.unwrap_or(serde_json::Value::Null),
-    }
 }

@@ -55,11 +55,13 @@ fn event_at(
             seq: a.seq,
             committed_at: a.opened_at,
             kind: EventKind::AccountOpened(a),
+            hash: None,
         },
         Record::Transaction(t) if entry.kind == EntryKind::Transaction => Event {
             seq: t.commit.seq,
             committed_at: t.commit.committed_at,
             kind: EventKind::Transaction(t.commit),
+            hash: None,
         },
         Record::HoldExpired(e) if entry.kind == EntryKind::Expiry && e.book == *book => {
             let offset = hold_at(e.hold).ok_or_else(|| {
@@ -82,6 +84,7 @@ fn event_at(
                 seq: e.seq,
                 committed_at: e.committed_at,
                 kind: EventKind::HoldExpired(hold),
+                hash: None,
             }
         }
         other => {

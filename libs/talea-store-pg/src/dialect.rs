@@ -194,7 +194,7 @@ async fn lock_books(
     books: &[&str],
 ) -> Result<HashMap<String, Head>, StoreError> {
     let rows = sqlx::query(
-        "SELECT book, last_seq, open_holds, \
+        "SELECT book, last_seq, open_holds, chain_seq, chain_hash, \
            greatest(date_trunc('microseconds', clock_timestamp()), last_committed_at) AS now \
          FROM books WHERE book = ANY($1) ORDER BY book FOR UPDATE",
     )
@@ -206,12 +206,18 @@ async fn lock_books(
     for row in &rows {
         let last_seq: i64 = row.try_get("last_seq").map_err(store_error)?;
         let open_holds: i64 = row.try_get("open_holds").map_err(store_error)?;
+        let chain_seq: i64 = row.try_get("chain_seq").map_err(store_error)?;
         heads.insert(
             row.try_get::<String, _>("book").map_err(store_error)?,
             Head {
                 last_seq: talea_store::stored::seq(last_seq)?,
                 committed_at: codec::timestamp(row.try_get("now").map_err(store_error)?),
                 open_holds: talea_store::stored::seq(open_holds)?,
+                chain_seq: talea_store::stored::seq(chain_seq)?,
+                chain: talea_store_sql::chain::stored_head(
+                    talea_store::stored::seq(chain_seq)?,
+                    row.try_get("chain_hash").map_err(store_error)?,
+                )?,
             },
         );
     }
@@ -258,6 +264,7 @@ struct Moves {
     last_seqs: Vec<i64>,
     committed_at: Vec<DateTime<Utc>>,
     open_holds: Vec<i64>,
+    chain_hashes: Vec<Vec<u8>>,
     payloads: Vec<String>,
 }
 
@@ -271,6 +278,7 @@ impl Moves {
                 .push(new_seq_param(m.last_seq).map_err(encode_error)?);
             moves.committed_at.push(codec::instant(m.committed_at));
             moves.open_holds.push(m.open_holds);
+            moves.chain_hashes.push(m.chain_hash.to_vec());
             moves.payloads.push(m.payload());
         }
         Ok(moves)
@@ -286,11 +294,12 @@ fn encode_error(error: StoreError) -> sqlx::Error {
 /// account opening).
 const ADVANCE_BOOKS: &str = "WITH bump AS ( \
        UPDATE books SET last_seq = u.last_seq, last_committed_at = u.at, \
-         open_holds = books.open_holds + u.open_holds \
-       FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::bigint[]) \
-         AS u (book, last_seq, at, open_holds) \
+         open_holds = books.open_holds + u.open_holds, chain_seq = u.last_seq, \
+         chain_hash = u.chain_hash \
+       FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::bigint[], $5::bytea[]) \
+         AS u (book, last_seq, at, open_holds, chain_hash) \
        WHERE books.book = u.book \
-     ) SELECT pg_notify('talea_events', p) FROM unnest($5::text[]) AS p";
+     ) SELECT pg_notify('talea_events', p) FROM unnest($6::text[]) AS p";
 
 /// `SqlBackend::advance`.
 pub(crate) async fn bump_and_notify(
@@ -303,6 +312,7 @@ pub(crate) async fn bump_and_notify(
         .bind(&moves.last_seqs)
         .bind(&moves.committed_at)
         .bind(&moves.open_holds)
+        .bind(&moves.chain_hashes)
         .bind(&moves.payloads)
         .execute(conn)
         .await
@@ -317,9 +327,10 @@ pub(crate) async fn bump_and_notify(
 macro_rules! write_drafts {
     () => {
         "WITH event AS ( \
-           INSERT INTO events (book, seq, type, committed_at) \
-           SELECT u.book, u.seq, 'transaction', u.at \
-           FROM unnest($1::text[], $2::bigint[], $3::timestamptz[]) AS u (book, seq, at) \
+           INSERT INTO events (book, seq, type, committed_at, hash) \
+           SELECT u.book, u.seq, 'transaction', u.at, u.hash \
+           FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $10::bytea[]) \
+             AS u (book, seq, at, hash) \
          ), tx AS ( \
            INSERT INTO transactions \
              (book, seq, tx_id, idempotency_key, request_hash, committed_at, occurred_at, memo, metadata) \
@@ -331,13 +342,13 @@ macro_rules! write_drafts {
            INSERT INTO postings (book, seq, leg, account, asset, amount, balance_after, debits_after) \
            SELECT u.book, u.seq, u.leg, u.account, u.asset, u.amount::numeric, u.balance_after::numeric, \
                   u.debits_after::numeric \
-           FROM unnest($10::text[], $11::bigint[], $12::smallint[], $13::text[], $14::text[], $15::text[], \
-                       $16::text[], $17::text[]) \
+           FROM unnest($11::text[], $12::bigint[], $13::smallint[], $14::text[], $15::text[], $16::text[], \
+                       $17::text[], $18::text[]) \
              AS u (book, seq, leg, account, asset, amount, balance_after, debits_after) \
          ), balance AS ( \
            INSERT INTO balances (book, account, asset, balance, debits, credits) \
            SELECT u.book, u.account, u.asset, u.balance::numeric, u.debits::numeric, u.credits::numeric \
-           FROM unnest($18::text[], $19::text[], $20::text[], $21::text[], $22::text[], $23::text[]) \
+           FROM unnest($19::text[], $20::text[], $21::text[], $22::text[], $23::text[], $24::text[]) \
              AS u (book, account, asset, balance, debits, credits) \
            ON CONFLICT ON CONSTRAINT balances_pkey DO UPDATE \
              SET balance = excluded.balance, debits = excluded.debits, credits = excluded.credits \
@@ -345,15 +356,17 @@ macro_rules! write_drafts {
     };
 }
 
-/// The counter moves of a commit (`$24`-`$27`; `$28`, the notification
+/// The counter moves of a commit (`$25`-`$29`; `$30`, the notification
 /// payloads, is read by the statement's last part).
 macro_rules! bump_books {
     () => {
         ", bump AS ( \
            UPDATE books SET last_seq = u.last_seq, last_committed_at = u.at, \
-             open_holds = books.open_holds + u.open_holds \
-           FROM unnest($24::text[], $25::bigint[], $26::timestamptz[], $27::bigint[]) \
-             AS u (book, last_seq, at, open_holds) \
+             open_holds = books.open_holds + u.open_holds, chain_seq = u.last_seq, \
+             chain_hash = u.chain_hash \
+           FROM unnest($25::text[], $26::bigint[], $27::timestamptz[], $28::bigint[], \
+                       $29::bytea[]) \
+             AS u (book, last_seq, at, open_holds, chain_hash) \
            WHERE books.book = u.book \
          )"
     };
@@ -364,7 +377,7 @@ macro_rules! bump_books {
 const WRITE_BATCH: &str = concat!(
     write_drafts!(),
     bump_books!(),
-    " SELECT pg_notify('talea_events', p) FROM unnest($28::text[]) AS p"
+    " SELECT pg_notify('talea_events', p) FROM unnest($30::text[]) AS p"
 );
 
 /// Writes drafts only (the careful path closes the commit with `ADVANCE_BOOKS`).
@@ -386,13 +399,14 @@ fn holds_ctes(n: usize) -> String {
 }
 
 /// The highest parameter index of [`HOLDS_CTES`].
-const HOLDS_PARAMS: usize = 30;
+const HOLDS_PARAMS: usize = 31;
 
-/// The text of [`holds_ctes`], its parameters written `@0` to `@30`.
+/// The text of [`holds_ctes`], its parameters written `@0` to `@31`.
 const HOLDS_CTES: &str = ", hold_event AS ( \
-           INSERT INTO events (book, seq, type, committed_at) \
-           SELECT u.book, u.seq, 'transaction', u.at \
-           FROM unnest(@0::text[], @1::bigint[], @2::timestamptz[]) AS u (book, seq, at) \
+           INSERT INTO events (book, seq, type, committed_at, hash) \
+           SELECT u.book, u.seq, 'transaction', u.at, u.hash \
+           FROM unnest(@0::text[], @1::bigint[], @2::timestamptz[], @9::bytea[]) \
+             AS u (book, seq, at, hash) \
          ), hold_tx AS ( \
            INSERT INTO transactions \
              (book, seq, tx_id, idempotency_key, request_hash, committed_at, occurred_at, memo, \
@@ -400,27 +414,27 @@ const HOLDS_CTES: &str = ", hold_event AS ( \
            SELECT u.book, u.seq, u.tx_id, u.key, u.hash, u.at, u.occurred_at, u.memo, u.metadata, \
                   u.status, u.expires_at, u.pending_tx_id \
            FROM unnest(@0::text[], @1::bigint[], @2::timestamptz[], @3::uuid[], @4::text[], \
-                       @5::bytea[], @6::timestamptz[], @7::text[], @8::text[], @9::text[], \
-                       @10::timestamptz[], @11::uuid[]) \
+                       @5::bytea[], @6::timestamptz[], @7::text[], @8::text[], @10::text[], \
+                       @11::timestamptz[], @12::uuid[]) \
              AS u (book, seq, at, tx_id, key, hash, occurred_at, memo, metadata, status, \
                    expires_at, pending_tx_id) \
          ), hold_leg AS ( \
            INSERT INTO hold_postings (book, seq, leg, account, asset, amount, balance_after) \
            SELECT u.book, u.seq, u.leg, u.account, u.asset, u.amount::numeric, \
                   u.balance_after::numeric \
-           FROM unnest(@12::text[], @13::bigint[], @14::smallint[], @15::text[], @16::text[], \
-                       @17::text[], @18::text[]) \
+           FROM unnest(@13::text[], @14::bigint[], @15::smallint[], @16::text[], @17::text[], \
+                       @18::text[], @19::text[]) \
              AS u (book, seq, leg, account, asset, amount, balance_after) \
          ), hold AS ( \
            INSERT INTO holds (book, seq, tx_id, expires_at, status, ended_seq, ended_tx_id) \
            SELECT u.book, u.seq, u.tx_id, u.expires_at, u.status, u.ended_seq, u.ended_tx_id \
-           FROM unnest(@19::text[], @20::bigint[], @21::uuid[], @22::timestamptz[], \
-                       @23::text[], @24::bigint[], @25::uuid[]) \
+           FROM unnest(@20::text[], @21::bigint[], @22::uuid[], @23::timestamptz[], \
+                       @24::text[], @25::bigint[], @26::uuid[]) \
              AS u (book, seq, tx_id, expires_at, status, ended_seq, ended_tx_id) \
          ), ended AS ( \
            UPDATE holds SET status = u.status, ended_seq = u.ended_seq, \
              ended_tx_id = u.ended_tx_id \
-           FROM unnest(@26::text[], @27::bigint[], @28::text[], @29::bigint[], @30::uuid[]) \
+           FROM unnest(@27::text[], @28::bigint[], @29::text[], @30::bigint[], @31::uuid[]) \
              AS u (book, hold_seq, status, ended_seq, ended_tx_id) \
            WHERE holds.book = u.book AND holds.seq = u.hold_seq AND holds.status = 'pending' \
            RETURNING 1 \
@@ -438,14 +452,14 @@ static WITH_HOLDS: LazyLock<WithHolds> = LazyLock::new(|| WithHolds {
     drafts: format!(
         "{}{} SELECT count(*) AS ended FROM ended",
         write_drafts!(),
-        holds_ctes(24)
+        holds_ctes(25)
     ),
     batch: format!(
-        "{}{}{}, notified AS (SELECT pg_notify('talea_events', p) FROM unnest($28::text[]) AS p) \
+        "{}{}{}, notified AS (SELECT pg_notify('talea_events', p) FROM unnest($30::text[]) AS p) \
          SELECT (SELECT count(*) FROM ended) AS ended, (SELECT count(*) FROM notified) AS notified",
         write_drafts!(),
         bump_books!(),
-        holds_ctes(29)
+        holds_ctes(31)
     ),
 });
 
@@ -501,6 +515,7 @@ pub(crate) async fn unnest_write(
                 .bind(moves.last_seqs)
                 .bind(moves.committed_at)
                 .bind(moves.open_holds)
+                .bind(moves.chain_hashes)
                 .bind(moves.payloads)
         }
         None => query,
@@ -524,9 +539,9 @@ pub(crate) async fn unnest_write(
 /// A statement being built, its parameters borrowed for `'q`.
 type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
 
-/// Binds the nine columns every `transactions` row has (and its `events`
+/// Binds the ten columns every `transactions` row has (and its `events`
 /// row's), as parallel arrays: book, seq, commit time, tx id, key, request
-/// hash, `occurred_at`, memo, metadata.
+/// hash, `occurred_at`, memo, metadata, and the event's chain hash.
 fn bind_transactions<'q>(
     query: PgQuery<'q>,
     txs: &'q [TransactionRow<'_>],
@@ -548,7 +563,8 @@ fn bind_transactions<'q>(
         .bind(txs.iter().map(|t| t.hash).collect::<Vec<_>>())
         .bind(occurred_at)
         .bind(txs.iter().map(|t| t.memo).collect::<Vec<_>>())
-        .bind(txs.iter().map(|t| t.metadata).collect::<Vec<_>>()))
+        .bind(txs.iter().map(|t| t.metadata).collect::<Vec<_>>())
+        .bind(txs.iter().map(|t| t.event_hash).collect::<Vec<_>>()))
 }
 
 /// Binds the seven columns a posting and a hold's leg share, as parallel
@@ -606,7 +622,7 @@ mod tests {
 
     #[test]
     fn holds_parameters_follow_the_plain_ones() {
-        for (sql, last) in [(&WITH_HOLDS.drafts, 54), (&WITH_HOLDS.batch, 59)] {
+        for (sql, last) in [(&WITH_HOLDS.drafts, 56), (&WITH_HOLDS.batch, 62)] {
             assert!(!sql.contains('@'), "a parameter left unnumbered: {sql}");
             assert!(sql.contains(&format!("${last}::uuid[]")), "{sql}");
             assert!(

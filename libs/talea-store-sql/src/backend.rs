@@ -192,6 +192,12 @@ pub struct Head {
     /// Its pending holds (`books.open_holds`): held amounts are read only
     /// when there are some.
     pub open_holds: u64,
+    /// The seq whose chain hash the counter row holds (`books.chain_seq`):
+    /// `last_seq`, unless events were written before the chain existed
+    /// (`crate::chain::catch_up` brings it up under the lock).
+    pub chain_seq: u64,
+    /// The chain hash of event `chain_seq` (32 zero bytes at 0).
+    pub chain: [u8; 32],
 }
 
 /// A SQL database that the shared core turns into a `talea_store::Store`

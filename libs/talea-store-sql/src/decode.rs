@@ -128,6 +128,18 @@ pub(crate) fn request_hash<B: SqlBackend>(
     <[u8; 32]>::try_from(hash.as_slice()).map_err(|_| corrupt("request hash is not 32 bytes"))
 }
 
+/// An event's chain hash, NULL for an event whose chain is not computed yet.
+pub(crate) fn opt_hash<B: SqlBackend>(
+    row: &Row<B>,
+    column: &str,
+) -> Result<Option<[u8; 32]>, StoreError> {
+    nullable::<B, _>(<B::Db as Columns>::bytes, row, column)?
+        .map(|hash| {
+            <[u8; 32]>::try_from(hash.as_slice()).map_err(|_| corrupt("event hash is not 32 bytes"))
+        })
+        .transpose()
+}
+
 /// A `min_balance` from its two columns (both NULL: unbounded).
 pub(crate) fn min_balance<B: SqlBackend>(row: &Row<B>) -> Result<Option<Decimal>, StoreError> {
     stored::min_balance(

@@ -16,6 +16,7 @@
 //! - [`scales`]: the asset-scale cache.
 
 pub mod backend;
+pub mod chain;
 mod decode;
 pub mod error;
 pub mod read;

@@ -684,7 +684,7 @@ pub async fn events<B: SqlBackend>(
     limit: u32,
 ) -> Result<Vec<Event>, StoreError> {
     const SQL: &str = concat!(
-        "SELECT e.seq, e.type, e.committed_at, ",
+        "SELECT e.seq, e.type, e.committed_at, e.hash AS event_hash, ",
         account_columns!(),
         ", ",
         transaction_columns!(),
@@ -714,6 +714,7 @@ pub async fn events<B: SqlBackend>(
         let seq = decode::seq::<B>(row, "seq")?;
         let committed_at = decode::time::<B>(row, "committed_at")?;
         let kind = decode::text::<B>(row, "type")?;
+        let hash = decode::opt_hash::<B>(row, "event_hash")?;
         let has_account = decode::opt_text::<B>(row, "name")?.is_some();
         let has_transaction = decode::opt_uuid::<B>(row, "tx_id")?.is_some();
         let entry = match kind.as_str() {
@@ -734,14 +735,14 @@ pub async fn events<B: SqlBackend>(
                 )));
             }
         };
-        heads.push((seq, committed_at, entry));
+        heads.push((seq, committed_at, hash, entry));
     }
     attach_postings::<B>(conn, book, &mut commits).await?;
     let mut expired = expired_holds::<B>(conn, book, &expiry_seqs).await?;
     let mut commits: Vec<Option<Commit>> = commits.into_iter().map(Some).collect();
     heads
         .into_iter()
-        .map(|(seq, committed_at, entry)| {
+        .map(|(seq, committed_at, hash, entry)| {
             let kind = match entry {
                 Entry::Opened(account) => EventKind::AccountOpened(account),
                 Entry::Transaction(i) => EventKind::Transaction(
@@ -762,6 +763,7 @@ pub async fn events<B: SqlBackend>(
                 seq,
                 committed_at,
                 kind,
+                hash,
             })
         })
         .collect()

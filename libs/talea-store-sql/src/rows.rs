@@ -41,6 +41,8 @@ pub struct TransactionRow<'a> {
     pub expires_at: Option<Timestamp>,
     /// The hold a settle or void ends.
     pub pending_tx_id: Option<uuid::Uuid>,
+    /// Its event's chain hash (`crate::chain`).
+    pub event_hash: &'a [u8],
 }
 
 /// A `holds` row of a new hold: `pending`, or already ended when a later
@@ -151,9 +153,17 @@ impl<'a> Rows<'a> {
         book: &'a BookName,
         committed_at: Timestamp,
         plans: &[&'a Planned],
+        hashes: &'a [[u8; 32]],
     ) -> Result<(), StoreError> {
         let book_name = book.as_str();
-        for planned in plans {
+        if hashes.len() != plans.len() {
+            return Err(StoreError::Other(format!(
+                "book {book}: {} chain hashes for {} events",
+                hashes.len(),
+                plans.len()
+            )));
+        }
+        for (planned, event_hash) in plans.iter().zip(hashes) {
             let commit = &planned.commit;
             let seq = new_seq_param(commit.seq)?;
             let row = TransactionRow {
@@ -169,6 +179,7 @@ impl<'a> Rows<'a> {
                 status: commit.status,
                 expires_at: commit.expires_at,
                 pending_tx_id: commit.pending_tx_id.map(|t| t.0),
+                event_hash,
             };
             let is_hold = commit.status == TxStatus::Pending;
             if let Some(hold) = commit.pending_tx_id {
@@ -256,6 +267,9 @@ pub struct BookMove {
     pub last_seq: u64,
     /// The commit time of the events appended.
     pub committed_at: Timestamp,
+    /// The chain hash of its new last event (`books.chain_hash`; the
+    /// book's `chain_seq` moves to `last_seq`).
+    pub chain_hash: [u8; 32],
 }
 
 impl BookMove {
@@ -274,20 +288,30 @@ pub struct Advance {
 }
 
 impl Advance {
-    /// Adds `book`'s move to `last_seq`, unless it wrote nothing.
-    pub fn push(&mut self, book: &BookName, last_seq: u64, head: Head) {
-        self.push_holds(book, last_seq, head, 0);
+    /// Adds `book`'s move to `last_seq`, whose event has chain hash
+    /// `chain_hash`, unless it wrote nothing.
+    pub fn push(&mut self, book: &BookName, last_seq: u64, head: Head, chain_hash: [u8; 32]) {
+        self.push_holds(book, last_seq, head, 0, chain_hash);
     }
 
-    /// Adds `book`'s move to `last_seq`, its count of pending holds moving
-    /// by `open_holds`, unless it wrote nothing.
-    pub fn push_holds(&mut self, book: &BookName, last_seq: u64, head: Head, open_holds: i64) {
+    /// Adds `book`'s move to `last_seq` (whose event has chain hash
+    /// `chain_hash`), its count of pending holds moving by `open_holds`,
+    /// unless it wrote nothing.
+    pub fn push_holds(
+        &mut self,
+        book: &BookName,
+        last_seq: u64,
+        head: Head,
+        open_holds: i64,
+        chain_hash: [u8; 32],
+    ) {
         if last_seq > head.last_seq {
             self.moves.push(BookMove {
                 book: book.clone(),
                 open_holds,
                 last_seq,
                 committed_at: head.committed_at,
+                chain_hash,
             });
         }
     }

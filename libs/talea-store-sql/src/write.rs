@@ -22,8 +22,8 @@
 use std::collections::{HashMap, HashSet};
 
 use talea_core::{
-    Account, AccountName, Asset, AssetCode, BookName, Commit, Draft, NewAccount, Timestamp, TxId,
-    TxStatus,
+    Account, AccountName, Asset, AssetCode, BookName, Commit, Draft, Event, EventKind, NewAccount,
+    Scale, Timestamp, TxId, TxStatus,
 };
 use talea_store::plan::{
     AccountRule, HoldState, Loaded, Pair, Planned, Planner, StoredKey, Totals, Verdict, Wanted,
@@ -35,6 +35,7 @@ use talea_store::{
 };
 
 use crate::backend::{Conn, Head, Param, Row, SqlBackend, Tx};
+use crate::chain;
 use crate::decode::{self, fetch};
 use crate::error::{Class, classify, describe, store_error, write_error};
 use crate::read;
@@ -88,8 +89,7 @@ pub async fn open_account<B: SqlBackend>(
     {
         return Ok(Opened::Existing(existing));
     }
-    let (mut tx, heads) = store.begin_locked(&[book.as_str()]).await?;
-    let head = head_of(&heads, book)?;
+    let (mut tx, head) = begin_chained(store, book).await?;
     if let Some(existing) = read::account::<B>(&mut tx, book, &new.name).await? {
         tx.rollback().await.map_err(store_error::<B>)?;
         return Ok(Opened::Existing(existing));
@@ -97,14 +97,32 @@ pub async fn open_account<B: SqlBackend>(
     let seq = head.last_seq + 1;
     let seq_value = new_seq_param(seq)?;
     let (mantissa, scale) = talea_store::stored::min_balance_parts(new.min_balance);
+    let account = Account {
+        book: book.clone(),
+        name: new.name.clone(),
+        kind: new.kind,
+        min_balance: new.min_balance,
+        metadata: new.metadata.clone(),
+        seq,
+        opened_at: head.committed_at,
+    };
+    let event = Event {
+        seq,
+        committed_at: head.committed_at,
+        kind: EventKind::AccountOpened(account),
+        hash: None,
+    };
+    let no_scales: HashMap<AssetCode, Scale> = HashMap::new();
+    let hash = chain::hash_one(book, &head.chain, &event, &no_scales)?;
     let mut advance = Advance::default();
-    advance.push(book, seq, head);
+    advance.push(book, seq, head, hash);
     let result: Result<(), sqlx::Error> = async {
         // The event first: the account row's foreign key points at it.
         let event = [
             Param::Text(Some(book.as_str())),
             Param::Int(seq_value),
             Param::Time(head.committed_at),
+            Param::Bytes(&hash),
         ];
         B::fetch(&mut tx, INSERT_ACCOUNT_EVENT, &event).await?;
         let account = [
@@ -124,20 +142,27 @@ pub async fn open_account<B: SqlBackend>(
     result.map_err(|e| write_error::<B>(book.as_str(), e))?;
     tx.commit().await.map_err(store_error::<B>)?;
     store.committed(&advance);
-    Ok(Opened::Created(Account {
-        book: book.clone(),
-        name: new.name.clone(),
-        kind: new.kind,
-        min_balance: new.min_balance,
-        metadata: new.metadata.clone(),
-        seq,
-        opened_at: head.committed_at,
-    }))
+    match event.kind {
+        EventKind::AccountOpened(account) => Ok(Opened::Created(account)),
+        _ => Err(StoreError::Other("an account event lost its account".to_owned())),
+    }
 }
 
-/// The `events` row of an account opening: `$1` book, `$2` seq, `$3` time.
-const INSERT_ACCOUNT_EVENT: &str = "INSERT INTO events (book, seq, type, committed_at) \
-                                    VALUES ($1, $2, 'account_opened', $3)";
+/// A write transaction holding `book`'s lock, its chain caught up.
+async fn begin_chained<B: SqlBackend>(
+    store: &B,
+    book: &BookName,
+) -> Result<(Tx<B>, Head), StoreError> {
+    let (mut tx, heads) = store.begin_locked(&[book.as_str()]).await?;
+    let mut head = head_of(&heads, book)?;
+    chain::catch_up(store, &mut tx, book, &mut head).await?;
+    Ok((tx, head))
+}
+
+/// The `events` row of an account opening: `$1` book, `$2` seq, `$3` time,
+/// `$4` chain hash.
+const INSERT_ACCOUNT_EVENT: &str = "INSERT INTO events (book, seq, type, committed_at, hash) \
+                                    VALUES ($1, $2, 'account_opened', $3, $4)";
 
 /// Whether a failed write may be retried draft by draft: the database
 /// refused the data (not the connection, not the schema), and not because
@@ -201,10 +226,16 @@ pub async fn commit_books<B: SqlBackend>(
             (verdicts, planner.last_seq())
         })
         .collect();
+    let chains = parts
+        .iter()
+        .zip(&decided)
+        .map(|(part, (verdicts, _))| chain_of(part, &written(verdicts)))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut advance = Advance::default();
-    for (part, (verdicts, last_seq)) in parts.iter().zip(&decided) {
+    for ((part, (verdicts, last_seq)), hashes) in parts.iter().zip(&decided).zip(&chains) {
         let delta = Advance::open_holds_delta(written(verdicts));
-        advance.push_holds(part.book, *last_seq, part.head, delta);
+        let chain_hash = hashes.last().copied().unwrap_or(part.head.chain);
+        advance.push_holds(part.book, *last_seq, part.head, delta, chain_hash);
     }
     if advance.is_empty() {
         // Nothing passed: nothing to write, and no counter row to keep.
@@ -219,8 +250,8 @@ pub async fn commit_books<B: SqlBackend>(
     // set-wise write be retried draft by draft inside the same locks.
     control::<B>(&mut tx, "SAVEPOINT batch").await?;
     let mut rows = Rows::default();
-    for (part, (verdicts, _)) in parts.iter().zip(&decided) {
-        rows.push(part.book, part.head.committed_at, &written(verdicts))?;
+    for ((part, (verdicts, _)), hashes) in parts.iter().zip(&decided).zip(&chains) {
+        rows.push(part.book, part.head.committed_at, &written(verdicts), hashes)?;
     }
     match B::write_rows(&mut tx, &rows, Some(&advance)).await {
         Ok(()) => {
@@ -251,9 +282,9 @@ pub async fn commit_books<B: SqlBackend>(
 
     let mut advance = Advance::default();
     for part in &parts {
-        let (verdicts, last_seq) = write_one_by_one::<B>(&mut tx, part).await?;
+        let (verdicts, last_seq, chain_hash) = write_one_by_one::<B>(&mut tx, part).await?;
         let delta = Advance::open_holds_delta(written(&verdicts));
-        advance.push_holds(part.book, last_seq, part.head, delta);
+        advance.push_holds(part.book, last_seq, part.head, delta, chain_hash);
         results[part.index] = outcomes(verdicts);
     }
     if advance.is_empty() {
@@ -266,6 +297,29 @@ pub async fn commit_books<B: SqlBackend>(
         store.committed(&advance);
     }
     Ok(results)
+}
+
+/// The chain hashes of the events of `plans` (in order) of `part`'s book.
+fn chain_of(part: &Part<'_>, plans: &[&Planned]) -> Result<Vec<[u8; 32]>, StoreError> {
+    let mut prev = part.head.chain;
+    plans
+        .iter()
+        .map(|planned| {
+            prev = plan_hash(part, &prev, planned)?;
+            Ok(prev)
+        })
+        .collect()
+}
+
+/// The chain hash of `planned`'s event after `prev`.
+fn plan_hash(part: &Part<'_>, prev: &[u8; 32], planned: &Planned) -> Result<[u8; 32], StoreError> {
+    let event = Event {
+        seq: planned.commit.seq,
+        committed_at: planned.commit.committed_at,
+        kind: EventKind::Transaction(planned.commit.clone()),
+        hash: None,
+    };
+    chain::hash_one(part.book, prev, &event, &part.loaded.scales)
 }
 
 /// The plans of the drafts that pass, in order.
@@ -306,7 +360,12 @@ async fn load<'b, B: SqlBackend>(
     let names: Vec<&str> = wants.iter().map(|(book, _)| book.as_str()).collect();
     let scales = store.scale_cache().get(store, &assets).await?;
 
-    let (mut tx, heads) = store.begin_locked(&names).await?;
+    let (mut tx, mut heads) = store.begin_locked(&names).await?;
+    for (book, _) in &wants {
+        if let Some(head) = heads.get_mut(book.as_str()) {
+            chain::catch_up(store, &mut tx, book, head).await?;
+        }
+    }
     let key_sets: Vec<(&BookName, &[&str])> = wants
         .iter()
         .map(|(book, w)| (*book, w.keys.as_slice()))
@@ -560,9 +619,10 @@ pub fn not_pending(book: &str, hold: uuid::Uuid) -> sqlx::Error {
     sqlx::Error::Protocol(format!("hold {hold} of book {book} is not pending"))
 }
 
-/// The `events` row of an expiry: `$1` book, `$2` seq, `$3` time.
-const INSERT_TRANSACTION_EVENT: &str = "INSERT INTO events (book, seq, type, committed_at) \
-                                        VALUES ($1, $2, 'transaction', $3)";
+/// The `events` row of an expiry: `$1` book, `$2` seq, `$3` time, `$4`
+/// chain hash.
+const INSERT_TRANSACTION_EVENT: &str = "INSERT INTO events (book, seq, type, committed_at, hash) \
+                                        VALUES ($1, $2, 'transaction', $3, $4)";
 
 /// Ends a pending hold: `$1` book, `$2` its seq, `$3` status, `$4` the
 /// ending event's seq, `$5` the settle or void (NULL for an expiry); a row
@@ -585,8 +645,7 @@ pub async fn expire_holds<B: SqlBackend>(
           WHERE h.book = $1 AND h.status = 'pending' AND h.expires_at IS NOT NULL \
             AND h.expires_at <= $2 ORDER BY h.seq"
     );
-    let (mut tx, heads) = store.begin_locked(&[book.as_str()]).await?;
-    let head = head_of(&heads, book)?;
+    let (mut tx, head) = begin_chained(store, book).await?;
     if head.open_holds == 0 {
         tx.rollback().await.map_err(store_error::<B>)?;
         return Ok(Vec::new());
@@ -609,16 +668,35 @@ pub async fn expire_holds<B: SqlBackend>(
     let last_seq = expiries.last().map_or(head.last_seq, |e| e.seq);
     let count = i64::try_from(expiries.len())
         .map_err(|_| StoreError::Other("too many expiries".to_owned()))?;
+    let assets: Vec<&AssetCode> = expiries
+        .iter()
+        .flat_map(|e| e.hold.postings.iter().map(|p| &p.asset))
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let scales = store.scale_cache().get(store, &assets).await?;
+    let events: Vec<Event> = expiries
+        .iter()
+        .map(|e| Event {
+            seq: e.seq,
+            committed_at: e.committed_at,
+            kind: EventKind::HoldExpired(e.hold.clone()),
+            hash: None,
+        })
+        .collect();
+    let hashes = chain::hash_all(book, head.chain, &events, &scales)?;
+    let chain_hash = hashes.last().copied().unwrap_or(head.chain);
     let mut advance = Advance::default();
-    advance.push_holds(book, last_seq, head, -count);
+    advance.push_holds(book, last_seq, head, -count, chain_hash);
     let result: Result<(), sqlx::Error> = async {
-        for expiry in &expiries {
+        for (expiry, hash) in expiries.iter().zip(&hashes) {
             let seq =
                 new_seq_param(expiry.seq).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
             let event = [
                 Param::Text(Some(book.as_str())),
                 Param::Int(seq),
                 Param::Time(head.committed_at),
+                Param::Bytes(hash),
             ];
             B::fetch(&mut tx, INSERT_TRANSACTION_EVENT, &event).await?;
             let end = [
@@ -671,22 +749,26 @@ pub async fn due_holds<B: SqlBackend>(
 /// in its own savepoint. A draft the database refuses is rejected alone,
 /// and the drafts after it are decided without it (seqs stay dense;
 /// balances and in-batch keys never include it). Returns the verdicts and
-/// the last seq written.
+/// the last seq written, with its chain hash.
 async fn write_one_by_one<B: SqlBackend>(
     tx: &mut Conn<B>,
     part: &Part<'_>,
-) -> Result<(Vec<Verdict>, u64), StoreError> {
+) -> Result<(Vec<Verdict>, u64, [u8; 32]), StoreError> {
     let mut planner = planner::<B>(part);
     let mut verdicts = Vec::with_capacity(part.drafts.len());
+    let mut chain = part.head.chain;
     for (i, draft) in part.drafts.iter().enumerate() {
         let verdict = match planner.evaluate(draft) {
             Verdict::Write(planned) => {
                 control::<B>(tx, "SAVEPOINT draft").await?;
+                let hash = [plan_hash(part, &chain, &planned)?];
                 let mut rows = Rows::default();
-                rows.push(part.book, part.head.committed_at, &[planned.as_ref()])?;
+                rows.push(part.book, part.head.committed_at, &[planned.as_ref()], &hash)?;
                 match B::write_rows(tx, &rows, None).await {
                     Ok(()) => {
                         control::<B>(tx, "RELEASE SAVEPOINT draft").await?;
+                        drop(rows);
+                        chain = hash[0];
                         planner.accept(i, &planned);
                         Verdict::Write(planned)
                     }
@@ -705,7 +787,7 @@ async fn write_one_by_one<B: SqlBackend>(
         };
         verdicts.push(verdict);
     }
-    Ok((verdicts, planner.last_seq()))
+    Ok((verdicts, planner.last_seq(), chain))
 }
 
 /// The rules of an account and its balance rows, as one book's batch needs them.

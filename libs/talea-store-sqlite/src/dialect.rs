@@ -282,7 +282,7 @@ pub(crate) async fn begin_immediate(
     let list = serde_json::to_string(books)
         .map_err(|e| StoreError::Other(format!("cannot encode a book list: {e}")))?;
     let rows = sqlx::query(
-        "SELECT book, last_seq, last_committed_at, open_holds FROM books \
+        "SELECT book, last_seq, last_committed_at, open_holds, chain_seq, chain_hash FROM books \
          WHERE book IN (SELECT value FROM json_each(?1))",
     )
     .bind(list)
@@ -297,6 +297,8 @@ pub(crate) async fn begin_immediate(
                 last_seq: 0,
                 committed_at: now,
                 open_holds: 0,
+                chain_seq: 0,
+                chain: talea_store_sql::chain::GENESIS,
             };
             (book.to_owned(), head)
         })
@@ -307,12 +309,16 @@ pub(crate) async fn begin_immediate(
         let previous: Option<i64> = row.try_get("last_committed_at").map_err(store_error)?;
         let committed_at = previous.map_or(now, |p| Timestamp::from_micros(p).max(now));
         let open_holds = talea_store::stored::seq(row.try_get("open_holds").map_err(store_error)?)?;
+        let chain_seq = talea_store::stored::seq(row.try_get("chain_seq").map_err(store_error)?)?;
+        let chain_hash: Option<Vec<u8>> = row.try_get("chain_hash").map_err(store_error)?;
         heads.insert(
             book,
             Head {
                 last_seq,
                 committed_at,
                 open_holds,
+                chain_seq,
+                chain: talea_store_sql::chain::stored_head(chain_seq, chain_hash)?,
             },
         );
     }
@@ -329,16 +335,18 @@ pub(crate) async fn upsert_counters(
 ) -> Result<(), sqlx::Error> {
     for m in &advance.moves {
         sqlx::query(
-            "INSERT INTO books (book, last_seq, last_committed_at, open_holds) \
-             VALUES (?1, ?2, ?3, max(?4, 0)) \
+            "INSERT INTO books (book, last_seq, last_committed_at, open_holds, chain_seq, chain_hash) \
+             VALUES (?1, ?2, ?3, max(?4, 0), ?2, ?5) \
              ON CONFLICT (book) DO UPDATE \
                SET last_seq = excluded.last_seq, last_committed_at = excluded.last_committed_at, \
-                   open_holds = books.open_holds + ?4",
+                   open_holds = books.open_holds + ?4, chain_seq = excluded.chain_seq, \
+                   chain_hash = excluded.chain_hash",
         )
         .bind(m.book.as_str())
         .bind(talea_store::stored::seq_param(m.last_seq))
         .bind(m.committed_at.micros())
         .bind(m.open_holds)
+        .bind(m.chain_hash.as_slice())
         .execute(&mut *conn)
         .await?;
     }
@@ -350,7 +358,7 @@ pub(crate) async fn upsert_counters(
 struct EventOf<'a>(&'a TransactionRow<'a>);
 
 impl Row for EventOf<'_> {
-    const COLUMNS: usize = 4;
+    const COLUMNS: usize = 5;
 
     fn bind<'q>(&'q self, query: Bound<'q>) -> Bound<'q> {
         query
@@ -358,6 +366,7 @@ impl Row for EventOf<'_> {
             .bind(self.0.seq)
             .bind("transaction")
             .bind(self.0.committed_at.micros())
+            .bind(self.0.event_hash)
     }
 }
 
@@ -476,7 +485,7 @@ async fn insert_events(
     let events: Vec<EventOf<'_>> = txs.iter().map(EventOf).collect();
     rows::insert(
         conn,
-        "INSERT INTO events (book, seq, type, committed_at)",
+        "INSERT INTO events (book, seq, type, committed_at, hash)",
         "",
         &events,
     )

@@ -116,15 +116,24 @@ pub struct LiveEvent {
 }
 
 impl LiveEvent {
-    /// An event whose `data` serializes to `data_json`.
+    /// An event whose `data` serializes to `data_json`. Its frame carries,
+    /// beside `id`, `event` and `data`, the event's `committed_at` and (when
+    /// it has one) its chain `hash`, so a subscriber can check the chain
+    /// (`docs/proofs.md`); SSE clients ignore fields they do not know.
     pub fn new(
         seq: u64,
         kind: String,
         committed_at: String,
+        hash: Option<&str>,
         accounts: BTreeSet<String>,
         data_json: &str,
     ) -> Arc<LiveEvent> {
-        let head = format!("id: {seq}\nevent: {kind}\n");
+        let mut head = format!("id: {seq}\nevent: {kind}\ncommitted_at: {committed_at}\n");
+        if let Some(hash) = hash {
+            head.push_str("hash: ");
+            head.push_str(hash);
+            head.push('\n');
+        }
         let data_at = head.len();
         let frame = Bytes::from(format!("{head}data: {data_json}\n\n"));
         let committed_micros = talea_api::parse_timestamp(&committed_at).map(|t| t.micros());
@@ -156,6 +165,7 @@ impl LiveEvent {
             dto.seq,
             dto.kind.clone(),
             dto.committed_at.clone(),
+            dto.hash.as_deref(),
             accounts,
             &dto.data.to_string(),
         )
@@ -278,6 +288,7 @@ mod tests {
             kind: "transaction".to_owned(),
             committed_at: "2026-11-22T10:00:00.000000Z".to_owned(),
             data: json!({"tx_id": "t", "postings": [{"account": "a"}, {"account": "b"}]}),
+            hash: Some("ab".repeat(32)),
         };
         let live = LiveEvent::from_dto(&tx);
         assert_eq!(
@@ -286,13 +297,18 @@ mod tests {
         );
         assert_eq!(
             live.frame(),
-            "id: 43\nevent: transaction\ndata: {\"tx_id\":\"t\",\"postings\":[{\"account\":\"a\"},{\"account\":\"b\"}]}\n\n"
+            format!(
+                "id: 43\nevent: transaction\ncommitted_at: 2026-11-22T10:00:00.000000Z\nhash: {}\n\
+                 data: {{\"tx_id\":\"t\",\"postings\":[{{\"account\":\"a\"}},{{\"account\":\"b\"}}]}}\n\n",
+                "ab".repeat(32)
+            )
         );
         let opened = EventDto {
             seq: 1,
             kind: "account_opened".to_owned(),
             committed_at: String::new(),
             data: json!({"name": "hot"}),
+            hash: None,
         };
         assert!(LiveEvent::from_dto(&opened).accounts.contains("hot"));
     }
@@ -304,6 +320,7 @@ mod tests {
             kind: "transaction".to_owned(),
             committed_at: "2026-11-22T10:00:00.000000Z".to_owned(),
             data: json!({"tx_id": "t", "memo": "secret memo", "metadata": {"k": "secret"}}),
+            hash: None,
         };
         let live = LiveEvent::from_dto(&tx);
         assert_eq!(live.frame_for(Hide::NONE), live.frame());

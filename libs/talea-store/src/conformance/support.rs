@@ -180,7 +180,36 @@ pub(super) async fn assert_dense_log(
         last,
         "last_seq matches the log"
     );
+    assert_chained(store, b, &events).await;
     events
+}
+
+/// Asserts every event of `b` carries its chain hash (`docs/proofs.md`):
+/// the one the served JSON of the events, read back, hashes to.
+pub(super) async fn assert_chained(
+    store: &Arc<dyn Store>,
+    b: &BookName,
+    events: &[talea_core::Event],
+) {
+    let scales: BTreeMap<AssetCode, Scale> = store
+        .assets()
+        .await
+        .expect("assets")
+        .into_iter()
+        .map(|a| (a.code, a.scale))
+        .collect();
+    let mut prev = [0u8; 32];
+    for event in events {
+        let expected = talea_api::event::event_hash(&prev, b.as_str(), event, &scales)
+            .expect("an event has a canonical form");
+        assert_eq!(
+            event.hash,
+            Some(expected),
+            "event {} of {b} carries its chain hash",
+            event.seq
+        );
+        prev = expected;
+    }
 }
 
 /// The balances an account held as of `at`, computed from commits.

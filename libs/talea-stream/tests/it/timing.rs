@@ -30,6 +30,7 @@ impl MemoryLog {
             seq,
             "transaction".to_owned(),
             "2026-11-22T10:00:00.000000Z".to_owned(),
+            None,
             Default::default(),
             &format!("{{\"seq\":{seq}}}"),
         );

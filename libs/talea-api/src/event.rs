@@ -1,0 +1,159 @@
+//! Log entries as the API serves them, built from domain values, and the
+//! hash chain over them (`docs/proofs.md`).
+//!
+//! The chain binds each event's served JSON, so the stores hash events with
+//! these same functions when they append them: what a client verifies is
+//! exactly what the store chained.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::{Map, Value};
+use talea_core::{Account, AssetCode, Commit, Event, EventKind, Scale, Side};
+use talea_verify::Hash;
+
+use crate::{AccountDto, EventDto, PostingDto, TransactionDto, format_timestamp};
+
+/// Reads stored metadata text back into an object (stored text is always an object).
+pub fn metadata_value(text: &str) -> Map<String, Value> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(map)) => map,
+        _ => {
+            tracing::error!("stored metadata is not a JSON object");
+            Map::new()
+        }
+    }
+}
+
+/// Where amounts find their asset's scale: the ledger's and the stores'
+/// maps of registered assets.
+pub trait AssetScales {
+    /// The scale of `asset`, if it is registered.
+    fn scale(&self, asset: &AssetCode) -> Option<Scale>;
+}
+
+impl AssetScales for BTreeMap<AssetCode, Scale> {
+    fn scale(&self, asset: &AssetCode) -> Option<Scale> {
+        self.get(asset).copied()
+    }
+}
+
+impl<S: std::hash::BuildHasher> AssetScales for HashMap<AssetCode, Scale, S> {
+    fn scale(&self, asset: &AssetCode) -> Option<Scale> {
+        self.get(asset).copied()
+    }
+}
+
+/// The scale of `asset` in `scales`.
+pub fn scale_of(scales: &(impl AssetScales + ?Sized), asset: &AssetCode) -> Scale {
+    // Every stored posting's asset was registered before it was accepted and
+    // assets are never removed, so the lookup succeeds; scale 0 is a safe
+    // fallback that still prints an exact integer of minor units.
+    scales.scale(asset).unwrap_or(Scale::ZERO)
+}
+
+/// An account as the API serves it (without balances).
+pub fn account_dto(account: &Account) -> AccountDto {
+    AccountDto {
+        book: account.book.to_string(),
+        name: account.name.to_string(),
+        kind: account.kind.as_str().to_owned(),
+        min_balance: account.min_balance.map(|d| d.to_string()),
+        metadata: metadata_value(&account.metadata),
+        seq: account.seq,
+        opened_at: format_timestamp(account.opened_at),
+        balances: None,
+    }
+}
+
+/// A transaction as the API serves it.
+pub fn transaction_dto(commit: &Commit, scales: &(impl AssetScales + ?Sized)) -> TransactionDto {
+    TransactionDto {
+        tx_id: commit.tx_id.0.to_string(),
+        book: commit.book.to_string(),
+        seq: commit.seq,
+        committed_at: format_timestamp(commit.committed_at),
+        deduplicated: None,
+        idempotency_key: commit.idempotency_key.to_string(),
+        postings: commit
+            .postings
+            .iter()
+            .map(|p| {
+                let text = p.amount.format(scale_of(scales, &p.asset));
+                let (debit, credit) = match p.side {
+                    Side::Debit => (Some(text), None),
+                    Side::Credit => (None, Some(text)),
+                };
+                PostingDto {
+                    account: p.account.to_string(),
+                    asset: p.asset.to_string(),
+                    debit,
+                    credit,
+                }
+            })
+            .collect(),
+        occurred_at: commit.occurred_at.map(format_timestamp),
+        memo: commit.memo.clone(),
+        metadata: commit.metadata.as_deref().map(metadata_value),
+        status: commit.status.as_str().to_owned(),
+        expires_at: commit.expires_at.map(format_timestamp),
+        pending_tx_id: commit.pending_tx_id.map(|id| id.0.to_string()),
+    }
+}
+
+/// The log entry as it appears on the wire, in the events page and the stream.
+pub fn event_dto(event: &Event, scales: &(impl AssetScales + ?Sized)) -> EventDto {
+    let (kind, data) = match &event.kind {
+        EventKind::AccountOpened(a) => ("account_opened", serde_json::to_value(account_dto(a))),
+        EventKind::Transaction(c) => (
+            "transaction",
+            serde_json::to_value(transaction_dto(c, scales)),
+        ),
+        EventKind::HoldExpired(c) => (
+            "hold_expired",
+            serde_json::to_value(transaction_dto(c, scales)),
+        ),
+    };
+    EventDto {
+        seq: event.seq,
+        kind: kind.to_owned(),
+        committed_at: format_timestamp(event.committed_at),
+        // Serializing these plain structs cannot fail.
+        data: data.unwrap_or(serde_json::Value::Null),
+        hash: event.hash.as_ref().map(|h| talea_verify::hash::to_hex(h)),
+    }
+}
+
+/// Why an event could not be chained: its JSON has no canonical form (a
+/// number JSON cannot carry exactly; the ledger writes none).
+#[derive(Debug, thiserror::Error)]
+#[error("event {seq} of book {book} has no canonical form: {source}")]
+pub struct ChainError {
+    /// The book.
+    pub book: String,
+    /// The event's seq.
+    pub seq: u64,
+    /// What the canonical encoding refused.
+    #[source]
+    pub source: talea_verify::chain::EventError,
+}
+
+/// The chain hash of `event` of `book` after `prev` (the previous event's
+/// hash, or [`talea_verify::chain::GENESIS`] before the first): SHA-256 of
+/// `prev` and the canonical bytes of the event as [`event_dto`] serves it.
+pub fn event_hash(
+    prev: &Hash,
+    book: &str,
+    event: &Event,
+    scales: &(impl AssetScales + ?Sized),
+) -> Result<Hash, ChainError> {
+    let mut dto = event_dto(event, scales);
+    dto.hash = None;
+    let fail = |source| ChainError {
+        book: book.to_owned(),
+        seq: event.seq,
+        source,
+    };
+    let value = serde_json::to_value(&dto)
+        .map_err(|_| fail(talea_verify::chain::EventError::NotAnObject))?;
+    talea_verify::chain::event_hash(prev, book, &value).map_err(fail)
+}

@@ -19,3 +19,20 @@ ALTER TABLE books
 ALTER TABLE events
     ADD COLUMN hash bytea NULL,
     ADD CONSTRAINT events_hash_length CHECK (octet_length(hash) = 32);
+
+-- Signed checkpoints (tree heads) of each book's log: kept, so a client can
+-- fetch the latest and so consistency between any two can be proven. The
+-- first kept of a size wins (instances racing to sign the same size keep
+-- one). `taken_at` is the signed timestamp, microseconds.
+CREATE TABLE checkpoints (
+    book       text COLLATE "C" NOT NULL,
+    tree_size  bigint NOT NULL,
+    root_hash  bytea NOT NULL,
+    taken_at   timestamptz NOT NULL,
+    key_id     text NOT NULL,
+    signature  bytea NOT NULL,
+    CONSTRAINT checkpoints_pkey PRIMARY KEY (book, tree_size),
+    CONSTRAINT checkpoints_tree_size_positive CHECK (tree_size > 0),
+    CONSTRAINT checkpoints_root_hash_length CHECK (octet_length(root_hash) = 32),
+    CONSTRAINT checkpoints_signature_length CHECK (octet_length(signature) = 64)
+);

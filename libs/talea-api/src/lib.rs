@@ -14,8 +14,8 @@ mod openapi;
 mod time;
 
 pub use dto::*;
-pub use event::{AssetScales, account_dto, event_dto, event_hash, transaction_dto};
 pub use error::{ApiError, CATALOGUE, ErrorBody, ErrorCode, ErrorInfo};
+pub use event::{AssetScales, account_dto, event_dto, event_hash, transaction_dto};
 pub use json::canonical_json;
 pub use time::{format_timestamp, parse_timestamp};
 

@@ -10,8 +10,7 @@ use talea_api::{
 };
 use talea_core::{
     AccountKind, AccountName, Amount, AmountError, Asset, AssetCode, BookName, Decimal, Draft,
-    DraftError, DraftPosting, IdempotencyKey, NameError, Scale, Side,
-    Timestamp, TxId, limits,
+    DraftError, DraftPosting, IdempotencyKey, NameError, Scale, Side, Timestamp, TxId, limits,
 };
 use talea_store::{AccountPosting, Rejection, StoreError};
 

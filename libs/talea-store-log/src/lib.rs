@@ -69,6 +69,7 @@
 #[cfg(not(unix))]
 compile_error!("talea-store-log needs a Unix system (pread, pwrite, flock)");
 
+mod checkpoints;
 mod codec;
 mod file;
 #[doc(hidden)]
@@ -161,6 +162,7 @@ pub struct LogStore {
 
 struct Inner {
     shared: Arc<Shared>,
+    checkpoints: checkpoints::Checkpoints,
     requests: Option<mpsc::Sender<Request>>,
     writer: Option<JoinHandle<()>>,
     truncated_bytes: u64,
@@ -204,6 +206,7 @@ impl LogStore {
             .map_err(|e| file::io_error(dir, "cannot create the store directory", e))?;
         let lock = DirLock::acquire(dir)?;
         let (file, recovered) = LogFile::open(dir, config.tail_cache_bytes_max)?;
+        let checkpoints = checkpoints::Checkpoints::open(dir)?;
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
             file,
@@ -230,6 +233,7 @@ impl LogStore {
         Ok(LogStore {
             inner: Arc::new(Inner {
                 shared,
+                checkpoints,
                 requests: Some(requests),
                 writer: Some(handle),
                 truncated_bytes: recovered.truncated_bytes,
@@ -458,6 +462,32 @@ impl Store for LogStore {
         limit: u32,
     ) -> Result<Vec<Event>, StoreError> {
         read::events(&self.inner.shared, book, after_seq, limit)
+    }
+
+    async fn event_hashes(
+        &self,
+        book: &BookName,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<Option<[u8; 32]>>, StoreError> {
+        Ok(read::events(&self.inner.shared, book, after_seq, limit)?
+            .into_iter()
+            .map(|e| e.hash)
+            .collect())
+    }
+
+    async fn save_checkpoint(
+        &self,
+        checkpoint: &talea_store::Checkpoint,
+    ) -> Result<bool, StoreError> {
+        self.inner.checkpoints.save(checkpoint)
+    }
+
+    async fn latest_checkpoint(
+        &self,
+        book: &BookName,
+    ) -> Result<Option<talea_store::Checkpoint>, StoreError> {
+        Ok(self.inner.checkpoints.latest(book))
     }
 
     async fn expire_holds(&self, book: &BookName) -> Result<Vec<Expiry>, StoreError> {

@@ -14,9 +14,9 @@ use std::collections::HashMap;
 
 use talea_api::event::{AssetScales, event_hash};
 use talea_core::{AssetCode, BookName, Event, EventKind, Scale};
-use talea_store::StoreError;
-pub use talea_verify::chain::GENESIS;
+use talea_store::{Checkpoint, StoreError};
 use talea_verify::Hash;
+pub use talea_verify::chain::GENESIS;
 
 use crate::backend::{Conn, Head, Param, SqlBackend};
 use crate::error::store_error;
@@ -34,9 +34,8 @@ const SET_EVENT_HASH: &str = "UPDATE events SET hash = $3 WHERE book = $1 AND se
 pub fn stored_head(chain_seq: u64, chain_hash: Option<Vec<u8>>) -> Result<Hash, StoreError> {
     match (chain_seq, chain_hash) {
         (0, None) => Ok(GENESIS),
-        (_, Some(hash)) if chain_seq > 0 => <Hash>::try_from(hash.as_slice()).map_err(|_| {
-            StoreError::Other("books.chain_hash is not 32 bytes".to_owned())
-        }),
+        (_, Some(hash)) if chain_seq > 0 => <Hash>::try_from(hash.as_slice())
+            .map_err(|_| StoreError::Other("books.chain_hash is not 32 bytes".to_owned())),
         _ => Err(StoreError::Other(format!(
             "books.chain_hash disagrees with chain_seq {chain_seq}"
         ))),
@@ -191,4 +190,85 @@ pub async fn upgrade<B: SqlBackend>(store: &B) -> Result<usize, StoreError> {
         done += 1;
     }
     Ok(done)
+}
+
+/// The chain hashes of `book`'s events after `after_seq`; see
+/// `Store::event_hashes`.
+pub async fn event_hashes<B: SqlBackend>(
+    store: &B,
+    book: &BookName,
+    after_seq: u64,
+    limit: u32,
+) -> Result<Vec<Option<Hash>>, StoreError> {
+    const SQL: &str = "SELECT seq, hash FROM events WHERE book = $1 AND seq > $2 \
+                       ORDER BY seq LIMIT $3";
+    let mut conn = store.reader().await?;
+    let params = [
+        Param::Text(Some(book.as_str())),
+        Param::Int(talea_store::stored::seq_param(after_seq)),
+        Param::Int(i64::from(limit)),
+    ];
+    let rows = crate::decode::fetch::<B>(&mut conn, SQL, &params).await?;
+    let mut expected = after_seq;
+    let mut hashes = Vec::with_capacity(rows.len());
+    for row in &rows {
+        expected += 1;
+        let seq = crate::decode::seq::<B>(row, "seq")?;
+        if seq != expected {
+            return Err(crate::error::corrupt(format!(
+                "book {book}: event {expected} is missing"
+            )));
+        }
+        hashes.push(crate::decode::opt_hash::<B>(row, "hash")?);
+    }
+    Ok(hashes)
+}
+
+/// Keeps `checkpoint` unless one of its size is kept; see
+/// `Store::save_checkpoint`.
+pub async fn save_checkpoint<B: SqlBackend>(
+    store: &B,
+    checkpoint: &Checkpoint,
+) -> Result<bool, StoreError> {
+    const SQL: &str = "INSERT INTO checkpoints \
+                         (book, tree_size, root_hash, taken_at, key_id, signature) \
+                       VALUES ($1, $2, $3, $4, $5, $6) \
+                       ON CONFLICT (book, tree_size) DO NOTHING RETURNING tree_size";
+    let mut conn = store.writer().await?;
+    let params = [
+        Param::Text(Some(checkpoint.book.as_str())),
+        Param::Int(new_seq_param(checkpoint.tree_size)?),
+        Param::Bytes(&checkpoint.root_hash),
+        Param::Time(checkpoint.timestamp),
+        Param::Text(Some(&checkpoint.key_id)),
+        Param::Bytes(&checkpoint.signature),
+    ];
+    let rows = crate::decode::fetch::<B>(&mut conn, SQL, &params).await?;
+    Ok(!rows.is_empty())
+}
+
+/// The kept checkpoint of `book` with the largest tree size.
+pub async fn latest_checkpoint<B: SqlBackend>(
+    store: &B,
+    book: &BookName,
+) -> Result<Option<Checkpoint>, StoreError> {
+    const SQL: &str = "SELECT tree_size, root_hash, taken_at, key_id, signature FROM checkpoints \
+                       WHERE book = $1 ORDER BY tree_size DESC LIMIT 1";
+    let mut conn = store.reader().await?;
+    let rows =
+        crate::decode::fetch::<B>(&mut conn, SQL, &[Param::Text(Some(book.as_str()))]).await?;
+    let Some(row) = rows.first() else {
+        return Ok(None);
+    };
+    let signature = crate::decode::bytes::<B>(row, "signature")?;
+    Ok(Some(Checkpoint {
+        book: book.clone(),
+        tree_size: crate::decode::seq::<B>(row, "tree_size")?,
+        root_hash: crate::decode::opt_hash::<B>(row, "root_hash")?
+            .ok_or_else(|| crate::error::corrupt("a checkpoint has no root"))?,
+        timestamp: crate::decode::time::<B>(row, "taken_at")?,
+        key_id: crate::decode::text::<B>(row, "key_id")?,
+        signature: <[u8; 64]>::try_from(signature.as_slice())
+            .map_err(|_| crate::error::corrupt("a checkpoint's signature is not 64 bytes"))?,
+    }))
 }

@@ -128,6 +128,11 @@ pub(crate) fn request_hash<B: SqlBackend>(
     <[u8; 32]>::try_from(hash.as_slice()).map_err(|_| corrupt("request hash is not 32 bytes"))
 }
 
+/// A byte-string column that is never NULL.
+pub(crate) fn bytes<B: SqlBackend>(row: &Row<B>, column: &str) -> Result<Vec<u8>, StoreError> {
+    required::<B, _>(<B::Db as Columns>::bytes, row, column)
+}
+
 /// An event's chain hash, NULL for an event whose chain is not computed yet.
 pub(crate) fn opt_hash<B: SqlBackend>(
     row: &Row<B>,

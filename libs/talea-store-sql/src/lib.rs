@@ -198,6 +198,29 @@ macro_rules! impl_store {
                 $crate::read::events::<Self>(&mut conn, book, after_seq, limit).await
             }
 
+            async fn event_hashes(
+                &self,
+                book: &::talea_core::BookName,
+                after_seq: u64,
+                limit: u32,
+            ) -> Result<Vec<Option<[u8; 32]>>, ::talea_store::StoreError> {
+                $crate::chain::event_hashes(self, book, after_seq, limit).await
+            }
+
+            async fn save_checkpoint(
+                &self,
+                checkpoint: &::talea_store::Checkpoint,
+            ) -> Result<bool, ::talea_store::StoreError> {
+                $crate::chain::save_checkpoint(self, checkpoint).await
+            }
+
+            async fn latest_checkpoint(
+                &self,
+                book: &::talea_core::BookName,
+            ) -> Result<Option<::talea_store::Checkpoint>, ::talea_store::StoreError> {
+                $crate::chain::latest_checkpoint(self, book).await
+            }
+
             async fn expire_holds(
                 &self,
                 book: &::talea_core::BookName,

@@ -144,7 +144,9 @@ pub async fn open_account<B: SqlBackend>(
     store.committed(&advance);
     match event.kind {
         EventKind::AccountOpened(account) => Ok(Opened::Created(account)),
-        _ => Err(StoreError::Other("an account event lost its account".to_owned())),
+        _ => Err(StoreError::Other(
+            "an account event lost its account".to_owned(),
+        )),
     }
 }
 
@@ -251,7 +253,12 @@ pub async fn commit_books<B: SqlBackend>(
     control::<B>(&mut tx, "SAVEPOINT batch").await?;
     let mut rows = Rows::default();
     for ((part, (verdicts, _)), hashes) in parts.iter().zip(&decided).zip(&chains) {
-        rows.push(part.book, part.head.committed_at, &written(verdicts), hashes)?;
+        rows.push(
+            part.book,
+            part.head.committed_at,
+            &written(verdicts),
+            hashes,
+        )?;
     }
     match B::write_rows(&mut tx, &rows, Some(&advance)).await {
         Ok(()) => {
@@ -763,7 +770,12 @@ async fn write_one_by_one<B: SqlBackend>(
                 control::<B>(tx, "SAVEPOINT draft").await?;
                 let hash = [plan_hash(part, &chain, &planned)?];
                 let mut rows = Rows::default();
-                rows.push(part.book, part.head.committed_at, &[planned.as_ref()], &hash)?;
+                rows.push(
+                    part.book,
+                    part.head.committed_at,
+                    &[planned.as_ref()],
+                    &hash,
+                )?;
                 match B::write_rows(tx, &rows, None).await {
                     Ok(()) => {
                         control::<B>(tx, "RELEASE SAVEPOINT draft").await?;

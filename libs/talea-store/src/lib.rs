@@ -233,6 +233,24 @@ pub struct Expiry {
     pub hold: Commit,
 }
 
+/// A signed tree head of a book's log (`docs/proofs.md`, "Checkpoints"),
+/// as a store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The book.
+    pub book: BookName,
+    /// Events 1..=tree_size are its leaves.
+    pub tree_size: u64,
+    /// Their RFC 9162 Merkle root.
+    pub root_hash: [u8; 32],
+    /// When it was signed (µs, the signed text's precision).
+    pub timestamp: Timestamp,
+    /// The signing key's id (16 lowercase hex digits).
+    pub key_id: String,
+    /// The Ed25519 signature of the checkpoint message.
+    pub signature: [u8; 64],
+}
+
 /// A live hold that expires soon, as [`Store::due_holds`] lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DueHold {
@@ -517,6 +535,24 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// `until`, earliest first, for the expirer to end (a book may come
     /// more than once).
     async fn due_holds(&self, until: Timestamp, limit: u32) -> Result<Vec<DueHold>, StoreError>;
+
+    /// The chain hashes of `book`'s events with seq above `after_seq`, in seq
+    /// order, at most `limit` (`None` for an event not chained yet): the
+    /// leaves of the book's Merkle tree, read without the events' data.
+    async fn event_hashes(
+        &self,
+        book: &BookName,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<Option<[u8; 32]>>, StoreError>;
+
+    /// Keeps a signed checkpoint of `checkpoint.book`; false when one of
+    /// the same tree size was kept before (that one stays: the first kept
+    /// wins, so every instance serves the same checkpoint).
+    async fn save_checkpoint(&self, checkpoint: &Checkpoint) -> Result<bool, StoreError>;
+
+    /// The kept checkpoint of `book` with the largest tree size, if any.
+    async fn latest_checkpoint(&self, book: &BookName) -> Result<Option<Checkpoint>, StoreError>;
 
     /// A receiver of commit notices: after every durable commit or account
     /// open (by this process, and for Postgres by any process), a

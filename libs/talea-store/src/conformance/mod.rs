@@ -12,11 +12,12 @@
 //! "the stores behave identically" is what this module checks.
 //!
 //! The cases live by topic in this folder's modules (`registry`,
-//! `idempotency`, `concurrency`, `holds`, `rules`, `reads`, `balances`, `multi_book`,
+//! `idempotency`, `concurrency`, `holds`, `chain`, `rules`, `reads`, `balances`, `multi_book`,
 //! `streams`), their shared helpers in `support`; this file holds the one
 //! list of cases and the macro that runs each on every backend.
 
 mod balances;
+mod chain;
 mod concurrency;
 mod holds;
 mod idempotency;
@@ -28,6 +29,7 @@ mod streams;
 mod support;
 
 pub use balances::*;
+pub use chain::*;
 pub use concurrency::*;
 pub use holds::*;
 pub use idempotency::*;
@@ -131,6 +133,8 @@ cases!($
     racing_outcomes_end_a_hold_once,
     holds_expire,
     holds_as_of,
+    event_hashes_are_the_leaves,
+    checkpoints_are_kept,
 );
 
 /// Runs every case in order, each on a store from `make_store`.

@@ -17,6 +17,8 @@ pub use dto::*;
 pub use error::{ApiError, CATALOGUE, ErrorBody, ErrorCode, ErrorInfo};
 pub use event::{AssetScales, account_dto, event_dto, event_hash, transaction_dto};
 pub use json::canonical_json;
+pub use talea_verify::checkpoint::{Checkpoint, KeyList, PublicKey};
+pub use talea_verify::files::{ConsistencyProof, InclusionProof};
 pub use time::{format_timestamp, parse_timestamp};
 
 use async_trait::async_trait;
@@ -109,4 +111,29 @@ pub trait LedgerApi: Send + Sync {
 
     /// Every book with at least one event.
     async fn books(&self) -> Result<BookList, ApiError>;
+
+    /// The public keys that sign checkpoints: the current one first, then
+    /// retired ones (`docs/proofs.md`).
+    async fn keys(&self) -> Result<KeyList, ApiError>;
+
+    /// The book's latest signed checkpoint (tree head).
+    async fn checkpoint(&self, book: &str) -> Result<Checkpoint, ApiError>;
+
+    /// The audit path of event `seq` in the book's tree of `tree_size`
+    /// events (the latest checkpoint's size when `None`).
+    async fn inclusion_proof(
+        &self,
+        book: &str,
+        seq: u64,
+        tree_size: Option<u64>,
+    ) -> Result<InclusionProof, ApiError>;
+
+    /// The proof that the book's tree of `from` events is a prefix of its
+    /// tree of `to` events, with both roots.
+    async fn consistency_proof(
+        &self,
+        book: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<ConsistencyProof, ApiError>;
 }

@@ -11,9 +11,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use talea_api::{
     AccountDto, AccountList, ApiError, AssetDto, AssetList, AssetRequest, BalancesDto, BookList,
-    Created, ErrorBody, ErrorCode, EventList, HealthDto, LedgerApi, NamePage, OpenAccountRequest,
-    PostTransactionRequest, PostingList, SeqPage, SettleRequest, TransactionDto, TransactionList,
-    TrialBalanceDto, VoidRequest,
+    Checkpoint, ConsistencyProof, Created, ErrorBody, ErrorCode, EventList, HealthDto,
+    InclusionProof, KeyList, LedgerApi, NamePage, OpenAccountRequest, PostTransactionRequest,
+    PostingList, SeqPage, SettleRequest, TransactionDto, TransactionList, TrialBalanceDto,
+    VoidRequest,
 };
 
 use crate::path;
@@ -523,6 +524,42 @@ impl LedgerApi for TaleaClient {
 
     async fn books(&self) -> Result<BookList, ApiError> {
         self.get(&["v1", "books"], &[]).await
+    }
+
+    async fn keys(&self) -> Result<KeyList, ApiError> {
+        self.get(&["v1", "keys"], &[]).await
+    }
+
+    async fn checkpoint(&self, book: &str) -> Result<Checkpoint, ApiError> {
+        path::check_book_account(book, None)?;
+        self.get(&["v1", "books", book, "checkpoint"], &[]).await
+    }
+
+    async fn inclusion_proof(
+        &self,
+        book: &str,
+        seq: u64,
+        tree_size: Option<u64>,
+    ) -> Result<InclusionProof, ApiError> {
+        path::check_book_account(book, None)?;
+        let mut query = vec![("seq", seq.to_string())];
+        if let Some(size) = tree_size {
+            query.push(("tree_size", size.to_string()));
+        }
+        self.get(&["v1", "books", book, "proofs", "inclusion"], &query)
+            .await
+    }
+
+    async fn consistency_proof(
+        &self,
+        book: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<ConsistencyProof, ApiError> {
+        path::check_book_account(book, None)?;
+        let query = [("from", from.to_string()), ("to", to.to_string())];
+        self.get(&["v1", "books", book, "proofs", "consistency"], &query)
+            .await
     }
 }
 

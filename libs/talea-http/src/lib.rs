@@ -9,6 +9,7 @@ mod extract;
 mod hide;
 mod middleware;
 pub mod openapi;
+mod proofs;
 mod ratelimit;
 mod role;
 mod routes;

@@ -254,6 +254,7 @@ pub fn document() -> Value {
             {"name": "transactions", "description": "Posting and reading transactions."},
             {"name": "books", "description": "Books, their logs and trial balances."},
             {"name": "streams", "description": "Live events (Server-Sent Events)."},
+            {"name": "proofs", "description": "The verifiable log: signing keys, signed checkpoints, inclusion and consistency proofs (docs/proofs.md)."},
             {"name": "operations", "description": "Health, liveness and this document."},
         ],
         "paths": paths,

@@ -104,7 +104,8 @@ pub(crate) fn v1(role: Role) -> OpenApiRouter<AppState> {
         .routes(routes!(list_transactions))
         .routes(routes!(trial_balance))
         .routes(routes!(list_events))
-        .routes(routes!(get_transaction));
+        .routes(routes!(get_transaction))
+        .merge(crate::proofs::routes());
     // Settle and void have no GET beside them for axum to answer 405 with:
     // every role routes them, and a read instance refuses them itself
     // (`refused_on_reads`).
@@ -124,9 +125,9 @@ pub(crate) fn v1(role: Role) -> OpenApiRouter<AppState> {
     }
 }
 
-type Result<T = Response> = std::result::Result<T, HttpError>;
+pub(crate) type Result<T = Response> = std::result::Result<T, HttpError>;
 
-fn ok<T: serde::Serialize>(body: &T) -> Result {
+pub(crate) fn ok<T: serde::Serialize>(body: &T) -> Result {
     Ok(json_response(StatusCode::OK, body))
 }
 

@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use talea_api::{
     AccountDto, AccountList, ApiError, AssetDto, AssetList, AssetRequest, BalancesDto, BookDto,
-    BookList, Created, EventList, LedgerApi, NamePage, OpenAccountRequest, PostTransactionRequest,
-    PostingList, SeqPage, SettleRequest, TotalsDto, TransactionDto, TransactionList,
-    TrialBalanceDto, TrialRowDto, VoidRequest, format_timestamp,
+    BookList, Checkpoint, ConsistencyProof, Created, EventList, InclusionProof, KeyList, LedgerApi,
+    NamePage, OpenAccountRequest, PostTransactionRequest, PostingList, SeqPage, SettleRequest,
+    TotalsDto, TransactionDto, TransactionList, TrialBalanceDto, TrialRowDto, VoidRequest,
+    format_timestamp,
 };
 use talea_core::{
     AccountKind, AccountName, Amount, Asset, AssetCode, Draft, EventKind, NewAccount, Scale,
@@ -445,8 +446,10 @@ impl LedgerApi for LedgerService {
         };
         let scales = self
             .scales(codes(events.iter().flat_map(|e| match &e.kind {
-                EventKind::Transaction(c) => c.postings.iter().map(|p| &p.asset).collect(),
-                _ => Vec::new(),
+                EventKind::Transaction(c) | EventKind::HoldExpired(c) => {
+                    c.postings.iter().map(|p| &p.asset).collect()
+                }
+                EventKind::AccountOpened(_) => Vec::new(),
             })))
             .await?;
         Ok(EventList {
@@ -471,5 +474,33 @@ impl LedgerApi for LedgerService {
                 })
                 .collect(),
         })
+    }
+
+    async fn keys(&self) -> Result<KeyList, ApiError> {
+        Ok(self.key_list())
+    }
+
+    async fn checkpoint(&self, book: &str) -> Result<Checkpoint, ApiError> {
+        self.latest_checkpoint(&convert::book(book)?).await
+    }
+
+    async fn inclusion_proof(
+        &self,
+        book: &str,
+        seq: u64,
+        tree_size: Option<u64>,
+    ) -> Result<InclusionProof, ApiError> {
+        self.prove_inclusion(&convert::book(book)?, seq, tree_size)
+            .await
+    }
+
+    async fn consistency_proof(
+        &self,
+        book: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<ConsistencyProof, ApiError> {
+        self.prove_consistency(&convert::book(book)?, from, to)
+            .await
     }
 }

@@ -8,13 +8,15 @@
 //! This file is the table of contents: `config` (the write path's limits),
 //! `service` (construction and shared lookups), `assets` (the asset cache),
 //! `api` (the `LedgerApi` implementation), `convert` (every DTO and error
-//! mapping), `committer` (per-book group commit), `snapshot` (balance cuts).
+//! mapping), `committer` (per-book group commit), `snapshot` (balance cuts),
+//! `proofs` (signing key, Merkle trees, checkpoints and proofs).
 
 mod api;
 mod assets;
 mod committer;
 mod config;
 mod convert;
+mod proofs;
 mod service;
 mod snapshot;
 
@@ -30,6 +32,7 @@ pub use config::{
     COMMITS_IN_FLIGHT_LIMIT, LedgerConfig, WRITE_BATCH_MAX_LIMIT, WRITE_QUEUE_DEPTH_LIMIT,
 };
 pub use convert::{draft_from_request, event_dto};
+pub use proofs::{CHECKPOINT_EVERY_DEFAULT, CHECKPOINT_EVERY_S_MAX, CheckpointEvery, Notary};
 pub use service::HOLD_EXPIRY_POLL;
 pub use snapshot::SNAPSHOT_ACCOUNTS_MAX;
 
@@ -49,4 +52,8 @@ struct Inner {
     // Asset definitions never change once registered, so a positive cache
     // never goes stale; misses fall through to the store.
     assets: RwLock<HashMap<AssetCode, Asset>>,
+    /// Signs checkpoints (`proofs`).
+    notary: Notary,
+    /// The books' Merkle trees, built on demand (`proofs`).
+    trees: proofs::Trees,
 }

@@ -12,7 +12,7 @@ use talea_telemetry::Metrics;
 
 use crate::committer::{Committers, EnqueueError};
 use crate::convert::{self, codes, store_error};
-use crate::{Inner, LedgerConfig, LedgerService, committer};
+use crate::{Inner, LedgerConfig, LedgerService, Notary, committer};
 
 /// How often the expirer looks for holds past their `expires_at`: an
 /// expiry event follows `expires_at` within this plus one commit.
@@ -48,8 +48,19 @@ async fn expire_due(store: &dyn Store) {
 }
 
 impl LedgerService {
-    /// A ledger over `store`.
+    /// A ledger over `store`, signing checkpoints with a key of this
+    /// process only ([`Notary::ephemeral`]; see [`Self::with_notary`]).
     pub fn new(store: Arc<dyn Store>, config: LedgerConfig, metrics: Metrics) -> Self {
+        Self::with_notary(store, config, metrics, Notary::ephemeral())
+    }
+
+    /// A ledger over `store` whose checkpoints `notary` signs.
+    pub fn with_notary(
+        store: Arc<dyn Store>,
+        config: LedgerConfig,
+        metrics: Metrics,
+        notary: Notary,
+    ) -> Self {
         let committers = Committers::new(
             Arc::clone(&store),
             metrics.clone(),
@@ -67,6 +78,8 @@ impl LedgerService {
                 committers,
                 metrics,
                 assets: RwLock::new(HashMap::new()),
+                notary,
+                trees: Default::default(),
             }),
         }
     }

@@ -137,6 +137,12 @@ impl PgStore {
             .map_err(talea_store_sql::error::migrate_error::<Self>)
     }
 
+    /// Computes the hash chain of every book written before it existed (or
+    /// by an older talead), each under its book's lock; how many books.
+    pub async fn upgrade_chain(&self) -> Result<usize, StoreError> {
+        talea_store_sql::chain::upgrade(self).await
+    }
+
     /// Fails with `StoreError::NotMigrated` unless every migration this binary
     /// embeds has been applied successfully. A newer schema is accepted, so
     /// an older binary keeps running during a rolling upgrade.

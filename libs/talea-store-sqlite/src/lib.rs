@@ -163,6 +163,12 @@ fn canonical_path(path: &Path) -> Result<PathBuf, StoreError> {
 }
 
 impl SqliteStore {
+    /// Computes the hash chain of every book written before it existed
+    /// (under the write lock); how many books.
+    pub async fn upgrade_chain(&self) -> Result<usize, StoreError> {
+        talea_store_sql::chain::upgrade(self).await
+    }
+
     /// Opens (creating it and its directory if needed) the database file at
     /// `path` and applies the embedded migrations. If this process already
     /// has the file open, returns a handle on that store.

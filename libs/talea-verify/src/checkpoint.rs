@@ -136,6 +136,7 @@ pub fn key_id(public_key: &[u8; 32]) -> String {
 }
 
 /// A signed tree head, as `GET /v1/books/{book}/checkpoint` serves it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Checkpoint {
@@ -193,6 +194,7 @@ impl Checkpoint {
 }
 
 /// One entry of the public key list (`GET /v1/keys`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PublicKey {
@@ -224,6 +226,7 @@ impl PublicKey {
 
 /// The public key list (`GET /v1/keys`): current and retired keys, so old
 /// checkpoints still verify after a rotation.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyList {

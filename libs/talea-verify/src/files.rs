@@ -211,6 +211,7 @@ pub fn parse_keys(text: &str) -> Result<KeyList, FileError> {
 /// An inclusion proof: event `seq` is leaf `seq - 1` of the book's tree of
 /// `tree_size` leaves. `leaf_hash` is the Merkle leaf hash of the event,
 /// `SHA-256(0x00 || chain hash)`; `audit_path` is nearest sibling first.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InclusionProof {
@@ -276,6 +277,7 @@ fn same_book(book: &str, checkpoint: &Checkpoint) -> Result<(), ProofError> {
 
 /// A consistency proof: the tree of `from` leaves is a prefix of the tree of
 /// `to` leaves. The roots, when present, must match the checkpoints.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConsistencyProof {

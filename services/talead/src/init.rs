@@ -1,4 +1,5 @@
-//! `talead init`: migrate, make sure a token exists, write `.env`, apply the seed file.
+//! `talead init`: migrate, make sure a token and a signing key exist, write `.env`, apply
+//! the seed file.
 
 use anyhow::Context;
 use rand::RngCore;
@@ -34,7 +35,26 @@ pub(crate) async fn run(args: InitArgs) -> anyhow::Result<()> {
             generate_token()
         }
     };
+    let key_file = &args.keys.signing_key_file;
+    let (key, created) = crate::keys::ensure(key_file)?;
+    match created {
+        true => println!(
+            "generated a checkpoint signing key in {} (key id {})",
+            key_file.display(),
+            key.key_id()
+        ),
+        false => println!(
+            "keeping the checkpoint signing key in {} (key id {})",
+            key_file.display(),
+            key.key_id()
+        ),
+    }
     let mut text = envfile::set(&existing, "TALEA_DB_URL", &url.to_url());
+    text = envfile::set(
+        &text,
+        "TALEA_SIGNING_KEY_FILE",
+        &key_file.display().to_string(),
+    );
     text = envfile::set(&text, "TALEA_API_TOKEN", &token);
     text = envfile::set(&text, "TALEA_BIND", &args.bind.to_string());
     write_private(&args.env_file, &text)

@@ -3,6 +3,7 @@
 mod bootstrap;
 mod envfile;
 mod init;
+mod keys;
 mod seed;
 mod serve;
 mod store;
@@ -60,6 +61,8 @@ pub(crate) struct InitArgs {
     /// Address `serve` will listen on, written to `.env`.
     #[arg(long, env = "TALEA_BIND", default_value = "127.0.0.1:8080")]
     pub bind: SocketAddr,
+    #[command(flatten)]
+    pub keys: keys::KeyArgs,
 }
 
 /// Options of `talead serve`; each has its `TALEA_*` variable.
@@ -115,6 +118,12 @@ pub(crate) struct ServeArgs {
     /// Life of a stream ticket, in seconds (1..=60).
     #[arg(long, env = "TALEA_STREAM_TICKET_TTL_S", default_value_t = talea_auth::TICKET_TTL_S_DEFAULT)]
     pub stream_ticket_ttl_s: u64,
+    #[command(flatten)]
+    pub keys: keys::KeyArgs,
+    /// Sign a checkpoint of each book every N events (`1000`) or every N
+    /// seconds (`10s`), whichever is written: 1 to 10^9 events, 1s to 86400s.
+    #[arg(long, env = "TALEA_CHECKPOINT_EVERY", default_value = talea_ledger::CHECKPOINT_EVERY_DEFAULT)]
+    pub checkpoint_every: talea_ledger::CheckpointEvery,
 }
 
 fn main() -> ExitCode {

@@ -38,14 +38,22 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
              and are accepted by this process only"
         );
     }
+    let notary = args.keys.notary()?;
     tracing::info!(store = %url.describe(), "opening the store");
     let store = crate::store::open(&url, args.db_pool, Schema::RequireMigrated).await?;
 
-    let ledger = LedgerService::new(store, ledger_config, talea_telemetry::Metrics::new());
+    let ledger = LedgerService::with_notary(
+        store,
+        ledger_config,
+        talea_telemetry::Metrics::new(),
+        notary,
+    );
     if args.role.serves_writes() {
         // Holds past their `expires_at` end by themselves (exactly once,
-        // however many instances run it).
+        // however many instances run it); books are signed every
+        // TALEA_CHECKPOINT_EVERY (the first checkpoint of a size is kept).
         ledger.spawn_expirer();
+        ledger.spawn_checkpointer(args.checkpoint_every);
     }
     let auth = tokens.into_authenticator(ledger.metrics().auth.clone())?;
     tracing::info!(role = %args.role, rate_limit = ?rate_limit, "serving");

@@ -86,7 +86,18 @@ pub(crate) enum Schema {
     RequireMigrated,
 }
 
-/// Opens the store `url` names.
+/// Reports the books whose hash chain opening computed (written before the
+/// chain existed; `docs/proofs.md`).
+fn upgraded(result: Result<usize, talea_store::StoreError>) -> anyhow::Result<()> {
+    let books = result.context("computing the hash chain of books written before it")?;
+    if books > 0 {
+        tracing::info!(books, "computed the hash chain of books written before it");
+    }
+    Ok(())
+}
+
+/// Opens the store `url` names (computing the hash chain of books written
+/// before it existed).
 pub(crate) async fn open(
     url: &StoreUrl,
     pool_max: u32,
@@ -103,13 +114,16 @@ pub(crate) async fn open(
                     store.check_migrated().await.map_err(anyhow::Error::msg)?;
                 }
             }
+            upgraded(store.upgrade_chain().await)?;
             Arc::new(store)
         }
-        StoreUrl::Sqlite(path) => Arc::new(
-            SqliteStore::open(path)
+        StoreUrl::Sqlite(path) => {
+            let store = SqliteStore::open(path)
                 .await
-                .with_context(|| format!("cannot open the SQLite store {}", path.display()))?,
-        ),
+                .with_context(|| format!("cannot open the SQLite store {}", path.display()))?;
+            upgraded(store.upgrade_chain().await)?;
+            Arc::new(store)
+        }
         StoreUrl::Log(dir) => {
             let dir = dir.clone();
             // Opening replays the whole log: keep it off the async threads.

@@ -9,5 +9,6 @@ mod harness;
 mod holds;
 mod instances;
 mod openapi;
+mod proofs;
 mod stream;
 mod tickets;

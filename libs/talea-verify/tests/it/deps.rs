@@ -1,6 +1,8 @@
 //! The crate stays embeddable: its normal dependencies are hashing,
 //! signatures, hex, serde and serde_json (and thiserror for its errors),
-//! never an async runtime, HTTP, a database or another talea crate.
+//! never an async runtime, HTTP, a database or another talea crate. The
+//! one other is optional and off by default: utoipa, behind the `openapi`
+//! feature that the server enables for its OpenAPI document.
 
 #[test]
 fn only_hashing_signature_and_json_dependencies() {
@@ -23,7 +25,13 @@ fn only_hashing_signature_and_json_dependencies() {
             "serde",
             "serde_json",
             "sha2",
-            "thiserror"
+            "thiserror",
+            "utoipa"
         ]
     );
+    let utoipa = section
+        .lines()
+        .find(|line| line.starts_with("utoipa"))
+        .expect("utoipa");
+    assert!(utoipa.contains("optional = true"), "{utoipa}");
 }

@@ -328,7 +328,8 @@ mod tests {
         let stripped = live.frame_for(both);
         assert_eq!(
             stripped,
-            "id: 7\nevent: transaction\ndata: {\"tx_id\":\"t\"}\n\n"
+            "id: 7\nevent: transaction\ncommitted_at: 2026-11-22T10:00:00.000000Z\n\
+             data: {\"tx_id\":\"t\"}\n\n"
         );
         // The second subscriber with the same set shares the same bytes.
         assert_eq!(live.frame_for(both).as_ptr(), stripped.as_ptr());

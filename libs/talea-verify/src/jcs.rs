@@ -1,28 +1,26 @@
-//! RFC 8785 (JSON Canonicalization Scheme) for the JSON talea's events hold:
-//! objects, arrays, strings, booleans, null and integers. Amounts in talea are
-//! decimal strings, so events carry no fractional numbers; a float is
-//! refused rather than given ECMAScript's number formatting, and so is an
-//! integer beyond ±(2^53 − 1), which JCS could not carry exactly.
+//! RFC 8785 (JSON Canonicalization Scheme): objects, arrays, strings,
+//! booleans, null and numbers. talea writes amounts as decimal strings, but
+//! metadata is the client's JSON and may hold any number: numbers are
+//! written as JCS says (§3.2.2.3), as the IEEE 754 double they denote in
+//! ECMAScript's shortest form (`ryu-js`), so `2.50`, `2.5` and `25e-1` are
+//! one number, and an integer beyond ±2^53 is bound as the double nearest
+//! to it (keep exact large numbers in metadata as strings).
 
 use serde_json::Value;
 
 /// The deepest nesting accepted: deeper input is refused, never recursed into
-/// until the stack runs out.
-pub const JCS_DEPTH_MAX: usize = 128;
-
-/// The largest integer magnitude JCS represents exactly (2^53 − 1).
-pub const JCS_INTEGER_MAX: u64 = (1 << 53) - 1;
+/// until the stack runs out. Above what `serde_json` parses (128) and the few
+/// levels an event wraps its data in.
+pub const JCS_DEPTH_MAX: usize = 256;
 
 /// Why a value has no canonical form here.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum JcsError {
-    /// A number with a fraction or exponent: talea's events carry none.
-    #[error("a fractional number ({0}) has no canonical form here; amounts are strings")]
-    Float(String),
-    /// An integer outside ±(2^53 − 1).
-    #[error("the integer {0} is outside ±(2^53 - 1)")]
-    IntegerRange(String),
+    /// A number that is not a finite double (JSON text cannot hold one;
+    /// only a value built in memory can).
+    #[error("the number {0} is not a finite double")]
+    NotFinite(String),
     /// Nesting deeper than [`JCS_DEPTH_MAX`].
     #[error("JSON nested deeper than {JCS_DEPTH_MAX} levels")]
     TooDeep,
@@ -45,7 +43,7 @@ fn write(value: &Value, depth: usize, out: &mut Vec<u8>) -> Result<(), JcsError>
     match value {
         Value::Null => out.extend_from_slice(b"null"),
         Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
-        Value::Number(n) => write_integer(n, out)?,
+        Value::Number(n) => write_number(n, out)?,
         Value::String(s) => write_string(s, out),
         Value::Array(items) => {
             out.push(b'[');
@@ -78,16 +76,20 @@ fn write(value: &Value, depth: usize, out: &mut Vec<u8>) -> Result<(), JcsError>
     Ok(())
 }
 
-fn write_integer(n: &serde_json::Number, out: &mut Vec<u8>) -> Result<(), JcsError> {
-    let magnitude = match (n.as_u64(), n.as_i64()) {
-        (Some(u), _) => u,
-        (None, Some(i)) => i.unsigned_abs(),
-        (None, None) => return Err(JcsError::Float(n.to_string())),
-    };
-    if magnitude > JCS_INTEGER_MAX {
-        return Err(JcsError::IntegerRange(n.to_string()));
+/// A number as ECMAScript's `Number.prototype.toString` writes its double
+/// (RFC 8785 §3.2.2.3): `-0` as `0`, integers below 10^21 in plain digits,
+/// the rest in the shortest form that reads back to the same double.
+fn write_number(n: &serde_json::Number, out: &mut Vec<u8>) -> Result<(), JcsError> {
+    let value = n
+        .as_f64()
+        .filter(|v| v.is_finite())
+        .ok_or_else(|| JcsError::NotFinite(n.to_string()))?;
+    if value == 0.0 {
+        out.push(b'0');
+        return Ok(());
     }
-    out.extend_from_slice(n.to_string().as_bytes());
+    let mut buffer = ryu_js::Buffer::new();
+    out.extend_from_slice(buffer.format_finite(value).as_bytes());
     Ok(())
 }
 
@@ -154,19 +156,40 @@ mod tests {
         );
     }
 
+    /// RFC 8785 Appendix B's numbers (those JSON text can hold), and the
+    /// integers around 2^53.
     #[test]
-    fn refuses_floats_big_integers_and_deep_nesting() {
-        assert!(matches!(canonical(&json!(1.5)), Err(JcsError::Float(_))));
-        assert!(matches!(canonical(&json!(1e3)), Err(JcsError::Float(_))));
-        assert_eq!(text(&json!(9007199254740991u64)), "9007199254740991");
-        assert!(matches!(
-            canonical(&json!(9007199254740992u64)),
-            Err(JcsError::IntegerRange(_))
-        ));
-        assert!(matches!(
-            canonical(&json!(i64::MIN)),
-            Err(JcsError::IntegerRange(_))
-        ));
+    fn numbers_are_written_as_ecmascript_writes_doubles() {
+        for (input, expected) in [
+            ("0", "0"),
+            ("-0", "0"),
+            ("-0.0", "0"),
+            ("1", "1"),
+            ("2.50", "2.5"),
+            ("25e-1", "2.5"),
+            ("1e3", "1000"),
+            ("5e-324", "5e-324"),
+            ("1.7976931348623157e308", "1.7976931348623157e+308"),
+            ("9007199254740991", "9007199254740991"),
+            ("9007199254740992", "9007199254740992"),
+            ("9007199254740993", "9007199254740992"),
+            ("295147905179352830000", "295147905179352830000"),
+            ("1e21", "1e+21"),
+            ("333333333.33333329", "333333333.3333333"),
+            ("1E30", "1e+30"),
+            ("4.50", "4.5"),
+            ("2e-3", "0.002"),
+            ("0.000001", "0.000001"),
+            ("1e-7", "1e-7"),
+            ("-9223372036854775808", "-9223372036854776000"),
+        ] {
+            let value: Value = serde_json::from_str(input).expect("json");
+            assert_eq!(text(&value), expected, "{input}");
+        }
+    }
+
+    #[test]
+    fn refuses_deep_nesting() {
         let mut deep = json!(0);
         for _ in 0..=JCS_DEPTH_MAX {
             deep = json!([deep]);

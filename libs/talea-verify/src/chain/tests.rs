@@ -91,15 +91,10 @@ fn each_break_names_the_first_bad_seq() {
     }
     assert_eq!(first_bad(missing), Err(2));
 
+    // A number added to the data (metadata may hold any) is bound too.
     let mut float = events.clone();
     float[0]["data"]["rate"] = json!(0.5);
-    assert!(matches!(
-        verify_chain("main", float),
-        Err(ChainError {
-            seq: 1,
-            kind: ChainErrorKind::Event(EventError::Canonical(_))
-        })
-    ));
+    assert_eq!(first_bad(float), Err(1));
 
     let mut uppercase = events;
     let upper = uppercase[0]["hash"].as_str().expect("hash").to_uppercase();

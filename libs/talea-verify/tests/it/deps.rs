@@ -1,5 +1,5 @@
 //! The crate stays embeddable: its normal dependencies are hashing,
-//! signatures, hex, serde and serde_json (and thiserror for its errors),
+//! signatures, hex, serde, serde_json and ryu-js (JCS numbers) (and thiserror for its errors),
 //! never an async runtime, HTTP, a database or another talea crate. The
 //! one other is optional and off by default: utoipa, behind the `openapi`
 //! feature that the server enables for its OpenAPI document.
@@ -22,6 +22,7 @@ fn only_hashing_signature_and_json_dependencies() {
         [
             "ed25519-dalek",
             "hex",
+            "ryu-js",
             "serde",
             "serde_json",
             "sha2",

@@ -9,10 +9,12 @@
 //! `service` (construction and shared lookups), `assets` (the asset cache),
 //! `api` (the `LedgerApi` implementation), `convert` (every DTO and error
 //! mapping), `committer` (per-book group commit), `snapshot` (balance cuts),
-//! `proofs` (signing key, Merkle trees, checkpoints and proofs).
+//! `proofs` (signing key, Merkle trees, checkpoints and proofs), `audit` (a book's log
+//! against its chain and its projections: `audit_book`).
 
 mod api;
 mod assets;
+mod audit;
 mod committer;
 mod config;
 mod convert;
@@ -27,6 +29,9 @@ use talea_core::{Asset, AssetCode};
 use talea_store::Store;
 use talea_telemetry::Metrics;
 
+pub use audit::{
+    AUDIT_ATTEMPTS_MAX, AUDIT_PAGE_MAX, AuditReport, Finding, FindingKind, audit_book,
+};
 pub use config::{
     COMMIT_BOOKS_MAX_DEFAULT, COMMIT_BOOKS_MAX_LIMIT, COMMITS_IN_FLIGHT_DEFAULT,
     COMMITS_IN_FLIGHT_LIMIT, LedgerConfig, WRITE_BATCH_MAX_LIMIT, WRITE_QUEUE_DEPTH_LIMIT,

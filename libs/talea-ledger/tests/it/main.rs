@@ -1,5 +1,6 @@
 //! `LedgerService` over a real Postgres: batches of many books sharing
-//! storage transactions (the combiner in `committer.rs`).
+//! storage transactions (the combiner in `committer.rs`); `audit`: the
+//! audit of a book over Postgres, SQLite and the log store.
 
 use std::sync::Arc;
 
@@ -8,6 +9,8 @@ use talea_ledger::{LedgerConfig, LedgerService};
 use talea_store::Store;
 use talea_store_pg::PgStore;
 use talea_testkit::TestDb;
+
+mod audit;
 
 const BOOKS: usize = 24;
 const POSTS_PER_BOOK: usize = 20;

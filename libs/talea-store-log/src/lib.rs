@@ -76,6 +76,8 @@ pub mod fuzzing;
 mod index;
 mod read;
 mod state;
+#[doc(hidden)]
+pub mod testing;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -145,6 +147,10 @@ pub struct LogStats {
     pub truncated_bytes_at_open: u64,
     /// How long opening (recovery included) took.
     pub open_duration: Duration,
+    /// Events whose chain hash was computed and stored when the store was
+    /// opened: those of a log written before the hash chain existed (0 for
+    /// a current log).
+    pub chain_caught_up_at_open: u64,
     /// Frames written (each one `pwrite` and one `fdatasync`) since opening.
     pub frames: u64,
     /// Write requests (batches, account opens, asset registrations)
@@ -165,6 +171,7 @@ struct Inner {
     writer: Option<JoinHandle<()>>,
     truncated_bytes: u64,
     open_duration: Duration,
+    chain_caught_up: u64,
 }
 
 impl Drop for Inner {
@@ -215,6 +222,9 @@ impl LogStore {
         });
         let (requests, receiver) = mpsc::channel(config.write_queue_requests_max.max(1));
         let writer = Writer::new(Arc::clone(&shared), config, lock);
+        // A log written before the hash chain existed gets its chain now,
+        // before any write can extend it.
+        let chain_caught_up = writer.catch_up()?;
         let handle = std::thread::Builder::new()
             .name("talea-log-writer".to_owned())
             .spawn(move || writer.run(receiver))
@@ -225,6 +235,7 @@ impl LogStore {
             events = shared.state().event_count(),
             duration_ms = open_duration.as_millis() as u64,
             truncated_bytes = recovered.truncated_bytes,
+            chain_caught_up,
             "log store opened"
         );
         Ok(LogStore {
@@ -234,6 +245,7 @@ impl LogStore {
                 writer: Some(handle),
                 truncated_bytes: recovered.truncated_bytes,
                 open_duration,
+                chain_caught_up,
             }),
         })
     }
@@ -271,6 +283,7 @@ impl LogStore {
             index_bytes: state.heap_bytes(),
             truncated_bytes_at_open: self.inner.truncated_bytes,
             open_duration: self.inner.open_duration,
+            chain_caught_up_at_open: self.inner.chain_caught_up,
             frames: self.inner.shared.frames.load(Ordering::Relaxed),
             requests: self.inner.shared.requests.load(Ordering::Relaxed),
         }

@@ -29,7 +29,7 @@ use talea_core::{
 use talea_store::plan::Totals;
 use talea_store::{Held, StoreError};
 
-use crate::codec::{Record, TxRecord};
+use crate::codec::{ChainRecord, Record, TxRecord};
 use crate::index::{Chunked, FpMap};
 
 mod holds;
@@ -84,6 +84,10 @@ pub struct Book {
     hold_order: Vec<(u64, TxId)>,
     /// Pending holds with an expiry, by (expires_at, seq).
     expiring: BTreeMap<(Timestamp, u64), TxId>,
+    /// Seq − 1 → the event's chain hash as stored (a `chain` record),
+    /// 32 bytes per event. Shorter than `entries` only while a log written
+    /// before the chain existed is being caught up at open.
+    hashes: Chunked<[u8; 32]>,
 }
 
 /// An account and its balances per asset.
@@ -251,6 +255,7 @@ impl State {
             .values()
             .map(|b| {
                 b.entries.heap_bytes()
+                    + b.hashes.heap_bytes()
                     + b.times.capacity() * 16
                     + b.keys.heap_bytes()
                     + b.holds.capacity() * 120
@@ -301,7 +306,32 @@ impl State {
             Record::AccountOpened(account) => self.apply_account(account, offset)?,
             Record::Transaction(tx) => self.apply_transaction(tx, offset, lookup)?,
             Record::HoldExpired(e) => self.apply_expiry(e, offset)?,
+            Record::Chain(c) => self.apply_chain(c, offset)?,
         }
+        Ok(())
+    }
+
+    /// Stores an event's chain hash: the next one of its book, for an
+    /// event already applied. The hash is kept as stored, not recomputed
+    /// (an audit recomputes the chain from the events served and compares).
+    fn apply_chain(&mut self, c: &ChainRecord, offset: u64) -> Result<(), StoreError> {
+        let Some(book) = self.books.get_mut(&c.book) else {
+            return Err(corrupt(format!(
+                "book {}: a chain hash at offset {offset} for a book with no events",
+                c.book
+            )));
+        };
+        let next = book.chained_seq() + 1;
+        if c.seq != next || c.seq > book.last_seq() {
+            return Err(corrupt(format!(
+                "book {}: the chain hash at offset {offset} is for seq {}, expected seq {next} \
+                 (of {} events)",
+                c.book,
+                c.seq,
+                book.last_seq()
+            )));
+        }
+        book.hashes.push(c.hash);
         Ok(())
     }
 
@@ -561,6 +591,26 @@ impl Book {
     /// The seq of its last event (0: none).
     pub fn last_seq(&self) -> u64 {
         self.entries.len() as u64
+    }
+
+    /// The seq of its last event with a stored chain hash (0: none).
+    pub fn chained_seq(&self) -> u64 {
+        self.hashes.len() as u64
+    }
+
+    /// The chain hash of its last chained event (genesis: none).
+    pub fn chain_head(&self) -> [u8; 32] {
+        self.hashes
+            .len()
+            .checked_sub(1)
+            .and_then(|i| self.hashes.get(i))
+            .unwrap_or(talea_verify::chain::GENESIS)
+    }
+
+    /// The stored chain hash of event `seq`, if it has one.
+    pub fn hash(&self, seq: u64) -> Option<[u8; 32]> {
+        let index = usize::try_from(seq.checked_sub(1)?).ok()?;
+        self.hashes.get(index)
     }
 
     /// The commit time of its last event.

@@ -13,8 +13,9 @@ use crate::file::LogFile;
 use crate::state::State;
 
 /// Most holds one `expire_holds` call ends (their records take about
-/// 40 bytes each, so a call's frame stays far below `FRAME_BYTES_MAX`); the
-/// rest stay due, and the next call ends them.
+/// 40 bytes each, and their chain records about 50 more, plus the book's
+/// name twice: at most about 21 MB for a call, below `FRAME_BYTES_MAX`);
+/// the rest stay due, and the next call ends them.
 const EXPIRIES_PER_CALL_MAX: usize = 100_000;
 
 /// Ends every pending hold of `book` due at the commit time taken now (up

@@ -124,6 +124,7 @@ async fn every_event_is_chained_and_reopening_keeps_the_hashes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (store, books) = history(dir.path()).await;
     let before = all_events(&store, &books).await;
+    assert_eq!(store.audit_chains().expect("audit"), Vec::new());
     for (b, events) in books.iter().zip(&before) {
         assert_eq!(first_break(&store, b).await, None, "{b} is chained");
         assert_eq!(events.len(), 2 + 2 + 3 + 3 + 1, "{b}: every kind of event");
@@ -185,6 +186,7 @@ async fn a_log_written_before_the_chain_gets_it_at_open() {
     for b in &books {
         assert_eq!(first_break(&store, b).await, None, "{b} is chained");
     }
+    assert_eq!(store.audit_chains().expect("audit"), Vec::new());
 }
 
 #[tokio::test]
@@ -211,4 +213,10 @@ async fn a_record_changed_with_its_checksum_breaks_the_chain_at_its_seq() {
     assert_eq!(first_break(&store, &books[0]).await, Some(3));
     assert_eq!(first_break(&store, &books[1]).await, None);
     assert_eq!(after[1], before[1]);
+    // The store's own audit says the same.
+    let breaks = store.audit_chains().expect("audit");
+    assert_eq!(breaks.len(), 1, "{breaks:?}");
+    assert_eq!((&breaks[0].book, breaks[0].seq), (&books[0], 3));
+    assert_eq!(breaks[0].stored, before[0][2].hash);
+    assert_ne!(Some(breaks[0].recomputed), breaks[0].stored);
 }

@@ -66,6 +66,20 @@
 //! batch took about as long as a batch of plain posts on the same machine
 //! (p50 6.5 ms per hold-then-settle round, 3.5 ms per plain batch).
 
+//! # Hash chain
+//!
+//! Every event carries its chain hash (`docs/proofs.md`): the writer
+//! computes it (one `event_hash` per event, in the writer thread) and
+//! writes it as a `chain` record right after the event's record, in the
+//! same frame (`FORMAT.md`, kind 6). Replay keeps the stored hashes in
+//! memory (32 bytes per event) and reads serve them; it does not recompute
+//! them, so a log whose data was changed along with its checksums opens,
+//! and [`LogStore::audit_chains`] reports the first seq per book where the
+//! stored hash is not the recomputed one. A log written before the chain
+//! has its books' chains computed and appended when it is opened
+//! ([`LogStats::chain_caught_up_at_open`]). Each event's `chain` record
+//! takes about 45 bytes plus its book's name on disk.
+
 #[cfg(not(unix))]
 compile_error!("talea-store-log needs a Unix system (pread, pwrite, flock)");
 

@@ -7,7 +7,8 @@
 //! times that never go back, opened accounts, registered assets, unique keys
 //! and ids, running balances that add up) and changes nothing when it fails.
 //!
-//! Payloads stay on disk: an event costs an 8-byte offset here, plus one
+//! Payloads stay on disk: an event costs an 8-byte offset and its 32-byte
+//! chain hash (as stored in its `chain` record) here, plus one
 //! 24-byte history entry per (account, asset) pair it touches and two
 //! fingerprint-map entries (its key and its id). See the crate docs for
 //! measured figures.

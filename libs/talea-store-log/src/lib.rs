@@ -79,6 +79,16 @@
 //! has its books' chains computed and appended when it is opened
 //! ([`LogStats::chain_caught_up_at_open`]). Each event's `chain` record
 //! takes about 45 bytes plus its book's name on disk.
+//!
+//! Measured (`talea-store-log-load`, release build, one book, one writer,
+//! 64 drafts per batch, the build before the chain and this one run back
+//! to back on the 2-core machine): 156 → 206 bytes of log per event, and
+//! 105,000 → 40,000 transactions/s (batch latency p50 0.53 → 1.5 ms) on a
+//! quiet disk. The difference is `talea_api::event::event_hash`, about
+//! 15 µs per event (building the event's JSON, canonicalizing it, then
+//! SHA-256), run in the writer thread before each frame's `fdatasync`.
+//! Reopening takes about 1.6 s per million events; `audit_chains` about
+//! 17 µs per event.
 
 #[cfg(not(unix))]
 compile_error!("talea-store-log needs a Unix system (pread, pwrite, flock)");

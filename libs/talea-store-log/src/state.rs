@@ -913,6 +913,43 @@ mod tests {
         assert_eq!(pair.history.len(), 1, "the hold is not in the history");
     }
 
+    fn link(seq: u64, byte: u8) -> Record {
+        Record::Chain(ChainRecord {
+            book: book_name(),
+            seq,
+            hash: [byte; 32],
+        })
+    }
+
+    #[test]
+    fn replay_takes_chain_hashes_in_seq_order_after_their_events() {
+        let mut log = with_a_hold();
+        let chain_of = |log: &Log| {
+            let b = log.state.book(&book_name()).expect("book");
+            (b.chained_seq(), b.chain_head(), b.hash(1), b.hash(2))
+        };
+        assert_eq!(chain_of(&log), (0, [0; 32], None, None));
+        // Not the next seq, or a book with no events: corrupt, nothing changed.
+        assert!(log.apply(link(2, 2)).is_err());
+        let mut stray = link(1, 1);
+        if let Record::Chain(c) = &mut stray {
+            c.book = BookName::parse("other").expect("book");
+        }
+        assert!(log.apply(stray).is_err());
+        assert_eq!(chain_of(&log).0, 0);
+        // Seqs 1 to 3 exist; a log from before the chain catches up later.
+        for seq in 1..=3 {
+            log.apply(link(seq, seq as u8)).expect("the next hash");
+        }
+        assert_eq!(chain_of(&log), (3, [3; 32], Some([1; 32]), Some([2; 32])));
+        // Not beyond the last event, and never twice.
+        assert!(log.apply(link(4, 4)).is_err());
+        assert!(log.apply(link(3, 3)).is_err());
+        log.apply(void(4)).expect("a void");
+        log.apply(link(4, 4)).expect("its hash");
+        assert_eq!(log.state.event_count(), 4, "hashes are not events");
+    }
+
     #[test]
     fn history_entries_pack_and_keep_every_balance() {
         assert_eq!(std::mem::size_of::<HistoryEntry>(), 24);

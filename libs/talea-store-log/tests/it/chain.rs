@@ -220,3 +220,42 @@ async fn a_record_changed_with_its_checksum_breaks_the_chain_at_its_seq() {
     assert_eq!(breaks[0].stored, before[0][2].hash);
     assert_ne!(Some(breaks[0].recomputed), breaks[0].stored);
 }
+
+#[tokio::test]
+async fn a_catch_up_cut_short_by_a_crash_carries_on_at_the_next_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, books) = history(dir.path()).await;
+    let chained = all_events(&store, &books).await;
+    let event_count = store.stats().events;
+    drop(store);
+    talea_store_log::testing::drop_chain_records(dir.path()).expect("rewrite");
+
+    // The catch-up appends several small frames; then the last one is torn,
+    // as if the process died while writing it.
+    let config = LogConfig {
+        frame_bytes_target: 256,
+        ..LogConfig::default()
+    };
+    let store = LogStore::open_with(dir.path(), config).expect("an old log opens");
+    assert_eq!(store.stats().chain_caught_up_at_open, event_count);
+    drop(store);
+    let log = dir.path().join(talea_store_log::LOG_FILE);
+    let len = std::fs::metadata(&log).expect("stat").len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&log)
+        .expect("open the log")
+        .set_len(len - 10)
+        .expect("tear the last frame");
+
+    let store = LogStore::open(dir.path()).expect("reopen after the crash");
+    let stats = store.stats();
+    assert!(stats.truncated_bytes_at_open > 0, "the torn frame is cut");
+    assert!(
+        (1..event_count).contains(&stats.chain_caught_up_at_open),
+        "the rest of the chain is caught up: {} of {event_count}",
+        stats.chain_caught_up_at_open
+    );
+    assert_eq!(all_events(&store, &books).await, chained);
+    assert_eq!(store.audit_chains().expect("audit"), Vec::new());
+}

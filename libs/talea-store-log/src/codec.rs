@@ -1,4 +1,5 @@
-//! The on-disk encoding, format version 1: file header, frames, records and their fields.
+//! The on-disk encoding, format version 1: file header, frames, records and their fields
+//! (record kinds 1 to 6; kind 6 holds an event's chain hash).
 //!
 //! Everything here is pure (no IO) so that it is unit- and property-tested
 //! on its own. Decoding is total: any byte string yields a value or a
@@ -40,6 +41,11 @@ const KIND_TRANSACTION: u8 = 3;
 const KIND_TRANSACTION_V2: u8 = 4;
 /// A hold reached its `expires_at` unsettled (an event of its book).
 const KIND_HOLD_EXPIRED: u8 = 5;
+/// The chain hash of one event of a book (`docs/proofs.md`): written in
+/// the frame that appends the event, right after it, or (for events
+/// written before the chain existed) in a later frame that catches the
+/// book's chain up.
+const KIND_CHAIN: u8 = 6;
 
 /// Why bytes could not be decoded. The caller adds where they were.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +87,21 @@ pub enum Record {
     Transaction(TxRecord),
     /// A hold of the book expired (an event of its book).
     HoldExpired(ExpiryRecord),
+    /// The chain hash of an event (not an event itself).
+    Chain(ChainRecord),
+}
+
+/// The chain hash of event `seq` of `book`: SHA-256 of the previous
+/// event's hash and the event's canonical bytes, as computed when the
+/// event was written (or when the book's chain was caught up).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainRecord {
+    /// The event's book.
+    pub book: BookName,
+    /// The event's seq.
+    pub seq: u64,
+    /// Its chain hash.
+    pub hash: [u8; 32],
 }
 
 /// A hold's expiry as stored: the event's place and time, and the hold.
@@ -366,6 +387,12 @@ fn encode_payload(buf: &mut Vec<u8>, record: &Record) {
             w.ivarint(i128::from(e.committed_at.micros()));
             w.bytes(e.hold.0.as_bytes());
         }
+        Record::Chain(c) => {
+            w.u8(KIND_CHAIN);
+            w.str(c.book.as_str());
+            w.uvarint(u128::from(c.seq));
+            w.bytes(&c.hash);
+        }
         Record::Transaction(t) => {
             let c = &t.commit;
             let plain = t.is_plain();
@@ -468,6 +495,11 @@ pub fn decode_payload(payload: &[u8]) -> Result<Record, Malformed> {
             seq: r.seq()?,
             committed_at: r.timestamp()?,
             hold: TxId(uuid::Uuid::from_bytes(r.array()?)),
+        }),
+        KIND_CHAIN => Record::Chain(ChainRecord {
+            book: parse(r.str()?, BookName::parse, "book name")?,
+            seq: r.seq()?,
+            hash: r.array()?,
         }),
         other => return Err(Malformed::new(format!("unknown record kind {other}"))),
     };
@@ -878,6 +910,8 @@ mod tests {
                     hold: TxId(uuid::Uuid::from_u128(hold)),
                 })
             ),
+            (book(), 1..=u64::MAX, any::<[u8; 32]>())
+                .prop_map(|(book, seq, hash)| { Record::Chain(ChainRecord { book, seq, hash }) }),
         ]
     }
 

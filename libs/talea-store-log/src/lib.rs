@@ -66,6 +66,30 @@
 //! batch took about as long as a batch of plain posts on the same machine
 //! (p50 6.5 ms per hold-then-settle round, 3.5 ms per plain batch).
 
+//! # Hash chain
+//!
+//! Every event carries its chain hash (`docs/proofs.md`): the writer
+//! computes it (one `event_hash` per event, in the writer thread) and
+//! writes it as a `chain` record right after the event's record, in the
+//! same frame (`FORMAT.md`, kind 6). Replay keeps the stored hashes in
+//! memory (32 bytes per event) and reads serve them; it does not recompute
+//! them, so a log whose data was changed along with its checksums opens,
+//! and [`LogStore::audit_chains`] reports the first seq per book where the
+//! stored hash is not the recomputed one. A log written before the chain
+//! has its books' chains computed and appended when it is opened
+//! ([`LogStats::chain_caught_up_at_open`]). Each event's `chain` record
+//! takes about 45 bytes plus its book's name on disk.
+//!
+//! Measured (`talea-store-log-load`, release build, one book, one writer,
+//! 64 drafts per batch, the build before the chain and this one run back
+//! to back on the 2-core machine): 156 → 206 bytes of log per event, and
+//! 105,000 → 40,000 transactions/s (batch latency p50 0.53 → 1.5 ms) on a
+//! quiet disk. The difference is `talea_api::event::event_hash`, about
+//! 15 µs per event (building the event's JSON, canonicalizing it, then
+//! SHA-256), run in the writer thread before each frame's `fdatasync`.
+//! Reopening takes about 1.6 s per million events; `audit_chains` about
+//! 17 µs per event.
+
 #[cfg(not(unix))]
 compile_error!("talea-store-log needs a Unix system (pread, pwrite, flock)");
 
@@ -77,6 +101,8 @@ pub mod fuzzing;
 mod index;
 mod read;
 mod state;
+#[doc(hidden)]
+pub mod testing;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -146,12 +172,31 @@ pub struct LogStats {
     pub truncated_bytes_at_open: u64,
     /// How long opening (recovery included) took.
     pub open_duration: Duration,
+    /// Events whose chain hash was computed and stored when the store was
+    /// opened: those of a log written before the hash chain existed (0 for
+    /// a current log).
+    pub chain_caught_up_at_open: u64,
     /// Frames written (each one `pwrite` and one `fdatasync`) since opening.
     pub frames: u64,
     /// Write requests (batches, account opens, asset registrations)
     /// answered by the writer since opening; over `frames`, how many
     /// requests share an fsync.
     pub requests: u64,
+}
+
+/// The first event of a book whose stored chain hash is not the one its
+/// data hashes to (see [`LogStore::audit_chains`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainBreak {
+    /// The book.
+    pub book: BookName,
+    /// The event's seq.
+    pub seq: u64,
+    /// The hash stored for it (`None`: none stored).
+    pub stored: Option<[u8; 32]>,
+    /// The hash recomputed from the previous event's stored hash and the
+    /// event as served.
+    pub recomputed: [u8; 32],
 }
 
 /// The append-log store. Cheap to clone: clones share the writer and the indexes.
@@ -167,6 +212,7 @@ struct Inner {
     writer: Option<JoinHandle<()>>,
     truncated_bytes: u64,
     open_duration: Duration,
+    chain_caught_up: u64,
 }
 
 impl Drop for Inner {
@@ -218,6 +264,9 @@ impl LogStore {
         });
         let (requests, receiver) = mpsc::channel(config.write_queue_requests_max.max(1));
         let writer = Writer::new(Arc::clone(&shared), config, lock);
+        // A log written before the hash chain existed gets its chain now,
+        // before any write can extend it.
+        let chain_caught_up = writer.catch_up()?;
         let handle = std::thread::Builder::new()
             .name("talea-log-writer".to_owned())
             .spawn(move || writer.run(receiver))
@@ -228,6 +277,7 @@ impl LogStore {
             events = shared.state().event_count(),
             duration_ms = open_duration.as_millis() as u64,
             truncated_bytes = recovered.truncated_bytes,
+            chain_caught_up,
             "log store opened"
         );
         Ok(LogStore {
@@ -238,6 +288,7 @@ impl LogStore {
                 writer: Some(handle),
                 truncated_bytes: recovered.truncated_bytes,
                 open_duration,
+                chain_caught_up,
             }),
         })
     }
@@ -275,6 +326,7 @@ impl LogStore {
             index_bytes: state.heap_bytes(),
             truncated_bytes_at_open: self.inner.truncated_bytes,
             open_duration: self.inner.open_duration,
+            chain_caught_up_at_open: self.inner.chain_caught_up,
             frames: self.inner.shared.frames.load(Ordering::Relaxed),
             requests: self.inner.shared.requests.load(Ordering::Relaxed),
         }
@@ -286,6 +338,52 @@ impl LogStore {
     pub fn verify(&self) -> Result<u64, StoreError> {
         let end = self.inner.shared.state().end;
         self.inner.shared.file.verify(end)
+    }
+
+    /// Audits every book's hash chain (`docs/proofs.md`): recomputes each
+    /// event's chain hash from the hash stored for the event before it and
+    /// the event as it is served, and compares it with the hash stored for
+    /// the event. Returns, per book, the first event where they differ (a
+    /// record changed after it was written, its checksum fixed up, shows
+    /// here and nowhere else); empty when every chain holds. Runs on the
+    /// calling thread and reads every event.
+    pub fn audit_chains(&self) -> Result<Vec<ChainBreak>, StoreError> {
+        let shared = &self.inner.shared;
+        let (books, scales) = {
+            let state = shared.state();
+            let books: Vec<BookName> = state.books().map(|(name, _)| name.clone()).collect();
+            let scales: std::collections::HashMap<AssetCode, talea_core::Scale> =
+                state.assets().map(|a| (a.code.clone(), a.scale)).collect();
+            (books, scales)
+        };
+        let mut breaks = Vec::new();
+        for book in books {
+            let mut prev = talea_verify::chain::GENESIS;
+            let mut after = 0;
+            'book: loop {
+                let events = read::events(shared, &book, after, 1_000)?;
+                let Some(last) = events.last() else {
+                    break;
+                };
+                after = last.seq;
+                for event in events {
+                    let recomputed =
+                        talea_api::event::event_hash(&prev, book.as_str(), &event, &scales)
+                            .map_err(|e| StoreError::Other(e.to_string()))?;
+                    if event.hash != Some(recomputed) {
+                        breaks.push(ChainBreak {
+                            book: book.clone(),
+                            seq: event.seq,
+                            stored: event.hash,
+                            recomputed,
+                        });
+                        break 'book;
+                    }
+                    prev = recomputed;
+                }
+            }
+        }
+        Ok(breaks)
     }
 
     /// Sends a request to the writer and waits for its answer.

@@ -42,12 +42,12 @@ fn transaction_at(
     }
 }
 
-/// Reads the event at `entry` of `book`; an expiry's hold is read from
-/// the offset `hold_at` gives for its id.
+/// Reads the event at `entry` of `book`, with its stored chain `hash`; an
+/// expiry's hold is read from the offset `hold_at` gives for its id.
 fn event_at(
     shared: &Shared,
     book: &BookName,
-    entry: EntryRef,
+    (entry, hash): (EntryRef, Option<[u8; 32]>),
     hold_at: &dyn Fn(TxId) -> Option<u64>,
 ) -> Result<Event, StoreError> {
     let event = match shared.file.read_record(entry.offset)? {
@@ -55,13 +55,13 @@ fn event_at(
             seq: a.seq,
             committed_at: a.opened_at,
             kind: EventKind::AccountOpened(a),
-            hash: None,
+            hash,
         },
         Record::Transaction(t) if entry.kind == EntryKind::Transaction => Event {
             seq: t.commit.seq,
             committed_at: t.commit.committed_at,
             kind: EventKind::Transaction(t.commit),
-            hash: None,
+            hash,
         },
         Record::HoldExpired(e) if entry.kind == EntryKind::Expiry && e.book == *book => {
             let offset = hold_at(e.hold).ok_or_else(|| {
@@ -84,7 +84,7 @@ fn event_at(
                 seq: e.seq,
                 committed_at: e.committed_at,
                 kind: EventKind::HoldExpired(hold),
-                hash: None,
+                hash,
             }
         }
         other => {
@@ -693,19 +693,24 @@ pub fn transaction(shared: &Shared, tx_id: TxId) -> Result<Option<Commit>, Store
     Ok(None)
 }
 
-/// Events of a book after a seq, in order.
+/// Events of a book after a seq, in order, each with its stored chain
+/// hash (kept in the indexes; `None` only for an event of a log written
+/// before the chain existed, until it is caught up at open).
 pub fn events(
     shared: &Shared,
     book: &BookName,
     after_seq: u64,
     limit: u32,
 ) -> Result<Vec<Event>, StoreError> {
-    let entries: Vec<EntryRef> = {
+    let entries: Vec<(EntryRef, Option<[u8; 32]>)> = {
         let state = shared.state();
         let Some(b) = state.book(book) else {
             return Ok(Vec::new());
         };
-        b.entries_after(after_seq).take(limit as usize).collect()
+        b.entries_after(after_seq)
+            .take(limit as usize)
+            .map(|e| (e, b.hash(e.seq)))
+            .collect()
     };
     // Holds never move once indexed: an expiry's hold is found by id.
     let hold_at = |tx_id: TxId| {

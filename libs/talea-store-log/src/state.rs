@@ -7,7 +7,8 @@
 //! times that never go back, opened accounts, registered assets, unique keys
 //! and ids, running balances that add up) and changes nothing when it fails.
 //!
-//! Payloads stay on disk: an event costs an 8-byte offset here, plus one
+//! Payloads stay on disk: an event costs an 8-byte offset and its 32-byte
+//! chain hash (as stored in its `chain` record) here, plus one
 //! 24-byte history entry per (account, asset) pair it touches and two
 //! fingerprint-map entries (its key and its id). See the crate docs for
 //! measured figures.
@@ -29,7 +30,7 @@ use talea_core::{
 use talea_store::plan::Totals;
 use talea_store::{Held, StoreError};
 
-use crate::codec::{Record, TxRecord};
+use crate::codec::{ChainRecord, Record, TxRecord};
 use crate::index::{Chunked, FpMap};
 
 mod holds;
@@ -84,6 +85,10 @@ pub struct Book {
     hold_order: Vec<(u64, TxId)>,
     /// Pending holds with an expiry, by (expires_at, seq).
     expiring: BTreeMap<(Timestamp, u64), TxId>,
+    /// Seq − 1 → the event's chain hash as stored (a `chain` record),
+    /// 32 bytes per event. Shorter than `entries` only while a log written
+    /// before the chain existed is being caught up at open.
+    hashes: Chunked<[u8; 32]>,
 }
 
 /// An account and its balances per asset.
@@ -251,6 +256,7 @@ impl State {
             .values()
             .map(|b| {
                 b.entries.heap_bytes()
+                    + b.hashes.heap_bytes()
                     + b.times.capacity() * 16
                     + b.keys.heap_bytes()
                     + b.holds.capacity() * 120
@@ -301,7 +307,32 @@ impl State {
             Record::AccountOpened(account) => self.apply_account(account, offset)?,
             Record::Transaction(tx) => self.apply_transaction(tx, offset, lookup)?,
             Record::HoldExpired(e) => self.apply_expiry(e, offset)?,
+            Record::Chain(c) => self.apply_chain(c, offset)?,
         }
+        Ok(())
+    }
+
+    /// Stores an event's chain hash: the next one of its book, for an
+    /// event already applied. The hash is kept as stored, not recomputed
+    /// (an audit recomputes the chain from the events served and compares).
+    fn apply_chain(&mut self, c: &ChainRecord, offset: u64) -> Result<(), StoreError> {
+        let Some(book) = self.books.get_mut(&c.book) else {
+            return Err(corrupt(format!(
+                "book {}: a chain hash at offset {offset} for a book with no events",
+                c.book
+            )));
+        };
+        let next = book.chained_seq() + 1;
+        if c.seq != next || c.seq > book.last_seq() {
+            return Err(corrupt(format!(
+                "book {}: the chain hash at offset {offset} is for seq {}, expected seq {next} \
+                 (of {} events)",
+                c.book,
+                c.seq,
+                book.last_seq()
+            )));
+        }
+        book.hashes.push(c.hash);
         Ok(())
     }
 
@@ -561,6 +592,26 @@ impl Book {
     /// The seq of its last event (0: none).
     pub fn last_seq(&self) -> u64 {
         self.entries.len() as u64
+    }
+
+    /// The seq of its last event with a stored chain hash (0: none).
+    pub fn chained_seq(&self) -> u64 {
+        self.hashes.len() as u64
+    }
+
+    /// The chain hash of its last chained event (genesis: none).
+    pub fn chain_head(&self) -> [u8; 32] {
+        self.hashes
+            .len()
+            .checked_sub(1)
+            .and_then(|i| self.hashes.get(i))
+            .unwrap_or(talea_verify::chain::GENESIS)
+    }
+
+    /// The stored chain hash of event `seq`, if it has one.
+    pub fn hash(&self, seq: u64) -> Option<[u8; 32]> {
+        let index = usize::try_from(seq.checked_sub(1)?).ok()?;
+        self.hashes.get(index)
     }
 
     /// The commit time of its last event.
@@ -860,6 +911,43 @@ mod tests {
         assert_eq!(pair.totals.balance, 30);
         assert_eq!(pair.first_hold, Some(3));
         assert_eq!(pair.history.len(), 1, "the hold is not in the history");
+    }
+
+    fn link(seq: u64, byte: u8) -> Record {
+        Record::Chain(ChainRecord {
+            book: book_name(),
+            seq,
+            hash: [byte; 32],
+        })
+    }
+
+    #[test]
+    fn replay_takes_chain_hashes_in_seq_order_after_their_events() {
+        let mut log = with_a_hold();
+        let chain_of = |log: &Log| {
+            let b = log.state.book(&book_name()).expect("book");
+            (b.chained_seq(), b.chain_head(), b.hash(1), b.hash(2))
+        };
+        assert_eq!(chain_of(&log), (0, [0; 32], None, None));
+        // Not the next seq, or a book with no events: corrupt, nothing changed.
+        assert!(log.apply(link(2, 2)).is_err());
+        let mut stray = link(1, 1);
+        if let Record::Chain(c) = &mut stray {
+            c.book = BookName::parse("other").expect("book");
+        }
+        assert!(log.apply(stray).is_err());
+        assert_eq!(chain_of(&log).0, 0);
+        // Seqs 1 to 3 exist; a log from before the chain catches up later.
+        for seq in 1..=3 {
+            log.apply(link(seq, seq as u8)).expect("the next hash");
+        }
+        assert_eq!(chain_of(&log), (3, [3; 32], Some([1; 32]), Some([2; 32])));
+        // Not beyond the last event, and never twice.
+        assert!(log.apply(link(4, 4)).is_err());
+        assert!(log.apply(link(3, 3)).is_err());
+        log.apply(void(4)).expect("a void");
+        log.apply(link(4, 4)).expect("its hash");
+        assert_eq!(log.state.event_count(), 4, "hashes are not events");
     }
 
     #[test]

@@ -19,6 +19,13 @@
 //! construction, and readers (who take the indexes' read lock) never see a
 //! record before it is durable.
 //!
+//! Every event record is followed in its frame by a `chain` record holding
+//! the event's chain hash (`docs/proofs.md`), computed here from the book's
+//! chain head (in the overlay: the durable head, then the frame's earlier
+//! events) and the event exactly as the read path rebuilds it: one
+//! `event_hash` per event, in the writer thread. [`Writer::catch_up`] hashes
+//! the events of a log written before the chain existed, once, at open.
+//!
 //! The holds side of deciding (ending due holds for `expire_holds`, the
 //! held amounts a frame leaves, how a hold stands for a settle or void)
 //! lives in `writer/holds.rs`.
@@ -29,9 +36,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, PoisonError, RwLock, RwLockReadGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use talea_api::event::AssetScales;
 use talea_core::{
-    Account, AccountName, Amount, Asset, AssetCode, BookName, Commit, Draft, IdempotencyKey,
-    NewAccount, Side, Timestamp, TxId, TxStatus,
+    Account, AccountName, Amount, Asset, AssetCode, BookName, Commit, Draft, Event, EventKind,
+    IdempotencyKey, NewAccount, Scale, Side, Timestamp, TxId, TxStatus,
 };
 use talea_store::plan::{
     AccountRule, HoldState, Loaded, Pair, Planner, StoredKey, Totals, Verdict, outcomes,
@@ -40,7 +48,7 @@ use talea_store::{Expiry, Held, NoticeBus, Opened, Outcome, Registered, Rejectio
 use tokio::sync::{mpsc, oneshot};
 
 use crate::LogConfig;
-use crate::codec::{self, FRAME_BYTES_MAX, FRAME_HEADER_BYTES, Record, TxRecord};
+use crate::codec::{self, ChainRecord, FRAME_BYTES_MAX, FRAME_HEADER_BYTES, Record, TxRecord};
 use crate::file::{DirLock, LogFile};
 use crate::state::State;
 
@@ -194,6 +202,109 @@ impl Sink {
         self.buf.truncate(mark.0);
         self.records.truncate(mark.1);
     }
+
+    fn mark(&self) -> (usize, usize) {
+        (self.buf.len(), self.records.len())
+    }
+
+    /// Encodes and keeps the record of `event` of `book`, then its `chain`
+    /// record, hashed after `chain`'s head, which then moves to it. Returns
+    /// the event record's index among the frame's records. On `Err`
+    /// nothing was kept and `chain` is as it was: `Ok(Err)` when the record
+    /// is too large to store, `Err` when the event cannot be chained.
+    fn push_event(
+        &mut self,
+        chain: &mut ChainHead,
+        (book, record, event): (&BookName, Record, &Event),
+        scales: &(impl AssetScales + ?Sized),
+    ) -> Result<Result<usize, codec::Malformed>, StoreError> {
+        if event.seq != chain.seq + 1 {
+            return Err(StoreError::Other(format!(
+                "internal error: book {book}'s chain is at seq {}, not before event {}",
+                chain.seq, event.seq
+            )));
+        }
+        let hash = talea_api::event::event_hash(&chain.hash, book.as_str(), event, scales)
+            .map_err(|e| StoreError::Other(e.to_string()))?;
+        let mark = self.mark();
+        let index = match self.push(record) {
+            Ok(index) => index,
+            Err(e) => return Ok(Err(e)),
+        };
+        let link = Record::Chain(ChainRecord {
+            book: book.clone(),
+            seq: event.seq,
+            hash,
+        });
+        if let Err(e) = self.push(link) {
+            self.rollback(mark);
+            return Ok(Err(e));
+        }
+        *chain = ChainHead {
+            seq: event.seq,
+            hash,
+        };
+        Ok(Ok(index))
+    }
+}
+
+/// Where a book's hash chain stands: the seq and hash of its last chained
+/// event (0 and genesis before the first).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ChainHead {
+    seq: u64,
+    hash: [u8; 32],
+}
+
+impl ChainHead {
+    fn of(state: &State, book: &BookName) -> Self {
+        state.book(book).map_or(
+            ChainHead {
+                seq: 0,
+                hash: talea_verify::chain::GENESIS,
+            },
+            |b| ChainHead {
+                seq: b.chained_seq(),
+                hash: b.chain_head(),
+            },
+        )
+    }
+}
+
+/// Asset scales for formatting an event's amounts: the frame's new assets,
+/// then the durable ones.
+pub(crate) struct Scales<'a> {
+    frame: &'a HashMap<AssetCode, Asset>,
+    state: &'a State,
+}
+
+impl AssetScales for Scales<'_> {
+    fn scale(&self, asset: &AssetCode) -> Option<Scale> {
+        self.frame
+            .get(asset)
+            .or_else(|| self.state.asset(asset))
+            .map(|a| a.scale)
+    }
+}
+
+/// An account open as an event, as the read path serves it.
+fn account_event(account: &Account) -> Event {
+    Event {
+        seq: account.seq,
+        committed_at: account.opened_at,
+        kind: EventKind::AccountOpened(account.clone()),
+        hash: None,
+    }
+}
+
+/// A transaction as an event, as the read path serves it.
+fn transaction_event(commit: &Commit) -> Event {
+    Event {
+        seq: commit.seq,
+        committed_at: commit.committed_at,
+        kind: EventKind::Transaction(commit.clone()),
+        hash: None,
+    }
 }
 
 /// What the earlier requests of a frame did to one book.
@@ -210,6 +321,15 @@ struct BookOverlay {
     held: HashMap<Pair, Held>,
     /// Holds the frame made (pending) or ended.
     holds: HashMap<TxId, HoldState>,
+    /// The book's chain after the frame's events so far.
+    chain: Option<ChainHead>,
+}
+
+impl BookOverlay {
+    /// The book's chain head as the frame leaves it.
+    fn chain(&mut self, state: &State, book: &BookName) -> &mut ChainHead {
+        self.chain.get_or_insert_with(|| ChainHead::of(state, book))
+    }
 }
 
 /// What the earlier requests of a frame did, over the durable indexes.
@@ -384,7 +504,7 @@ impl Writer {
                 Record::HoldExpired(e) => {
                     books.insert(e.book.clone(), e.seq);
                 }
-                Record::Asset(_) => {}
+                Record::Asset(_) | Record::Chain(_) => {}
             }
         }
         state.end = end + size;
@@ -394,7 +514,88 @@ impl Writer {
     fn fail(&self, error: &StoreError) {
         let _ = self.shared.failure.set(error.to_string());
     }
+
+    /// Computes and stores the hash chain of every book with events written
+    /// before the chain existed (by a build that wrote no `chain` records):
+    /// appends a `chain` record for each event after the book's last stored
+    /// hash, in frames of about `frame_bytes_target`, each durable before
+    /// the next, and applied like any frame. Nothing is renumbered or
+    /// rewritten. Runs at open, before the writer takes any request;
+    /// returns the number of events hashed (0 for a current log). A crash
+    /// part way leaves a torn tail or a partly caught-up chain, which the
+    /// next open carries on from.
+    pub fn catch_up(&self) -> Result<u64, StoreError> {
+        let behind: Vec<(BookName, ChainHead, u64)> = {
+            let state = self.shared.state();
+            state
+                .books()
+                .filter(|(_, b)| b.chained_seq() < b.last_seq())
+                .map(|(name, b)| (name.clone(), ChainHead::of(&state, name), b.last_seq()))
+                .collect()
+        };
+        if behind.is_empty() {
+            return Ok(0);
+        }
+        let scales: HashMap<AssetCode, Scale> = self
+            .shared
+            .state()
+            .assets()
+            .map(|a| (a.code.clone(), a.scale))
+            .collect();
+        let mut sink = Sink::new();
+        let mut hashed = 0;
+        for (book, mut chain, last_seq) in behind {
+            tracing::info!(
+                %book,
+                from = chain.seq + 1,
+                to = last_seq,
+                "computing the hash chain of events written before it existed"
+            );
+            while chain.seq < last_seq {
+                let events = crate::read::events(&self.shared, &book, chain.seq, CATCH_UP_PAGE)?;
+                if events.is_empty() {
+                    return Err(StoreError::Corrupt(format!(
+                        "book {book}: events {}..={last_seq} are missing",
+                        chain.seq + 1
+                    )));
+                }
+                for event in events.iter().take_while(|e| e.seq <= last_seq) {
+                    if event.seq != chain.seq + 1 {
+                        return Err(StoreError::Corrupt(format!(
+                            "book {book}: event {} is missing",
+                            chain.seq + 1
+                        )));
+                    }
+                    let hash =
+                        talea_api::event::event_hash(&chain.hash, book.as_str(), event, &scales)
+                            .map_err(|e| StoreError::Other(e.to_string()))?;
+                    sink.push(Record::Chain(ChainRecord {
+                        book: book.clone(),
+                        seq: event.seq,
+                        hash,
+                    }))
+                    .map_err(too_large)?;
+                    chain = ChainHead {
+                        seq: event.seq,
+                        hash,
+                    };
+                    hashed += 1;
+                    if sink.body_bytes() >= self.config.frame_bytes_target {
+                        self.write(&mut sink)?;
+                        sink = Sink::new();
+                    }
+                }
+            }
+        }
+        if !sink.records.is_empty() {
+            self.write(&mut sink)?;
+        }
+        Ok(hashed)
+    }
 }
+
+/// Events read at a time while catching a book's chain up.
+const CATCH_UP_PAGE: u32 = 1_000;
 
 /// Microseconds since the epoch, now (truncated: the contract's unit).
 pub fn now() -> Timestamp {
@@ -462,9 +663,18 @@ fn open_account(
         seq: head.last_seq + 1,
         opened_at: commit_time(head.last_time),
     };
+    let scales = Scales {
+        frame: &frame.overlay.assets,
+        state,
+    };
+    let event = account_event(&account);
     frame
         .sink
-        .push(Record::AccountOpened(account.clone()))
+        .push_event(
+            head.chain(state, book),
+            (book, Record::AccountOpened(account.clone()), &event),
+            &scales,
+        )?
         .map_err(too_large)?;
     head.last_seq = account.seq;
     head.last_time = Some(account.opened_at);
@@ -534,7 +744,16 @@ fn commit(
         drafts,
     )?;
     let mut planner = Planner::new(book, &loaded, head.last_seq, committed_at);
-    let (verdicts, written) = plan_into_sink(&mut planner, &mut frame.sink, drafts)?;
+    let scales = Scales {
+        frame: &frame.overlay.assets,
+        state,
+    };
+    let (verdicts, written) = plan_into_sink(
+        &mut planner,
+        (&mut frame.sink, head.chain(state, book)),
+        (book, &scales),
+        drafts,
+    )?;
     publish(
         (state, book, &loaded),
         head,
@@ -650,10 +869,12 @@ fn load(
 /// A batch too large for one frame is rolled back whole.
 fn plan_into_sink(
     planner: &mut Planner<'_>,
-    sink: &mut Sink,
+    (sink, chain): (&mut Sink, &mut ChainHead),
+    (book, scales): (&BookName, &Scales<'_>),
     drafts: &[Draft],
 ) -> Result<(Vec<Verdict>, Vec<usize>), StoreError> {
-    let mark = (sink.buf.len(), sink.records.len());
+    let mark = sink.mark();
+    let chain_before = *chain;
     let mut verdicts = Vec::with_capacity(drafts.len());
     let mut written: Vec<usize> = Vec::new();
     for (i, draft) in drafts.iter().enumerate() {
@@ -664,7 +885,16 @@ fn plan_into_sink(
                     request_hash: planned.request_hash,
                     debits_after: planned.postings.iter().map(|p| p.debits_after).collect(),
                 });
-                match sink.push(record) {
+                let event = transaction_event(&planned.commit);
+                let pushed = match sink.push_event(chain, (book, record, &event), scales) {
+                    Ok(pushed) => pushed,
+                    Err(error) => {
+                        sink.rollback(mark);
+                        *chain = chain_before;
+                        return Err(error);
+                    }
+                };
+                match pushed {
                     Ok(index) => {
                         planner.accept(i, &planned);
                         written.push(index);
@@ -682,6 +912,7 @@ fn plan_into_sink(
         verdicts.push(verdict);
         if sink.body_bytes() > FRAME_BYTES_MAX {
             sink.rollback(mark);
+            *chain = chain_before;
             return Err(StoreError::Other(format!(
                 "the batch needs more than {FRAME_BYTES_MAX} bytes; send fewer drafts at once"
             )));

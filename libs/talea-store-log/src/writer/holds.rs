@@ -3,18 +3,19 @@
 //! the holds due at a commit time, and how a hold stands for a settle or
 //! void, all as the frame's overlay left them over the durable indexes.
 
-use talea_core::{BookName, Commit, Side, Timestamp, TxId, TxStatus};
+use talea_core::{BookName, Commit, Event, EventKind, Side, Timestamp, TxId, TxStatus};
 use talea_store::plan::{HoldState, Pair};
 use talea_store::{Expiry, Held, StoreError};
 
-use super::{BookOverlay, Frame, book_head, commit_time, too_large};
+use super::{BookOverlay, Frame, Scales, book_head, commit_time, too_large};
 use crate::codec::{ExpiryRecord, Record};
 use crate::file::LogFile;
 use crate::state::State;
 
 /// Most holds one `expire_holds` call ends (their records take about
-/// 40 bytes each, so a call's frame stays far below `FRAME_BYTES_MAX`); the
-/// rest stay due, and the next call ends them.
+/// 40 bytes each, and their chain records about 50 more, plus the book's
+/// name twice: at most about 21 MB for a call, below `FRAME_BYTES_MAX`);
+/// the rest stay due, and the next call ends them.
 const EXPIRIES_PER_CALL_MAX: usize = 100_000;
 
 /// Ends every pending hold of `book` due at the commit time taken now (up
@@ -33,7 +34,13 @@ pub(super) fn expire(
         return Ok(Vec::new());
     }
     let expiries = talea_store::plan::expiries(due, head.last_seq, committed_at);
-    let mark = (frame.sink.buf.len(), frame.sink.records.len());
+    let mark = frame.sink.mark();
+    let scales = Scales {
+        frame: &frame.overlay.assets,
+        state,
+    };
+    let chain = head.chain(state, book);
+    let chain_before = *chain;
     for e in &expiries {
         let record = Record::HoldExpired(ExpiryRecord {
             book: book.clone(),
@@ -41,9 +48,22 @@ pub(super) fn expire(
             committed_at,
             hold: e.hold.tx_id,
         });
-        if let Err(error) = frame.sink.push(record) {
+        // The event as the read path rebuilds it: the hold's record with
+        // status expired, at the expiry's seq and time.
+        let event = Event {
+            seq: e.seq,
+            committed_at,
+            kind: EventKind::HoldExpired(e.hold.clone()),
+            hash: None,
+        };
+        let pushed = frame
+            .sink
+            .push_event(chain, (book, record, &event), &scales)
+            .and_then(|pushed| pushed.map_err(too_large));
+        if let Err(error) = pushed {
             frame.sink.rollback(mark);
-            return Err(too_large(error));
+            *chain = chain_before;
+            return Err(error);
         }
     }
     for e in &expiries {

@@ -2,6 +2,7 @@
 //! append log has (reopening, torn tails, corruption, the directory lock, and
 //! a process killed mid-load).
 
+mod chain;
 mod conformance;
 mod crash;
 mod durability;

@@ -676,3 +676,63 @@ fn held_text(held: Held, scale: Scale) -> String {
 fn now() -> Timestamp {
     crate::api::now()
 }
+
+impl crate::LedgerService {
+    /// Starts the background audit: every `every`, each book is audited
+    /// ([`audit_book`]) in turn; a mismatch is logged (an error line naming
+    /// the book and its first bad seq) and counted
+    /// (`talea_audits_total{result}`, `talea_audit_mismatched_books`). The
+    /// task ends with the runtime.
+    pub fn spawn_auditor(&self, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
+        let ledger = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // The first tick is immediate: wait a whole interval first.
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                ledger.audit_all().await;
+            }
+        })
+    }
+
+    /// One round of the background audit over every book.
+    async fn audit_all(&self) {
+        let store = self.store();
+        let metrics = self.metrics();
+        let books = match store.books().await {
+            Ok(books) => books,
+            Err(e) => {
+                tracing::warn!(error = %e, "audit: cannot list books");
+                metrics.audits_total.with_label_values(&["error"]).inc();
+                return;
+            }
+        };
+        let mut mismatched = 0;
+        for info in books {
+            match audit_book(store.as_ref(), &info.book).await {
+                Ok(report) if report.is_clean() => {
+                    metrics.audits_total.with_label_values(&["clean"]).inc();
+                    tracing::debug!(book = %info.book, events = report.events_checked, "audit clean");
+                }
+                Ok(report) => {
+                    mismatched += 1;
+                    metrics.audits_total.with_label_values(&["mismatch"]).inc();
+                    tracing::error!(
+                        book = %info.book,
+                        first_bad_seq = ?report.first_bad_seq,
+                        findings = report.findings.len(),
+                        first = ?report.findings.first(),
+                        "audit: the book's log, chain or projections disagree"
+                    );
+                }
+                Err(e) => {
+                    metrics.audits_total.with_label_values(&["error"]).inc();
+                    tracing::warn!(book = %info.book, error = %e, "audit: cannot audit");
+                }
+            }
+        }
+        metrics.audit_mismatched_books.set(mismatched);
+    }
+}

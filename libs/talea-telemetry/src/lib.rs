@@ -93,6 +93,10 @@ pub struct Metrics {
     pub auth: AuthMetrics,
     /// talead's own SSE streams (`talea_stream_*`).
     pub stream: StreamMetrics,
+    /// Background audits of books, by result (`clean`, `mismatch`, `error`).
+    pub audits_total: IntCounterVec,
+    /// Books whose last background audit found a mismatch.
+    pub audit_mismatched_books: IntGauge,
 }
 
 /// Authentication of API requests: decisions by outcome, and the token-scope
@@ -317,6 +321,15 @@ impl Metrics {
             db_pool_connections,
             auth: AuthMetrics::register(&registry, &latency_buckets),
             stream: StreamMetrics::register(&registry, "talea_stream"),
+            audits_total: counter_vec(
+                "talea_audits_total",
+                "Background audits of a book's log, chain and projections, by result.",
+                &["result"],
+            ),
+            audit_mismatched_books: gauge(
+                "talea_audit_mismatched_books",
+                "Books whose last background audit found a mismatch.",
+            ),
             registry,
         }
     }

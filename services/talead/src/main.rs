@@ -1,5 +1,6 @@
 //! `talead`: the ledger daemon. `init` prepares a database, `serve` runs the API.
 
+mod audit;
 mod bootstrap;
 mod envfile;
 mod init;
@@ -40,6 +41,8 @@ enum Command {
     Bootstrap(bootstrap::BootstrapArgs),
     /// Wait until the schema is at this binary's version (an init container).
     WaitBootstrap(bootstrap::WaitArgs),
+    /// Check books' logs against their hash chains and projections (exit 4 on a finding).
+    Audit(audit::AuditArgs),
 }
 
 /// Options of `talead init`.
@@ -124,6 +127,11 @@ pub(crate) struct ServeArgs {
     /// seconds (`10s`), whichever is written: 1 to 10^9 events, 1s to 86400s.
     #[arg(long, env = "TALEA_CHECKPOINT_EVERY", default_value = talea_ledger::CHECKPOINT_EVERY_DEFAULT)]
     pub checkpoint_every: talea_ledger::CheckpointEvery,
+    /// Audit every book (chain and projections) every N seconds in the
+    /// background, logging and counting mismatches; 0 turns it off.
+    #[arg(long, env = "TALEA_AUDIT_EVERY_S", default_value_t = 3600,
+          value_parser = clap::value_parser!(u64).range(0..=604_800))]
+    pub audit_every_s: u64,
 }
 
 fn main() -> ExitCode {
@@ -133,12 +141,19 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     cli.log.init();
-    service::run("talead", async {
+    let mismatch = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let found = mismatch.clone();
+    let code = service::run("talead", async {
         match cli.command {
             Command::Init(args) => init::run(args).await,
             Command::Serve(args) => serve::run(*args).await,
             Command::Bootstrap(args) => bootstrap::run(args).await,
             Command::WaitBootstrap(args) => bootstrap::wait(args).await,
+            Command::Audit(args) => audit::run(args, found).await,
         }
-    })
+    });
+    match mismatch.load(std::sync::atomic::Ordering::Relaxed) {
+        true if code == ExitCode::SUCCESS => ExitCode::from(audit::EXIT_MISMATCH),
+        _ => code,
+    }
 }

@@ -55,6 +55,9 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ledger.spawn_expirer();
         ledger.spawn_checkpointer(args.checkpoint_every);
     }
+    if args.audit_every_s > 0 {
+        ledger.spawn_auditor(std::time::Duration::from_secs(args.audit_every_s));
+    }
     let auth = tokens.into_authenticator(ledger.metrics().auth.clone())?;
     tracing::info!(role = %args.role, rate_limit = ?rate_limit, "serving");
     let hub = Hub::new(

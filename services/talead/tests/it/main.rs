@@ -12,6 +12,7 @@ mod bootstrap;
 mod embedded;
 mod faults;
 mod probing;
+mod proofs;
 mod scope;
 mod scope_outage;
 mod settings_documented;

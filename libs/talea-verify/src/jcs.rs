@@ -36,6 +36,16 @@ pub fn canonical(value: &Value) -> Result<Vec<u8>, JcsError> {
     Ok(out)
 }
 
+/// Appends the canonical bytes of `value` to `out` (as [`canonical`]).
+pub fn write_canonical(value: &Value, out: &mut Vec<u8>) -> Result<(), JcsError> {
+    write(value, 0, out)
+}
+
+/// Appends the canonical form of the string `s` (quoted, escaped) to `out`.
+pub fn write_canonical_string(s: &str, out: &mut Vec<u8>) {
+    write_string(s, out);
+}
+
 fn write(value: &Value, depth: usize, out: &mut Vec<u8>) -> Result<(), JcsError> {
     if depth > JCS_DEPTH_MAX {
         return Err(JcsError::TooDeep);
@@ -94,6 +104,14 @@ fn write_number(n: &serde_json::Number, out: &mut Vec<u8>) -> Result<(), JcsErro
 }
 
 fn write_string(s: &str, out: &mut Vec<u8>) {
+    // Most strings (names, amounts, times) need no escape: copied whole.
+    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+        return;
+    }
     // serde_json's string escaping is exactly JCS's (RFC 8785 §3.2.2.2).
     let mut escaped = String::with_capacity(s.len() + 2);
     escaped.push('"');

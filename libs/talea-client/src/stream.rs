@@ -8,6 +8,7 @@
 //! refusal (401, 403, 404, 400, or access withdrawn mid-stream) ends it.
 
 use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::{Stream, StreamExt, TryStreamExt};
@@ -33,6 +34,109 @@ pub struct StreamEvent {
     pub kind: String,
     /// The REST resource (a transaction or an account).
     pub data: Value,
+    /// The event's commit time, from the frame's `committed_at:` line (the
+    /// data of a `hold_expired` event holds the hold's, not the expiry's).
+    pub committed_at: Option<String>,
+    /// The event's chain hash, from the frame's `hash:` line
+    /// (`docs/proofs.md`); a server older than the chain sends none.
+    pub hash: Option<String>,
+}
+
+impl StreamEvent {
+    /// The event as `GET …/events` serves it (`seq`, `type`,
+    /// `committed_at`, `data`, `hash`), for `talea_verify`'s chain checks.
+    pub fn to_event_json(&self) -> Value {
+        serde_json::json!({
+            "seq": self.seq,
+            "type": self.kind,
+            "committed_at": self.committed_at,
+            "data": self.data,
+            "hash": self.hash,
+        })
+    }
+}
+
+/// Longest `committed_at:` or `hash:` line kept (both are far shorter).
+const CHAIN_LINE_BYTES_MAX: usize = 128;
+
+/// The chain fields of the frames read so far, by id: the lines SSE
+/// decoders skip (`committed_at:`, `hash:`), picked out of the bytes before
+/// the decoder sees them. Each is taken when its frame is dispatched.
+#[derive(Debug, Default)]
+struct ChainLines {
+    /// The bytes of the current line, if it is short enough to matter.
+    line: Vec<u8>,
+    /// The current line is longer than any chain field: ignored.
+    long: bool,
+    /// The last byte was a CR (a CRLF is one line end).
+    after_cr: bool,
+    /// The fields of the block being read.
+    id: Option<u64>,
+    committed_at: Option<String>,
+    hash: Option<String>,
+    /// Finished blocks' fields, by id.
+    done: std::collections::HashMap<u64, (Option<String>, Option<String>)>,
+}
+
+impl ChainLines {
+    fn feed(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            match b {
+                b'\n' if self.after_cr => self.after_cr = false,
+                b'\n' | b'\r' => {
+                    self.after_cr = b == b'\r';
+                    self.end_line();
+                }
+                _ => {
+                    self.after_cr = false;
+                    if self.line.len() < CHAIN_LINE_BYTES_MAX {
+                        self.line.push(b);
+                    } else {
+                        self.long = true;
+                    }
+                }
+            }
+        }
+    }
+
+    fn end_line(&mut self) {
+        let line = std::mem::take(&mut self.line);
+        let long = std::mem::replace(&mut self.long, false);
+        if line.is_empty() && !long {
+            // A blank line ends the block.
+            if let Some(id) = self.id.take() {
+                let fields = (self.committed_at.take(), self.hash.take());
+                // Bounded: the decoder dispatches each block right after.
+                if self.done.len() < 4096 {
+                    self.done.insert(id, fields);
+                }
+            }
+            self.committed_at = None;
+            self.hash = None;
+            return;
+        }
+        if long {
+            return;
+        }
+        let Ok(text) = std::str::from_utf8(&line) else {
+            return;
+        };
+        let (name, value) = text.split_once(':').unwrap_or((text, ""));
+        let value = value.strip_prefix(' ').unwrap_or(value).to_owned();
+        match name {
+            "id" => self.id = value.parse().ok(),
+            "committed_at" => self.committed_at = Some(value),
+            "hash" => self.hash = Some(value),
+            _ => {}
+        }
+    }
+
+    fn take(&mut self, id: u64) -> (Option<String>, Option<String>) {
+        let fields = self.done.remove(&id).unwrap_or_default();
+        // Anything older was a frame the decoder did not dispatch.
+        self.done.retain(|&other, _| other > id);
+        fields
+    }
 }
 
 /// What [`TaleaClient::follow`] yields.
@@ -63,6 +167,7 @@ impl TaleaClient {
             book: book.to_owned(),
             last: after_seq,
             frames: None,
+            chain: Arc::default(),
             failures: 0,
             retry_after: None,
             done: false,
@@ -90,12 +195,16 @@ enum ReadError {
 /// line past [`SSE_LINE_BYTES_MAX`]: the decoder keeps a partial line
 /// whole, so without the cap a server that never ends a line could fill
 /// memory.
-fn frames(response: reqwest::Response) -> Frames {
+fn frames(response: reqwest::Response, chain: Arc<Mutex<ChainLines>>) -> Frames {
     let chunks = futures::stream::try_unfold(response, |mut response| async move {
         Ok::<_, ReadError>(response.chunk().await?.map(|chunk| (chunk, response)))
     });
     let mut line = 0usize;
     let guarded = chunks.and_then(move |chunk| {
+        chain
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .feed(&chunk);
         // `line` counts the bytes since the last line end (CR or LF), across
         // chunks: the first piece of a chunk continues the line before it,
         // each later piece starts a new one.
@@ -124,6 +233,8 @@ struct Follow {
     last: Option<u64>,
     /// The open connection's frames; `None` between connections.
     frames: Option<Frames>,
+    /// The open connection's chain fields, by frame id.
+    chain: Arc<Mutex<ChainLines>>,
     failures: u32,
     retry_after: Option<Duration>,
     done: bool,
@@ -216,7 +327,8 @@ impl Follow {
         };
         let status = response.status().as_u16();
         if status == 200 {
-            self.frames = Some(frames(response));
+            self.chain = Arc::default();
+            self.frames = Some(frames(response, Arc::clone(&self.chain)));
             return None;
         }
         self.retry_after = response
@@ -270,7 +382,18 @@ impl Follow {
             _ => match frame.id.and_then(|id| id.parse::<u64>().ok()) {
                 Some(seq) if self.last.is_none_or(|last| seq > last) => {
                     self.last = Some(seq);
-                    Dispatch::Event(StreamEvent { seq, kind, data })
+                    let (committed_at, hash) = self
+                        .chain
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .take(seq);
+                    Dispatch::Event(StreamEvent {
+                        seq,
+                        kind,
+                        data,
+                        committed_at,
+                        hash,
+                    })
                 }
                 // A repeat (never sent by talea, but harmless) or an id-less frame.
                 _ => Dispatch::Nothing,

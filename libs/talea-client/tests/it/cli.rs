@@ -424,6 +424,7 @@ async fn tail_follows_and_resumes_across_a_server_restart() {
             "--count",
             "14",
             "--json",
+            "--verify",
         ],
     );
     let post = |i: usize| {
@@ -471,7 +472,192 @@ async fn tail_follows_and_resumes_across_a_server_restart() {
         })
         .collect();
     assert_eq!(seqs, (1..=14).collect::<Vec<_>>(), "{run:#?}");
+    // The chain was checked across the restart, every event carrying its hash.
+    assert!(
+        run.stderr.contains("chain verified through seq 14"),
+        "{run:#?}"
+    );
+    let last: Value =
+        serde_json::from_str(run.stdout.lines().last().expect("a line")).expect("json");
+    assert_eq!(last["hash"].as_str().map(str::len), Some(64), "{last}");
     finish(server, db).await;
+}
+
+/// Changes the memo of `seq` in `book` behind talead's back.
+async fn tamper(db: &talea_testkit::TestDb, book: &str, seq: i64) {
+    let pool = sqlx::PgPool::connect(&db.url).await.expect("connects");
+    sqlx::query("UPDATE transactions SET memo = 'rewritten' WHERE book = $1 AND seq = $2")
+        .bind(book)
+        .bind(seq)
+        .execute(&pool)
+        .await
+        .expect("tampers");
+    pool.close().await;
+}
+
+async fn post_n(base: &str, from: usize, to: usize) {
+    for i in from..to {
+        let key = format!("chain-{i}");
+        talea(
+            base,
+            &[
+                "post",
+                "--book",
+                "demo",
+                "--idem",
+                &key,
+                "--debit",
+                "hot-wallet:BTC:1",
+                "--credit",
+                "customers:alice:BTC:1",
+            ],
+        )
+        .await
+        .ok();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_verify_stops_at_a_broken_chain_with_exit_4() {
+    let (server, db) = seeded().await;
+    let base = server.base.clone();
+    post_n(&base, 0, 3).await;
+    tamper(&db, "demo", 6).await;
+    let run = talea(
+        &base,
+        &[
+            "tail",
+            "--book",
+            "demo",
+            "--after-seq",
+            "0",
+            "--verify",
+            "--count",
+            "7",
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 4, "{run:#?}");
+    assert!(run.stderr.contains("seq 6"), "{run:#?}");
+    // Started later, from the served hash before: the break is found too.
+    let run = talea(
+        &base,
+        &[
+            "tail",
+            "--book",
+            "demo",
+            "--after-seq",
+            "4",
+            "--verify",
+            "--count",
+            "3",
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 4, "{run:#?}");
+    assert!(run.stderr.contains("seq 6"), "{run:#?}");
+    // A bad --after-hash is a usage error, not a break.
+    let run = talea(
+        &base,
+        &[
+            "tail",
+            "--book",
+            "demo",
+            "--after-seq",
+            "4",
+            "--verify",
+            "--after-hash",
+            "xyz",
+            "--count",
+            "1",
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 1, "{run:#?}");
+    finish(server, db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_server_checks_checkpoints_chain_and_proofs() {
+    let (server, db) = seeded().await;
+    let base = server.base.clone();
+    post_n(&base, 0, 3).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let keys = dir.path().join("keys.json");
+    let saved = dir.path().join("checkpoint.json");
+    let key_list = talea_api::LedgerApi::keys(&support::client(&base))
+        .await
+        .expect("keys");
+    std::fs::write(&keys, serde_json::to_string(&key_list).expect("json")).expect("write");
+    let run = talea(
+        &base,
+        &[
+            "verify",
+            "server",
+            "--book",
+            "demo",
+            "--keys",
+            path(&keys),
+            "--save",
+            path(&saved),
+            "--json",
+        ],
+    )
+    .await
+    .ok();
+    assert_eq!(run.json()["checkpoint"]["tree_size"], 7, "{run:#?}");
+    // Later: the history still extends the saved checkpoint, and event 5 is in it.
+    post_n(&base, 3, 5).await;
+    let sdk = support::client(&base);
+    for _ in 0..100 {
+        let head = talea_api::LedgerApi::checkpoint(&sdk, "demo")
+            .await
+            .expect("head");
+        if head.tree_size == 9 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let run = talea(
+        &base,
+        &[
+            "verify",
+            "server",
+            "--book",
+            "demo",
+            "--keys",
+            path(&keys),
+            "--since",
+            path(&saved),
+            "--seq",
+            "5",
+        ],
+    )
+    .await
+    .ok();
+    for line in [
+        "is signed by key",
+        "chain of book demo",
+        "root",
+        "event 5 is in",
+        "extends the saved tree of 7",
+    ] {
+        assert!(run.stdout.contains(line), "{line}: {run:#?}");
+    }
+    // A row changed behind talead's back: the chain breaks at its seq.
+    tamper(&db, "demo", 5).await;
+    let run = talea(
+        &base,
+        &["verify", "server", "--book", "demo", "--keys", path(&keys)],
+    )
+    .await;
+    assert_eq!(run.code, 4, "{run:#?}");
+    assert!(run.stderr.contains("seq 5"), "{run:#?}");
+    finish(server, db).await;
+}
+
+fn path(p: &std::path::Path) -> &str {
+    p.to_str().expect("utf-8 path")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -61,6 +61,8 @@ impl Server {
             LedgerConfig::default(),
             talea_telemetry::Metrics::new(),
         );
+        // As talead with TALEA_CHECKPOINT_EVERY=1: a checkpoint per new event.
+        let checkpointer = ledger.spawn_checkpointer(talea_ledger::CheckpointEvery::Events(1));
         let tokens = TokenSet::load(Some(&Secret::new(ROOT)), None).expect("root token");
         let hub = talea_stream::Hub::new(
             Arc::new(talea_stream::NoticeSource::new(ledger.clone())),
@@ -81,6 +83,7 @@ impl Server {
                 })
                 .await
                 .expect("serves");
+            checkpointer.abort();
         });
         Self {
             addr,

@@ -100,6 +100,32 @@ pub(crate) enum VerifyCommand {
     /// One account's liability proof, against the published root and total
     /// when given.
     Liability(LiabilityArgs),
+    /// A book on a server: its latest checkpoint's signature, the chain of
+    /// every event it covers and their root; with --seq an inclusion proof,
+    /// with --since a consistency proof from a checkpoint saved before.
+    Server(ServerArgs),
+}
+
+/// `talea verify server`.
+#[derive(Debug, Args)]
+pub(crate) struct ServerArgs {
+    /// The book.
+    #[arg(long)]
+    pub book: String,
+    /// The key list to trust (saved from `GET /v1/keys`); without it, the
+    /// server's own list is used, which proves nothing against a server
+    /// that swapped its key.
+    #[arg(long, value_name = "FILE")]
+    pub keys: Option<PathBuf>,
+    /// Also prove that event SEQ is in the checkpoint's tree.
+    #[arg(long, value_name = "SEQ")]
+    pub seq: Option<u64>,
+    /// A checkpoint saved before: prove the server's history still extends it.
+    #[arg(long, value_name = "FILE")]
+    pub since: Option<PathBuf>,
+    /// Write the verified checkpoint here (to pass as --since next time).
+    #[arg(long, value_name = "FILE")]
+    pub save: Option<PathBuf>,
 }
 
 /// `talea verify chain`.
@@ -200,6 +226,15 @@ pub(crate) struct TailArgs {
     /// Exit 0 after this many events (for scripts); without it, follow forever.
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
+    /// Check each event's chain hash as it arrives, across resumes; stop
+    /// (exit 4) at the first break. The chain starts at genesis for
+    /// --after-seq 0, at --after-hash when given, else at the hash the
+    /// server serves for the event before the first one received.
+    #[arg(long)]
+    pub verify: bool,
+    /// The chain hash of event --after-seq, verified before (with --verify).
+    #[arg(long, value_name = "HEX", requires_all = ["after_seq", "verify"])]
+    pub after_hash: Option<String>,
 }
 
 /// `talea post`.

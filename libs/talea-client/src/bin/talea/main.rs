@@ -7,6 +7,7 @@
 //! `--json`.
 
 mod cli;
+mod online;
 mod render;
 mod verify;
 
@@ -163,7 +164,9 @@ fn report(e: &ApiError, json: bool) -> ExitCode {
 
 fn run(cli: Cli) -> Result<Rendered, Failure> {
     // Offline: files only, no client and no runtime.
-    if let Command::Verify(check) = &cli.command {
+    if let Command::Verify(check) = &cli.command
+        && !matches!(check, cli::VerifyCommand::Server(_))
+    {
         return verify::run(check);
     }
     // Input is read and checked before any request, so a bad file never
@@ -359,6 +362,9 @@ async fn execute(
             Rendered::new(&list, render::books(&list))
         }
         Command::Tail(args) => tail(client, args, json).await?,
+        Command::Verify(cli::VerifyCommand::Server(args)) => {
+            online::verify_server(client, &args).await?
+        }
         Command::Verify(check) => verify::run(&check)?,
     })
 }
@@ -473,12 +479,24 @@ async fn tail(client: &TaleaClient, args: TailArgs, json: bool) -> Result<Render
     futures::pin_mut!(stream);
     let mut seen = 0u64;
     let stdout = std::io::stdout();
+    let mut chain = args
+        .verify
+        .then(|| online::TailChain::new(&args.book, args.after_hash.clone()));
     while let Some(item) = stream.next().await {
         match item? {
             StreamItem::Event(event) => {
+                if let Some(chain) = chain.as_mut() {
+                    chain.check(client, &event).await?;
+                }
                 let line = if json {
-                    serde_json::json!({"seq": event.seq, "type": event.kind, "data": event.data})
-                        .to_string()
+                    let mut line = serde_json::json!({
+                        "seq": event.seq, "type": event.kind, "data": event.data
+                    });
+                    if args.verify {
+                        line["committed_at"] = serde_json::json!(event.committed_at);
+                        line["hash"] = serde_json::json!(event.hash);
+                    }
+                    line.to_string()
                 } else {
                     render::stream_event(&event)
                 };
@@ -496,6 +514,12 @@ async fn tail(client: &TaleaClient, args: TailArgs, json: bool) -> Result<Render
                 eprintln!("talea: stream interrupted ({reason}); resuming after seq {after_seq}");
             }
         }
+    }
+    if let Some((seq, hash)) = chain.as_ref().and_then(online::TailChain::position) {
+        eprintln!(
+            "talea: chain verified through seq {seq} (hash {hash}); resume with \
+             --after-seq {seq} --after-hash {hash}"
+        );
     }
     Ok(Rendered::empty())
 }

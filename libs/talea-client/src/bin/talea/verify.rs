@@ -32,7 +32,7 @@ pub(crate) struct Check {
     message: String,
 }
 
-/// Runs one `talea verify` subcommand.
+/// Runs one offline `talea verify` subcommand.
 pub(crate) fn run(command: &VerifyCommand) -> Result<Rendered, Failure> {
     let mut input = Input::default();
     match command {
@@ -41,6 +41,10 @@ pub(crate) fn run(command: &VerifyCommand) -> Result<Rendered, Failure> {
         VerifyCommand::Inclusion(args) => verify_inclusion(&mut input, args),
         VerifyCommand::Consistency(args) => verify_consistency(&mut input, args),
         VerifyCommand::Liability(args) => verify_liability(&mut input, args),
+        // Needs a server: `online::verify_server`, run with the client.
+        VerifyCommand::Server(_) => Err(Failure::Usage(
+            "talea verify server needs a server (TALEA_URL)".to_owned(),
+        )),
     }
 }
 
@@ -116,16 +120,33 @@ fn name(path: &Path) -> String {
     }
 }
 
+/// A failed check that ends the command with exit 4.
+pub(crate) fn failed(check: &'static str, message: String) -> Failure {
+    Failure::Verify(vec![Check {
+        check,
+        ok: false,
+        message,
+    }])
+}
+
+/// Reads and parses the file at `path` (`-`: stdin).
+pub(crate) fn read_file<T, E: std::fmt::Display>(
+    path: &Path,
+    parse: impl FnOnce(&str) -> Result<T, E>,
+) -> Result<T, Failure> {
+    Input::default().parse(path, parse)
+}
+
 /// The checks run so far: each passed one becomes an `ok:` line.
 #[derive(Default)]
-struct Checks {
+pub(crate) struct Checks {
     done: Vec<Check>,
 }
 
 impl Checks {
     /// Records `result` as `check`: passed with `ok`'s message, or ends the
     /// command (exit 4 for a failed check, 1 for a malformed document).
-    fn record<T>(
+    pub(crate) fn record<T>(
         &mut self,
         check: &'static str,
         result: Result<T, ProofError>,
@@ -158,7 +179,11 @@ impl Checks {
     }
 
     /// Verifies a checkpoint's signature with the key list.
-    fn signature(&mut self, checkpoint: &Checkpoint, keys: &KeyList) -> Result<(), Failure> {
+    pub(crate) fn signature(
+        &mut self,
+        checkpoint: &Checkpoint,
+        keys: &KeyList,
+    ) -> Result<(), Failure> {
         let result = checkpoint.verify(keys).map_err(ProofError::from);
         self.record("signature", result, |()| {
             format!(
@@ -169,7 +194,7 @@ impl Checks {
     }
 
     /// What the command prints when every check passed.
-    fn finish(self, extra: Value) -> Rendered {
+    pub(crate) fn finish(self, extra: Value) -> Rendered {
         let mut body = json!({"ok": true, "checks": self.done});
         if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), extra) {
             body.extend(extra);
@@ -239,7 +264,7 @@ fn chain_start(args: &ChainArgs) -> Result<chain::ChainStart, Failure> {
 
 /// The checkpoint's signature, then the chain and its root at the
 /// checkpoint's tree size.
-fn chain_against(
+pub(crate) fn chain_against(
     checks: &mut Checks,
     book: &str,
     checkpoint: &Checkpoint,
@@ -284,7 +309,7 @@ fn chain_line(book: &str, count: usize, summary: &Summary) -> String {
     )
 }
 
-fn chain_json(book: &str, count: usize, summary: &Summary) -> Value {
+pub(crate) fn chain_json(book: &str, count: usize, summary: &Summary) -> Value {
     json!({
         "book": book,
         "events": count,

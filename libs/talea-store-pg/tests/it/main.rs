@@ -2,6 +2,9 @@
 //! conformance case, plus what only Postgres has (migrations, several
 //! instances on one database, NOTIFY).
 
+mod chain;
+#[path = "../../../talea-store-sqlite/tests/it/chain_cases.rs"]
+mod chain_cases;
 mod conformance;
 mod holds;
 #[path = "../../../talea-store-sqlite/tests/it/holds_cases.rs"]

@@ -2,6 +2,8 @@
 //! case, plus what only the embedded store has (reopening a file, several
 //! handles on one file, the single writer under racing overdraws).
 
+mod chain;
+mod chain_cases;
 mod conformance;
 mod holds;
 mod holds_cases;

@@ -568,10 +568,12 @@ impl Store for LogStore {
         after_seq: u64,
         limit: u32,
     ) -> Result<Vec<Option<[u8; 32]>>, StoreError> {
-        Ok(read::events(&self.inner.shared, book, after_seq, limit)?
-            .into_iter()
-            .map(|e| e.hash)
-            .collect())
+        Ok(read::event_hashes(
+            &self.inner.shared,
+            book,
+            after_seq,
+            limit,
+        ))
     }
 
     async fn save_checkpoint(

@@ -693,6 +693,26 @@ pub fn transaction(shared: &Shared, tx_id: TxId) -> Result<Option<Commit>, Store
     Ok(None)
 }
 
+/// The chain hashes of `book`'s events after `after_seq`, from the index
+/// (no record is read); see `Store::event_hashes`.
+pub fn event_hashes(
+    shared: &Shared,
+    book: &BookName,
+    after_seq: u64,
+    limit: u32,
+) -> Vec<Option<[u8; 32]>> {
+    let state = shared.state();
+    let Some(b) = state.book(book) else {
+        return Vec::new();
+    };
+    let last = b.last_seq();
+    let first = after_seq.saturating_add(1);
+    let end = first
+        .saturating_add(u64::from(limit))
+        .min(last.saturating_add(1));
+    (first..end).map(|seq| b.hash(seq)).collect()
+}
+
 /// Events of a book after a seq, in order, each with its stored chain
 /// hash (kept in the indexes; `None` only for an event of a log written
 /// before the chain existed, until it is caught up at open).

@@ -61,7 +61,7 @@ run() {
 lt_say "settings outside their limits"
 for case in "hot-book.js VUS=0" "books.js BOOKS=1001" "hot-book.js RATE=100001" \
     "holds.js RATE=100001" "reads.js ACCOUNTS=1" "reads.js SEED_TXS=10001" "reads.js DURATION=2h" "storm.js COPIES=1" \
-    "storm.js MAX_RETRIES=21" "overload.js REQUIRE_BOTH=2" "overload.js RATE=abc" "books.js RUN_ID=A-B"; do
+    "storm.js MAX_RETRIES=21" "overload.js REQUIRE_BOTH=2" "overload.js RATE=abc" "books.js RUN_ID=A-B" "proofs.js SIZE=0"; do
     if k6 inspect -e "${case#* }" "$ROOT/loadtest/${case%% *}" >/dev/null 2>&1; then
         echo "---- ${case%% *} accepted ${case#* }"
         failed+=("limits")
@@ -77,6 +77,7 @@ run books books.js -e RATE=20 -e VUS=8 -e BOOKS=4
 run holds holds.js -e RATE=20 -e VUS=8
 run reads reads.js -e RATE=30 -e VUS=8 -e SEED_TXS=40
 run storm storm.js -e RATE=40 -e VUS=40 -e COPIES=8
+run proofs proofs.js -e RATE=20 -e VUS=4 -e BOOK=hot -e SIZE=20
 
 # Small limits, so that a low rate overloads it.
 overload_db=talea_smoke_${stamp}_overload

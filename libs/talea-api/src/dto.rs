@@ -657,3 +657,18 @@ mod amount_text {
         }
     }
 }
+
+/// `POST /v1/books/{book}/liabilities`: a signed liability snapshot of the
+/// accounts whose names start with `prefix`, in `asset`, at the book's
+/// last seq.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LiabilityRequest {
+    /// A registered asset code.
+    pub asset: String,
+    /// 1..=128 characters of an account name (`A-Z a-z 0-9 : . _ -`),
+    /// such as `customers:`.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9:._-]{1,128}$"))]
+    pub prefix: String,
+}

@@ -18,7 +18,8 @@ pub use error::{ApiError, CATALOGUE, ErrorBody, ErrorCode, ErrorInfo};
 pub use event::{AssetScales, account_dto, event_dto, event_hash, transaction_dto};
 pub use json::canonical_json;
 pub use talea_verify::checkpoint::{Checkpoint, KeyList, PublicKey};
-pub use talea_verify::files::{ConsistencyProof, InclusionProof};
+pub use talea_verify::files::{ConsistencyProof, InclusionProof, LiabilityProof, LiabilityStep};
+pub use talea_verify::snapshot::{LiabilitySnapshot, RefusedAccount};
 pub use time::{format_timestamp, parse_timestamp};
 
 use async_trait::async_trait;
@@ -136,4 +137,28 @@ pub trait LedgerApi: Send + Sync {
         from: u64,
         to: u64,
     ) -> Result<ConsistencyProof, ApiError>;
+
+    /// Takes, signs and keeps a liability snapshot of the book's accounts
+    /// under `request.prefix` in `request.asset`, at its last seq
+    /// (`docs/proofs.md`, "Proof of liabilities").
+    async fn create_liability_snapshot(
+        &self,
+        book: &str,
+        request: LiabilityRequest,
+    ) -> Result<LiabilitySnapshot, ApiError>;
+
+    /// A kept liability snapshot.
+    async fn liability_snapshot(
+        &self,
+        book: &str,
+        snapshot: &str,
+    ) -> Result<LiabilitySnapshot, ApiError>;
+
+    /// One account's proof in a kept liability snapshot.
+    async fn liability_proof(
+        &self,
+        book: &str,
+        snapshot: &str,
+        account: &str,
+    ) -> Result<LiabilityProof, ApiError>;
 }

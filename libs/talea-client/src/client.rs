@@ -12,9 +12,9 @@ use serde::de::DeserializeOwned;
 use talea_api::{
     AccountDto, AccountList, ApiError, AssetDto, AssetList, AssetRequest, BalancesDto, BookList,
     Checkpoint, ConsistencyProof, Created, ErrorBody, ErrorCode, EventList, HealthDto,
-    InclusionProof, KeyList, LedgerApi, NamePage, OpenAccountRequest, PostTransactionRequest,
-    PostingList, SeqPage, SettleRequest, TransactionDto, TransactionList, TrialBalanceDto,
-    VoidRequest,
+    InclusionProof, KeyList, LedgerApi, LiabilityProof, LiabilityRequest, LiabilitySnapshot,
+    NamePage, OpenAccountRequest, PostTransactionRequest, PostingList, SeqPage, SettleRequest,
+    TransactionDto, TransactionList, TrialBalanceDto, VoidRequest,
 };
 
 use crate::path;
@@ -560,6 +560,53 @@ impl LedgerApi for TaleaClient {
         let query = [("from", from.to_string()), ("to", to.to_string())];
         self.get(&["v1", "books", book, "proofs", "consistency"], &query)
             .await
+    }
+
+    async fn create_liability_snapshot(
+        &self,
+        book: &str,
+        request: LiabilityRequest,
+    ) -> Result<LiabilitySnapshot, ApiError> {
+        path::check_book_account(book, None)?;
+        let (_, snapshot) = self
+            .post(&["v1", "books", book, "liabilities"], &request)
+            .await?;
+        Ok(snapshot)
+    }
+
+    async fn liability_snapshot(
+        &self,
+        book: &str,
+        snapshot: &str,
+    ) -> Result<LiabilitySnapshot, ApiError> {
+        path::check_book_account(book, None)?;
+        if path::unsendable(snapshot) {
+            return Err(ApiError::not_found("liability snapshot not found"));
+        }
+        self.get(&["v1", "books", book, "liabilities", snapshot], &[])
+            .await
+    }
+
+    async fn liability_proof(
+        &self,
+        book: &str,
+        snapshot: &str,
+        account: &str,
+    ) -> Result<LiabilityProof, ApiError> {
+        path::check_book_account(book, Some(account))?;
+        if path::unsendable(snapshot) {
+            return Err(ApiError::not_found("liability snapshot not found"));
+        }
+        let route = [
+            "v1",
+            "books",
+            book,
+            "liabilities",
+            snapshot,
+            "accounts",
+            account,
+        ];
+        self.get(&route, &[]).await
     }
 }
 

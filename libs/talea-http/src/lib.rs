@@ -7,6 +7,7 @@
 mod error;
 mod extract;
 mod hide;
+mod liabilities;
 mod middleware;
 pub mod openapi;
 mod proofs;

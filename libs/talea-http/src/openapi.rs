@@ -74,6 +74,8 @@ error_sets! {
     PostErrors = [400, 401, 403, 408, 409, 413, 422, 429, 500, 503];
     /// Settling or voiding a hold: a post that names a transaction.
     HoldErrors = [400, 401, 403, 404, 408, 409, 413, 422, 429, 500, 503];
+    /// Taking a liability snapshot: a write of the book (422: unknown asset).
+    LiabilityErrors = [400, 401, 403, 404, 408, 413, 422, 429, 500, 503];
     /// Issuing a stream ticket: a read of the book named in the body.
     TicketErrors = [400, 401, 403, 404, 408, 413, 429, 500, 503];
     /// Reading a transaction by id (no book in the path, so no 403).

@@ -105,7 +105,8 @@ pub(crate) fn v1(role: Role) -> OpenApiRouter<AppState> {
         .routes(routes!(trial_balance))
         .routes(routes!(list_events))
         .routes(routes!(get_transaction))
-        .merge(crate::proofs::routes());
+        .merge(crate::proofs::routes())
+        .merge(crate::liabilities::routes());
     // Settle and void have no GET beside them for axum to answer 405 with:
     // every role routes them, and a read instance refuses them itself
     // (`refused_on_reads`).
@@ -413,7 +414,7 @@ fn commit_answer(p: &Principal, tx: &TransactionDto) -> Result {
 
 /// A write route on a read instance: 405 with an empty `Allow` (no method
 /// of the path is served here), as axum answers the other write routes.
-fn refused_on_reads(role: Role) -> Option<Response> {
+pub(crate) fn refused_on_reads(role: Role) -> Option<Response> {
     if role.serves_writes() {
         return None;
     }

@@ -503,4 +503,29 @@ impl LedgerApi for LedgerService {
         self.prove_consistency(&convert::book(book)?, from, to)
             .await
     }
+
+    async fn create_liability_snapshot(
+        &self,
+        book: &str,
+        request: talea_api::LiabilityRequest,
+    ) -> Result<talea_api::LiabilitySnapshot, ApiError> {
+        self.take_liability_snapshot(book, request).await
+    }
+
+    async fn liability_snapshot(
+        &self,
+        book: &str,
+        snapshot: &str,
+    ) -> Result<talea_api::LiabilitySnapshot, ApiError> {
+        self.liability_document(book, snapshot).await
+    }
+
+    async fn liability_proof(
+        &self,
+        book: &str,
+        snapshot: &str,
+        account: &str,
+    ) -> Result<talea_api::LiabilityProof, ApiError> {
+        self.prove_liability(book, snapshot, account).await
+    }
 }

@@ -18,6 +18,7 @@ mod audit;
 mod committer;
 mod config;
 mod convert;
+mod liabilities;
 mod proofs;
 mod service;
 mod snapshot;
@@ -37,6 +38,7 @@ pub use config::{
     COMMITS_IN_FLIGHT_LIMIT, LedgerConfig, WRITE_BATCH_MAX_LIMIT, WRITE_QUEUE_DEPTH_LIMIT,
 };
 pub use convert::{draft_from_request, event_dto};
+pub use liabilities::{LIABILITY_BOOK_ACCOUNTS_MAX, LIABILITY_PREFIX_CHARS_MAX};
 pub use proofs::{CHECKPOINT_EVERY_DEFAULT, CHECKPOINT_EVERY_S_MAX, CheckpointEvery, Notary};
 pub use service::HOLD_EXPIRY_POLL;
 pub use snapshot::SNAPSHOT_ACCOUNTS_MAX;

@@ -63,6 +63,11 @@ impl Notary {
     pub fn key_id(&self) -> String {
         self.key.key_id()
     }
+
+    /// The signing key (liability snapshots are signed with it too).
+    pub(crate) fn signing_key(&self) -> &SigningKey {
+        &self.key
+    }
 }
 
 /// When the checkpointer signs a book: after so many events, or so long

@@ -99,6 +99,7 @@ mod file;
 #[doc(hidden)]
 pub mod fuzzing;
 mod index;
+mod liabilities;
 mod read;
 mod state;
 #[doc(hidden)]
@@ -208,6 +209,7 @@ pub struct LogStore {
 struct Inner {
     shared: Arc<Shared>,
     checkpoints: checkpoints::Checkpoints,
+    liabilities: liabilities::Liabilities,
     requests: Option<mpsc::Sender<Request>>,
     writer: Option<JoinHandle<()>>,
     truncated_bytes: u64,
@@ -253,6 +255,7 @@ impl LogStore {
         let lock = DirLock::acquire(dir)?;
         let (file, recovered) = LogFile::open(dir, config.tail_cache_bytes_max)?;
         let checkpoints = checkpoints::Checkpoints::open(dir)?;
+        let liabilities = liabilities::Liabilities::open(dir)?;
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
             file,
@@ -284,6 +287,7 @@ impl LogStore {
             inner: Arc::new(Inner {
                 shared,
                 checkpoints,
+                liabilities,
                 requests: Some(requests),
                 writer: Some(handle),
                 truncated_bytes: recovered.truncated_bytes,
@@ -588,6 +592,21 @@ impl Store for LogStore {
         book: &BookName,
     ) -> Result<Option<talea_store::Checkpoint>, StoreError> {
         Ok(self.inner.checkpoints.latest(book))
+    }
+
+    async fn save_liability_snapshot(
+        &self,
+        snapshot: &talea_store::LiabilitySnapshot,
+    ) -> Result<(), StoreError> {
+        self.inner.liabilities.save(snapshot)
+    }
+
+    async fn liability_snapshot(
+        &self,
+        book: &BookName,
+        id: &str,
+    ) -> Result<Option<talea_store::LiabilitySnapshot>, StoreError> {
+        self.inner.liabilities.get(book, id)
     }
 
     async fn expire_holds(&self, book: &BookName) -> Result<Vec<Expiry>, StoreError> {

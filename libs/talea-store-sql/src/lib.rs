@@ -19,6 +19,7 @@ pub mod backend;
 pub mod chain;
 mod decode;
 pub mod error;
+pub mod liabilities;
 pub mod read;
 pub mod rows;
 pub mod scales;
@@ -219,6 +220,21 @@ macro_rules! impl_store {
                 book: &::talea_core::BookName,
             ) -> Result<Option<::talea_store::Checkpoint>, ::talea_store::StoreError> {
                 $crate::chain::latest_checkpoint(self, book).await
+            }
+
+            async fn save_liability_snapshot(
+                &self,
+                snapshot: &::talea_store::LiabilitySnapshot,
+            ) -> Result<(), ::talea_store::StoreError> {
+                $crate::liabilities::save_liability_snapshot(self, snapshot).await
+            }
+
+            async fn liability_snapshot(
+                &self,
+                book: &::talea_core::BookName,
+                id: &str,
+            ) -> Result<Option<::talea_store::LiabilitySnapshot>, ::talea_store::StoreError> {
+                $crate::liabilities::liability_snapshot(self, book, id).await
             }
 
             async fn expire_holds(

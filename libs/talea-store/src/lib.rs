@@ -13,10 +13,12 @@ use talea_core::{
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod feed;
+pub mod liabilities;
 pub mod plan;
 pub mod stored;
 
 pub use feed::{EventStream, Notice, NoticeBus, subscribe};
+pub use liabilities::LiabilitySnapshot;
 
 /// Which backend a store is, reported in `X-Talea-Backend`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -553,6 +555,18 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// The kept checkpoint of `book` with the largest tree size, if any.
     async fn latest_checkpoint(&self, book: &BookName) -> Result<Option<Checkpoint>, StoreError>;
+
+    /// Keeps a signed liability snapshot with its balances. Ids are drawn
+    /// at random: saving an id kept before is an error, never an overwrite.
+    async fn save_liability_snapshot(&self, snapshot: &LiabilitySnapshot)
+    -> Result<(), StoreError>;
+
+    /// The kept liability snapshot `id` of `book`, if any.
+    async fn liability_snapshot(
+        &self,
+        book: &BookName,
+        id: &str,
+    ) -> Result<Option<LiabilitySnapshot>, StoreError>;
 
     /// A receiver of commit notices: after every durable commit or account
     /// open (by this process, and for Postgres by any process), a

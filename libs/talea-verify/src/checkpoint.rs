@@ -45,6 +45,10 @@ pub enum CheckpointError {
         "the timestamp {0:?} is not RFC 3339 UTC with microseconds (YYYY-MM-DDTHH:MM:SS.ffffffZ)"
     )]
     BadTimestamp(String),
+    /// A text field of a signed message is empty, too long or holds a
+    /// control character (which could forge a line of the message).
+    #[error("{0} is empty, longer than {BOOK_BYTES_MAX} bytes or holds a control character")]
+    BadField(&'static str),
     /// A hash, key, seed or signature is not the hex it should be.
     #[error("{field}: {source}")]
     Hex {
@@ -180,16 +184,7 @@ impl Checkpoint {
 
     /// Verifies the signature with `key` (whose id must be the checkpoint's).
     pub fn verify_with(&self, key: &PublicKey) -> Result<(), CheckpointError> {
-        let verifying = key.verifying_key()?;
-        if key.key_id != self.key_id {
-            return Err(CheckpointError::UnknownKey(self.key_id.clone()));
-        }
-        let message = self.message()?;
-        let signature =
-            ed25519_dalek::Signature::from_bytes(&hex_field::<64>("signature", &self.signature)?);
-        verifying
-            .verify_strict(message.as_bytes(), &signature)
-            .map_err(|_| CheckpointError::BadSignature)
+        key.verify_signed(&self.key_id, &self.message()?, &self.signature)
     }
 }
 
@@ -221,6 +216,25 @@ impl PublicKey {
             });
         }
         ed25519_dalek::VerifyingKey::from_bytes(&bytes).map_err(|_| CheckpointError::BadPublicKey)
+    }
+
+    /// Verifies strictly that `signature` (hex) is this key's signature of
+    /// `message`, claimed by the key `key_id`.
+    pub(crate) fn verify_signed(
+        &self,
+        key_id: &str,
+        message: &str,
+        signature: &str,
+    ) -> Result<(), CheckpointError> {
+        let verifying = self.verifying_key()?;
+        if self.key_id != key_id {
+            return Err(CheckpointError::UnknownKey(key_id.to_owned()));
+        }
+        let signature =
+            ed25519_dalek::Signature::from_bytes(&hex_field::<64>("signature", signature)?);
+        verifying
+            .verify_strict(message.as_bytes(), &signature)
+            .map_err(|_| CheckpointError::BadSignature)
     }
 }
 
@@ -299,6 +313,11 @@ impl SigningKey {
             key_id: self.key_id(),
             signature: to_hex(&signature.to_bytes()),
         })
+    }
+
+    /// The Ed25519 signature of `message`, lowercase hex.
+    pub(crate) fn sign_text(&self, message: &str) -> String {
+        to_hex(&self.inner.sign(message.as_bytes()).to_bytes())
     }
 
     /// The key file's text: `{"algorithm":"ed25519","seed":"<64 hex>"}` and a

@@ -347,6 +347,7 @@ impl ConsistencyProof {
 }
 
 /// One step of a liability proof's path as served.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LiabilityStep {
@@ -360,6 +361,7 @@ pub struct LiabilityStep {
 
 /// One account's liability proof: its leaf and the path to the snapshot's
 /// root, with the root and total the snapshot published.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LiabilityProof {

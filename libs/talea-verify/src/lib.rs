@@ -14,6 +14,7 @@
 //! - [`chain`]: the per-book hash chain over canonical event bytes.
 //! - [`checkpoint`]: signed tree heads, signing keys and the key list.
 //! - [`liabilities`]: Merkle-sum trees for proofs of liabilities.
+//! - [`snapshot`]: signed liability snapshots.
 //! - [`files`]: the JSON documents `talea verify` reads.
 
 pub mod chain;
@@ -23,5 +24,6 @@ pub mod hash;
 pub mod jcs;
 pub mod liabilities;
 pub mod merkle;
+pub mod snapshot;
 
 pub use hash::Hash;

@@ -8,6 +8,7 @@ mod fields;
 mod harness;
 mod holds;
 mod instances;
+mod liabilities;
 mod openapi;
 mod proofs;
 mod stream;

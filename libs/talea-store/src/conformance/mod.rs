@@ -21,6 +21,7 @@ mod chain;
 mod concurrency;
 mod holds;
 mod idempotency;
+mod liabilities;
 mod multi_book;
 mod reads;
 mod registry;
@@ -33,6 +34,7 @@ pub use chain::*;
 pub use concurrency::*;
 pub use holds::*;
 pub use idempotency::*;
+pub use liabilities::*;
 pub use multi_book::*;
 pub use reads::*;
 pub use registry::*;
@@ -135,6 +137,7 @@ cases!($
     holds_as_of,
     event_hashes_are_the_leaves,
     checkpoints_are_kept,
+    liability_snapshots_are_kept,
 );
 
 /// Runs every case in order, each on a store from `make_store`.

@@ -78,6 +78,11 @@ pub(crate) enum Command {
     Books,
     /// Follow a book's live stream, resuming by itself after any break.
     Tail(TailArgs),
+    /// Proof of liabilities: take a signed snapshot of a prefix's balances
+    /// in one asset, or fetch one account's proof (check it with
+    /// `talea verify liability`).
+    #[command(subcommand)]
+    Liabilities(LiabilitiesCommand),
     /// Check files offline: a book's hash chain, a signed checkpoint, an
     /// inclusion, consistency or liability proof (exit 4 when a check fails).
     #[command(subcommand)]
@@ -482,4 +487,38 @@ mod tests {
         assert!(parse_leg("a::1").is_err());
         assert!(parse_leg("a:BTC:").is_err());
     }
+}
+
+/// `talea liabilities`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum LiabilitiesCommand {
+    /// Take, sign and keep a snapshot (needs a read-write token of the
+    /// book); prints its id, seq, root and total (minor units).
+    Create {
+        /// The book.
+        #[arg(long)]
+        book: String,
+        /// The asset (a registered code).
+        #[arg(long)]
+        asset: String,
+        /// The accounts whose names start with it, such as `customers:`.
+        #[arg(long)]
+        prefix: String,
+    },
+    /// Fetch one account's proof in a snapshot, to check with
+    /// `talea verify liability FILE --root R --total T`.
+    Proof {
+        /// The book.
+        #[arg(long)]
+        book: String,
+        /// The snapshot's id.
+        #[arg(long)]
+        snapshot: String,
+        /// The account.
+        #[arg(long)]
+        account: String,
+        /// Write the proof's JSON to this file (else to stdout).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
 }

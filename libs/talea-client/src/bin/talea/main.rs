@@ -26,7 +26,8 @@ use talea_api::{
 use talea_client::{RetryNotice, RetryPolicy, StreamItem, TaleaClient};
 
 use crate::cli::{
-    AccountsAction, AccountsArgs, AssetsAction, AssetsArgs, Cli, Command, PostArgs, TailArgs,
+    AccountsAction, AccountsArgs, AssetsAction, AssetsArgs, Cli, Command, LiabilitiesCommand,
+    PostArgs, TailArgs,
 };
 
 /// Exit code for usage and input errors (clap's own included).
@@ -365,7 +366,70 @@ async fn execute(
         Command::Verify(cli::VerifyCommand::Server(args)) => {
             online::verify_server(client, &args).await?
         }
+        Command::Liabilities(command) => liabilities(client, command).await?,
         Command::Verify(check) => verify::run(&check)?,
+    })
+}
+
+/// `talea liabilities create | proof`.
+async fn liabilities(
+    client: &TaleaClient,
+    command: LiabilitiesCommand,
+) -> Result<Rendered, Failure> {
+    Ok(match command {
+        LiabilitiesCommand::Create {
+            book,
+            asset,
+            prefix,
+        } => {
+            let s = client
+                .create_liability_snapshot(&book, talea_api::LiabilityRequest { asset, prefix })
+                .await?;
+            let refused: String = s
+                .refused
+                .iter()
+                .map(|r| format!("refused  {} {}\n", r.account, r.balance))
+                .collect();
+            let text = format!(
+                "snapshot {}\nbook     {} at seq {}\nasset    {} (scale {}), prefix {}\n\
+                 root     {}\ntotal    {} minor units ({} {})\naccounts {}\n{refused}",
+                s.snapshot,
+                s.book,
+                s.seq,
+                s.asset,
+                s.scale,
+                s.prefix,
+                s.root,
+                s.total,
+                s.total_amount,
+                s.asset,
+                s.accounts
+            );
+            Rendered::new(&s, text)
+        }
+        LiabilitiesCommand::Proof {
+            book,
+            snapshot,
+            account,
+            out,
+        } => {
+            let proof = client.liability_proof(&book, &snapshot, &account).await?;
+            let text = serde_json::to_string_pretty(&proof)
+                .map_err(|e| Failure::Usage(format!("cannot write the proof: {e}")))?;
+            match out {
+                None => Rendered::new(&proof, text + "\n"),
+                Some(path) => {
+                    std::fs::write(&path, text + "\n").map_err(|e| {
+                        Failure::Usage(format!("cannot write {}: {e}", path.display()))
+                    })?;
+                    let line = format!(
+                        "wrote the proof of {account} in snapshot {snapshot} to {}\n",
+                        path.display()
+                    );
+                    Rendered::new(&proof, line)
+                }
+            }
+        }
     })
 }
 

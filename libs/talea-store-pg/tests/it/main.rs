@@ -6,6 +6,7 @@ mod chain;
 #[path = "../../../talea-store-sqlite/tests/it/chain_cases.rs"]
 mod chain_cases;
 mod conformance;
+mod distribution;
 mod holds;
 #[path = "../../../talea-store-sqlite/tests/it/holds_cases.rs"]
 mod holds_cases;

@@ -10,6 +10,8 @@ no PyPI package ships: they are checked by the structural assertions below.
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import shutil
 from pathlib import Path
@@ -286,7 +288,15 @@ def test_credentials_secret_is_kept_and_referenced(ci) -> None:
         assert len(secrets) == 1
         secret = secrets[0]
         assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
-        assert set(secret["data"]) == {"db-password", "api-token", "scope-service-token"}
+        assert set(secret["data"]) == {
+            "db-password",
+            "api-token",
+            "scope-service-token",
+            "signing-key.json",
+        }
+        key = json.loads(base64.b64decode(secret["data"]["signing-key.json"]))
+        assert key["algorithm"] == "ed25519"
+        assert re.fullmatch(r"[0-9a-f]{64}", key["seed"]), key
         name = secret["metadata"]["name"]
     refs = set()
     for _, template in pod_templates(docs):
@@ -426,6 +436,7 @@ data:
             assert data["db-password"] == "b2xk", "reused, never regenerated"
             assert data["api-token"] == "dG9r"
             assert data["scope-service-token"], "a key the old Secret lacked is added"
+            assert data["signing-key.json"], "a key the old Secret lacked is added"
     with helm.Chart.load(harness) as chart:
         with pytest.raises(helm.HelmError, match="has no db-password"):
             chart.render(

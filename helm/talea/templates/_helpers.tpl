@@ -125,6 +125,7 @@ credentials would not open an existing database.
 db-password: {{ get $data "db-password" | default (randAlphaNum 32 | b64enc) }}
 api-token: {{ get $data "api-token" | default (printf "talea_%s" (randAlphaNum 48) | b64enc) }}
 scope-service-token: {{ get $data "scope-service-token" | default (randAlphaNum 48 | b64enc) }}
+signing-key.json: {{ get $data "signing-key.json" | default (printf "{\"algorithm\":\"ed25519\",\"seed\":\"%s\"}\n" (sha256sum (randAlphaNum 64)) | b64enc) }}
 {{- end -}}
 
 {{/* Pod-level security context: the restricted Pod Security Standard. */}}

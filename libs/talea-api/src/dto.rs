@@ -242,6 +242,37 @@ pub struct VoidRequest {
     pub idempotency_key: String,
 }
 
+/// `POST /v1/books/{book}/transactions/batch`: 1 to `BATCH_ITEMS_MAX`
+/// transactions, each exactly the body of a single post; each item is read
+/// on its own, so a bad one fails alone.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    /// The transactions, in the order they are answered and committed.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<PostTransactionRequest>, min_items = 1, max_items = 1000))]
+    pub transactions: Vec<Value>,
+}
+
+/// One item's answer in a bulk post: what the single post route would
+/// have answered for it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchItemResult {
+    /// 201 committed, 200 deduplicated, or the error's status.
+    pub status: u16,
+    /// The transaction, or the error body.
+    pub body: Value,
+}
+
+/// The answer to a bulk post: one result per item, in order.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchResponse {
+    /// Per item, in order.
+    pub results: Vec<BatchItemResult>,
+}
+
 /// A committed transaction. `deduplicated` is present on post responses only.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

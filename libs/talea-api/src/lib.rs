@@ -24,6 +24,19 @@ pub use time::{format_timestamp, parse_timestamp};
 
 use async_trait::async_trait;
 
+/// A bulk post's item count must be 1..=`BATCH_ITEMS_MAX`: the refusal of
+/// any other, the same from the ledger, the SDK and the route.
+pub fn check_batch_len(count: usize) -> Result<(), ApiError> {
+    let max = talea_core::limits::BATCH_ITEMS_MAX;
+    if (1..=max).contains(&count) {
+        return Ok(());
+    }
+    Err(ApiError::invalid(
+        "/transactions",
+        format!("a bulk post holds 1 to {max} transactions, not {count}"),
+    ))
+}
+
 /// The ledger's interface. Every method validates its raw inputs (names,
 /// amounts, limits, timestamps) and reports failures as [`ApiError`], so both
 /// implementations refuse the same inputs with the same codes.
@@ -58,6 +71,17 @@ pub trait LedgerApi: Send + Sync {
         book: &str,
         request: PostTransactionRequest,
     ) -> Result<TransactionDto, ApiError>;
+
+    /// Posts several transactions of `book` as one unit (one storage
+    /// transaction wherever it fits): each answered as its own post would
+    /// be, in order; seqs follow the order of the items that commit. Fails
+    /// as a whole only for what fails a whole request (the book's name, a
+    /// full queue, the count outside 1..=`BATCH_ITEMS_MAX`).
+    async fn post_many(
+        &self,
+        book: &str,
+        requests: Vec<PostTransactionRequest>,
+    ) -> Result<Vec<Result<TransactionDto, ApiError>>, ApiError>;
 
     /// Settles a hold (`tx_id`): posts all of it, or the request's
     /// `postings` and releases the rest. A replay answers the original

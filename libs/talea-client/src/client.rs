@@ -10,11 +10,12 @@ use reqwest::{Method, Url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use talea_api::{
-    AccountDto, AccountList, ApiError, AssetDto, AssetList, AssetRequest, BalancesDto, BookList,
-    Checkpoint, ConsistencyProof, Created, ErrorBody, ErrorCode, EventList, HealthDto,
-    InclusionProof, KeyList, LedgerApi, LiabilityProof, LiabilityRequest, LiabilitySnapshot,
-    NamePage, OpenAccountRequest, PostTransactionRequest, PostingList, SeqPage, SettleRequest,
-    TransactionDto, TransactionList, TrialBalanceDto, VoidRequest,
+    AccountDto, AccountList, ApiError, AssetDto, AssetList, AssetRequest, BalancesDto,
+    BatchRequest, BatchResponse, BookList, Checkpoint, ConsistencyProof, Created, ErrorBody,
+    ErrorCode, EventList, HealthDto, InclusionProof, KeyList, LedgerApi, LiabilityProof,
+    LiabilityRequest, LiabilitySnapshot, NamePage, OpenAccountRequest, PostTransactionRequest,
+    PostingList, SeqPage, SettleRequest, TransactionDto, TransactionList, TrialBalanceDto,
+    VoidRequest,
 };
 
 use crate::path;
@@ -428,6 +429,47 @@ impl LedgerApi for TaleaClient {
         // says the same, and the status wins should they ever disagree.
         tx.deduplicated = Some(status != 201);
         Ok(tx)
+    }
+
+    async fn post_many(
+        &self,
+        book: &str,
+        requests: Vec<PostTransactionRequest>,
+    ) -> Result<Vec<Result<TransactionDto, ApiError>>, ApiError> {
+        path::check_book_account(book, None)?;
+        let count = requests.len();
+        talea_api::check_batch_len(count)?;
+        let body = BatchRequest {
+            transactions: requests
+                .iter()
+                .map(serde_json::to_value)
+                .collect::<Result<_, _>>()
+                .map_err(|_| ApiError::Internal)?,
+        };
+        // The whole request is retried on what the retry policy retries
+        // (every item carries its own key, so a replay is exact).
+        let (_, answer): (u16, BatchResponse) = self
+            .post(&["v1", "books", book, "transactions", "batch"], &body)
+            .await?;
+        if answer.results.len() != count {
+            return Err(ApiError::Internal);
+        }
+        Ok(answer
+            .results
+            .into_iter()
+            .map(|item| match item.status {
+                200 | 201 => {
+                    let mut tx: TransactionDto =
+                        serde_json::from_value(item.body).map_err(|_| ApiError::Internal)?;
+                    tx.deduplicated = Some(item.status != 201);
+                    Ok(tx)
+                }
+                status => Err(match serde_json::from_value::<ErrorBody>(item.body) {
+                    Ok(error) => ApiError::from_body(status, None, &error),
+                    Err(_) => ApiError::Internal,
+                }),
+            })
+            .collect())
     }
 
     async fn settle(

@@ -29,6 +29,10 @@ pub mod limits {
     pub const METADATA_BYTES_MAX: usize = 16 * 1024;
     /// Largest request body, in bytes.
     pub const BODY_BYTES_MAX: usize = 1024 * 1024;
+    /// Transactions in one bulk post (`POST …/transactions/batch`).
+    pub const BATCH_ITEMS_MAX: usize = 1000;
+    /// Request body of a bulk post, in bytes: 1,000 items of up to 16 KiB.
+    pub const BATCH_BODY_BYTES_MAX: usize = 16 * 1024 * 1024;
     /// Largest page a list route returns.
     pub const PAGE_LIMIT_MAX: u32 = 1000;
     /// Page size when the caller does not say.

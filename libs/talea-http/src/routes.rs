@@ -9,10 +9,10 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use talea_api::{
-    AccountDto, AccountList, ApiError, AssetDto, AssetList, AssetRequest, BalancesDto, BookList,
-    EventList, HealthDto, LedgerApi, NamePage, OpenAccountRequest, PostTransactionRequest,
-    PostingList, SeqPage, SettleRequest, TransactionDto, TransactionList, TrialBalanceDto,
-    VoidRequest,
+    AccountDto, AccountList, ApiError, AssetDto, AssetList, AssetRequest, BalancesDto,
+    BatchItemResult, BatchRequest, BatchResponse, BookList, EventList, HealthDto, LedgerApi,
+    NamePage, OpenAccountRequest, PostTransactionRequest, PostingList, SeqPage, SettleRequest,
+    TransactionDto, TransactionList, TrialBalanceDto, VoidRequest,
 };
 use talea_auth::{Books, Principal};
 use utoipa::{IntoParams, ToSchema};
@@ -113,10 +113,16 @@ pub(crate) fn v1(role: Role) -> OpenApiRouter<AppState> {
     let reads = reads
         .routes(routes!(settle_hold))
         .routes(routes!(void_hold));
+    // Bulk posts have a body limit of their own (`BATCH_BODY_BYTES_MAX`):
+    // the innermost limit wins over the router's 1 MiB.
+    let batch = OpenApiRouter::default().routes(routes!(post_batch)).layer(
+        axum::extract::DefaultBodyLimit::max(talea_core::limits::BATCH_BODY_BYTES_MAX),
+    );
     let writes = OpenApiRouter::default()
         .routes(routes!(register_asset))
         .routes(routes!(open_account))
-        .routes(routes!(post_transaction));
+        .routes(routes!(post_transaction))
+        .merge(batch);
     if role.serves_writes() {
         reads.merge(writes)
     } else {
@@ -399,6 +405,71 @@ async fn post_transaction(
     p.check_write(&book)?;
     let request: PostTransactionRequest = parse_json(&body.0)?;
     commit_answer(&p, &state.ledger.post_transaction(&book, request).await?)
+}
+
+#[utoipa::path(post, path = "/v1/books/{book}/transactions/batch", tag = "transactions", operation_id = "postTransactions",
+    summary = "Posts 1 to 1,000 transactions at once, each answered as its own post would be, in order.",
+    description = "Each item is exactly the body of `POST /v1/books/{book}/transactions` and is read on its own: \
+        a bad item fails alone (its result carries the single route's error). The items that pass enter the \
+        book's committer as one unit: one storage transaction wherever it fits, seqs in item order. Auth, scope, \
+        admission, the body limit of this route (16 MiB), JSON syntax and the envelope's shape fail the whole request.",
+    params(BookParam),
+    request_body(content = BatchRequest),
+    responses(
+        (status = 200, description = "One result per item: `status` 201 (committed), 200 (deduplicated) or the error's, `body` the transaction or the error.", body = BatchResponse),
+        PostErrors))]
+async fn post_batch(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path(book): Path<String>,
+    body: Body,
+) -> Result {
+    p.check_write(&book)?;
+    let request: BatchRequest = parse_json(&body.0)?;
+    let count = request.transactions.len();
+    talea_api::check_batch_len(count)?;
+    // Each item as the single route reads its body.
+    let parsed: Vec<std::result::Result<PostTransactionRequest, ApiError>> = request
+        .transactions
+        .iter()
+        .map(|item| {
+            serde_json::to_vec(item)
+                .map_err(|_| ApiError::Internal)
+                .and_then(|bytes| parse_json(&bytes))
+        })
+        .collect();
+    let valid: Vec<PostTransactionRequest> = parsed
+        .iter()
+        .filter_map(|r| r.as_ref().ok().cloned())
+        .collect();
+    let mut answers = match valid.is_empty() {
+        true => Vec::new(),
+        false => state.ledger.post_many(&book, valid).await?,
+    }
+    .into_iter();
+    let mut results = Vec::with_capacity(count);
+    for item in parsed {
+        let answer = match item {
+            Err(e) => Err(e),
+            Ok(_) => answers.next().unwrap_or(Err(ApiError::Internal)),
+        };
+        results.push(match answer {
+            Ok(tx) => {
+                let status = created_status(tx.deduplicated != Some(true)).as_u16();
+                let mut value = serde_json::to_value(&tx).map_err(|_| ApiError::Internal)?;
+                Carrier::Resource.strip(p.hide, &mut value);
+                BatchItemResult {
+                    status,
+                    body: value,
+                }
+            }
+            Err(e) => BatchItemResult {
+                status: e.status(),
+                body: serde_json::to_value(e.to_body()).map_err(|_| ApiError::Internal)?,
+            },
+        });
+    }
+    ok(&BatchResponse { results })
 }
 
 /// A commit's answer: 201 when new, 200 for a replay (`deduplicated`),

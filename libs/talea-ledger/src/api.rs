@@ -210,6 +210,20 @@ impl LedgerApi for LedgerService {
         self.submit(&book, draft).await
     }
 
+    async fn post_many(
+        &self,
+        book: &str,
+        requests: Vec<PostTransactionRequest>,
+    ) -> Result<Vec<Result<TransactionDto, ApiError>>, ApiError> {
+        let book = convert::book(book)?;
+        talea_api::check_batch_len(requests.len())?;
+        let mut items = Vec::with_capacity(requests.len());
+        for request in requests {
+            items.push(self.counted(self.draft(request).await));
+        }
+        self.submit_all(&book, items).await
+    }
+
     async fn settle(
         &self,
         book: &str,

@@ -1,7 +1,8 @@
 //! Per-book committer tasks: bounded queues drained into batched storage transactions.
 //!
-//! Each active book has one task that owns a bounded queue of drafts. The task
-//! takes up to `write_batch_max` drafts at a time and commits them in one
+//! Each active book has one task that owns a bounded queue of units (a
+//! request's drafts: one post, or a bulk post's items). The task takes
+//! whole units up to `write_batch_max` drafts at a time and commits them in one
 //! storage transaction, so the book's lock and the fsync are paid once per
 //! batch instead of once per draft. A task with nothing to do for
 //! `committer_idle_ms` removes itself, which keeps memory bounded with many books.
@@ -25,6 +26,14 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 /// Most drafts one combined storage transaction carries, whatever
 /// `commit_books_max` allows: it bounds the statement's arrays.
 pub(crate) const COMMIT_DRAFTS_MAX: usize = 4_096;
+
+/// Where a queued draft's outcome arrives.
+pub(crate) type OutcomeReceiver = oneshot::Receiver<Result<Outcome, Arc<StoreError>>>;
+
+/// The drafts of one request (one, or a bulk post's), queued as a unit: a
+/// unit is never split between storage transactions, so a bulk post is one
+/// storage transaction wherever it fits (`COMMIT_DRAFTS_MAX`).
+type Unit = Vec<Job>;
 
 /// A draft waiting for its batch, and where to send its outcome.
 struct Job {
@@ -57,7 +66,7 @@ pub(crate) struct Committers {
     books_max: usize,
     in_flight: usize,
     // A std mutex: it is held only for a map lookup and a non-blocking send.
-    senders: Mutex<HashMap<BookName, mpsc::Sender<Job>>>,
+    senders: Mutex<HashMap<BookName, mpsc::Sender<Unit>>>,
     // The combiner's queue, started with the first batch that needs it.
     // Unbounded, yet never holds more than one run per live book task.
     combiner: std::sync::OnceLock<mpsc::UnboundedSender<Run>>,
@@ -108,9 +117,27 @@ impl Committers {
         self: &Arc<Self>,
         book: &BookName,
         draft: Draft,
-    ) -> Result<oneshot::Receiver<Result<Outcome, Arc<StoreError>>>, EnqueueError> {
-        let (reply, outcome) = oneshot::channel();
-        let job = Job { draft, reply };
+    ) -> Result<OutcomeReceiver, EnqueueError> {
+        let mut outcomes = self.enqueue_all(book, vec![draft])?;
+        outcomes.pop().ok_or(EnqueueError::QueueFull)
+    }
+
+    /// Queues `drafts` as one unit (they go into one storage transaction,
+    /// in order) and returns where each outcome will arrive. The unit takes
+    /// one place in the book's queue.
+    pub(crate) fn enqueue_all(
+        self: &Arc<Self>,
+        book: &BookName,
+        drafts: Vec<Draft>,
+    ) -> Result<Vec<OutcomeReceiver>, EnqueueError> {
+        let mut unit = Vec::with_capacity(drafts.len());
+        let mut outcomes = Vec::with_capacity(drafts.len());
+        for draft in drafts {
+            let (reply, outcome) = oneshot::channel();
+            unit.push(Job { draft, reply });
+            outcomes.push(outcome);
+        }
+        let count = unit.len() as i64;
         let mut senders = self.lock();
         let sender = match senders.get(book) {
             Some(sender) if !sender.is_closed() => sender.clone(),
@@ -122,10 +149,10 @@ impl Committers {
                 tx
             }
         };
-        match sender.try_send(job) {
+        match sender.try_send(unit) {
             Ok(()) => {
-                self.metrics.write_queue_depth.inc();
-                Ok(outcome)
+                self.metrics.write_queue_depth.add(count);
+                Ok(outcomes)
             }
             Err(mpsc::error::TrySendError::Full(_)) => Err(EnqueueError::QueueFull),
             // The task ended between the lookup and the send: it removes its
@@ -135,18 +162,18 @@ impl Committers {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<BookName, mpsc::Sender<Job>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<BookName, mpsc::Sender<Unit>>> {
         // A poisoned lock only means another thread panicked while holding
         // it; the map itself is always consistent, so keep using it.
         self.senders.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The committer loop for one book.
-    async fn run(self: Arc<Self>, book: BookName, mut rx: mpsc::Receiver<Job>) {
+    async fn run(self: Arc<Self>, book: BookName, mut rx: mpsc::Receiver<Unit>) {
         let mut jobs: Vec<Job> = Vec::with_capacity(self.batch_max);
         loop {
             match tokio::time::timeout(self.idle, rx.recv()).await {
-                Ok(Some(job)) => jobs.push(job),
+                Ok(Some(unit)) => jobs.extend(unit),
                 Ok(None) => break,
                 Err(_) => {
                     // Idle: leave, unless a draft slipped in. Senders only send
@@ -159,9 +186,12 @@ impl Committers {
                     continue;
                 }
             }
+            // Whole units only: the last unit taken may carry the batch past
+            // `batch_max` (at most `BATCH_ITEMS_MAX` more, far below
+            // `COMMIT_DRAFTS_MAX`), but a unit is never split.
             while jobs.len() < self.batch_max {
                 match rx.try_recv() {
-                    Ok(job) => jobs.push(job),
+                    Ok(unit) => jobs.extend(unit),
                     Err(_) => break,
                 }
             }

@@ -207,21 +207,71 @@ impl LedgerService {
         book: &BookName,
         draft: Draft,
     ) -> Result<TransactionDto, ApiError> {
-        let receiver = match self.inner.committers.enqueue(book, draft) {
-            Ok(r) => r,
-            Err(EnqueueError::QueueFull) => {
+        let receiver = self
+            .inner
+            .committers
+            .enqueue(book, draft)
+            .map_err(|e| self.queue_full(e))?;
+        self.answer(book, receiver.await).await
+    }
+
+    /// Queues the drafts of a bulk post as one unit and answers each item,
+    /// in order: the refusal of an item that is no draft, else its outcome.
+    pub(crate) async fn submit_all(
+        &self,
+        book: &BookName,
+        items: Vec<Result<Draft, ApiError>>,
+    ) -> Result<Vec<Result<TransactionDto, ApiError>>, ApiError> {
+        let drafts: Vec<Draft> = items
+            .iter()
+            .filter_map(|i| i.as_ref().ok().cloned())
+            .collect();
+        let mut receivers = self
+            .inner
+            .committers
+            .enqueue_all(book, drafts)
+            .map_err(|e| self.queue_full(e))?
+            .into_iter();
+        let mut answers = Vec::with_capacity(items.len());
+        for item in items {
+            answers.push(match item {
+                Err(e) => Err(e),
+                Ok(_) => match receivers.next() {
+                    Some(receiver) => self.answer(book, receiver.await).await,
+                    None => Err(ApiError::unavailable("the commit was interrupted, retry")),
+                },
+            });
+        }
+        Ok(answers)
+    }
+
+    /// A full queue, counted and answered 429.
+    fn queue_full(&self, error: EnqueueError) -> ApiError {
+        match error {
+            EnqueueError::QueueFull => {
                 self.inner
                     .metrics
                     .shed_total
                     .with_label_values(&["queue_full"])
                     .inc();
-                return Err(ApiError::Overloaded {
+                ApiError::Overloaded {
                     status: 429,
                     retry_after_s: 1,
-                });
+                }
             }
-        };
-        let outcome = match receiver.await {
+        }
+    }
+
+    /// A draft's outcome as the post route answers it.
+    async fn answer(
+        &self,
+        book: &BookName,
+        received: Result<
+            Result<Outcome, Arc<talea_store::StoreError>>,
+            tokio::sync::oneshot::error::RecvError,
+        >,
+    ) -> Result<TransactionDto, ApiError> {
+        let outcome = match received {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(e)) => return Err(store_error(&e)),
             // The committer ended without answering: it cannot know whether

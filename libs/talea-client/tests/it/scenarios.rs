@@ -1628,6 +1628,40 @@ async fn holds(p: &Probe) {
     assert_eq!(tb.pending["BTC"], "0");
 }
 
+/// Bulk posts (`post_many`): each item answered as its own post, in
+/// order; a bad item refused alone with the single post's refusal; seqs in
+/// item order; the whole batch again is all replays.
+async fn bulk(p: &Probe) {
+    let api = p.api();
+    setup(api, "demo").await;
+    let items = vec![
+        transfer("bulk-1", "hot-wallet", "customers:alice", "1"),
+        transfer("bulk-2", "hot-wallet", "nobody", "1"),
+        transfer("bulk-3", "hot-wallet", "customers:alice", "2"),
+        transfer("bulk-1", "hot-wallet", "customers:alice", "5"),
+    ];
+    let answers = api
+        .post_many("demo", items.clone())
+        .await
+        .expect("a bulk post");
+    assert_eq!(answers.len(), 4);
+    let first = answers[0].clone().expect("committed");
+    let third = answers[2].clone().expect("committed");
+    assert_eq!(first.deduplicated, Some(false));
+    assert_eq!(third.seq, first.seq + 1, "seqs in item order");
+    p.refused("an unknown account", answers[1].clone());
+    p.refused("a reused key with another body", answers[3].clone());
+    let again = api.post_many("demo", items).await.expect("again");
+    assert_eq!(again[0].clone().expect("replay").deduplicated, Some(true));
+    assert_eq!(again[2].clone().expect("replay").seq, third.seq);
+    p.refused("an unknown account", again[1].clone());
+    p.refused("a reused key with another body", again[3].clone());
+    p.refused(
+        "an empty bulk post",
+        api.post_many("demo", Vec::new()).await,
+    );
+}
+
 macro_rules! scenarios {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
@@ -1672,4 +1706,5 @@ scenarios!(
     books,
     awkward_names,
     holds,
+    bulk,
 );

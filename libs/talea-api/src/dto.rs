@@ -250,7 +250,7 @@ pub struct VoidRequest {
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
     /// The transactions, in the order they are answered and committed.
-    #[cfg_attr(feature = "openapi", schema(value_type = Vec<PostTransactionRequest>, min_items = 1, max_items = 1000))]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::batch_items))]
     pub transactions: Vec<Value>,
 }
 

@@ -34,6 +34,24 @@ pub(crate) fn backend() -> RefOr<Schema> {
 
 /// An event's `data`: the account (for `account_opened`) or the
 /// transaction (for `transaction`; the hold, for `hold_expired`).
+/// A bulk post's items: 1 to 1,000 JSON values, each read on its own as a
+/// `PostTransactionRequest` (a bad one fails alone, in its result), so the
+/// envelope does not constrain them.
+pub(crate) fn batch_items() -> RefOr<Schema> {
+    utoipa::openapi::schema::ArrayBuilder::new()
+        .items(RefOr::T(Schema::Object(
+            ObjectBuilder::new()
+                .schema_type(utoipa::openapi::schema::SchemaType::AnyValue)
+                .build(),
+        )))
+        .min_items(Some(1))
+        .max_items(Some(1000))
+        .description(Some(
+            "Each item the body of a single post (PostTransactionRequest); a bad one fails alone.",
+        ))
+        .into()
+}
+
 pub(crate) fn event_data() -> RefOr<Schema> {
     OneOfBuilder::new()
         .item(Ref::from_schema_name("AccountDto"))

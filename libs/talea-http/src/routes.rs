@@ -428,6 +428,9 @@ async fn post_batch(
     let request: BatchRequest = parse_json(&body.0)?;
     let count = request.transactions.len();
     talea_api::check_batch_len(count)?;
+    // The book is the whole request's (the ledger checks it again).
+    talea_core::BookName::parse(&book)
+        .map_err(|e| ApiError::invalid("book", format!("book name {e}")))?;
     // Each item as the single route reads its body.
     let parsed: Vec<std::result::Result<PostTransactionRequest, ApiError>> = request
         .transactions

@@ -80,6 +80,16 @@ async fn whole_request_failures_fail_it_all() {
         let r = app.post(BATCH, ROOT, &body).await;
         assert_eq!(r.status, 400, "{body}: {}", r.body);
     }
+    // A bad book name fails the whole request, even when every item is bad.
+    let r = app
+        .post(
+            "/v1/books/Bad!/transactions/batch",
+            ROOT,
+            &json!({"transactions": [null]}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.body["field"], "book");
     let too_many: Vec<Value> = (0..1001).map(|i| item(&format!("m-{i}"), "1")).collect();
     let r = app
         .post(BATCH, ROOT, &json!({"transactions": too_many}))

@@ -24,6 +24,23 @@ pub use time::{format_timestamp, parse_timestamp};
 
 use async_trait::async_trait;
 
+/// A bulk post's items split into those that go on, in order, and the
+/// refusals of the others by position (`None` where an item went on).
+pub fn split_batch<T>(items: Vec<Result<T, ApiError>>) -> (Vec<T>, Vec<Option<ApiError>>) {
+    let mut going = Vec::with_capacity(items.len());
+    let mut refused = Vec::with_capacity(items.len());
+    for item in items {
+        match item {
+            Ok(value) => {
+                going.push(value);
+                refused.push(None);
+            }
+            Err(e) => refused.push(Some(e)),
+        }
+    }
+    (going, refused)
+}
+
 /// A bulk post's item count must be 1..=`BATCH_ITEMS_MAX`: the refusal of
 /// any other, the same from the ledger, the SDK and the route.
 pub fn check_batch_len(count: usize) -> Result<(), ApiError> {

@@ -441,20 +441,17 @@ async fn post_batch(
                 .and_then(|bytes| parse_json(&bytes))
         })
         .collect();
-    let valid: Vec<PostTransactionRequest> = parsed
-        .iter()
-        .filter_map(|r| r.as_ref().ok().cloned())
-        .collect();
+    let (valid, refused) = talea_api::split_batch(parsed);
     let mut answers = match valid.is_empty() {
         true => Vec::new(),
         false => state.ledger.post_many(&book, valid).await?,
     }
     .into_iter();
     let mut results = Vec::with_capacity(count);
-    for item in parsed {
-        let answer = match item {
-            Err(e) => Err(e),
-            Ok(_) => answers.next().unwrap_or(Err(ApiError::Internal)),
+    for refusal in refused {
+        let answer = match refusal {
+            Some(e) => Err(e),
+            None => answers.next().unwrap_or(Err(ApiError::Internal)),
         };
         results.push(match answer {
             Ok(tx) => {

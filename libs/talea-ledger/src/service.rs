@@ -222,24 +222,19 @@ impl LedgerService {
         book: &BookName,
         items: Vec<Result<Draft, ApiError>>,
     ) -> Result<Vec<Result<TransactionDto, ApiError>>, ApiError> {
-        let drafts: Vec<Draft> = items
-            .iter()
-            .filter_map(|i| i.as_ref().ok().cloned())
-            .collect();
+        let (drafts, refused) = talea_api::split_batch(items);
         let mut receivers = self
             .inner
             .committers
             .enqueue_all(book, drafts)
             .map_err(|e| self.queue_full(e))?
             .into_iter();
-        let mut answers = Vec::with_capacity(items.len());
-        for item in items {
-            answers.push(match item {
-                Err(e) => Err(e),
-                Ok(_) => match receivers.next() {
-                    Some(receiver) => self.answer(book, receiver.await).await,
-                    None => Err(ApiError::unavailable("the commit was interrupted, retry")),
-                },
+        let mut answers = Vec::with_capacity(refused.len());
+        for refusal in refused {
+            answers.push(match (refusal, receivers.next()) {
+                (Some(e), _) => Err(e),
+                (None, Some(receiver)) => self.answer(book, receiver.await).await,
+                (None, None) => Err(ApiError::unavailable("the commit was interrupted, retry")),
             });
         }
         Ok(answers)

@@ -9,8 +9,8 @@
 //! and cut off by the next append; any other bad line refuses the open.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
@@ -18,6 +18,7 @@ use talea_core::{BookName, Timestamp};
 use talea_store::{Checkpoint, StoreError};
 
 use crate::file::io_error;
+use crate::sidecar::{append_line, hex_array};
 
 /// The file's name in the store directory.
 pub const FILE_NAME: &str = "checkpoints";
@@ -88,25 +89,8 @@ impl Checkpoints {
             checkpoint.key_id,
             hex::encode(checkpoint.signature)
         );
-        let file = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(false)
-            .open(&self.path)
-            .map_err(|e| io_error(&self.path, "cannot open", e))?;
         // Cut a torn line a crash left, then append.
-        file.set_len(state.len)
-            .map_err(|e| io_error(&self.path, "cannot cut", e))?;
-        let mut file = std::io::BufWriter::new(file);
-        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(state.len))
-            .map_err(|e| io_error(&self.path, "cannot seek", e))?;
-        file.write_all(line.as_bytes())
-            .map_err(|e| io_error(&self.path, "cannot append to", e))?;
-        let file = file
-            .into_inner()
-            .map_err(|e| io_error(&self.path, "cannot append to", e.into_error()))?;
-        file.sync_data()
-            .map_err(|e| io_error(&self.path, "cannot sync", e))?;
+        append_line(&self.path, state.len, &line)?;
         state.len += line.len() as u64;
         state.remember(checkpoint.clone());
         Ok(true)
@@ -155,10 +139,6 @@ fn parse(line: &str) -> Option<Checkpoint> {
     })
 }
 
-fn hex_array<const N: usize>(text: &str) -> Option<[u8; N]> {
-    <[u8; N]>::try_from(hex::decode(text).ok()?.as_slice()).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,7 +164,11 @@ mod tests {
         drop(kept);
         // A crash mid-append leaves a torn line.
         let path = dir.path().join(FILE_NAME);
-        let mut file = OpenOptions::new().append(true).open(&path).expect("open");
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .expect("open");
+        use std::io::Write as _;
         file.write_all(b"b 9 ab").expect("tear");
         let kept = Checkpoints::open(dir.path()).expect("reopen");
         let book = BookName::parse("b").expect("book");

@@ -12,8 +12,8 @@
 //! the next append; any other bad line refuses the open.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
@@ -22,6 +22,7 @@ use talea_store::liabilities::{balances_text, parse_balances_text};
 use talea_store::{LiabilitySnapshot, StoreError};
 
 use crate::file::io_error;
+use crate::sidecar::{append_line, hex_array};
 
 /// The file's name in the store directory.
 pub const FILE_NAME: &str = "liabilities";
@@ -113,25 +114,8 @@ impl Liabilities {
             hex::encode(snapshot.signature),
             balances_text(&snapshot.balances),
         );
-        let file = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(false)
-            .open(&self.path)
-            .map_err(|e| io_error(&self.path, "cannot open", e))?;
         // Cut a torn line a crash left, then append.
-        file.set_len(state.len)
-            .map_err(|e| io_error(&self.path, "cannot cut", e))?;
-        let mut file = std::io::BufWriter::new(file);
-        file.seek(SeekFrom::Start(state.len))
-            .map_err(|e| io_error(&self.path, "cannot seek", e))?;
-        file.write_all(line.as_bytes())
-            .map_err(|e| io_error(&self.path, "cannot append to", e))?;
-        let file = file
-            .into_inner()
-            .map_err(|e| io_error(&self.path, "cannot append to", e.into_error()))?;
-        file.sync_data()
-            .map_err(|e| io_error(&self.path, "cannot sync", e))?;
+        append_line(&self.path, state.len, &line)?;
         let at = state.len;
         state.index.insert(key, (at, line.len() - 1));
         state.len += line.len() as u64;
@@ -203,10 +187,6 @@ fn parse(line: &str) -> Option<LiabilitySnapshot> {
     })
 }
 
-fn hex_array<const N: usize>(text: &str) -> Option<[u8; N]> {
-    <[u8; N]>::try_from(hex::decode(text).ok()?.as_slice()).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,7 +223,11 @@ mod tests {
         kept.save(&snapshot("s2", 0)).expect("save empty");
         drop(kept);
         let path = dir.path().join(FILE_NAME);
-        let mut file = OpenOptions::new().append(true).open(&path).expect("open");
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .expect("open");
+        use std::io::Write as _;
         file.write_all(b"b s3 BTC cus").expect("tear");
         let kept = Liabilities::open(dir.path()).expect("reopen");
         let book = BookName::parse("b").expect("book");

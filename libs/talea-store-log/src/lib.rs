@@ -101,6 +101,7 @@ pub mod fuzzing;
 mod index;
 mod liabilities;
 mod read;
+mod sidecar;
 mod state;
 #[doc(hidden)]
 pub mod testing;

@@ -174,12 +174,7 @@ impl Checkpoint {
 
     /// Verifies the signature with the key of the list named by `key_id`.
     pub fn verify(&self, keys: &KeyList) -> Result<(), CheckpointError> {
-        let key = keys
-            .keys
-            .iter()
-            .find(|k| k.key_id == self.key_id)
-            .ok_or_else(|| CheckpointError::UnknownKey(self.key_id.clone()))?;
-        self.verify_with(key)
+        self.verify_with(keys.find(&self.key_id)?)
     }
 
     /// Verifies the signature with `key` (whose id must be the checkpoint's).
@@ -246,6 +241,16 @@ impl PublicKey {
 pub struct KeyList {
     /// The keys.
     pub keys: Vec<PublicKey>,
+}
+
+impl KeyList {
+    /// The key named `key_id`, or `UnknownKey`.
+    pub fn find(&self, key_id: &str) -> Result<&PublicKey, CheckpointError> {
+        self.keys
+            .iter()
+            .find(|k| k.key_id == key_id)
+            .ok_or_else(|| CheckpointError::UnknownKey(key_id.to_owned()))
+    }
 }
 
 /// A server's checkpoint signing key. Its `Debug` shows only the key id.

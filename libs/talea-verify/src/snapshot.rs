@@ -153,12 +153,7 @@ impl LiabilitySnapshot {
 
     /// Verifies the signature with the key of the list named by `key_id`.
     pub fn verify(&self, keys: &KeyList) -> Result<(), CheckpointError> {
-        let key = keys
-            .keys
-            .iter()
-            .find(|k| k.key_id == self.key_id)
-            .ok_or_else(|| CheckpointError::UnknownKey(self.key_id.clone()))?;
-        self.verify_with(key)
+        self.verify_with(keys.find(&self.key_id)?)
     }
 
     /// Verifies the signature with `key` (whose id must be the snapshot's).

@@ -54,20 +54,37 @@ impl KeyArgs {
 }
 
 /// The key in `path`, created (with its directory) if the file is missing;
-/// true when it was created.
+/// true when it was created. Created with `create_new`: of two processes
+/// starting at once, one writes the key and the other reads it, so a key in
+/// use is never overwritten.
 pub(crate) fn ensure(path: &Path) -> anyhow::Result<(SigningKey, bool)> {
-    if path.exists() {
-        let key = read_key_file(path)
-            .with_context(|| format!("cannot read the signing key {}", path.display()))?;
-        return Ok((key, false));
-    }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let mut seed = [0u8; 32];
     rand::rng().fill_bytes(&mut seed);
     let key = SigningKey::generate(seed);
-    crate::init::write_private(path, &key.key_file_text())
-        .with_context(|| format!("cannot write the signing key {}", path.display()))?;
-    Ok((key, true))
+    match create_private(path, &key.key_file_text()) {
+        Ok(()) => Ok((key, true)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let kept = read_key_file(path)
+                .with_context(|| format!("cannot read the signing key {}", path.display()))?;
+            Ok((kept, false))
+        }
+        Err(e) => {
+            Err(e).with_context(|| format!("cannot write the signing key {}", path.display()))
+        }
+    }
+}
+
+/// Writes a new file readable by its owner only; fails if it exists.
+fn create_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
 }

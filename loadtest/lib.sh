@@ -136,6 +136,24 @@ lt_talead_bin() {
     echo "$bin"
 }
 
+# lt_cpu_s PID: user + system seconds of a live process.
+lt_cpu_s() {
+    awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print ($12 + $13) / hz }' "/proc/$1/stat"
+}
+
+# lt_machine GENERATOR: what a run's numbers depend on (commit, binaries,
+# PostgreSQL and its durability settings, cores, load), GENERATOR's version
+# line first when given; the caller appends its own settings.
+lt_machine() {
+    echo "commit $(git -C "$LT_ROOT" rev-parse --short HEAD) (uncommitted files: $(git -C "$LT_ROOT" status --porcelain | wc -l))"
+    echo "talead $LT_TALEAD; base ${BASE_BIN:-none}"
+    echo "${1:+$1; }PostgreSQL $(psql "$LT_ADMIN_URL" -XAtc 'show server_version')"
+    psql "$LT_ADMIN_URL" -XAt -F '=' -c "SELECT name, current_setting(name) FROM pg_settings
+        WHERE name IN ('fsync', 'synchronous_commit', 'max_connections', 'shared_buffers')" | tr '\n' ' '
+    echo
+    echo "$(nproc) cores; load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+
 # lt_stop_pid PID: SIGINT, then SIGKILL if it is still there 10 s later.
 lt_stop_pid() {
     local pid=$1 i

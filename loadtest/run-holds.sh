@@ -62,20 +62,9 @@ LT_TALEAD=$(lt_talead_bin release)
 new_bin=$LT_TALEAD
 lt_need_k6
 {
-    echo "commit $(git rev-parse --short HEAD) (uncommitted files: $(git status --porcelain | wc -l))"
-    echo "talead $new_bin; base ${BASE_BIN:-none}"
-    echo "$(k6 version | head -n 1); PostgreSQL $(psql "$LT_ADMIN_URL" -XAtc 'show server_version')"
-    psql "$LT_ADMIN_URL" -XAt -F '=' -c "SELECT name, current_setting(name) FROM pg_settings
-        WHERE name IN ('fsync', 'synchronous_commit', 'max_connections', 'shared_buffers')" | tr '\n' ' '
-    echo
-    echo "$(nproc) cores; load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+    lt_machine "$(k6 version | head -n 1)"
     echo "rounds $rounds, ${secs}s per phase, $vus clients"
 } | tee "$out/machine.txt"
-
-# cpu_s PID: user + system seconds of a live process.
-cpu_s() {
-    awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print ($12 + $13) / hz }' "/proc/$1/stat"
-}
 
 # phase NAME BIN STORE SCRIPT: fresh store, talead BIN, k6 SCRIPT for secs.
 phase() {
@@ -95,7 +84,7 @@ phase() {
         -e "TALEA_URL=http://$LT_BIND" -e "TALEA_TOKEN=$LT_TOKEN" -e "SUMMARY=$out/$name.json" \
         -e "RUN_ID=h$stamp" -e RATE=max -e "VUS=$vus" -e "DURATION=${secs}s" \
         "$ROOT/loadtest/$script" >"$out/$name.k6out" 2>&1 || rc=$?
-    cpu_s "$pid" >"$out/$name.taleadcpu" || true
+    lt_cpu_s "$pid" >"$out/$name.taleadcpu" || true
     lt_stop_pid "$pid"
     unset LT_STORE_URL
     if [[ $store != sqlite ]]; then

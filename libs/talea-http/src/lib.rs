@@ -29,7 +29,7 @@ use serde::Serialize;
 use talea_auth::{Authenticator, Tickets};
 use talea_ledger::LedgerService;
 use tokio::sync::Semaphore;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -180,7 +180,7 @@ impl Routes {
 /// The public API router.
 ///
 /// Layers, outermost first: request id, backend header; then on `/health`
-/// and the `/v1` routes: observe, admission, timeout, body limit; then on
+/// and the `/v1` routes: the gate (observe, admission, timeout), body limit; then on
 /// the `/v1` routes only: authenticate, rate limit. `/health` is never
 /// rate limited (a balancer's probes must not be refused as a client's
 /// would), and a 405 is answered before authentication.
@@ -206,15 +206,7 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            middleware::timeout,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            middleware::admission,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            middleware::observe,
+            middleware::gate,
         ))
         .with_state(state.clone());
     // Liveness sits outside admission: a saturated process is busy, not dead.
@@ -235,7 +227,7 @@ pub fn router(state: AppState) -> Router {
             middleware::backend_header,
         ))
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
+        .layer(SetRequestIdLayer::x_request_id(middleware::MakeRequestId));
     // Outermost, so refusals (401, 429, 503) carry the headers too and a
     // browser can read them.
     match cors {
@@ -269,7 +261,7 @@ pub fn stream_router(state: AppState) -> Router {
             middleware::backend_header,
         ))
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
+        .layer(SetRequestIdLayer::x_request_id(middleware::MakeRequestId));
     match cors {
         Some(cors) => app.layer(cors),
         None => app,

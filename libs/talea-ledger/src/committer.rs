@@ -7,14 +7,20 @@
 //! batch instead of once per draft. A task with nothing to do for
 //! `committer_idle_ms` removes itself, which keeps memory bounded with many books.
 //!
+//! A book has up to `book_commits_in_flight` batches in flight (2 by
+//! default): while one commits, the next is already on its way and waits
+//! for the book's lock in the store, as a second talead's batch would, so
+//! the lock is taken again the moment it is released. The store's lock is
+//! what orders them: two batches in flight together may commit in either
+//! order, each one whole; a unit's drafts always stay in order.
+//!
 //! Batches of different books share storage transactions: each book's batch
 //! goes to the combiner, which commits up to `commit_books_max` books' batches
 //! at once through `Store::commit_books`, with at most `commits_in_flight`
-//! such commits running. A book has at most one batch in flight (its task
-//! waits for the outcome before taking the next), so the books of one commit
-//! are always distinct and each book's drafts stay in order.
+//! such commits running. A storage transaction takes each book at most
+//! once: a book's second batch waits for the next one.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -65,6 +71,7 @@ pub(crate) struct Committers {
     idle: Duration,
     books_max: usize,
     in_flight: usize,
+    per_book: usize,
     // A std mutex: it is held only for a map lookup and a non-blocking send.
     senders: Mutex<HashMap<BookName, mpsc::Sender<Unit>>>,
     // The combiner's queue, started with the first batch that needs it.
@@ -87,6 +94,8 @@ pub(crate) struct Combine {
     pub(crate) books_max: usize,
     /// Most combined storage transactions running at once.
     pub(crate) in_flight: usize,
+    /// Most batches of one book in flight at once.
+    pub(crate) per_book: usize,
 }
 
 impl Committers {
@@ -106,6 +115,7 @@ impl Committers {
             idle,
             books_max: combine.books_max.max(1),
             in_flight: combine.in_flight.max(1),
+            per_book: combine.per_book.max(1),
             senders: Mutex::new(HashMap::new()),
             combiner: std::sync::OnceLock::new(),
         })
@@ -168,24 +178,41 @@ impl Committers {
         self.senders.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The committer loop for one book.
+    /// The committer loop for one book: takes the units waiting into a
+    /// batch whenever fewer than `per_book` of the book's batches are in
+    /// flight, and commits it on a task of its own.
     async fn run(self: Arc<Self>, book: BookName, mut rx: mpsc::Receiver<Unit>) {
-        let mut jobs: Vec<Job> = Vec::with_capacity(self.batch_max);
+        let mut commits = tokio::task::JoinSet::new();
         loop {
-            match tokio::time::timeout(self.idle, rx.recv()).await {
-                Ok(Some(unit)) => jobs.extend(unit),
-                Ok(None) => break,
-                Err(_) => {
-                    // Idle: leave, unless a draft slipped in. Senders only send
-                    // while holding the lock, so checking under it is exact.
-                    let mut senders = self.lock();
-                    if rx.is_empty() {
-                        senders.remove(&book);
-                        break;
+            let unit = if commits.len() >= self.per_book {
+                commits.join_next().await;
+                continue;
+            } else if commits.is_empty() {
+                match tokio::time::timeout(self.idle, rx.recv()).await {
+                    Ok(Some(unit)) => unit,
+                    Ok(None) => break,
+                    Err(_) => {
+                        // Idle: leave, unless a draft slipped in. Senders only
+                        // send while holding the lock, so checking under it is exact.
+                        let mut senders = self.lock();
+                        if rx.is_empty() {
+                            senders.remove(&book);
+                            break;
+                        }
+                        continue;
                     }
-                    continue;
                 }
-            }
+            } else {
+                tokio::select! {
+                    _ = commits.join_next() => continue,
+                    unit = rx.recv() => match unit {
+                        Some(unit) => unit,
+                        None => break,
+                    },
+                }
+            };
+            let mut jobs: Vec<Job> = Vec::with_capacity(self.batch_max.max(unit.len()));
+            jobs.extend(unit);
             // Whole units only: the last unit taken may carry the batch past
             // `batch_max` (at most `BATCH_ITEMS_MAX` more, far below
             // `COMMIT_DRAFTS_MAX`), but a unit is never split.
@@ -202,8 +229,10 @@ impl Committers {
             if jobs.is_empty() {
                 continue;
             }
-            self.commit(&book, &mut jobs).await;
+            commits.spawn(Arc::clone(&self).commit(book.clone(), jobs));
         }
+        // Batches still in flight finish (a dropped set would abort them).
+        while commits.join_next().await.is_some() {}
         self.metrics.committers.dec();
     }
 
@@ -242,10 +271,20 @@ impl Committers {
 
     /// The combiner loop: takes the runs waiting (up to `books_max` books and
     /// `COMMIT_DRAFTS_MAX` drafts) whenever one of `in_flight` slots is free,
-    /// and commits them in one storage transaction.
+    /// and commits them in one storage transaction. A book's second run
+    /// (its batches are pipelined, see `per_book`) waits for the next
+    /// transaction: a storage transaction takes each book once.
     async fn combine(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Run>) {
         let slots = Arc::new(Semaphore::new(self.in_flight));
-        while let Some(first) = rx.recv().await {
+        let mut deferred: VecDeque<Run> = VecDeque::new();
+        loop {
+            let first = match deferred.pop_front() {
+                Some(run) => run,
+                None => match rx.recv().await {
+                    Some(run) => run,
+                    None => break,
+                },
+            };
             // Waiting for a slot is what lets runs pile up behind the
             // commits in flight, to share the next storage transaction.
             let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
@@ -253,15 +292,25 @@ impl Committers {
             };
             let mut drafts = first.drafts.len();
             let mut runs = vec![first];
+            let mut again = VecDeque::new();
             while runs.len() < self.books_max && drafts < COMMIT_DRAFTS_MAX {
-                match rx.try_recv() {
-                    Ok(run) => {
-                        drafts += run.drafts.len();
-                        runs.push(run);
-                    }
-                    Err(_) => break,
+                let run = match deferred.pop_front() {
+                    Some(run) => run,
+                    None => match rx.try_recv() {
+                        Ok(run) => run,
+                        Err(_) => break,
+                    },
+                };
+                if runs.iter().any(|taken| taken.book == run.book) {
+                    again.push_back(run);
+                    continue;
                 }
+                drafts += run.drafts.len();
+                runs.push(run);
             }
+            // Deferred runs keep their order, ahead of those not looked at.
+            again.append(&mut deferred);
+            deferred = again;
             let store = Arc::clone(&self.store);
             let metrics = self.metrics.clone();
             tokio::spawn(async move {
@@ -293,7 +342,8 @@ impl Committers {
         }
     }
 
-    async fn commit(self: &Arc<Self>, book: &BookName, jobs: &mut Vec<Job>) {
+    async fn commit(self: Arc<Self>, book: BookName, mut jobs: Vec<Job>) {
+        let book = &book;
         let drafts: Vec<Draft> = jobs.iter().map(|job| job.draft.clone()).collect();
         let count = drafts.len();
         let started = Instant::now();

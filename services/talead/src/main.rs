@@ -1,5 +1,11 @@
 //! `talead`: the ledger daemon. `init` prepares a database, `serve` runs the API.
 
+/// mimalloc rather than glibc malloc: a post, a delivery and a relayed
+/// event each make many small, short-lived allocations (see
+/// loadtest/README.md, "Where a post's CPU goes").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod audit;
 mod bootstrap;
 mod envfile;
@@ -95,6 +101,9 @@ pub(crate) struct ServeArgs {
     /// Most storage transactions of combined batches running at once.
     #[arg(long, env = "TALEA_COMMITS_IN_FLIGHT", default_value_t = talea_ledger::COMMITS_IN_FLIGHT_DEFAULT)]
     pub commits_in_flight: usize,
+    /// Most batches of one book in flight at once (1: each waits for the one before).
+    #[arg(long, env = "TALEA_BOOK_COMMITS_IN_FLIGHT", default_value_t = talea_ledger::BOOK_COMMITS_IN_FLIGHT_DEFAULT)]
+    pub book_commits_in_flight: usize,
     /// Deadline per request before 408 `timeout`, in milliseconds.
     #[arg(long, env = "TALEA_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
     pub request_timeout_ms: u64,

@@ -129,6 +129,13 @@ fn settings_out_of_bounds_are_refused_by_name() {
         ),
         (
             LedgerConfig {
+                book_commits_in_flight: 9,
+                ..LedgerConfig::default()
+            },
+            "TALEA_BOOK_COMMITS_IN_FLIGHT must be 1..=8, not 9",
+        ),
+        (
+            LedgerConfig {
                 write_batch_max: 1_025,
                 ..LedgerConfig::default()
             },
@@ -144,5 +151,79 @@ fn settings_out_of_bounds_are_refused_by_name() {
     ];
     for (config, message) in cases {
         assert_eq!(config.check(), Err(message.to_owned()));
+    }
+}
+
+/// Many clients on one book with its batches pipelined
+/// (`book_commits_in_flight`), alone and combined with other books: every
+/// post commits exactly once, the book's seqs stay dense, the balance is
+/// the sum, and a retry of every key is deduplicated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pipelined_batches_of_one_book_commit_densely_once() {
+    const CLIENTS: usize = 32;
+    const POSTS: usize = 10;
+    for (per_book, books_max) in [(2, 1), (8, 32)] {
+        let (ledger, db) = ledger(LedgerConfig {
+            book_commits_in_flight: per_book,
+            commit_books_max: books_max,
+            write_batch_max: 4,
+            ..LedgerConfig::default()
+        })
+        .await;
+        let post_all = |ledger: LedgerService| async move {
+            let tasks: Vec<_> = (0..CLIENTS)
+                .map(|client| {
+                    let ledger = ledger.clone();
+                    tokio::spawn(async move {
+                        let mut answers = Vec::new();
+                        for i in 0..POSTS {
+                            let tx = ledger
+                                .post_transaction("book-0", post(format!("k-{client}-{i}")))
+                                .await
+                                .expect("post");
+                            answers.push(tx);
+                        }
+                        answers
+                    })
+                })
+                .collect();
+            let mut answers = Vec::new();
+            for task in tasks {
+                answers.extend(task.await.expect("task"));
+            }
+            answers
+        };
+        let first = post_all(ledger.clone()).await;
+        assert!(first.iter().all(|tx| tx.deduplicated != Some(true)));
+        let mut seqs: Vec<u64> = first.iter().map(|tx| tx.seq).collect();
+        seqs.sort_unstable();
+        // Two account openings, then one seq per post, none skipped.
+        let expected: Vec<u64> = (3..3 + (CLIENTS * POSTS) as u64).collect();
+        assert_eq!(seqs, expected, "per_book {per_book}");
+
+        let again = post_all(ledger.clone()).await;
+        assert!(again.iter().all(|tx| tx.deduplicated == Some(true)));
+        let events = ledger
+            .events(
+                "book-0",
+                talea_api::SeqPage {
+                    after_seq: None,
+                    limit: Some(1000),
+                },
+            )
+            .await
+            .expect("events");
+        assert_eq!(events.events.len(), 2 + CLIENTS * POSTS);
+        let balances = ledger
+            .balances("book-0", "b", None)
+            .await
+            .expect("balances");
+        // 320 minor units of an asset of scale 8.
+        assert_eq!(
+            balances.balances.get("BTC").map(String::as_str),
+            Some("0.0000032"),
+            "per_book {per_book}"
+        );
+        db.drop_database().await.expect("drop");
     }
 }

@@ -35,7 +35,7 @@ async fn every_key_and_reference_stays_within_one_book() {
         assert!(
             *has_book || REFERENCE_TABLES.contains(&table.as_str()),
             "table {table} has no `book` column: it cannot be distributed by book \
-             (or list it as a reference table here and in docs/operations.md)"
+             (or list it as a reference table here and in docs/scaling.md)"
         );
     }
     // Primary keys and unique constraints (and unique indexes) of book tables.

@@ -14,11 +14,11 @@ const PLAIN_EVERY: Duration = Duration::from_secs(5);
 /// How often the bar redraws on its own (its spinner and elapsed time move
 /// even while a request is waiting for its answer).
 const BAR_TICK: Duration = Duration::from_millis(200);
-/// The bar over a file: bytes read of its size, hence a percentage and an ETA.
-const FILE_TEMPLATE: &str = "{spinner} {elapsed_precise} [{wide_bar}] {percent:>3}% \
-    {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec}, ETA {eta}  {msg}";
+/// The bar over a file: bytes read of its size, hence a percentage and an
+/// ETA; the message (rate first) is cut to the terminal's width.
+const FILE_TEMPLATE: &str = "{spinner} [{bar:24}] {percent:>3}% ETA {eta:>4}  {wide_msg}";
 /// The spinner over stdin, whose size is unknown: no percentage, no ETA.
-const STREAM_TEMPLATE: &str = "{spinner} {elapsed_precise} {binary_bytes} read  {msg}";
+const STREAM_TEMPLATE: &str = "{spinner} {elapsed:>4}  {wide_msg}";
 
 /// Where the import stands, as progress shows it.
 #[derive(Debug, Clone, Copy, Default)]
@@ -74,7 +74,11 @@ impl Progress {
         match &mut self.kind {
             Kind::Bar(bar) => {
                 bar.set_position(counts.bytes);
-                bar.set_message(tally(counts, self.dry_run, elapsed));
+                let rate = lines_per_sec(counts, elapsed);
+                bar.set_message(format!(
+                    "{rate} lines/s, {}",
+                    counts_text(counts, self.dry_run)
+                ));
             }
             Kind::Plain { last } => {
                 let now = Instant::now();
@@ -121,17 +125,16 @@ fn lines_per_sec(counts: &Counts, elapsed: Duration) -> u64 {
     (counts.line as f64 / secs).round() as u64
 }
 
-/// The counts in a few words, with the rate in lines.
-fn tally(counts: &Counts, dry_run: bool, elapsed: Duration) -> String {
-    let rate = lines_per_sec(counts, elapsed);
+/// The counts in a few words.
+fn counts_text(counts: &Counts, dry_run: bool) -> String {
     if dry_run {
         format!(
-            "line {}: {} valid, {} refused; {rate} lines/s",
+            "line {}: {} valid, {} refused",
             counts.line, counts.valid, counts.refused
         )
     } else {
         format!(
-            "line {}: {} committed, {} deduplicated, {} refused; {rate} lines/s",
+            "line {}: {} committed, {} deduplicated, {} refused",
             counts.line, counts.committed, counts.deduplicated, counts.refused
         )
     }
@@ -140,7 +143,11 @@ fn tally(counts: &Counts, dry_run: bool, elapsed: Duration) -> String {
 /// One plain progress line: the tally, and for a file how far through it
 /// the import is and about how long the rest will take at the rate so far.
 fn plain_line(counts: &Counts, total: Option<u64>, dry_run: bool, elapsed: Duration) -> String {
-    let mut line = format!("talea: import: {}", tally(counts, dry_run, elapsed));
+    let mut line = format!(
+        "talea: import: {}; {} lines/s",
+        counts_text(counts, dry_run),
+        lines_per_sec(counts, elapsed)
+    );
     if let Some(total) = total.filter(|t| *t > 0) {
         let done = counts.bytes.min(total);
         let percent = done.saturating_mul(100) / total;

@@ -8,11 +8,11 @@ use serde_json::Value;
 use crate::support::{self, BIN, ROOT, Run, Server};
 
 /// Runs `talea args…` against `base` with a clean `TALEA_*` environment.
-async fn talea(base: &str, args: &[&str]) -> Run {
+pub(crate) async fn talea(base: &str, args: &[&str]) -> Run {
     talea_with(base, args, None).await
 }
 
-async fn talea_with(base: &str, args: &[&str], stdin: Option<&str>) -> Run {
+pub(crate) async fn talea_with(base: &str, args: &[&str], stdin: Option<&str>) -> Run {
     let mut cmd = Command::new(BIN);
     for (key, _) in std::env::vars() {
         if key.starts_with("TALEA_") {
@@ -31,7 +31,7 @@ async fn talea_with(base: &str, args: &[&str], stdin: Option<&str>) -> Run {
 }
 
 /// A server with the example seed applied through the CLI itself.
-async fn seeded() -> (Server, talea_testkit::TestDb) {
+pub(crate) async fn seeded() -> (Server, talea_testkit::TestDb) {
     let db = support::fresh_db().await;
     let server = Server::start(&db.url, "127.0.0.1:0".parse().expect("addr")).await;
     let base = server.base.clone();
@@ -64,7 +64,7 @@ async fn seeded() -> (Server, talea_testkit::TestDb) {
     (server, db)
 }
 
-async fn finish(server: Server, db: talea_testkit::TestDb) {
+pub(crate) async fn finish(server: Server, db: talea_testkit::TestDb) {
     server.stop().await;
     db.drop_database().await.expect("drops");
 }

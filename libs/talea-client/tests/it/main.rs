@@ -3,6 +3,7 @@
 //! of `talea verify` against files.
 
 mod cli;
+mod import;
 mod restart;
 mod retry;
 mod scenarios;

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{ArgGroup, Args, Parser, Subcommand};
 
+use crate::import;
+
 /// Command-line client for the talea ledger.
 ///
 /// Exit codes: 0 success (a deduplicated replay included), 1 usage or input
@@ -62,6 +64,10 @@ pub(crate) enum Command {
     Settle(SettleArgs),
     /// Void a hold: release it, posting nothing.
     Void(VoidArgs),
+    /// Post the transactions of an NDJSON file in bulk, one post body per
+    /// line; rerunning the same file resumes (committed lines come back
+    /// deduplicated).
+    Import(ImportArgs),
     /// An account's balances (posted, pending, available), now or as of a commit time.
     Balance(BalanceArgs),
     /// Debits, credits and balances of every account in a book.
@@ -276,6 +282,54 @@ pub(crate) struct PostArgs {
     pub metadata: Option<String>,
 }
 
+/// `talea import`.
+#[derive(Debug, Args)]
+pub(crate) struct ImportArgs {
+    /// The book to post to.
+    #[arg(long)]
+    pub book: String,
+    /// The NDJSON file: one `POST …/transactions` body per line, each with
+    /// its own idempotency_key (`-`: stdin).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Transactions per request (1..=1000, the server's bulk limit).
+    #[arg(long, value_name = "N", default_value_t = import::BATCH_DEFAULT, value_parser = parse_batch)]
+    pub batch: usize,
+    /// Report refused lines and go on with the rest (without it, nothing
+    /// past the first refused line is sent).
+    #[arg(long)]
+    pub keep_going: bool,
+    /// Check every line (JSON, shape, keys) and send nothing; needs no server.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Progress on stderr: a bar on a terminal and plain lines otherwise
+    /// (auto), plain lines always, or none.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
+}
+
+/// `talea import --progress`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ProgressMode {
+    /// A bar with rate and ETA when stderr is a terminal, plain lines otherwise.
+    Auto,
+    /// A plain line after the first request, then every few seconds.
+    Plain,
+    /// Nothing but the summary.
+    None,
+}
+
+/// `--batch`: a count the server's bulk route takes (1..=`BATCH_ITEMS_MAX`).
+fn parse_batch(text: &str) -> Result<usize, String> {
+    let max = talea_core::limits::BATCH_ITEMS_MAX;
+    match text.parse::<usize>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "expected 1 to {max} transactions per request (the server's bulk limit), got {text:?}"
+        )),
+    }
+}
+
 /// `talea hold`.
 #[derive(Debug, Args)]
 pub(crate) struct HoldArgs {
@@ -486,6 +540,15 @@ mod tests {
         assert!(parse_leg("BTC:1").is_err());
         assert!(parse_leg("a::1").is_err());
         assert!(parse_leg("a:BTC:").is_err());
+    }
+
+    #[test]
+    fn batch_sizes_are_the_servers_bulk_range() {
+        assert_eq!(parse_batch("1"), Ok(1));
+        assert_eq!(parse_batch("1000"), Ok(1000));
+        for bad in ["0", "1001", "-1", "ten", ""] {
+            assert!(parse_batch(bad).is_err(), "{bad}");
+        }
     }
 }
 

@@ -4,10 +4,14 @@
 //! success and says so), 1 usage or input error, 2 refused by the server,
 //! 3 unavailable after retries (no answer, or 408/429/503 until the retry
 //! policy ran out), 4 verification failed (`talea verify`). Output is a table by default and the server's JSON with
-//! `--json`.
+//! `--json`. `talea import` prints its summary either way and exits with the
+//! code of the gravest outcome among its lines.
 
 mod cli;
+mod import;
+mod ndjson;
 mod online;
+mod progress;
 mod render;
 mod verify;
 
@@ -48,6 +52,9 @@ enum Failure {
     Api(ApiError),
     /// A `talea verify` check failed: the checks run, the failed one last.
     Verify(Vec<verify::Check>),
+    /// The command printed its report but did not wholly succeed (`talea
+    /// import` with refused lines): the report, and the exit code.
+    Report(Rendered, u8),
 }
 
 impl From<ApiError> for Failure {
@@ -58,6 +65,7 @@ impl From<ApiError> for Failure {
 
 /// What a command prints: the JSON for `--json`, the table otherwise, and
 /// notes for stderr (some only with `--json`, where stdout cannot say them).
+#[derive(Debug)]
 struct Rendered {
     json: String,
     human: String,
@@ -114,18 +122,12 @@ fn main() -> ExitCode {
     let json = cli.json;
     match run(cli) {
         Ok(out) => {
-            if json {
-                if !out.json.is_empty() {
-                    println!("{}", out.json);
-                }
-            } else {
-                print!("{}", out.human);
-            }
-            let json_notes = if json { out.json_notes } else { Vec::new() };
-            for note in out.notes.into_iter().chain(json_notes) {
-                eprintln!("talea: {note}");
-            }
+            print_out(out, json);
             ExitCode::SUCCESS
+        }
+        Err(Failure::Report(out, code)) => {
+            print_out(out, json);
+            ExitCode::from(code)
         }
         Err(Failure::Usage(message)) => {
             eprintln!("talea: {message}");
@@ -133,6 +135,21 @@ fn main() -> ExitCode {
         }
         Err(Failure::Api(e)) => report(&e, json),
         Err(Failure::Verify(checks)) => verify::report_failure(&checks, json),
+    }
+}
+
+/// Prints a command's output: the JSON or the table on stdout, notes on stderr.
+fn print_out(out: Rendered, json: bool) {
+    if json {
+        if !out.json.is_empty() {
+            println!("{}", out.json);
+        }
+    } else {
+        print!("{}", out.human);
+    }
+    let json_notes = if json { out.json_notes } else { Vec::new() };
+    for note in out.notes.into_iter().chain(json_notes) {
+        eprintln!("talea: {note}");
     }
 }
 
@@ -169,6 +186,11 @@ fn run(cli: Cli) -> Result<Rendered, Failure> {
         && !matches!(check, cli::VerifyCommand::Server(_))
     {
         return verify::run(check);
+    }
+    if let Command::Import(args) = &cli.command
+        && args.dry_run
+    {
+        return import::dry_run(args);
     }
     // Input is read and checked before any request, so a bad file never
     // reaches the server and never costs a retry budget.
@@ -362,6 +384,7 @@ async fn execute(
             let list = client.books().await?;
             Rendered::new(&list, render::books(&list))
         }
+        Command::Import(args) => import::post(client, &args).await?,
         Command::Tail(args) => tail(client, args, json).await?,
         Command::Verify(cli::VerifyCommand::Server(args)) => {
             online::verify_server(client, &args).await?

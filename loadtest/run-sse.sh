@@ -8,7 +8,10 @@
 #   loadtest/run-sse.sh [PG_ADMIN_URL]
 #
 # Environment (defaults in brackets): SUBSCRIBERS [10000], BOOKS [100],
-# RATE [1000], SECONDS [30], RESULTS_DIR [loadtest/results], KEEP_DB [0].
+# RATE [1000], SECONDS [30], RESULTS_DIR [loadtest/results], KEEP_DB [0],
+# FLOOR [1] (0: skip the raw NATS floor), BIN_DIR [the release build: built
+# here] (a directory holding talead, talea-relay, talea-fanout and
+# talea-sse-load, say copies of an older build, for an A/B).
 # Only loopback traffic; everything started is stopped on exit.
 set -euo pipefail
 
@@ -64,11 +67,18 @@ fi
 svc_setup_nats || die "no NATS"
 nats_url=$TALEA_TEST_NATS_URL
 
-say "build (release)"
-cargo build --release -p talead -p talea-relay -p talea-fanout -p talea-sse-load
-target=${CARGO_TARGET_DIR:-$ROOT/target}
-[[ $target == /* ]] || target=$ROOT/$target
-bin=$target/release
+if [[ -n ${BIN_DIR:-} ]]; then
+    bin=$BIN_DIR
+    for tool in talead talea-relay talea-fanout talea-sse-load; do
+        [[ -x $bin/$tool ]] || die "BIN_DIR=$bin holds no executable $tool"
+    done
+else
+    say "build (release)"
+    cargo build --release -p talead -p talea-relay -p talea-fanout -p talea-sse-load
+    target=${CARGO_TARGET_DIR:-$ROOT/target}
+    [[ $target == /* ]] || target=$ROOT/$target
+    bin=$target/release
+fi
 
 db=talea_sse_$stamp
 psql "$admin_url" -XAtq -v ON_ERROR_STOP=1 -c "CREATE DATABASE \"$db\"" || die "cannot create $db"
@@ -118,6 +128,9 @@ say "SSE: $SUBSCRIBERS subscribers, $BOOKS books, $RATE tx/s for ${SECONDS_}s"
     die "the SSE load failed"
 }
 
+if [[ ${FLOOR:-1} == 0 ]]; then
+    exit 0
+fi
 say "raw NATS floor: $SUBSCRIBERS subscriptions, $BOOKS subjects, $RATE msg/s"
 "$bin/talea-sse-load" --nats-floor --nats-url "$nats_url" --token unused --books "$BOOKS" \
     --subscribers "$SUBSCRIBERS" --rate "$RATE" --seconds "$SECONDS_" \

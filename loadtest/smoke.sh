@@ -3,8 +3,9 @@
 # loadtest/ for a few seconds at a low rate against a talead on a fresh
 # database, so that the scripts keep working as the API moves. Each must end
 # with all its thresholds held (k6 status 0); the storm must report every key
-# applied once. Not a benchmark: the rates are tiny and the binary is the
-# debug build.
+# applied once; and talea-post-load (run-writes.sh's generator) posts singly
+# and in bulk with every transaction committed. Not a benchmark: the rates
+# are tiny and the binary is the debug build.
 #
 #   loadtest/smoke.sh [PG_ADMIN_URL]
 #
@@ -78,6 +79,33 @@ run holds holds.js -e RATE=20 -e VUS=8
 run reads reads.js -e RATE=30 -e VUS=8 -e SEED_TXS=40
 run storm storm.js -e RATE=40 -e VUS=40 -e COPIES=8
 run proofs proofs.js -e RATE=20 -e VUS=4 -e BOOK=hot -e SIZE=20
+
+# run-writes.sh's generator: single posts, then bulk requests, on a book of
+# their own for 2 s each; every transaction sent must commit.
+post_load() {
+    local name=$1 rc=0 start=$SECONDS
+    shift
+    lt_say "$name (talea-post-load $*)"
+    TALEA_TOKEN=$LT_TOKEN lt_run_child "$limit_s" "$post_load_bin" --url "http://$LT_BIND" --book post-load \
+        --seconds 2 --warmup 0 --run-id "s$stamp$name" --summary "$LT_WORK/$name.json" "$@" \
+        >"$LT_WORK/$name.out" 2>&1 || rc=$?
+    if ((rc == 0)) && ! python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))
+sys.exit(0 if s["committed"] > 0 and not any(s["failures"].values()) else 1)' "$LT_WORK/$name.json"; then
+        rc=1
+    fi
+    if ((rc == 0)); then
+        echo "---- $name: ok ($((SECONDS - start))s)"
+    else
+        tail -n 20 "$LT_WORK/$name.out"
+        echo "---- $name: FAILED with status $rc ($((SECONDS - start))s)"
+        failed+=("$name")
+    fi
+}
+(cd "$ROOT" && cargo build -p talea-post-load >&2) || lt_die "cargo build -p talea-post-load failed"
+post_load_bin=${CARGO_TARGET_DIR:-$ROOT/target}/debug/talea-post-load
+[[ $post_load_bin == /* ]] || post_load_bin=$ROOT/$post_load_bin
+post_load post-single --connections 8
+post_load post-bulk --connections 2 --batch 50
 
 # Small limits, so that a low rate overloads it.
 overload_db=talea_smoke_${stamp}_overload

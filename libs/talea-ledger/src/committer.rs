@@ -7,20 +7,14 @@
 //! batch instead of once per draft. A task with nothing to do for
 //! `committer_idle_ms` removes itself, which keeps memory bounded with many books.
 //!
-//! A book has up to `book_commits_in_flight` batches in flight (2 by
-//! default): while one commits, the next is already on its way and waits
-//! for the book's lock in the store, as a second talead's batch would, so
-//! the lock is taken again the moment it is released. The store's lock is
-//! what orders them: two batches in flight together may commit in either
-//! order, each one whole; a unit's drafts always stay in order.
-//!
 //! Batches of different books share storage transactions: each book's batch
 //! goes to the combiner, which commits up to `commit_books_max` books' batches
 //! at once through `Store::commit_books`, with at most `commits_in_flight`
-//! such commits running. A storage transaction takes each book at most
-//! once: a book's second batch waits for the next one.
+//! such commits running. A book has at most one batch in flight (its task
+//! waits for the outcome before taking the next), so the books of one commit
+//! are always distinct and each book's drafts stay in order.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -71,7 +65,6 @@ pub(crate) struct Committers {
     idle: Duration,
     books_max: usize,
     in_flight: usize,
-    per_book: usize,
     // A std mutex: it is held only for a map lookup and a non-blocking send.
     senders: Mutex<HashMap<BookName, mpsc::Sender<Unit>>>,
     // The combiner's queue, started with the first batch that needs it.
@@ -94,8 +87,6 @@ pub(crate) struct Combine {
     pub(crate) books_max: usize,
     /// Most combined storage transactions running at once.
     pub(crate) in_flight: usize,
-    /// Most batches of one book in flight at once.
-    pub(crate) per_book: usize,
 }
 
 impl Committers {
@@ -115,7 +106,6 @@ impl Committers {
             idle,
             books_max: combine.books_max.max(1),
             in_flight: combine.in_flight.max(1),
-            per_book: combine.per_book.max(1),
             senders: Mutex::new(HashMap::new()),
             combiner: std::sync::OnceLock::new(),
         })
@@ -178,41 +168,24 @@ impl Committers {
         self.senders.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The committer loop for one book: takes the units waiting into a
-    /// batch whenever fewer than `per_book` of the book's batches are in
-    /// flight, and commits it on a task of its own.
+    /// The committer loop for one book.
     async fn run(self: Arc<Self>, book: BookName, mut rx: mpsc::Receiver<Unit>) {
-        let mut commits = tokio::task::JoinSet::new();
+        let mut jobs: Vec<Job> = Vec::with_capacity(self.batch_max);
         loop {
-            let unit = if commits.len() >= self.per_book {
-                commits.join_next().await;
-                continue;
-            } else if commits.is_empty() {
-                match tokio::time::timeout(self.idle, rx.recv()).await {
-                    Ok(Some(unit)) => unit,
-                    Ok(None) => break,
-                    Err(_) => {
-                        // Idle: leave, unless a draft slipped in. Senders only
-                        // send while holding the lock, so checking under it is exact.
-                        let mut senders = self.lock();
-                        if rx.is_empty() {
-                            senders.remove(&book);
-                            break;
-                        }
-                        continue;
+            match tokio::time::timeout(self.idle, rx.recv()).await {
+                Ok(Some(unit)) => jobs.extend(unit),
+                Ok(None) => break,
+                Err(_) => {
+                    // Idle: leave, unless a draft slipped in. Senders only send
+                    // while holding the lock, so checking under it is exact.
+                    let mut senders = self.lock();
+                    if rx.is_empty() {
+                        senders.remove(&book);
+                        break;
                     }
+                    continue;
                 }
-            } else {
-                tokio::select! {
-                    _ = commits.join_next() => continue,
-                    unit = rx.recv() => match unit {
-                        Some(unit) => unit,
-                        None => break,
-                    },
-                }
-            };
-            let mut jobs: Vec<Job> = Vec::with_capacity(self.batch_max.max(unit.len()));
-            jobs.extend(unit);
+            }
             // Whole units only: the last unit taken may carry the batch past
             // `batch_max` (at most `BATCH_ITEMS_MAX` more, far below
             // `COMMIT_DRAFTS_MAX`), but a unit is never split.
@@ -229,10 +202,8 @@ impl Committers {
             if jobs.is_empty() {
                 continue;
             }
-            commits.spawn(Arc::clone(&self).commit(book.clone(), jobs));
+            self.commit(&book, &mut jobs).await;
         }
-        // Batches still in flight finish (a dropped set would abort them).
-        while commits.join_next().await.is_some() {}
         self.metrics.committers.dec();
     }
 
@@ -271,20 +242,10 @@ impl Committers {
 
     /// The combiner loop: takes the runs waiting (up to `books_max` books and
     /// `COMMIT_DRAFTS_MAX` drafts) whenever one of `in_flight` slots is free,
-    /// and commits them in one storage transaction. A book's second run
-    /// (its batches are pipelined, see `per_book`) waits for the next
-    /// transaction: a storage transaction takes each book once.
+    /// and commits them in one storage transaction.
     async fn combine(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Run>) {
         let slots = Arc::new(Semaphore::new(self.in_flight));
-        let mut deferred: VecDeque<Run> = VecDeque::new();
-        loop {
-            let first = match deferred.pop_front() {
-                Some(run) => run,
-                None => match rx.recv().await {
-                    Some(run) => run,
-                    None => break,
-                },
-            };
+        while let Some(first) = rx.recv().await {
             // Waiting for a slot is what lets runs pile up behind the
             // commits in flight, to share the next storage transaction.
             let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
@@ -292,25 +253,15 @@ impl Committers {
             };
             let mut drafts = first.drafts.len();
             let mut runs = vec![first];
-            let mut again = VecDeque::new();
             while runs.len() < self.books_max && drafts < COMMIT_DRAFTS_MAX {
-                let run = match deferred.pop_front() {
-                    Some(run) => run,
-                    None => match rx.try_recv() {
-                        Ok(run) => run,
-                        Err(_) => break,
-                    },
-                };
-                if runs.iter().any(|taken| taken.book == run.book) {
-                    again.push_back(run);
-                    continue;
+                match rx.try_recv() {
+                    Ok(run) => {
+                        drafts += run.drafts.len();
+                        runs.push(run);
+                    }
+                    Err(_) => break,
                 }
-                drafts += run.drafts.len();
-                runs.push(run);
             }
-            // Deferred runs keep their order, ahead of those not looked at.
-            again.append(&mut deferred);
-            deferred = again;
             let store = Arc::clone(&self.store);
             let metrics = self.metrics.clone();
             tokio::spawn(async move {
@@ -342,8 +293,7 @@ impl Committers {
         }
     }
 
-    async fn commit(self: Arc<Self>, book: BookName, mut jobs: Vec<Job>) {
-        let book = &book;
+    async fn commit(self: &Arc<Self>, book: &BookName, jobs: &mut Vec<Job>) {
         let drafts: Vec<Draft> = jobs.iter().map(|job| job.draft.clone()).collect();
         let count = drafts.len();
         let started = Instant::now();

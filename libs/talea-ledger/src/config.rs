@@ -8,10 +8,6 @@ pub const COMMIT_BOOKS_MAX_LIMIT: usize = 256;
 pub const COMMITS_IN_FLIGHT_DEFAULT: usize = 4;
 /// Largest [`LedgerConfig::commits_in_flight`] accepted.
 pub const COMMITS_IN_FLIGHT_LIMIT: usize = 64;
-/// Default of [`LedgerConfig::book_commits_in_flight`].
-pub const BOOK_COMMITS_IN_FLIGHT_DEFAULT: usize = 2;
-/// Largest [`LedgerConfig::book_commits_in_flight`] accepted.
-pub const BOOK_COMMITS_IN_FLIGHT_LIMIT: usize = 8;
 
 /// Limits of the write path, with the contract's defaults.
 #[derive(Debug, Clone)]
@@ -26,9 +22,6 @@ pub struct LedgerConfig {
     /// Most storage transactions of combined batches running at once
     /// (`TALEA_COMMITS_IN_FLIGHT`).
     pub commits_in_flight: usize,
-    /// Most batches of one book in flight at once
-    /// (`TALEA_BOOK_COMMITS_IN_FLIGHT`; 1: each waits for the one before).
-    pub book_commits_in_flight: usize,
     /// How long an idle committer waits before ending.
     pub committer_idle_ms: u64,
 }
@@ -63,11 +56,6 @@ impl LedgerConfig {
                 self.commits_in_flight,
                 COMMITS_IN_FLIGHT_LIMIT,
             ),
-            (
-                "TALEA_BOOK_COMMITS_IN_FLIGHT",
-                self.book_commits_in_flight,
-                BOOK_COMMITS_IN_FLIGHT_LIMIT,
-            ),
         ];
         for (name, value, max) in bounded {
             if !(1..=max).contains(&value) {
@@ -85,7 +73,6 @@ impl Default for LedgerConfig {
             write_batch_max: 64,
             commit_books_max: COMMIT_BOOKS_MAX_DEFAULT,
             commits_in_flight: COMMITS_IN_FLIGHT_DEFAULT,
-            book_commits_in_flight: BOOK_COMMITS_IN_FLIGHT_DEFAULT,
             committer_idle_ms: 30_000,
         }
     }

@@ -70,7 +70,6 @@ impl LedgerService {
             committer::Combine {
                 books_max: config.commit_books_max,
                 in_flight: config.commits_in_flight,
-                per_book: config.book_commits_in_flight,
             },
         );
         Self {

@@ -36,6 +36,8 @@ const CONNECTIONS_MAX: usize = 4_096;
 const BATCH_MAX: usize = 1_000;
 /// Measured seconds at most.
 const SECONDS_MAX: u64 = 3_600;
+/// Runtime worker threads at most.
+const THREADS_MAX: usize = 64;
 /// Transport errors in a row after which a client stops.
 const TRANSPORT_ERRORS_IN_A_ROW_MAX: u32 = 20;
 /// Linux reports process CPU in clock ticks of 1/100 s (USER_HZ) on every
@@ -77,8 +79,8 @@ struct Args {
     summary: Option<std::path::PathBuf>,
 }
 
-fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+/// Refuses a setting outside its limit, by name, before anything is sent.
+fn check(args: &Args) -> anyhow::Result<()> {
     if !(1..=CONNECTIONS_MAX).contains(&args.connections) {
         bail!("--connections must be in 1..={CONNECTIONS_MAX}");
     }
@@ -88,9 +90,15 @@ fn main() -> anyhow::Result<()> {
     if !(1..=SECONDS_MAX).contains(&args.seconds) || args.warmup > SECONDS_MAX {
         bail!("--seconds must be in 1..={SECONDS_MAX}, --warmup at most {SECONDS_MAX}");
     }
-    if !(1..=64).contains(&args.threads) {
-        bail!("--threads must be in 1..=64");
+    if !(1..=THREADS_MAX).contains(&args.threads) {
+        bail!("--threads must be in 1..={THREADS_MAX}");
     }
+    Target::new(args).map(drop)
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    check(&args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.threads)
         .enable_all()
@@ -424,4 +432,42 @@ async fn run(args: &Args) -> anyhow::Result<serde_json::Value> {
         "generator_cpu_s": cpu,
         "generator_cores": cpu / secs,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> Args {
+        let mut argv = vec!["talea-post-load", "--token", "t"];
+        argv.extend_from_slice(extra);
+        Args::parse_from(argv)
+    }
+
+    #[test]
+    fn settings_inside_their_limits_pass() {
+        assert!(check(&args(&[])).is_ok());
+        assert!(check(&args(&["--batch", "1000", "--connections", "4096"])).is_ok());
+    }
+
+    #[test]
+    fn settings_outside_their_limits_are_refused_by_name() {
+        for (extra, name) in [
+            (&["--connections", "0"][..], "--connections"),
+            (&["--connections", "4097"], "--connections"),
+            (&["--batch", "0"], "--batch"),
+            (&["--batch", "1001"], "--batch"),
+            (&["--seconds", "0"], "--seconds"),
+            (&["--warmup", "3601"], "--warmup"),
+            (&["--threads", "65"], "--threads"),
+            (&["--url", "https://x"], "--url"),
+            (&["--book", "a/b"], "--book"),
+        ] {
+            let error = check(&args(extra)).err().map(|e| e.to_string());
+            assert!(
+                error.as_deref().is_some_and(|e| e.contains(name)),
+                "{extra:?}: {error:?}"
+            );
+        }
+    }
 }

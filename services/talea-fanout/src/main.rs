@@ -5,12 +5,6 @@
 //! (a read-only use of `TALEA_DB_URL`), and the stream itself is
 //! `talea_stream` behind `talea_http::stream_router`.
 
-/// mimalloc rather than glibc malloc: a post, a delivery and a relayed
-/// event each make many small, short-lived allocations (see
-/// loadtest/README.md, "Where a post's CPU goes").
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::process::ExitCode;
 use std::sync::Arc;
 

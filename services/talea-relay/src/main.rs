@@ -3,12 +3,6 @@
 //! Thin main: configuration, wiring, health and metrics listeners. The
 //! relay itself is `talea_bus::Relay`.
 
-/// mimalloc rather than glibc malloc: a post, a delivery and a relayed
-/// event each make many small, short-lived allocations (see
-/// loadtest/README.md, "Where a post's CPU goes").
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;

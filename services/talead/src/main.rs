@@ -101,9 +101,6 @@ pub(crate) struct ServeArgs {
     /// Most storage transactions of combined batches running at once.
     #[arg(long, env = "TALEA_COMMITS_IN_FLIGHT", default_value_t = talea_ledger::COMMITS_IN_FLIGHT_DEFAULT)]
     pub commits_in_flight: usize,
-    /// Most batches of one book in flight at once (1: each waits for the one before).
-    #[arg(long, env = "TALEA_BOOK_COMMITS_IN_FLIGHT", default_value_t = talea_ledger::BOOK_COMMITS_IN_FLIGHT_DEFAULT)]
-    pub book_commits_in_flight: usize,
     /// Deadline per request before 408 `timeout`, in milliseconds.
     #[arg(long, env = "TALEA_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
     pub request_timeout_ms: u64,

@@ -24,7 +24,6 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         write_batch_max: args.write_batch_max,
         commit_books_max: args.commit_books_max,
         commits_in_flight: args.commits_in_flight,
-        book_commits_in_flight: args.book_commits_in_flight,
         ..LedgerConfig::default()
     };
     ledger_config.check().map_err(anyhow::Error::msg)?;

@@ -22,6 +22,30 @@ pub enum LogFormat {
     Json,
 }
 
+/// Whether text log lines carry colour (ANSI escape codes): `TALEA_LOG_COLOR`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogColor {
+    /// Only when stderr is a terminal and `NO_COLOR` is unset or empty.
+    #[default]
+    Auto,
+    /// Always, even into a file or a pipe.
+    Always,
+    /// Never.
+    Never,
+}
+
+impl LogColor {
+    /// Whether lines get colour, given where stderr goes and `NO_COLOR`
+    /// (<https://no-color.org>: any non-empty value turns `auto` off).
+    pub fn ansi(self, stderr_is_terminal: bool, no_color: Option<&str>) -> bool {
+        match self {
+            LogColor::Always => true,
+            LogColor::Never => false,
+            LogColor::Auto => stderr_is_terminal && no_color.is_none_or(str::is_empty),
+        }
+    }
+}
+
 /// The logging settings every service flattens into its parser; global,
 /// so they may follow a subcommand (`talead serve --log-format json`).
 #[derive(Debug, Clone, clap::Args)]
@@ -30,6 +54,13 @@ pub struct LogArgs {
     /// Log lines as `text` or `json` (one object per line).
     #[arg(long, global = true, env = "TALEA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Colour in text log lines: `auto` (only on a terminal, and not when
+    /// `NO_COLOR` is set), `always` or `never`. JSON lines never have any.
+    #[arg(long, global = true, env = "TALEA_LOG_COLOR", value_enum, default_value_t = LogColor::Auto)]
+    pub log_color: LogColor,
+    /// `NO_COLOR`, read with the other settings (no flag of its own).
+    #[arg(long = "no-color-env", hide = true, global = true, env = "NO_COLOR")]
+    pub no_color: Option<String>,
     /// Which log lines are written: `tracing` directives such as `info` or
     /// `talea_http=debug,info`; one that does not parse falls back to `info`.
     #[arg(long, global = true, env = "RUST_LOG", default_value = "info")]
@@ -39,13 +70,18 @@ pub struct LogArgs {
 impl LogArgs {
     /// Installs the global tracing subscriber with these settings.
     pub fn init(&self) {
-        init_tracing(self.log_format, &self.log_filter);
+        use std::io::IsTerminal as _;
+        let ansi = self
+            .log_color
+            .ansi(std::io::stderr().is_terminal(), self.no_color.as_deref());
+        init_tracing(self.log_format, &self.log_filter, ansi);
     }
 }
 
 /// Installs the global tracing subscriber: JSON lines or human-readable
-/// text, filtered by `filter` (`info` when it does not parse).
-pub fn init_tracing(format: LogFormat, filter: &str) {
+/// text (with ANSI colour when `ansi`), filtered by `filter` (`info` when
+/// it does not parse).
+pub fn init_tracing(format: LogFormat, filter: &str, ansi: bool) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
@@ -53,8 +89,12 @@ pub fn init_tracing(format: LogFormat, filter: &str) {
         .with_writer(std::io::stderr);
     // A second initialisation (tests) is harmless, so its error is ignored.
     let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_ansi(false)
+            .try_init(),
+        LogFormat::Text => builder.with_ansi(ansi).try_init(),
     };
 }
 
@@ -394,6 +434,17 @@ fn unreachable_metric(e: &prometheus::Error) -> ! {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn colour_only_on_a_terminal_unless_asked() {
+        let auto = LogColor::Auto;
+        assert!(auto.ansi(true, None));
+        assert!(auto.ansi(true, Some("")));
+        assert!(!auto.ansi(true, Some("1")));
+        assert!(!auto.ansi(false, None));
+        assert!(LogColor::Always.ansi(false, Some("1")));
+        assert!(!LogColor::Never.ansi(true, None));
+    }
 
     #[test]
     fn renders_every_family_with_talea_prefix() {

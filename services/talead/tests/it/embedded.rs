@@ -242,3 +242,43 @@ async fn the_embedded_default_expires_holds_in_process() {
         .expect("json");
     assert_eq!(r["status"], "expired", "{r}");
 }
+
+/// Log lines into a pipe carry no colour (`auto`), unless asked for
+/// (`TALEA_LOG_COLOR=always`); `NO_COLOR` turns `auto` off; JSON lines are
+/// one object each.
+#[test]
+fn log_lines_have_colour_only_on_a_terminal_or_when_asked() {
+    let run = |vars: &[(&str, &str)]| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("log://{}", dir.path().join("log").display());
+        let mut cmd = talead(dir.path());
+        cmd.args(["init", "--db-url", &url])
+            .env("RUST_LOG", "info")
+            .env_remove("NO_COLOR")
+            .env_remove("TALEA_LOG_COLOR")
+            .env_remove("TALEA_LOG_FORMAT");
+        for (name, value) in vars {
+            cmd.env(name, value);
+        }
+        let out = cmd.output().expect("runs");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        assert!(stderr.contains("log store opened"), "{stderr}");
+        stderr
+    };
+    let plain = run(&[]);
+    assert!(!plain.contains('\u{1b}'), "{plain:?}");
+    assert!(run(&[("TALEA_LOG_COLOR", "always")]).contains('\u{1b}'));
+    let no_color = run(&[("TALEA_LOG_COLOR", "auto"), ("NO_COLOR", "1")]);
+    assert!(!no_color.contains('\u{1b}'));
+    // JSON lines: no colour whatever is asked, one object a line (what
+    // `init` prints for a person is not a log line).
+    let json = run(&[("TALEA_LOG_FORMAT", "json"), ("TALEA_LOG_COLOR", "always")]);
+    assert!(!json.contains('\u{1b}'), "{json:?}");
+    let opened = json
+        .lines()
+        .find(|line| line.contains("log store opened"))
+        .unwrap_or_default();
+    let value: Value = serde_json::from_str(opened).unwrap_or_else(|e| panic!("{e}: {opened:?}"));
+    assert_eq!(value["level"], "INFO", "{opened}");
+}

@@ -359,6 +359,73 @@ pub struct BalancesDto {
     pub available: BTreeMap<String, String>,
 }
 
+/// `GET /v1/books/{book}/balances`: which accounts and which page.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BookBalancesQuery {
+    /// Only accounts whose name starts with it (bytewise); empty or absent:
+    /// every account. At most 128 bytes, the start of an account name.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^([A-Za-z0-9][A-Za-z0-9:._-]{0,127})?$")
+    )]
+    pub prefix: Option<String>,
+    /// Only this registered asset's balances and totals.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
+    )]
+    pub asset: Option<String>,
+    /// Strictly after this account name (the previous page's `next`).
+    pub after: Option<String>,
+    /// 1..=1000, default 100.
+    pub limit: Option<u32>,
+}
+
+/// Per-asset sums over every account a [`BookBalancesDto`] matches,
+/// shaped as [`BalancesDto`]'s maps.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BalanceTotalsDto {
+    /// Sum of the accounts' normal-side posted balances, by asset.
+    pub balances: BTreeMap<String, String>,
+    /// Sum of what live holds reserve on them, by asset.
+    pub pending: BTreeMap<String, HeldDto>,
+    /// Sum of their available balances, by asset.
+    pub available: BTreeMap<String, String>,
+}
+
+/// `GET /v1/books/{book}/balances`: the balances of the accounts under a
+/// name prefix, totals over all of them and one page of rows.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BookBalancesDto {
+    /// The book.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[a-z0-9][a-z0-9_-]{0,63}$"))]
+    pub book: String,
+    /// The prefix asked for (empty: every account).
+    pub prefix: String,
+    /// The asset asked for, or null.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub asset: Option<String>,
+    /// The instant the balances are as of (now).
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
+    pub as_of: String,
+    /// How many accounts match (every page, not this one).
+    pub count: u64,
+    /// Per asset, over every matching account.
+    pub totals: BalanceTotalsDto,
+    /// This page, by account name (bytewise), each as `GET …/balances`
+    /// answers for one account.
+    pub accounts: Vec<BalancesDto>,
+    /// Pass as `after` for the next page; null at the end.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9:._-]{0,127}$", required = true)
+    )]
+    pub next: Option<String>,
+}
+
 /// Debits and credits held by live holds.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

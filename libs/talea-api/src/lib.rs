@@ -133,6 +133,15 @@ pub trait LedgerApi: Send + Sync {
         as_of: Option<&str>,
     ) -> Result<BalancesDto, ApiError>;
 
+    /// The balances of a book's accounts under a name prefix (optionally
+    /// of one asset): how many match, totals over all of them, and a page
+    /// of them by name.
+    async fn book_balances(
+        &self,
+        book: &str,
+        query: BookBalancesQuery,
+    ) -> Result<BookBalancesDto, ApiError>;
+
     /// A page of an account's postings with running balances.
     async fn account_postings(
         &self,

@@ -11,11 +11,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use talea_api::{
     AccountDto, AccountList, ApiError, AssetDto, AssetList, AssetRequest, BalancesDto,
-    BatchRequest, BatchResponse, BookList, Checkpoint, ConsistencyProof, Created, ErrorBody,
-    ErrorCode, EventList, HealthDto, InclusionProof, KeyList, LedgerApi, LiabilityProof,
-    LiabilityRequest, LiabilitySnapshot, NamePage, OpenAccountRequest, PostTransactionRequest,
-    PostingList, SeqPage, SettleRequest, TransactionDto, TransactionList, TrialBalanceDto,
-    VoidRequest,
+    BatchRequest, BatchResponse, BookBalancesDto, BookBalancesQuery, BookList, Checkpoint,
+    ConsistencyProof, Created, ErrorBody, ErrorCode, EventList, HealthDto, InclusionProof, KeyList,
+    LedgerApi, LiabilityProof, LiabilityRequest, LiabilitySnapshot, NamePage, OpenAccountRequest,
+    PostTransactionRequest, PostingList, SeqPage, SettleRequest, TransactionDto, TransactionList,
+    TrialBalanceDto, VoidRequest,
 };
 
 use crate::path;
@@ -532,6 +532,24 @@ impl LedgerApi for TaleaClient {
             &as_of_query(as_of),
         )
         .await
+    }
+
+    async fn book_balances(
+        &self,
+        book: &str,
+        query: BookBalancesQuery,
+    ) -> Result<BookBalancesDto, ApiError> {
+        path::check_book_account(book, None)?;
+        let q: Vec<(&str, String)> = [
+            ("prefix", query.prefix),
+            ("asset", query.asset),
+            ("after", query.after),
+            ("limit", query.limit.map(|n| n.to_string())),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect();
+        self.get(&["v1", "books", book, "balances"], &q).await
     }
 
     async fn account_postings(

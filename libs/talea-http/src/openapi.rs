@@ -68,6 +68,8 @@ error_sets! {
     V1Errors = [401, 408, 429, 500, 503];
     /// A read of a book's resources.
     ReadErrors = [400, 401, 403, 404, 408, 429, 500, 503];
+    /// A read filtered by a registered asset (422: unknown asset).
+    AssetReadErrors = [400, 401, 403, 404, 408, 422, 429, 500, 503];
     /// A write that defines something (an asset, an account).
     WriteErrors = [400, 401, 403, 408, 409, 413, 429, 500, 503];
     /// Posting a transaction.

@@ -10,9 +10,10 @@ use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use talea_api::{
     AccountDto, AccountList, ApiError, AssetDto, AssetList, AssetRequest, BalancesDto,
-    BatchItemResult, BatchRequest, BatchResponse, BookList, EventList, HealthDto, LedgerApi,
-    NamePage, OpenAccountRequest, PostTransactionRequest, PostingList, SeqPage, SettleRequest,
-    TransactionDto, TransactionList, TrialBalanceDto, VoidRequest,
+    BatchItemResult, BatchRequest, BatchResponse, BookBalancesDto, BookBalancesQuery, BookList,
+    EventList, HealthDto, LedgerApi, NamePage, OpenAccountRequest, PostTransactionRequest,
+    PostingList, SeqPage, SettleRequest, TransactionDto, TransactionList, TrialBalanceDto,
+    VoidRequest,
 };
 use talea_auth::{Books, Principal};
 use utoipa::{IntoParams, ToSchema};
@@ -22,7 +23,8 @@ use utoipa_axum::routes;
 use crate::extract::{Auth, Body, Path, Query, parse_json};
 use crate::hide::{Carrier, respond};
 use crate::openapi::{
-    HealthErrors, HoldErrors, PostErrors, ReadErrors, TxErrors, V1Errors, WriteErrors,
+    AssetReadErrors, HealthErrors, HoldErrors, PostErrors, ReadErrors, TxErrors, V1Errors,
+    WriteErrors,
 };
 use crate::{AppState, HttpError, Role, json_response};
 
@@ -100,6 +102,7 @@ pub(crate) fn v1(role: Role) -> OpenApiRouter<AppState> {
         .routes(routes!(list_accounts))
         .routes(routes!(get_account))
         .routes(routes!(get_balances))
+        .routes(routes!(book_balances))
         .routes(routes!(list_postings))
         .routes(routes!(list_transactions))
         .routes(routes!(trial_balance))
@@ -340,6 +343,43 @@ async fn get_balances(
         .ledger
         .balances(&book, &account, q.as_of.as_deref())
         .await?)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct BookBalancesParams {
+    /// Only accounts whose name starts with it (bytewise); empty or absent: every account.
+    #[param(pattern = r"^([A-Za-z0-9][A-Za-z0-9:._-]{0,127})?$")]
+    prefix: Option<String>,
+    /// Only this registered asset's balances and totals (422 `unknown_asset` if it is not registered).
+    #[param(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")]
+    asset: Option<String>,
+    /// Accounts strictly after this name (the previous page's `next`).
+    #[param(pattern = r"^[A-Za-z0-9][A-Za-z0-9:._-]{0,127}$")]
+    after: Option<String>,
+    /// Page size.
+    #[param(minimum = 1, maximum = 1000, default = 100)]
+    limit: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/v1/books/{book}/balances", tag = "accounts", operation_id = "listBookBalances",
+    summary = "Balances of the accounts under a name prefix: the count and per-asset totals over all of them, and a page of rows by name.",
+    params(BookParam, BookBalancesParams),
+    responses((status = 200, description = "OK.", body = BookBalancesDto), AssetReadErrors))]
+async fn book_balances(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path(book): Path<String>,
+    Query(q): Query<BookBalancesParams>,
+) -> Result {
+    p.check_read(&book)?;
+    let query = BookBalancesQuery {
+        prefix: q.prefix,
+        asset: q.asset,
+        after: q.after,
+        limit: q.limit,
+    };
+    ok(&state.ledger.book_balances(&book, query).await?)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use talea_api::{
-    AccountDto, AccountList, ApiError, AssetDto, AssetList, AssetRequest, BalancesDto, BookDto,
-    BookList, Checkpoint, ConsistencyProof, Created, EventList, InclusionProof, KeyList, LedgerApi,
-    NamePage, OpenAccountRequest, PostTransactionRequest, PostingList, SeqPage, SettleRequest,
-    TotalsDto, TransactionDto, TransactionList, TrialBalanceDto, TrialRowDto, VoidRequest,
-    format_timestamp,
+    AccountDto, AccountList, ApiError, AssetDto, AssetList, AssetRequest, BalancesDto,
+    BookBalancesDto, BookBalancesQuery, BookDto, BookList, Checkpoint, ConsistencyProof, Created,
+    EventList, InclusionProof, KeyList, LedgerApi, NamePage, OpenAccountRequest,
+    PostTransactionRequest, PostingList, SeqPage, SettleRequest, TotalsDto, TransactionDto,
+    TransactionList, TrialBalanceDto, TrialRowDto, VoidRequest, format_timestamp,
 };
 use talea_core::{
     AccountKind, AccountName, Amount, Asset, AssetCode, Draft, EventKind, NewAccount, Scale,
@@ -319,6 +319,66 @@ impl LedgerApi for LedgerService {
             &balances,
             &scales,
         ))
+    }
+
+    async fn book_balances(
+        &self,
+        book: &str,
+        query: BookBalancesQuery,
+    ) -> Result<BookBalancesDto, ApiError> {
+        let book = convert::book(book)?;
+        let prefix = convert::prefix(query.prefix.as_deref())?;
+        let limit = check_limit(query.limit)?;
+        let after = query
+            .after
+            .as_deref()
+            .map(|a| convert::name(AccountName::parse, a, "after", "account name"))
+            .transpose()?;
+        let asset = match query.asset.as_deref() {
+            None => None,
+            Some(code) => Some(self.registered_asset(code, "asset").await?.code),
+        };
+        let as_of = format_timestamp(now());
+        let mut found = self
+            .inner
+            .store
+            .prefix_balances(
+                &book,
+                prefix.as_ref(),
+                asset.as_ref(),
+                after.as_ref(),
+                limit + 1,
+            )
+            .await
+            .map_err(|e| store_error(&e))?;
+        if found.count == 0 {
+            self.require_book(&book).await?;
+        }
+        let next = if found.page.len() > limit as usize {
+            found.page.truncate(limit as usize);
+            found.page.last().map(|a| a.account.to_string())
+        } else {
+            None
+        };
+        let scales = self
+            .scales(codes(found.totals.iter().map(|t| &t.total.asset)))
+            .await?;
+        Ok(BookBalancesDto {
+            book: book.to_string(),
+            prefix: prefix
+                .as_ref()
+                .map_or_else(String::new, ToString::to_string),
+            asset: asset.map(|a| a.to_string()),
+            totals: convert::balance_totals(&found.totals, &scales)?,
+            accounts: found
+                .page
+                .iter()
+                .map(|a| balances_dto(&a.account, a.kind, as_of.clone(), &a.balances, &scales))
+                .collect(),
+            as_of,
+            count: found.count,
+            next,
+        })
     }
 
     async fn account_postings(

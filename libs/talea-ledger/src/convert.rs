@@ -5,8 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Map, Value};
 pub use talea_api::event::{account_dto, event_dto, metadata_value, scale_of, transaction_dto};
 use talea_api::{
-    AccountPostingDto, ApiError, AssetDto, BalancesDto, HeldDto, PostTransactionRequest,
-    PostingDto, SettleRequest, canonical_json, format_timestamp, parse_timestamp,
+    AccountPostingDto, ApiError, AssetDto, BalanceTotalsDto, BalancesDto, HeldDto,
+    PostTransactionRequest, PostingDto, SettleRequest, canonical_json, format_timestamp,
+    parse_timestamp,
 };
 use talea_core::{
     AccountKind, AccountName, Amount, AmountError, Asset, AssetCode, BookName, Decimal, Draft,
@@ -31,6 +32,24 @@ pub(crate) fn name<T>(
 
 pub(crate) fn book(text: &str) -> Result<BookName, ApiError> {
     name(BookName::parse, text, "book", "book name")
+}
+
+/// A balances prefix: absent or empty is every account (`None`); otherwise
+/// the start of an account name, so it parses as one (a prefix of a valid
+/// name is a valid name: same first byte, same later bytes, shorter).
+pub(crate) fn prefix(text: Option<&str>) -> Result<Option<AccountName>, ApiError> {
+    match text {
+        None | Some("") => Ok(None),
+        Some(text) => AccountName::parse(text).map(Some).map_err(|e| {
+            ApiError::invalid(
+                "prefix",
+                format!(
+                    "prefix must be the start of an account name, at most {} bytes: {e}",
+                    AccountName::MAX
+                ),
+            )
+        }),
+    }
 }
 
 pub(crate) fn account_path(text: &str) -> Result<AccountName, ApiError> {
@@ -540,6 +559,60 @@ pub(crate) fn balances_dto(
         dto.available.insert(asset, available.format(scale));
     }
     dto
+}
+
+/// Per asset, the sums over a prefix's accounts: each (kind, asset) total
+/// of the store turned normal-side and available exactly as one account's
+/// (both are linear in the balance and held amounts, so summing per kind
+/// first loses nothing), then added across kinds.
+pub(crate) fn balance_totals(
+    totals: &[talea_store::KindTotal],
+    scales: &Scales,
+) -> Result<BalanceTotalsDto, ApiError> {
+    let overflow = |asset: &AssetCode| {
+        store_error(&StoreError::Corrupt(format!(
+            "totals of {asset} beyond 128 bits"
+        )))
+    };
+    let mut sums: BTreeMap<AssetCode, [Amount; 4]> = BTreeMap::new();
+    for t in totals {
+        let b = &t.total;
+        let posted = t
+            .kind
+            .to_normal(b.balance)
+            .ok_or_else(|| overflow(&b.asset))?;
+        let available = talea_store::plan::available(
+            t.kind,
+            talea_store::plan::Totals {
+                balance: b.balance.minor(),
+                ..Default::default()
+            },
+            b.held,
+        )
+        .ok_or_else(|| overflow(&b.asset))?;
+        let sum = sums.entry(b.asset.clone()).or_insert([Amount::ZERO; 4]);
+        for (slot, add) in sum
+            .iter_mut()
+            .zip([posted, b.held.debits, b.held.credits, available])
+        {
+            *slot = slot.checked_add(add).ok_or_else(|| overflow(&b.asset))?;
+        }
+    }
+    let mut dto = BalanceTotalsDto::default();
+    for (asset, [posted, debits, credits, available]) in sums {
+        let scale = scale_of(scales, &asset);
+        let code = asset.to_string();
+        dto.balances.insert(code.clone(), posted.format(scale));
+        dto.pending.insert(
+            code.clone(),
+            HeldDto {
+                debits: debits.format(scale),
+                credits: credits.format(scale),
+            },
+        );
+        dto.available.insert(code, available.format(scale));
+    }
+    Ok(dto)
 }
 
 /// Normal-side balances by asset code, formatted at each asset's scale.

@@ -148,7 +148,11 @@ fn tree_error(e: LiabilityError) -> ApiError {
 
 impl LedgerService {
     /// The registered asset `code` (422 `unknown_asset` when it is not).
-    async fn liability_asset(&self, code: &str, field: &str) -> Result<Asset, ApiError> {
+    pub(crate) async fn registered_asset(
+        &self,
+        code: &str,
+        field: &str,
+    ) -> Result<Asset, ApiError> {
         let code = convert::asset_code(code, field)?;
         self.asset(&code)
             .await?
@@ -165,7 +169,7 @@ impl LedgerService {
     ) -> Result<LiabilitySnapshot, ApiError> {
         let name = convert::book(book)?;
         parse_prefix(&request.prefix)?;
-        let asset = self.liability_asset(&request.asset, "/asset").await?;
+        let asset = self.registered_asset(&request.asset, "/asset").await?;
         let cut = self
             .inner
             .store

@@ -120,7 +120,7 @@ use talea_core::{
 };
 use talea_store::{
     AccountPosting, Backend, Balance, BalanceCut, BookBatch, BookInfo, DueHold, Expiry, Notice,
-    NoticeBus, Opened, Outcome, Registered, Store, StoreError, TrialRow,
+    NoticeBus, Opened, Outcome, PrefixBalances, Registered, Store, StoreError, TrialRow,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -518,6 +518,17 @@ impl Store for LogStore {
         limit: u32,
     ) -> Result<Option<BalanceCut>, StoreError> {
         Ok(read::balance_cut(&self.inner.shared, book, accounts, limit))
+    }
+
+    async fn prefix_balances(
+        &self,
+        book: &BookName,
+        prefix: Option<&AccountName>,
+        asset: Option<&AssetCode>,
+        after: Option<&AccountName>,
+        limit: u32,
+    ) -> Result<PrefixBalances, StoreError> {
+        read::prefix_balances(&self.inner.shared, book, prefix, asset, after, limit)
     }
 
     async fn account_postings(

@@ -15,8 +15,8 @@ use talea_core::{
 };
 use talea_store::plan::Pair;
 use talea_store::{
-    AccountBalances, AccountPosting, Balance, BalanceCut, BookInfo, DueHold, Held, StoreError,
-    TrialRow,
+    AccountBalances, AccountPosting, Balance, BalanceCut, BookInfo, DueHold, Held, PrefixBalances,
+    StoreError, TrialRow,
 };
 
 use crate::codec::{Record, TxRecord};
@@ -391,6 +391,39 @@ pub fn balance_cut(
         }
     };
     Some(cut)
+}
+
+/// The current balances under a name prefix, all read under one hold of
+/// the indexes' read lock: O(matching accounts and their assets) for the
+/// count and the totals, whatever the page.
+pub fn prefix_balances(
+    shared: &Shared,
+    book: &BookName,
+    prefix: Option<&AccountName>,
+    asset: Option<&AssetCode>,
+    after: Option<&AccountName>,
+    limit: u32,
+) -> Result<PrefixBalances, StoreError> {
+    let state = shared.state();
+    let Some(b) = state.book(book) else {
+        return Ok(PrefixBalances::default());
+    };
+    let due = due_legs(b, now(), None)?;
+    let accounts = b.accounts_with_prefix(prefix).map(|a| AccountBalances {
+        account: a.account.name.clone(),
+        kind: a.account.kind,
+        balances: a
+            .assets
+            .iter()
+            .filter(|(code, _)| asset.is_none_or(|want| *code == want))
+            .map(|(code, pair)| Balance {
+                asset: code.clone(),
+                balance: Amount::from_minor(pair.totals.balance),
+                held: live_held(pair, &due, &(a.account.name.clone(), code.clone())),
+            })
+            .collect(),
+    });
+    PrefixBalances::fold(accounts, asset, after, limit)
 }
 
 /// Totals per account and asset, now or as of a commit time.

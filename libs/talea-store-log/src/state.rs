@@ -667,6 +667,23 @@ impl Book {
             .map(|(_, a)| a)
     }
 
+    /// The accounts whose name starts with `prefix` (every account for
+    /// `None`), by name: a range of the ordered map from `prefix` on, cut
+    /// at the first name past it, so it visits the matching accounts only.
+    pub fn accounts_with_prefix<'a>(
+        &'a self,
+        prefix: Option<&'a AccountName>,
+    ) -> impl Iterator<Item = &'a AccountState> + 'a {
+        use std::ops::Bound;
+        let lower = prefix.map_or(Bound::Unbounded, |p| Bound::Included(p.clone()));
+        self.accounts
+            .range((lower, Bound::Unbounded))
+            .map(|(_, a)| a)
+            .take_while(move |a| {
+                prefix.is_none_or(|p| a.account.name.as_str().starts_with(p.as_str()))
+            })
+    }
+
     /// Every account, by name.
     pub fn accounts(&self) -> impl Iterator<Item = &AccountState> {
         self.accounts.values()

@@ -41,6 +41,18 @@ pub(crate) const SQL: Dialect = Dialect {
          LEFT JOIN balances b ON b.book = bk.book AND b.account = a.name \
          WHERE bk.book = $1 AND bk.last_seq > 0 \
          ORDER BY a.name, b.asset",
+    prefix_balances: "SELECT a.name, a.kind, b.asset, b.balance::text AS balance, \
+           NULL::text AS amount \
+         FROM accounts a LEFT JOIN balances b ON b.book = a.book AND b.account = a.name \
+         WHERE a.book = $1 AND a.name >= $2 AND a.name < $3 \
+         UNION ALL \
+         SELECT hp.account, a.kind, hp.asset, NULL, hp.amount::text \
+         FROM holds h JOIN hold_postings hp ON hp.book = h.book AND hp.seq = h.seq \
+         JOIN accounts a ON a.book = hp.book AND a.name = hp.account \
+         WHERE h.book = $1 AND h.status = 'pending' \
+           AND (h.expires_at IS NULL OR h.expires_at > now()) \
+           AND hp.account >= $2 AND hp.account < $3 \
+         ORDER BY 1",
     // As in `balances_as_of`: the cut seq, then each pair's last posting at
     // or before it, whose `debits_after` and `balance_after` give both totals.
     trial_balance_as_of: "WITH cut AS ( \

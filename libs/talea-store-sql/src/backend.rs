@@ -119,6 +119,13 @@ pub struct Dialect {
     /// with at most `$3` accounts by name and their balance rows, ordered by
     /// name then asset; no row when the book has no events.
     pub balance_cut: &'static str,
+    /// `$1` book, `$2` lowest name, `$3` name bound (exclusive) → `name,
+    /// kind, asset, balance, amount` (text), ordered by name: per account
+    /// of the range one row per balance row (`amount` NULL; one row with
+    /// `asset` NULL when it has none) and one per leg of a live hold on it
+    /// (`balance` NULL), in one snapshot. The range is a range of the
+    /// `(book, name)` primary key of `accounts`.
+    pub prefix_balances: &'static str,
     /// `$1` book, `$2` time → `account, kind, asset, debits, balance` (text):
     /// per pair, the totals after the last posting at or before the cut.
     pub trial_balance_as_of: &'static str,

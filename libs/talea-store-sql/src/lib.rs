@@ -149,6 +149,19 @@ macro_rules! impl_store {
                 $crate::read::balance_cut::<Self>(&mut conn, book, accounts, limit).await
             }
 
+            async fn prefix_balances(
+                &self,
+                book: &::talea_core::BookName,
+                prefix: Option<&::talea_core::AccountName>,
+                asset: Option<&::talea_core::AssetCode>,
+                after: Option<&::talea_core::AccountName>,
+                limit: u32,
+            ) -> Result<::talea_store::PrefixBalances, ::talea_store::StoreError> {
+                let mut conn = $crate::SqlBackend::reader(self).await?;
+                $crate::read::prefix_balances::<Self>(&mut conn, book, prefix, asset, after, limit)
+                    .await
+            }
+
             async fn account_postings(
                 &self,
                 book: &::talea_core::BookName,

@@ -19,7 +19,10 @@ use talea_core::{
     EventKind, Timestamp, TxId, TxStatus,
 };
 use talea_store::stored::seq_param;
-use talea_store::{AccountPosting, Balance, BalanceCut, BookInfo, Held, StoreError, TrialRow};
+use talea_store::{
+    AccountBalances, AccountPosting, Balance, BalanceCut, BookInfo, Held, PrefixBalances,
+    StoreError, TrialRow,
+};
 
 use crate::backend::{Conn, Param, Row, SqlBackend};
 use crate::decode::{self, fetch};
@@ -308,6 +311,67 @@ async fn add_cut_held<B: SqlBackend>(
         )?;
     }
     Ok(())
+}
+
+/// The balances under a name prefix: every account of the key range with
+/// its balance rows and the legs of live holds on it, in one statement (one
+/// snapshot), folded into the count, the totals and the page in Rust
+/// (SQLite cannot sum 128-bit amounts, so neither database sums them).
+pub async fn prefix_balances<B: SqlBackend>(
+    conn: &mut Conn<B>,
+    book: &BookName,
+    prefix: Option<&AccountName>,
+    asset: Option<&AssetCode>,
+    after: Option<&AccountName>,
+    limit: u32,
+) -> Result<PrefixBalances, StoreError> {
+    let upper = talea_store::prefix::upper_bound(prefix);
+    let params = [
+        Param::Text(Some(book.as_str())),
+        Param::Text(Some(prefix.map_or("", AccountName::as_str))),
+        Param::Text(Some(&upper)),
+    ];
+    let rows = fetch::<B>(conn, B::SQL.prefix_balances, &params).await?;
+    let mut accounts: Vec<AccountBalances> = Vec::new();
+    for row in &rows {
+        let name = decode::account_name::<B>(row, "name")?;
+        if accounts.last().is_none_or(|a| a.account != name) {
+            accounts.push(AccountBalances {
+                account: name,
+                kind: decode::account_kind::<B>(row, "kind")?,
+                balances: Vec::new(),
+            });
+        }
+        let Some(code) = decode::opt_text::<B>(row, "asset")? else {
+            continue;
+        };
+        let Some(account) = accounts.last_mut() else {
+            continue;
+        };
+        let code = talea_store::stored::asset_code(&code)?;
+        let at = match account.balances.binary_search_by(|b| b.asset.cmp(&code)) {
+            Ok(at) => at,
+            Err(at) => {
+                account.balances.insert(
+                    at,
+                    Balance {
+                        asset: code,
+                        balance: Amount::ZERO,
+                        held: Held::default(),
+                    },
+                );
+                at
+            }
+        };
+        let entry = &mut account.balances[at];
+        if let Some(balance) = decode::opt_text::<B>(row, "balance")? {
+            entry.balance = talea_store::stored::amount(&balance)?;
+        }
+        if let Some(amount) = decode::opt_text::<B>(row, "amount")? {
+            add_held(&mut entry.held, talea_store::stored::amount(&amount)?)?;
+        }
+    }
+    PrefixBalances::fold(accounts, asset, after, limit)
 }
 
 /// The book's balances with its head seq, in one statement (one snapshot):

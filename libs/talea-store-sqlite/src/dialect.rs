@@ -202,6 +202,21 @@ pub(crate) const SQL: Dialect = Dialect {
          LEFT JOIN balances b ON b.book = bk.book AND b.account = a.name \
          WHERE bk.book = ?1 AND bk.last_seq > 0 \
          ORDER BY a.name, b.asset",
+    prefix_balances: concat!(
+        "SELECT a.name, a.kind, b.asset, b.balance, NULL AS amount \
+         FROM accounts a LEFT JOIN balances b ON b.book = a.book AND b.account = a.name \
+         WHERE a.book = ?1 AND a.name >= ?2 AND a.name < ?3 \
+         UNION ALL \
+         SELECT hp.account, a.kind, hp.asset, NULL, hp.amount \
+         FROM holds h INDEXED BY holds_pending_idx \
+         CROSS JOIN hold_postings hp ON hp.book = h.book AND hp.seq = h.seq \
+         JOIN accounts a ON a.book = hp.book AND a.name = hp.account \
+         WHERE h.book = ?1 AND h.status = 'pending' \
+           AND (h.expires_at IS NULL OR h.expires_at > ",
+        now_micros!(),
+        ") AND hp.account >= ?2 AND hp.account < ?3 \
+         ORDER BY 1"
+    ),
     trial_balance_as_of: TRIAL_BALANCE_AS_OF,
     account_postings: ACCOUNT_POSTINGS,
     postings_of: "SELECT seq, account, asset, amount, balance_after FROM postings \
@@ -625,6 +640,7 @@ mod tests {
             (ACCOUNTS_AND_HELD, 6, "-"),
             (SQL.balances_now, 2, "-"),
             (SQL.trial_balance_now, 1, "-"),
+            (SQL.prefix_balances, 3, "-"),
             (SQL.hold_postings_of, 2, "-"),
             (
                 talea_store_sql::read::HELD_AS_OF,

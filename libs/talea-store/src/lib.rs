@@ -15,10 +15,12 @@ pub mod conformance;
 pub mod feed;
 pub mod liabilities;
 pub mod plan;
+pub mod prefix;
 pub mod stored;
 
 pub use feed::{EventStream, Notice, NoticeBus, subscribe};
 pub use liabilities::LiabilitySnapshot;
+pub use prefix::{KindTotal, PrefixBalances};
 
 /// Which backend a store is, reported in `X-Talea-Backend`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -476,6 +478,22 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         accounts: Option<&[AccountName]>,
         limit: u32,
     ) -> Result<Option<BalanceCut>, StoreError>;
+
+    /// The current balances of the accounts whose name starts with `prefix`
+    /// (every account of the book for `None`), only in `asset` when given:
+    /// how many accounts match, totals over all of them per kind and asset
+    /// (storage balance and held amounts, as [`balances`](Self::balances)
+    /// reads them now), and one page of them strictly after `after`, by
+    /// name, at most `limit`. One consistent read; it costs O(matching
+    /// accounts and their balances) on every backend, for the totals.
+    async fn prefix_balances(
+        &self,
+        book: &BookName,
+        prefix: Option<&AccountName>,
+        asset: Option<&AssetCode>,
+        after: Option<&AccountName>,
+        limit: u32,
+    ) -> Result<PrefixBalances, StoreError>;
 
     /// An account's postings with seq above `after_seq`, in (seq, leg) order.
     /// Returns at least `limit` postings when that many exist, plus any further

@@ -867,3 +867,67 @@ async fn hold_settle_and_void_from_the_command_line() {
     );
     finish(server, db).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn balances_under_a_prefix_page_with_totals() {
+    let (server, db) = seeded().await;
+    let base = server.base.as_str();
+    for (idem, customer, amount) in [("a", "alice", "1"), ("b", "bob", "2")] {
+        let debit = format!("hot-wallet:BTC:{amount}");
+        let credit = format!("customers:{customer}:BTC:{amount}");
+        let post = [
+            "post", "--book", "demo", "--idem", idem, "--debit", &debit, "--credit", &credit,
+        ];
+        talea(base, &post).await.ok();
+    }
+    let args = [
+        "balances",
+        "--book",
+        "demo",
+        "--prefix",
+        "customers:",
+        "--limit",
+        "1",
+    ];
+    let page = talea(base, &args).await.ok();
+    assert!(
+        page.stdout
+            .starts_with("2 accounts under prefix customers: in book demo"),
+        "{page:#?}"
+    );
+    let rows: Vec<Vec<&str>> = page
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert!(
+        rows.contains(&vec!["customers:alice", "BTC", "1", "0", "0", "1"]),
+        "{page:#?}"
+    );
+    assert!(
+        rows.contains(&vec!["TOTAL", "BTC", "3", "0", "0", "3"]),
+        "totals over both accounts: {page:#?}"
+    );
+    assert!(!page.stdout.contains("customers:bob"), "{page:#?}");
+    assert!(
+        page.stderr
+            .contains("more accounts: --after customers:alice"),
+        "{page:#?}"
+    );
+    let mut json_args = args.to_vec();
+    json_args.extend(["--after", "customers:alice", "--json"]);
+    let next = talea(base, &json_args).await.ok().json();
+    assert_eq!(next["count"], 2);
+    assert_eq!(next["accounts"][0]["account"], "customers:bob");
+    assert_eq!(next["accounts"][0]["available"]["BTC"], "2");
+    assert_eq!(next["totals"]["balances"]["BTC"], "3");
+    assert_eq!(next["next"], Value::Null);
+    let refused = talea(
+        base,
+        &["balances", "--book", "demo", "--prefix", "bad prefix"],
+    )
+    .await;
+    assert_eq!(refused.code, 2, "{refused:#?}");
+    assert!(refused.stderr.contains("invalid_request"), "{refused:#?}");
+    finish(server, db).await;
+}

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 
 use serde_json::{Map, Value, json};
 use talea_api::{
-    ApiError, AssetDto, AssetRequest, LedgerApi, NamePage, OpenAccountRequest,
+    ApiError, AssetDto, AssetRequest, BookBalancesQuery, LedgerApi, NamePage, OpenAccountRequest,
     PostTransactionRequest, PostingDto, SeqPage, SettleRequest, TransactionDto, VoidRequest,
 };
 use talea_testkit::TestDb;
@@ -1662,6 +1662,127 @@ async fn bulk(p: &Probe) {
     );
 }
 
+/// Balances under a name prefix: totals over every match beside one page,
+/// each row as the single-account read answers it, and the refusals.
+async fn prefix_balances(p: &Probe) {
+    let api = p.api();
+    setup(api, "demo").await;
+    api.open_account("demo", account("customersx", "liability", None))
+        .await
+        .expect("opens");
+    for request in [
+        transfer("a", "hot-wallet", "customers:alice", "10"),
+        transfer("x", "hot-wallet", "customersx", "100"),
+        tx(
+            "b",
+            vec![
+                debit("hot-wallet", "USDC", "5"),
+                credit("customers:bob", "USDC", "5"),
+            ],
+        ),
+    ] {
+        post(api, "demo", request).await;
+    }
+    let mut hold = transfer("h", "customers:alice", "hot-wallet", "4");
+    hold.pending = true;
+    post(api, "demo", hold).await;
+    let query = |prefix: &str, asset: Option<&str>, after: Option<&str>, limit: Option<u32>| {
+        BookBalancesQuery {
+            prefix: Some(prefix.to_owned()),
+            asset: asset.map(str::to_owned),
+            after: after.map(str::to_owned),
+            limit,
+        }
+    };
+
+    let first = api
+        .book_balances("demo", query("customers:", None, None, Some(1)))
+        .await
+        .expect("reads");
+    assert_eq!((first.book.as_str(), first.count), ("demo", 2));
+    assert_timestamp(&first.as_of);
+    assert_eq!(first.next.as_deref(), Some("customers:alice"));
+    let alice = &first.accounts[..];
+    assert_eq!(alice.len(), 1);
+    let single = api
+        .balances("demo", "customers:alice", None)
+        .await
+        .expect("reads");
+    assert_eq!(
+        (&alice[0].balances, &alice[0].pending, &alice[0].available),
+        (&single.balances, &single.pending, &single.available),
+        "a row is what the single-account read answers"
+    );
+    assert_eq!(alice[0].available["BTC"], "6");
+    let t = &first.totals;
+    assert_eq!(
+        (t.balances["BTC"].as_str(), t.balances["USDC"].as_str()),
+        ("10", "5"),
+        "totals cover bob too, off the page"
+    );
+    assert_eq!(t.pending["BTC"].debits, "4");
+    assert_eq!(t.available["BTC"], "6");
+
+    let second = api
+        .book_balances(
+            "demo",
+            query("customers:", None, Some("customers:alice"), Some(1)),
+        )
+        .await
+        .expect("reads");
+    let names: Vec<&str> = second.accounts.iter().map(|a| a.account.as_str()).collect();
+    assert_eq!((names, second.next), (vec!["customers:bob"], None));
+    assert_eq!(second.totals, first.totals);
+
+    let usdc = api
+        .book_balances("demo", query("customers:", Some("USDC"), None, None))
+        .await
+        .expect("reads");
+    assert_eq!(usdc.asset.as_deref(), Some("USDC"));
+    assert_eq!(usdc.totals.balances.keys().collect::<Vec<_>>(), ["USDC"]);
+    let all = api
+        .book_balances("demo", query("", None, None, None))
+        .await
+        .expect("reads");
+    assert_eq!(all.count, 5, "the empty prefix is every account");
+    let none = api
+        .book_balances("demo", query("nobody", None, None, None))
+        .await
+        .expect("reads");
+    assert_eq!((none.count, none.accounts.len()), (0, 0));
+    assert!(none.totals.balances.is_empty());
+
+    let long = "a".repeat(129);
+    for (prefix, field) in [("customers alice", "prefix"), (long.as_str(), "prefix")] {
+        let e = p.refused(
+            "a bad prefix",
+            api.book_balances("demo", query(prefix, None, None, None))
+                .await,
+        );
+        assert_invalid(&e, field);
+    }
+    for limit in [0, 1001] {
+        let e = p.refused(
+            "a limit out of range",
+            api.book_balances("demo", query("", None, None, Some(limit)))
+                .await,
+        );
+        assert_invalid(&e, "limit");
+    }
+    let e = p.refused(
+        "an unknown asset",
+        api.book_balances("demo", query("", Some("DOGE"), None, None))
+            .await,
+    );
+    assert_code(&e, "unknown_asset");
+    let e = p.refused(
+        "an unknown book",
+        api.book_balances("nobook", query("", None, None, None))
+            .await,
+    );
+    assert_code(&e, "not_found");
+}
+
 macro_rules! scenarios {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
@@ -1707,4 +1828,5 @@ scenarios!(
     awkward_names,
     holds,
     bulk,
+    prefix_balances,
 );

@@ -12,7 +12,7 @@
 //! "the stores behave identically" is what this module checks.
 //!
 //! The cases live by topic in this folder's modules (`registry`,
-//! `idempotency`, `concurrency`, `holds`, `chain`, `rules`, `reads`, `balances`, `multi_book`,
+//! `idempotency`, `concurrency`, `holds`, `chain`, `rules`, `reads`, `balances`, `prefix`, `multi_book`,
 //! `streams`), their shared helpers in `support`; this file holds the one
 //! list of cases and the macro that runs each on every backend.
 
@@ -23,6 +23,7 @@ mod holds;
 mod idempotency;
 mod liabilities;
 mod multi_book;
+mod prefix;
 mod reads;
 mod registry;
 mod rules;
@@ -36,6 +37,7 @@ pub use holds::*;
 pub use idempotency::*;
 pub use liabilities::*;
 pub use multi_book::*;
+pub use prefix::*;
 pub use reads::*;
 pub use registry::*;
 pub use rules::*;
@@ -138,6 +140,8 @@ cases!($
     event_hashes_are_the_leaves,
     checkpoints_are_kept,
     liability_snapshots_are_kept,
+    prefix_balances_match_total_and_page,
+    prefix_balances_filter_and_edges,
 );
 
 /// Runs every case in order, each on a store from `make_store`.

@@ -70,6 +70,9 @@ pub(crate) enum Command {
     Import(ImportArgs),
     /// An account's balances (posted, pending, available), now or as of a commit time.
     Balance(BalanceArgs),
+    /// Balances of a book's accounts under a name prefix: totals over all of
+    /// them and one page of rows (posted, pending, available).
+    Balances(BalancesArgs),
     /// Debits, credits and balances of every account in a book.
     TrialBalance(TrialBalanceArgs),
     /// One transaction by id.
@@ -415,6 +418,26 @@ pub(crate) struct BalanceArgs {
     /// Balances as of this commit time (RFC 3339), inclusive.
     #[arg(long, value_name = "TIME")]
     pub as_of: Option<String>,
+}
+
+/// `talea balances`.
+#[derive(Debug, Args)]
+pub(crate) struct BalancesArgs {
+    /// The book.
+    #[arg(long)]
+    pub book: String,
+    /// Only accounts whose name starts with this (default: every account).
+    #[arg(long, default_value = "")]
+    pub prefix: String,
+    /// Only this asset's balances and totals.
+    #[arg(long)]
+    pub asset: Option<String>,
+    /// Accounts strictly after this name (the previous page's last).
+    #[arg(long)]
+    pub after: Option<String>,
+    /// Page size (1..=1000, default 100).
+    #[arg(long)]
+    pub limit: Option<u32>,
 }
 
 /// `talea trial-balance`.

@@ -24,8 +24,8 @@ use clap::Parser as _;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use talea_api::{
-    ApiError, AssetRequest, LedgerApi, NamePage, OpenAccountRequest, PostTransactionRequest,
-    PostingDto, SeqPage, SettleRequest, VoidRequest,
+    ApiError, AssetRequest, BookBalancesQuery, LedgerApi, NamePage, OpenAccountRequest,
+    PostTransactionRequest, PostingDto, SeqPage, SettleRequest, VoidRequest,
 };
 use talea_client::{RetryNotice, RetryPolicy, StreamItem, TaleaClient};
 
@@ -355,6 +355,20 @@ async fn execute(
                 .balances(&args.book, &args.account, args.as_of.as_deref())
                 .await?;
             Rendered::new(&b, render::balances(&b, &args.book))
+        }
+        Command::Balances(args) => {
+            let query = BookBalancesQuery {
+                prefix: Some(args.prefix),
+                asset: args.asset,
+                after: args.after,
+                limit: args.limit,
+            };
+            let b = client.book_balances(&args.book, query).await?;
+            let out = Rendered::new(&b, render::book_balances(&b));
+            match &b.next {
+                Some(next) => out.note(format!("more accounts: --after {next}")),
+                None => out,
+            }
         }
         Command::TrialBalance(args) => {
             let tb = client

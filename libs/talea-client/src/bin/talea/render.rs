@@ -1,11 +1,12 @@
 //! Human-readable output: aligned tables, amounts right-aligned so digits line up.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde_json::Value;
 use talea_api::{
-    AccountList, AssetList, BalancesDto, BookList, EventList, PostingDto, TransactionDto,
-    TrialBalanceDto,
+    AccountList, AssetList, BalancesDto, BookBalancesDto, BookList, EventList, HeldDto, PostingDto,
+    TransactionDto, TrialBalanceDto,
 };
 
 /// A column: its heading and whether values align right (numbers).
@@ -141,6 +142,71 @@ pub(crate) fn balances(b: &BalancesDto, book: &str) -> String {
             Col("AVAILABLE", true),
         ];
         out.push_str(&table(&cols, &rows));
+    }
+    out
+}
+
+/// Rows of `(account, asset, balance, held debits, held credits,
+/// available)` from one set of balance maps.
+fn balance_rows(
+    account: &str,
+    balances: &BTreeMap<String, String>,
+    pending: &BTreeMap<String, HeldDto>,
+    available: &BTreeMap<String, String>,
+) -> Vec<Vec<String>> {
+    balances
+        .iter()
+        .map(|(asset, amount)| {
+            let held = pending.get(asset);
+            vec![
+                account.to_owned(),
+                asset.clone(),
+                amount.clone(),
+                held.map_or_else(|| "0".to_owned(), |h| h.debits.clone()),
+                held.map_or_else(|| "0".to_owned(), |h| h.credits.clone()),
+                available
+                    .get(asset)
+                    .cloned()
+                    .unwrap_or_else(|| amount.clone()),
+            ]
+        })
+        .collect()
+}
+
+/// `talea balances`: the page's rows, then the totals over every match.
+pub(crate) fn book_balances(b: &BookBalancesDto) -> String {
+    let prefix = if b.prefix.is_empty() {
+        "(all)"
+    } else {
+        b.prefix.as_str()
+    };
+    let mut out = format!(
+        "{} accounts under prefix {prefix} in book {} as of {}\n\n",
+        b.count, b.book, b.as_of
+    );
+    let cols = [
+        Col("ACCOUNT", false),
+        Col("ASSET", false),
+        Col("BALANCE", true),
+        Col("HELD DEBITS", true),
+        Col("HELD CREDITS", true),
+        Col("AVAILABLE", true),
+    ];
+    let rows: Vec<Vec<String>> = b
+        .accounts
+        .iter()
+        .flat_map(|a| balance_rows(&a.account, &a.balances, &a.pending, &a.available))
+        .collect();
+    if rows.is_empty() {
+        out.push_str("(no balances on this page)\n");
+    } else {
+        out.push_str(&table(&cols, &rows));
+    }
+    let t = &b.totals;
+    let totals = balance_rows("TOTAL", &t.balances, &t.pending, &t.available);
+    if !totals.is_empty() {
+        out.push('\n');
+        out.push_str(&table(&cols, &totals));
     }
     out
 }

@@ -426,6 +426,83 @@ pub struct BookBalancesDto {
     pub next: Option<String>,
 }
 
+/// `GET /v1/books/{book}/accounts/{account}/balances/history`: which asset,
+/// which time range, and either a page of changes or `points` buckets.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BalanceHistoryQuery {
+    /// The registered asset (required).
+    pub asset: Option<String>,
+    /// RFC 3339; changes committed at or after it (absent: from the start).
+    pub from: Option<String>,
+    /// RFC 3339; changes committed before it (absent: up to now).
+    pub to: Option<String>,
+    /// Changes strictly after this seq (the previous page's `next_after_seq`).
+    pub after_seq: Option<u64>,
+    /// 1..=1000, default 100 (changes mode).
+    pub limit: Option<u32>,
+    /// 1..=1000: downsample `[from, to)` into this many equal buckets.
+    pub points: Option<u32>,
+}
+
+/// One change of a balance history.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BalanceChangeDto {
+    /// The event that changed the balance.
+    pub seq: u64,
+    /// Its commit time.
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
+    pub committed_at: String,
+    /// Normal-side posted balance right after it.
+    pub balance: String,
+}
+
+/// One equal time bucket of a downsampled balance history.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BalanceBucketDto {
+    /// The bucket's first instant.
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
+    pub start: String,
+    /// The balance the bucket opens with.
+    pub first: String,
+    /// The balance after its last change (carried forward when none).
+    pub last: String,
+    /// The least balance in the bucket.
+    pub min: String,
+    /// The greatest.
+    pub max: String,
+}
+
+/// `GET …/balances/history`: an account's posted balance in one asset over time.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BalanceHistoryDto {
+    /// The book.
+    pub book: String,
+    /// The account.
+    pub account: String,
+    /// The asset.
+    pub asset: String,
+    /// The range's start, or null.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub from: Option<String>,
+    /// The range's end (exclusive), or null.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub to: Option<String>,
+    /// Normal-side balance before the first change listed (before `from`,
+    /// or at `after_seq`).
+    pub opening: String,
+    /// Changes mode: this page of changes in seq order (empty with `points`).
+    pub changes: Vec<BalanceChangeDto>,
+    /// Points mode: one bucket per point, every one present (empty otherwise).
+    pub buckets: Vec<BalanceBucketDto>,
+    /// Pass as `after_seq` for the next page; null at the end.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub next_after_seq: Option<u64>,
+}
+
 /// Debits and credits held by live holds.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -142,6 +142,15 @@ pub trait LedgerApi: Send + Sync {
         query: BookBalancesQuery,
     ) -> Result<BookBalancesDto, ApiError>;
 
+    /// An account's posted balance in one asset over a time range: every
+    /// change (paged) or downsampled into `points` equal buckets.
+    async fn balance_history(
+        &self,
+        book: &str,
+        account: &str,
+        query: BalanceHistoryQuery,
+    ) -> Result<BalanceHistoryDto, ApiError>;
+
     /// A page of an account's postings with running balances.
     async fn account_postings(
         &self,

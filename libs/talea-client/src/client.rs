@@ -10,12 +10,12 @@ use reqwest::{Method, Url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use talea_api::{
-    AccountDto, AccountList, ApiError, AssetDto, AssetList, AssetRequest, BalancesDto,
-    BatchRequest, BatchResponse, BookBalancesDto, BookBalancesQuery, BookList, Checkpoint,
-    ConsistencyProof, Created, ErrorBody, ErrorCode, EventList, HealthDto, InclusionProof, KeyList,
-    LedgerApi, LiabilityProof, LiabilityRequest, LiabilitySnapshot, NamePage, OpenAccountRequest,
-    PostTransactionRequest, PostingList, SeqPage, SettleRequest, TransactionDto, TransactionList,
-    TrialBalanceDto, VoidRequest,
+    AccountDto, AccountList, ApiError, AssetDto, AssetList, AssetRequest, BalanceHistoryDto,
+    BalanceHistoryQuery, BalancesDto, BatchRequest, BatchResponse, BookBalancesDto,
+    BookBalancesQuery, BookList, Checkpoint, ConsistencyProof, Created, ErrorBody, ErrorCode,
+    EventList, HealthDto, InclusionProof, KeyList, LedgerApi, LiabilityProof, LiabilityRequest,
+    LiabilitySnapshot, NamePage, OpenAccountRequest, PostTransactionRequest, PostingList, SeqPage,
+    SettleRequest, TransactionDto, TransactionList, TrialBalanceDto, VoidRequest,
 };
 
 use crate::path;
@@ -550,6 +550,33 @@ impl LedgerApi for TaleaClient {
         .filter_map(|(k, v)| v.map(|v| (k, v)))
         .collect();
         self.get(&["v1", "books", book, "balances"], &q).await
+    }
+
+    async fn balance_history(
+        &self,
+        book: &str,
+        account: &str,
+        query: BalanceHistoryQuery,
+    ) -> Result<BalanceHistoryDto, ApiError> {
+        path::check_book_account(book, Some(account))?;
+        let q: Vec<(&str, String)> = [
+            ("asset", query.asset),
+            ("from", query.from),
+            ("to", query.to),
+            ("after_seq", query.after_seq.map(|n| n.to_string())),
+            ("limit", query.limit.map(|n| n.to_string())),
+            ("points", query.points.map(|n| n.to_string())),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect();
+        self.get(
+            &[
+                "v1", "books", book, "accounts", account, "balances", "history",
+            ],
+            &q,
+        )
+        .await
     }
 
     async fn account_postings(

@@ -37,6 +37,8 @@ pub mod limits {
     pub const PAGE_LIMIT_MAX: u32 = 1000;
     /// Page size when the caller does not say.
     pub const PAGE_LIMIT_DEFAULT: u32 = 100;
+    /// Most buckets a downsampled balance history is split into (`points`).
+    pub const HISTORY_POINTS_MAX: u32 = 1000;
     /// Longest asset display name, in bytes.
     pub const ASSET_NAME_BYTES_MAX: usize = 256;
     /// Furthest a hold's `expires_at` may lie ahead of the request, in seconds (90 days).

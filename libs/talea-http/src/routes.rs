@@ -9,11 +9,11 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use talea_api::{
-    AccountDto, AccountList, ApiError, AssetDto, AssetList, AssetRequest, BalancesDto,
-    BatchItemResult, BatchRequest, BatchResponse, BookBalancesDto, BookBalancesQuery, BookList,
-    EventList, HealthDto, LedgerApi, NamePage, OpenAccountRequest, PostTransactionRequest,
-    PostingList, SeqPage, SettleRequest, TransactionDto, TransactionList, TrialBalanceDto,
-    VoidRequest,
+    AccountDto, AccountList, ApiError, AssetDto, AssetList, AssetRequest, BalanceHistoryDto,
+    BalanceHistoryQuery, BalancesDto, BatchItemResult, BatchRequest, BatchResponse,
+    BookBalancesDto, BookBalancesQuery, BookList, EventList, HealthDto, LedgerApi, NamePage,
+    OpenAccountRequest, PostTransactionRequest, PostingList, SeqPage, SettleRequest,
+    TransactionDto, TransactionList, TrialBalanceDto, VoidRequest,
 };
 use talea_auth::{Books, Principal};
 use utoipa::{IntoParams, ToSchema};
@@ -103,6 +103,7 @@ pub(crate) fn v1(role: Role) -> OpenApiRouter<AppState> {
         .routes(routes!(get_account))
         .routes(routes!(get_balances))
         .routes(routes!(book_balances))
+        .routes(routes!(balance_history))
         .routes(routes!(list_postings))
         .routes(routes!(list_transactions))
         .routes(routes!(trial_balance))
@@ -380,6 +381,50 @@ async fn book_balances(
         limit: q.limit,
     };
     ok(&state.ledger.book_balances(&book, query).await?)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct HistoryParams {
+    /// The registered asset (required; 422 `unknown_asset` if it is not registered).
+    #[param(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")]
+    asset: Option<String>,
+    /// RFC 3339: changes committed at or after it.
+    #[param(format = DateTime)]
+    from: Option<String>,
+    /// RFC 3339: changes committed before it (with `points`, default now).
+    #[param(format = DateTime)]
+    to: Option<String>,
+    /// Changes strictly after this seq (the previous page's `next_after_seq`).
+    after_seq: Option<u64>,
+    /// Page size of the changes.
+    #[param(minimum = 1, maximum = 1000, default = 100)]
+    limit: Option<u32>,
+    /// Downsample into this many equal time buckets instead of listing changes.
+    #[param(minimum = 1, maximum = 1000)]
+    points: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/v1/books/{book}/accounts/{account}/balances/history", tag = "accounts", operation_id = "getBalanceHistory",
+    summary = "An account's posted balance in one asset over a time range: every change (paged) or downsampled into equal buckets.",
+    params(AccountParam, HistoryParams),
+    responses((status = 200, description = "OK.", body = BalanceHistoryDto), AssetReadErrors))]
+async fn balance_history(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path((book, account)): Path<(String, String)>,
+    Query(q): Query<HistoryParams>,
+) -> Result {
+    p.check_read(&book)?;
+    let query = BalanceHistoryQuery {
+        asset: q.asset,
+        from: q.from,
+        to: q.to,
+        after_seq: q.after_seq,
+        limit: q.limit,
+        points: q.points,
+    };
+    ok(&state.ledger.balance_history(&book, &account, query).await?)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

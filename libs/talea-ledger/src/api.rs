@@ -5,17 +5,18 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use talea_api::{
-    AccountDto, AccountList, ApiError, AssetDto, AssetList, AssetRequest, BalancesDto,
-    BookBalancesDto, BookBalancesQuery, BookDto, BookList, Checkpoint, ConsistencyProof, Created,
-    EventList, InclusionProof, KeyList, LedgerApi, NamePage, OpenAccountRequest,
-    PostTransactionRequest, PostingList, SeqPage, SettleRequest, TotalsDto, TransactionDto,
-    TransactionList, TrialBalanceDto, TrialRowDto, VoidRequest, format_timestamp,
+    AccountDto, AccountList, ApiError, AssetDto, AssetList, AssetRequest, BalanceBucketDto,
+    BalanceChangeDto, BalanceHistoryDto, BalanceHistoryQuery, BalancesDto, BookBalancesDto,
+    BookBalancesQuery, BookDto, BookList, Checkpoint, ConsistencyProof, Created, EventList,
+    InclusionProof, KeyList, LedgerApi, NamePage, OpenAccountRequest, PostTransactionRequest,
+    PostingList, SeqPage, SettleRequest, TotalsDto, TransactionDto, TransactionList,
+    TrialBalanceDto, TrialRowDto, VoidRequest, format_timestamp,
 };
 use talea_core::{
     AccountKind, AccountName, Amount, Asset, AssetCode, Draft, EventKind, NewAccount, Scale,
     Timestamp, limits,
 };
-use talea_store::{Opened, Registered};
+use talea_store::{HistoryRange, Opened, Registered};
 
 use crate::LedgerService;
 use crate::convert::{
@@ -378,6 +379,159 @@ impl LedgerApi for LedgerService {
             as_of,
             count: found.count,
             next,
+        })
+    }
+
+    async fn balance_history(
+        &self,
+        book: &str,
+        account: &str,
+        query: BalanceHistoryQuery,
+    ) -> Result<BalanceHistoryDto, ApiError> {
+        let book = convert::book(book)?;
+        let name = convert::account_path(account)?;
+        let from = query
+            .from
+            .as_deref()
+            .map(|t| convert::timestamp(t, "from"))
+            .transpose()?;
+        let to = query
+            .to
+            .as_deref()
+            .map(|t| convert::timestamp(t, "to"))
+            .transpose()?;
+        if let (Some(f), Some(t)) = (from, to)
+            && f > t
+        {
+            return Err(ApiError::invalid(
+                "from",
+                "from must not be after to (time range backwards)",
+            ));
+        }
+        let points = match query.points {
+            None => None,
+            Some(n) if (1..=limits::HISTORY_POINTS_MAX).contains(&n) => Some(n),
+            Some(_) => {
+                return Err(ApiError::invalid(
+                    "points",
+                    format!("points must be 1..={}", limits::HISTORY_POINTS_MAX),
+                ));
+            }
+        };
+        let limit = check_limit(query.limit)?;
+        let Some(code) = query.asset.as_deref() else {
+            return Err(ApiError::invalid("asset", "asset is required"));
+        };
+        let asset = self.registered_asset(code, "asset").await?;
+        let account = self.require_account(&book, &name).await?;
+        let scale = asset.scale;
+        let fmt = |a: Amount| convert::normal(account.kind, a).format(scale);
+        if let Some(points) = points {
+            // Buckets need both ends: `to` defaults to now, `from` to the
+            // first change (or `to` itself when there is none).
+            let end = to.unwrap_or_else(now);
+            let mut opening = Amount::ZERO;
+            let mut changes = Vec::new();
+            let mut after_seq = 0;
+            loop {
+                let page = self
+                    .inner
+                    .store
+                    .balance_history(
+                        &book,
+                        &name,
+                        &asset.code,
+                        HistoryRange {
+                            from,
+                            to: Some(end),
+                            after_seq,
+                            limit: limits::PAGE_LIMIT_MAX,
+                        },
+                    )
+                    .await
+                    .map_err(|e| store_error(&e))?;
+                if after_seq == 0 {
+                    opening = page.opening;
+                }
+                changes.extend(
+                    page.changes
+                        .iter()
+                        .map(|c| (c.committed_at, convert::normal(account.kind, c.balance))),
+                );
+                match page.changes.last() {
+                    Some(last) if page.more => after_seq = last.seq,
+                    _ => break,
+                }
+            }
+            let start = from.unwrap_or_else(|| changes.first().map_or(end, |c| c.0));
+            let buckets = talea_store::history::downsample(
+                convert::normal(account.kind, opening),
+                &changes,
+                start,
+                end,
+                points,
+            )
+            .unwrap_or_default();
+            return Ok(BalanceHistoryDto {
+                book: book.to_string(),
+                account: name.to_string(),
+                asset: asset.code.to_string(),
+                from: from.map(format_timestamp),
+                to: Some(format_timestamp(end)),
+                opening: fmt(opening),
+                changes: Vec::new(),
+                buckets: buckets
+                    .iter()
+                    .map(|b| BalanceBucketDto {
+                        start: format_timestamp(b.start),
+                        first: b.first.format(scale),
+                        last: b.last.format(scale),
+                        min: b.min.format(scale),
+                        max: b.max.format(scale),
+                    })
+                    .collect(),
+                next_after_seq: None,
+            });
+        }
+        let found = self
+            .inner
+            .store
+            .balance_history(
+                &book,
+                &name,
+                &asset.code,
+                HistoryRange {
+                    from,
+                    to,
+                    after_seq: query.after_seq.unwrap_or(0),
+                    limit,
+                },
+            )
+            .await
+            .map_err(|e| store_error(&e))?;
+        let next_after_seq = if found.more {
+            found.changes.last().map(|c| c.seq)
+        } else {
+            None
+        };
+        Ok(BalanceHistoryDto {
+            book: book.to_string(),
+            account: name.to_string(),
+            asset: asset.code.to_string(),
+            from: from.map(format_timestamp),
+            to: to.map(format_timestamp),
+            opening: fmt(found.opening),
+            changes: found
+                .changes
+                .iter()
+                .map(|c| BalanceChangeDto {
+                    seq: c.seq,
+                    committed_at: format_timestamp(c.committed_at),
+                    balance: fmt(c.balance),
+                })
+                .collect(),
+            buckets: Vec::new(),
+            next_after_seq,
         })
     }
 

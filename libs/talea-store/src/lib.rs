@@ -13,12 +13,14 @@ use talea_core::{
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod feed;
+pub mod history;
 pub mod liabilities;
 pub mod plan;
 pub mod prefix;
 pub mod stored;
 
 pub use feed::{EventStream, Notice, NoticeBus, subscribe};
+pub use history::{BalanceChange, BalanceHistory, Bucket, HistoryRange};
 pub use liabilities::LiabilitySnapshot;
 pub use prefix::{KindTotal, PrefixBalances};
 
@@ -506,6 +508,21 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         after_seq: u64,
         limit: u32,
     ) -> Result<Vec<AccountPosting>, StoreError>;
+
+    /// The account's storage balance in `asset` after each committed event
+    /// that changed it, within `range` (see [`HistoryRange`]), with the
+    /// balance before the first change returned. Posted balances only:
+    /// holds do not appear. The provided body scans the account's postings
+    /// ([`history::scan`]); every backend answers it so today.
+    async fn balance_history(
+        &self,
+        book: &BookName,
+        account: &AccountName,
+        asset: &AssetCode,
+        range: HistoryRange,
+    ) -> Result<BalanceHistory, StoreError> {
+        history::scan(self, book, account, asset, range).await
+    }
 
     /// Totals per account and asset over commits at or before `as_of` (or
     /// all), with what live holds reserved at that instant (as in

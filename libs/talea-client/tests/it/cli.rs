@@ -931,3 +931,64 @@ async fn balances_under_a_prefix_page_with_totals() {
     assert!(refused.stderr.contains("invalid_request"), "{refused:#?}");
     finish(server, db).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_lists_changes_and_buckets() {
+    let (server, db) = seeded().await;
+    let base = server.base.as_str();
+    for (idem, amount) in [("a", "3"), ("b", "2")] {
+        let debit = format!("hot-wallet:BTC:{amount}");
+        let credit = format!("customers:alice:BTC:{amount}");
+        let post = [
+            "post", "--book", "demo", "--idem", idem, "--debit", &debit, "--credit", &credit,
+        ];
+        talea(base, &post).await.ok();
+    }
+    let args = [
+        "history",
+        "--book",
+        "demo",
+        "--account",
+        "customers:alice",
+        "--asset",
+        "BTC",
+    ];
+    let out = talea(base, &args).await.ok();
+    let balances: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter_map(|l| {
+            let cells: Vec<&str> = l.split_whitespace().collect();
+            match cells.as_slice() {
+                [seq, _, balance] if seq.parse::<u64>().is_ok() => Some(*balance),
+                _ => None,
+            }
+        })
+        .collect();
+    assert_eq!(balances, vec!["3", "5"], "{out:#?}");
+    let mut json_args = args.to_vec();
+    json_args.extend(["--limit", "1", "--json"]);
+    let page = talea(base, &json_args).await.ok().json();
+    assert_eq!(page["changes"][0]["balance"], "3");
+    assert!(page["next_after_seq"].is_u64(), "{page}");
+    let mut bucket_args = args.to_vec();
+    bucket_args.extend([
+        "--from",
+        "2000-01-01T00:00:00Z",
+        "--to",
+        "2100-01-01T00:00:00Z",
+        "--points",
+        "1",
+        "--json",
+    ]);
+    let buckets = talea(base, &bucket_args).await.ok().json();
+    assert_eq!(buckets["buckets"][0]["min"], "0");
+    assert_eq!(buckets["buckets"][0]["max"], "5");
+    assert_eq!(buckets["buckets"][0]["last"], "5");
+    let mut bad = args.to_vec();
+    bad.extend(["--points", "0"]);
+    let refused = talea(base, &bad).await;
+    assert_eq!(refused.code, 2, "{refused:#?}");
+    assert!(refused.stderr.contains("invalid_request"), "{refused:#?}");
+    finish(server, db).await;
+}

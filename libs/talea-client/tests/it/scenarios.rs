@@ -12,8 +12,9 @@ use std::sync::Mutex;
 
 use serde_json::{Map, Value, json};
 use talea_api::{
-    ApiError, AssetDto, AssetRequest, BookBalancesQuery, LedgerApi, NamePage, OpenAccountRequest,
-    PostTransactionRequest, PostingDto, SeqPage, SettleRequest, TransactionDto, VoidRequest,
+    ApiError, AssetDto, AssetRequest, BalanceHistoryQuery, BookBalancesQuery, LedgerApi, NamePage,
+    OpenAccountRequest, PostTransactionRequest, PostingDto, SeqPage, SettleRequest, TransactionDto,
+    VoidRequest,
 };
 use talea_testkit::TestDb;
 
@@ -1783,6 +1784,173 @@ async fn prefix_balances(p: &Probe) {
     assert_code(&e, "not_found");
 }
 
+/// Balance history of one account and asset: every change, range bounds,
+/// pages, one downsampled bucket with known min and max, and the refusals.
+async fn balance_history(p: &Probe) {
+    let api = p.api();
+    setup(api, "demo").await;
+    let t1 = post(
+        api,
+        "demo",
+        transfer("a", "hot-wallet", "customers:alice", "10"),
+    )
+    .await;
+    let t2 = post(
+        api,
+        "demo",
+        transfer("w", "customers:alice", "hot-wallet", "4"),
+    )
+    .await;
+    let t3 = post(
+        api,
+        "demo",
+        transfer("c", "hot-wallet", "customers:alice", "1"),
+    )
+    .await;
+    let query =
+        |from: Option<&str>, to: Option<&str>, after_seq, limit, points| BalanceHistoryQuery {
+            asset: Some("BTC".to_owned()),
+            from: from.map(str::to_owned),
+            to: to.map(str::to_owned),
+            after_seq,
+            limit,
+            points,
+        };
+    let read = |q: BalanceHistoryQuery| api.balance_history("demo", "customers:alice", q);
+    let rows = |h: &talea_api::BalanceHistoryDto| -> Vec<(u64, String)> {
+        h.changes
+            .iter()
+            .map(|c| (c.seq, c.balance.clone()))
+            .collect()
+    };
+
+    let every = read(query(None, None, None, None, None))
+        .await
+        .expect("reads");
+    let all = vec![
+        (t1.seq, "10".to_owned()),
+        (t2.seq, "6".to_owned()),
+        (t3.seq, "7".to_owned()),
+    ];
+    assert_eq!((every.opening.as_str(), rows(&every)), ("0", all.clone()));
+    assert_eq!(every.changes[1].committed_at, t2.committed_at);
+    assert_eq!(every.next_after_seq, None);
+
+    let first = read(query(None, None, None, Some(2), None))
+        .await
+        .expect("reads");
+    assert_eq!(rows(&first), all[..2].to_vec());
+    assert_eq!(first.next_after_seq, Some(t2.seq));
+    let rest = read(query(None, None, Some(t2.seq), Some(2), None))
+        .await
+        .expect("reads");
+    assert_eq!(
+        (rest.opening.as_str(), rows(&rest)),
+        ("6", all[2..].to_vec())
+    );
+    assert_eq!(rest.next_after_seq, None);
+
+    let ranged = read(query(
+        Some(&t2.committed_at),
+        Some(&t3.committed_at),
+        None,
+        None,
+        None,
+    ))
+    .await
+    .expect("reads");
+    assert_eq!(ranged.opening, "10", "the balance before from opens");
+    assert!(
+        rows(&ranged).iter().all(|(seq, _)| *seq == t2.seq),
+        "{ranged:?}"
+    );
+
+    let far = "2100-01-01T00:00:00Z";
+    let one = read(query(
+        Some(&t1.committed_at),
+        Some(far),
+        None,
+        None,
+        Some(1),
+    ))
+    .await
+    .expect("reads");
+    assert!(one.changes.is_empty());
+    let b = &one.buckets[..];
+    assert_eq!(b.len(), 1, "{one:?}");
+    assert_eq!(
+        (
+            b[0].first.as_str(),
+            b[0].last.as_str(),
+            b[0].min.as_str(),
+            b[0].max.as_str()
+        ),
+        ("0", "7", "0", "10")
+    );
+    let three = read(query(
+        Some(&t1.committed_at),
+        Some(far),
+        None,
+        None,
+        Some(3),
+    ))
+    .await
+    .expect("reads");
+    assert_eq!(three.buckets.len(), 3);
+    assert!(
+        three.buckets[1..]
+            .iter()
+            .all(|b| (b.first.as_str(), b.max.as_str()) == ("7", "7")),
+        "empty buckets carry the balance forward: {three:?}"
+    );
+    let empty = read(query(Some(far), None, None, None, None))
+        .await
+        .expect("reads");
+    assert_eq!((empty.opening.as_str(), empty.changes.len()), ("7", 0));
+
+    let e = p.refused(
+        "a time range backwards",
+        read(query(Some(far), Some(&t1.committed_at), None, None, None)).await,
+    );
+    assert_invalid(&e, "from");
+    for points in [0, 1001] {
+        let e = p.refused(
+            "points out of range",
+            read(query(None, None, None, None, Some(points))).await,
+        );
+        assert_invalid(&e, "points");
+    }
+    let mut no_asset = query(None, None, None, None, None);
+    no_asset.asset = None;
+    assert_invalid(&p.refused("no asset", read(no_asset).await), "asset");
+    let mut doge = query(None, None, None, None, None);
+    doge.asset = Some("DOGE".to_owned());
+    assert_code(
+        &p.refused("an unknown asset", read(doge).await),
+        "unknown_asset",
+    );
+    assert_code(
+        &p.refused(
+            "an unknown account's history",
+            api.balance_history("demo", "nobody", query(None, None, None, None, None))
+                .await,
+        ),
+        "not_found",
+    );
+    assert_code(
+        &p.refused(
+            "an unknown book's history",
+            api.balance_history(
+                "nobook",
+                "customers:alice",
+                query(None, None, None, None, None),
+            )
+            .await,
+        ),
+        "not_found",
+    );
+}
+
 macro_rules! scenarios {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
@@ -1829,4 +1997,5 @@ scenarios!(
     holds,
     bulk,
     prefix_balances,
+    balance_history,
 );

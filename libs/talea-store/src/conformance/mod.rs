@@ -12,13 +12,14 @@
 //! "the stores behave identically" is what this module checks.
 //!
 //! The cases live by topic in this folder's modules (`registry`,
-//! `idempotency`, `concurrency`, `holds`, `chain`, `rules`, `reads`, `balances`, `prefix`, `multi_book`,
+//! `idempotency`, `concurrency`, `holds`, `chain`, `rules`, `reads`, `balances`, `prefix`, `history`, `multi_book`,
 //! `streams`), their shared helpers in `support`; this file holds the one
 //! list of cases and the macro that runs each on every backend.
 
 mod balances;
 mod chain;
 mod concurrency;
+mod history;
 mod holds;
 mod idempotency;
 mod liabilities;
@@ -33,6 +34,7 @@ mod support;
 pub use balances::*;
 pub use chain::*;
 pub use concurrency::*;
+pub use history::*;
 pub use holds::*;
 pub use idempotency::*;
 pub use liabilities::*;
@@ -142,6 +144,7 @@ cases!($
     liability_snapshots_are_kept,
     prefix_balances_match_total_and_page,
     prefix_balances_filter_and_edges,
+    balance_history_changes_and_pages,
 );
 
 /// Runs every case in order, each on a store from `make_store`.

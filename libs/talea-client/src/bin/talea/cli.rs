@@ -73,6 +73,9 @@ pub(crate) enum Command {
     /// Balances of a book's accounts under a name prefix: totals over all of
     /// them and one page of rows (posted, pending, available).
     Balances(BalancesArgs),
+    /// An account's posted balance in one asset over time: every change
+    /// (paged) or, with --points, equal time buckets (first, last, min, max).
+    History(HistoryArgs),
     /// Debits, credits and balances of every account in a book.
     TrialBalance(TrialBalanceArgs),
     /// One transaction by id.
@@ -436,6 +439,35 @@ pub(crate) struct BalancesArgs {
     #[arg(long)]
     pub after: Option<String>,
     /// Page size (1..=1000, default 100).
+    #[arg(long)]
+    pub limit: Option<u32>,
+}
+
+/// `talea history`.
+#[derive(Debug, Args)]
+pub(crate) struct HistoryArgs {
+    /// The book.
+    #[arg(long)]
+    pub book: String,
+    /// The account.
+    #[arg(long)]
+    pub account: String,
+    /// The asset.
+    #[arg(long)]
+    pub asset: String,
+    /// RFC 3339: changes committed at or after it.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// RFC 3339: changes committed before it.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Downsample into this many equal time buckets (1..=1000).
+    #[arg(long)]
+    pub points: Option<u32>,
+    /// Changes strictly after this seq (the previous page's last).
+    #[arg(long)]
+    pub after_seq: Option<u64>,
+    /// Page size of the changes (1..=1000, default 100).
     #[arg(long)]
     pub limit: Option<u32>,
 }

@@ -24,8 +24,8 @@ use clap::Parser as _;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use talea_api::{
-    ApiError, AssetRequest, BookBalancesQuery, LedgerApi, NamePage, OpenAccountRequest,
-    PostTransactionRequest, PostingDto, SeqPage, SettleRequest, VoidRequest,
+    ApiError, AssetRequest, BalanceHistoryQuery, BookBalancesQuery, LedgerApi, NamePage,
+    OpenAccountRequest, PostTransactionRequest, PostingDto, SeqPage, SettleRequest, VoidRequest,
 };
 use talea_client::{RetryNotice, RetryPolicy, StreamItem, TaleaClient};
 
@@ -367,6 +367,24 @@ async fn execute(
             let out = Rendered::new(&b, render::book_balances(&b));
             match &b.next {
                 Some(next) => out.note(format!("more accounts: --after {next}")),
+                None => out,
+            }
+        }
+        Command::History(args) => {
+            let query = BalanceHistoryQuery {
+                asset: Some(args.asset),
+                from: args.from,
+                to: args.to,
+                after_seq: args.after_seq,
+                limit: args.limit,
+                points: args.points,
+            };
+            let h = client
+                .balance_history(&args.book, &args.account, query)
+                .await?;
+            let out = Rendered::new(&h, render::history(&h));
+            match h.next_after_seq {
+                Some(next) => out.note(format!("more changes: --after-seq {next}")),
                 None => out,
             }
         }

@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 use talea_api::{
-    AccountList, AssetList, BalancesDto, BookBalancesDto, BookList, EventList, HeldDto, PostingDto,
-    TransactionDto, TrialBalanceDto,
+    AccountList, AssetList, BalanceHistoryDto, BalancesDto, BookBalancesDto, BookList, EventList,
+    HeldDto, PostingDto, TransactionDto, TrialBalanceDto,
 };
 
 /// A column: its heading and whether values align right (numbers).
@@ -207,6 +207,57 @@ pub(crate) fn book_balances(b: &BookBalancesDto) -> String {
     if !totals.is_empty() {
         out.push('\n');
         out.push_str(&table(&cols, &totals));
+    }
+    out
+}
+
+/// `talea history`: the changes, or the buckets with --points.
+pub(crate) fn history(h: &BalanceHistoryDto) -> String {
+    let mut out = format!(
+        "{} {} in book {} from {} to {}, opening {}\n\n",
+        h.account,
+        h.asset,
+        h.book,
+        h.from.as_deref().unwrap_or("(start)"),
+        h.to.as_deref().unwrap_or("(now)"),
+        h.opening
+    );
+    if !h.buckets.is_empty() {
+        let cols = [
+            Col("START", false),
+            Col("FIRST", true),
+            Col("LAST", true),
+            Col("MIN", true),
+            Col("MAX", true),
+        ];
+        let rows: Vec<Vec<String>> = h
+            .buckets
+            .iter()
+            .map(|b| {
+                vec![
+                    b.start.clone(),
+                    b.first.clone(),
+                    b.last.clone(),
+                    b.min.clone(),
+                    b.max.clone(),
+                ]
+            })
+            .collect();
+        out.push_str(&table(&cols, &rows));
+    } else if h.changes.is_empty() {
+        out.push_str("(no changes in this range)\n");
+    } else {
+        let cols = [
+            Col("SEQ", true),
+            Col("COMMITTED AT", false),
+            Col("BALANCE", true),
+        ];
+        let rows: Vec<Vec<String>> = h
+            .changes
+            .iter()
+            .map(|c| vec![c.seq.to_string(), c.committed_at.clone(), c.balance.clone()])
+            .collect();
+        out.push_str(&table(&cols, &rows));
     }
     out
 }

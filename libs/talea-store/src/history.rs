@@ -1,0 +1,205 @@
+//! The balance history of one account in one asset: the changes a store
+//! reads from the account's postings, and the shared downsampling of them
+//! into equal time buckets.
+
+use talea_core::{AccountName, Amount, AssetCode, BookName, Timestamp};
+
+use crate::{Store, StoreError};
+
+/// The most postings read per page while scanning an account's postings.
+pub const HISTORY_SCAN_PAGE_MAX: u32 = 1000;
+
+/// The account's storage balance in one asset right after one committed
+/// event that changed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BalanceChange {
+    /// The event's seq.
+    pub seq: u64,
+    /// Its commit time.
+    pub committed_at: Timestamp,
+    /// Storage balance (debits minus credits) right after the event.
+    pub balance: Amount,
+}
+
+/// Which part of the history to read: changes committed in `[from, to)`
+/// (unbounded where `None`) with seq above `after_seq`, at most `limit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryRange {
+    /// The first instant included.
+    pub from: Option<Timestamp>,
+    /// The first instant excluded.
+    pub to: Option<Timestamp>,
+    /// Only changes with a seq above this one (a page's cursor).
+    pub after_seq: u64,
+    /// At most this many changes.
+    pub limit: u32,
+}
+
+/// What [`Store::balance_history`] reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BalanceHistory {
+    /// Storage balance before the first change returned: after the last
+    /// change before `from` (or at or before `after_seq`), zero if none.
+    pub opening: Amount,
+    /// The changes in `[from, to)` with seq above `after_seq`, in seq
+    /// order, at most `limit`.
+    pub changes: Vec<BalanceChange>,
+    /// Whether further changes in the range follow the last one returned.
+    pub more: bool,
+}
+
+/// Reads the history by scanning the account's postings through
+/// [`Store::account_postings`], page by page: O(the account's postings up
+/// to `to` or the end of the page), in every asset. A backend may answer
+/// the same thing with a narrower read.
+pub async fn scan<S: Store + ?Sized>(
+    store: &S,
+    book: &BookName,
+    account: &AccountName,
+    asset: &AssetCode,
+    range: HistoryRange,
+) -> Result<BalanceHistory, StoreError> {
+    let HistoryRange {
+        from,
+        to,
+        after_seq,
+        limit,
+    } = range;
+    let mut out = BalanceHistory::default();
+    let mut cursor = 0;
+    loop {
+        let page = store
+            .account_postings(book, account, cursor, HISTORY_SCAN_PAGE_MAX)
+            .await?;
+        let Some(last) = page.last() else {
+            return Ok(out);
+        };
+        cursor = last.seq;
+        for p in page.iter().filter(|p| &p.asset == asset) {
+            if to.is_some_and(|to| p.committed_at >= to) {
+                return Ok(out);
+            }
+            let before = from.is_some_and(|from| p.committed_at < from) || p.seq <= after_seq;
+            if before {
+                out.opening = p.balance_after;
+                continue;
+            }
+            // Postings of one event come together: keep the balance after its last leg.
+            if let Some(prev) = out.changes.last_mut().filter(|c| c.seq == p.seq) {
+                prev.balance = p.balance_after;
+                continue;
+            }
+            if out.changes.len() >= usize::try_from(limit).unwrap_or(usize::MAX) {
+                out.more = true;
+                return Ok(out);
+            }
+            out.changes.push(BalanceChange {
+                seq: p.seq,
+                committed_at: p.committed_at,
+                balance: p.balance_after,
+            });
+        }
+    }
+}
+
+/// One equal time bucket of a downsampled history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bucket {
+    /// The bucket's first instant (it ends where the next one starts).
+    pub start: Timestamp,
+    /// The balance at the start of the bucket's changes, or carried forward.
+    pub first: Amount,
+    /// The balance after its last change, or carried forward.
+    pub last: Amount,
+    /// The least balance over its changes (and the one it opened with).
+    pub min: Amount,
+    /// The greatest.
+    pub max: Amount,
+}
+
+/// Splits `[from, to)` into `points` equal buckets (the last takes the
+/// remainder) and folds `(time, balance)` changes, in time order, into
+/// them. A bucket without a change carries the balance forward, so every
+/// bucket is present. Each bucket opens with the balance it inherits, so
+/// `first` is that balance, `min`/`max` include it. `None` when `points`
+/// is zero or the range is empty.
+pub fn downsample(
+    opening: Amount,
+    changes: &[(Timestamp, Amount)],
+    from: Timestamp,
+    to: Timestamp,
+    points: u32,
+) -> Option<Vec<Bucket>> {
+    let span = to.micros().checked_sub(from.micros())?;
+    if points == 0 || span <= 0 {
+        return None;
+    }
+    let width = (span / i64::from(points)).max(1);
+    let mut buckets = Vec::with_capacity(usize::try_from(points).ok()?);
+    let mut balance = opening;
+    let mut rest = changes.iter().peekable();
+    for i in 0..i64::from(points) {
+        let start = from.micros() + i * width;
+        if start >= to.micros() {
+            break;
+        }
+        let end = if i + 1 == i64::from(points) {
+            to.micros()
+        } else {
+            start + width
+        };
+        let mut bucket = Bucket {
+            start: Timestamp::from_micros(start),
+            first: balance,
+            last: balance,
+            min: balance,
+            max: balance,
+        };
+        while let Some(&&(at, value)) = rest.peek() {
+            if at.micros() >= end {
+                break;
+            }
+            rest.next();
+            if at.micros() < start {
+                continue;
+            }
+            balance = value;
+            bucket.last = value;
+            bucket.min = bucket.min.min(value);
+            bucket.max = bucket.max.max(value);
+        }
+        buckets.push(bucket);
+    }
+    Some(buckets)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(m: i64) -> Timestamp {
+        Timestamp::from_micros(m)
+    }
+
+    fn a(n: i128) -> Amount {
+        Amount::from_minor(n)
+    }
+
+    #[test]
+    fn downsample_carries_forward_and_tracks_min_max() {
+        let changes = [(t(1), a(5)), (t(2), a(-3)), (t(7), a(9))];
+        let b = downsample(a(1), &changes, t(0), t(10), 2).expect("buckets");
+        assert_eq!(b.len(), 2);
+        assert_eq!(
+            (b[0].first, b[0].last, b[0].min, b[0].max),
+            (a(1), a(-3), a(-3), a(5))
+        );
+        assert_eq!(
+            (b[1].first, b[1].last, b[1].min, b[1].max),
+            (a(-3), a(9), a(-3), a(9))
+        );
+        let quiet = downsample(a(4), &[], t(0), t(10), 3).expect("buckets");
+        assert!(quiet.iter().all(|b| b.first == a(4) && b.max == a(4)));
+        assert!(downsample(a(0), &[], t(5), t(5), 3).is_none());
+    }
+}

@@ -24,6 +24,9 @@ use crate::convert::{
     self, asset_dto, balance_map, balances_dto, check_limit, codes, event_dto, store_error,
 };
 
+/// Changes read per store call while folding a history into buckets.
+const POINTS_PAGE: u32 = 10_000;
+
 pub(crate) fn now() -> Timestamp {
     let micros = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -433,48 +436,43 @@ impl LedgerApi for LedgerService {
             // Buckets need both ends: `to` defaults to now, `from` to the
             // first change (or `to` itself when there is none).
             let end = to.unwrap_or_else(now);
-            let mut opening = Amount::ZERO;
-            let mut changes = Vec::new();
-            let mut after_seq = 0;
-            loop {
-                let page = self
-                    .inner
-                    .store
-                    .balance_history(
-                        &book,
-                        &name,
-                        &asset.code,
-                        HistoryRange {
-                            from,
-                            to: Some(end),
-                            after_seq,
-                            limit: limits::PAGE_LIMIT_MAX,
-                        },
-                    )
-                    .await
-                    .map_err(|e| store_error(&e))?;
-                if after_seq == 0 {
-                    opening = page.opening;
-                }
-                changes.extend(
-                    page.changes
-                        .iter()
-                        .map(|c| (c.committed_at, convert::normal(account.kind, c.balance))),
-                );
-                match page.changes.last() {
-                    Some(last) if page.more => after_seq = last.seq,
-                    _ => break,
-                }
-            }
-            let start = from.unwrap_or_else(|| changes.first().map_or(end, |c| c.0));
-            let buckets = talea_store::history::downsample(
+            let read = |after_seq: u64| {
+                self.inner.store.balance_history(
+                    &book,
+                    &name,
+                    &asset.code,
+                    HistoryRange {
+                        from,
+                        to: Some(end),
+                        after_seq,
+                        limit: POINTS_PAGE,
+                    },
+                )
+            };
+            let mut page = read(0).await.map_err(|e| store_error(&e))?;
+            let opening = page.opening;
+            let start =
+                from.unwrap_or_else(|| page.changes.first().map_or(end, |c| c.committed_at));
+            let mut folded = talea_store::history::Downsampler::new(
                 convert::normal(account.kind, opening),
-                &changes,
                 start,
                 end,
                 points,
-            )
-            .unwrap_or_default();
+            );
+            loop {
+                if let Some(d) = folded.as_mut() {
+                    for c in &page.changes {
+                        d.push(c.committed_at, convert::normal(account.kind, c.balance));
+                    }
+                }
+                match page.changes.last() {
+                    Some(last) if page.more => {
+                        page = read(last.seq).await.map_err(|e| store_error(&e))?;
+                    }
+                    _ => break,
+                }
+            }
+            let buckets = folded.map(|d| d.finish()).unwrap_or_default();
             return Ok(BalanceHistoryDto {
                 book: book.to_string(),
                 account: name.to_string(),

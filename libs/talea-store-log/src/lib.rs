@@ -98,6 +98,7 @@ mod codec;
 mod file;
 #[doc(hidden)]
 pub mod fuzzing;
+mod history;
 mod index;
 mod liabilities;
 mod read;
@@ -120,9 +121,9 @@ use talea_core::{
     TxId,
 };
 use talea_store::{
-    AccountPosting, Backend, Balance, BalanceCut, BookBatch, BookInfo, DueHold, Expiry, Notice,
-    NoticeBus, Opened, Outcome, PrefixBalances, Registered, Store, StoreError, TrialRow, TxFilter,
-    TxSearchPage,
+    AccountPosting, Backend, Balance, BalanceCut, BalanceHistory, BookBatch, BookInfo, DueHold,
+    Expiry, HistoryRange, Notice, NoticeBus, Opened, Outcome, PrefixBalances, Registered, Store,
+    StoreError, TrialRow, TxFilter, TxSearchPage,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -558,6 +559,16 @@ impl Store for LogStore {
         limit: u32,
     ) -> Result<Vec<Commit>, StoreError> {
         read::transactions(&self.inner.shared, book, after_seq, limit)
+    }
+
+    async fn balance_history(
+        &self,
+        book: &BookName,
+        account: &AccountName,
+        asset: &AssetCode,
+        range: HistoryRange,
+    ) -> Result<BalanceHistory, StoreError> {
+        history::balance_history(&self.inner.shared, book, account, asset, range)
     }
 
     async fn search_transactions(

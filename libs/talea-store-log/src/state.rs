@@ -637,6 +637,15 @@ impl Book {
             .map(move |(i, raw)| EntryRef::of((start + i) as u64 + 1, raw))
     }
 
+    /// The commit time of event `seq`, if the book has it.
+    pub fn time_of(&self, seq: u64) -> Option<Timestamp> {
+        if seq == 0 || seq > self.last_seq() {
+            return None;
+        }
+        let runs = self.times.partition_point(|(first, _)| *first <= seq);
+        runs.checked_sub(1).map(|i| self.times[i].1)
+    }
+
     /// The last seq committed at or before `at` (0: none).
     pub fn cut(&self, at: Timestamp) -> u64 {
         let runs = self.times.partition_point(|(_, t)| *t <= at);
@@ -695,6 +704,12 @@ impl PairState {
     pub fn as_of(&self, cut: u64) -> Option<HistoryEntry> {
         let n = self.history.partition_point(|e| e.seq <= cut);
         n.checked_sub(1).and_then(|i| self.history.get(i))
+    }
+
+    /// The history entries after `after`, in seq order.
+    pub fn entries_after(&self, after: u64) -> impl Iterator<Item = HistoryEntry> + '_ {
+        let start = self.history.partition_point(|e| e.seq <= after);
+        self.history.iter_from(start)
     }
 
     /// Seqs of the transactions that touched the pair after `after`, at most `limit`.
@@ -990,6 +1005,18 @@ mod tests {
         assert_eq!(book.cut(t(30)), 5);
         assert_eq!(book.cut(t(i64::MAX)), 5);
         assert_eq!(book.cut(t(i64::MIN)), 0);
+        assert_eq!(
+            [0, 1, 2, 3, 4, 5, 6].map(|seq| book.time_of(seq)),
+            [
+                None,
+                Some(t(10)),
+                Some(t(10)),
+                Some(t(20)),
+                Some(t(30)),
+                Some(t(30)),
+                None
+            ]
+        );
         assert_eq!(
             book.entries_after(3).map(|e| e.seq).collect::<Vec<_>>(),
             vec![4, 5]

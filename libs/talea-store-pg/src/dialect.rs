@@ -203,6 +203,7 @@ pub(crate) const SQL: Dialect = Dialect {
            AND ((metadata::jsonb) @> $5::jsonb OR (metadata::jsonb) @> $6::jsonb) \
          ORDER BY seq LIMIT $4",
     metadata_params: MetadataParams::Containments,
+    history: talea_store_sql::history::PG,
 };
 
 /// Locks the counter rows of `books` in one statement, in the database's

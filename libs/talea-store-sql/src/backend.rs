@@ -196,6 +196,9 @@ pub struct Dialect {
     pub search_metadata: &'static str,
     /// How `search_metadata` takes a match.
     pub metadata_params: crate::search::MetadataParams,
+    /// A balance history's opening and changes (`crate::history::PG` and
+    /// `crate::history::SQLITE` document them).
+    pub history: (&'static str, &'static str),
 }
 
 /// A book's state under its write lock.

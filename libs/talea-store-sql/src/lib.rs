@@ -15,11 +15,13 @@
 //! - `decode`: rows back into domain values.
 //! - [`scales`]: the asset-scale cache.
 //! - [`search`]: transaction search and the pending holds list.
+//! - [`history`]: an account's balance history in one asset.
 
 pub mod backend;
 pub mod chain;
 mod decode;
 pub mod error;
+pub mod history;
 pub mod liabilities;
 pub mod read;
 pub mod rows;
@@ -193,6 +195,18 @@ macro_rules! impl_store {
             ) -> Result<Vec<::talea_core::Commit>, ::talea_store::StoreError> {
                 let mut conn = $crate::SqlBackend::reader(self).await?;
                 $crate::read::transactions::<Self>(&mut conn, book, after_seq, limit).await
+            }
+
+            async fn balance_history(
+                &self,
+                book: &::talea_core::BookName,
+                account: &::talea_core::AccountName,
+                asset: &::talea_core::AssetCode,
+                range: ::talea_store::HistoryRange,
+            ) -> Result<::talea_store::BalanceHistory, ::talea_store::StoreError> {
+                let mut conn = $crate::SqlBackend::reader(self).await?;
+                $crate::history::balance_history::<Self>(&mut conn, book, account, asset, range)
+                    .await
             }
 
             async fn search_transactions(

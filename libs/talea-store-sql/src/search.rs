@@ -156,7 +156,7 @@ async fn seq_range<B: SqlBackend>(
     Ok((after < hi).then_some((after, hi)))
 }
 
-async fn bound<B: SqlBackend>(
+pub(crate) async fn bound<B: SqlBackend>(
     conn: &mut Conn<B>,
     sql: &str,
     book: &BookName,

@@ -279,6 +279,7 @@ pub(crate) const SQL: Dialect = Dialect {
     // transaction's top-level string, integer and boolean values.
     search_metadata: SEARCH_METADATA,
     metadata_params: MetadataParams::KeyValue,
+    history: talea_store_sql::history::SQLITE,
 };
 
 /// See `Dialect::search_metadata`.
@@ -640,7 +641,7 @@ mod tests {
     /// in the book's size.
     #[tokio::test]
     async fn book_wide_reads_never_scan_the_log() {
-        use talea_store_sql::search;
+        use talea_store_sql::{history, search};
         let dir = tempfile::tempdir().expect("temporary directory");
         let store = crate::SqliteStore::open(&dir.path().join("plans.db"))
             .await
@@ -676,6 +677,8 @@ mod tests {
             (SEARCH_METADATA, 6, "-"),
             (SQL.transactions_at, 2, "-"),
             (search::PENDING_HOLDS, 2, "-"),
+            (history::SQLITE.0, 4, "postings_account_asset_idx"),
+            (history::SQLITE.1, 6, "postings_account_asset_idx"),
         ] {
             let steps = plan(&mut conn, sql, binds).await;
             for step in &steps {

@@ -130,47 +130,82 @@ pub fn downsample(
     to: Timestamp,
     points: u32,
 ) -> Option<Vec<Bucket>> {
-    let span = to.micros().checked_sub(from.micros())?;
-    if points == 0 || span <= 0 {
-        return None;
+    let mut d = Downsampler::new(opening, from, to, points)?;
+    for &(at, value) in changes {
+        d.push(at, value);
     }
-    let width = (span / i64::from(points)).max(1);
-    let mut buckets = Vec::with_capacity(usize::try_from(points).ok()?);
-    let mut balance = opening;
-    let mut rest = changes.iter().peekable();
-    for i in 0..i64::from(points) {
-        let start = from.micros() + i * width;
-        if start >= to.micros() {
-            break;
+    Some(d.finish())
+}
+
+/// [`downsample`] one change at a time, so a long history is folded as it
+/// is read, in O(`points`) memory.
+#[derive(Debug, Clone)]
+pub struct Downsampler {
+    from: i64,
+    to: i64,
+    width: i64,
+    /// Buckets in all: those of `points` that start before `to`.
+    count: i64,
+    balance: Amount,
+    buckets: Vec<Bucket>,
+}
+
+impl Downsampler {
+    /// See [`downsample`]; `None` when `points` is zero or the range empty.
+    pub fn new(opening: Amount, from: Timestamp, to: Timestamp, points: u32) -> Option<Self> {
+        let span = to.micros().checked_sub(from.micros())?;
+        if points == 0 || span <= 0 {
+            return None;
         }
-        let end = if i + 1 == i64::from(points) {
-            to.micros()
-        } else {
-            start + width
-        };
-        let mut bucket = Bucket {
-            start: Timestamp::from_micros(start),
-            first: balance,
-            last: balance,
-            min: balance,
-            max: balance,
-        };
-        while let Some(&&(at, value)) = rest.peek() {
-            if at.micros() >= end {
-                break;
-            }
-            rest.next();
-            if at.micros() < start {
-                continue;
-            }
-            balance = value;
+        let width = (span / i64::from(points)).max(1);
+        let count = i64::from(points).min((span + width - 1) / width);
+        Some(Self {
+            from: from.micros(),
+            to: to.micros(),
+            width,
+            count,
+            balance: opening,
+            buckets: Vec::with_capacity(usize::try_from(count).ok()?),
+        })
+    }
+
+    /// Opens buckets up to index `i`, each with the balance carried in.
+    fn open_until(&mut self, i: i64) {
+        while (self.buckets.len() as i64) <= i {
+            let start = self.from + self.buckets.len() as i64 * self.width;
+            let b = self.balance;
+            self.buckets.push(Bucket {
+                start: Timestamp::from_micros(start),
+                first: b,
+                last: b,
+                min: b,
+                max: b,
+            });
+        }
+    }
+
+    /// The balance became `value` at `at` (changes come in time order;
+    /// those outside `[from, to)` are ignored).
+    pub fn push(&mut self, at: Timestamp, value: Amount) {
+        let at = at.micros();
+        if at < self.from || at >= self.to {
+            return;
+        }
+        let i = ((at - self.from) / self.width).min(self.count - 1);
+        self.open_until(i);
+        self.balance = value;
+        if let Some(bucket) = self.buckets.last_mut() {
             bucket.last = value;
             bucket.min = bucket.min.min(value);
             bucket.max = bucket.max.max(value);
         }
-        buckets.push(bucket);
     }
-    Some(buckets)
+
+    /// Every bucket, those after the last change carrying it forward.
+    pub fn finish(mut self) -> Vec<Bucket> {
+        self.open_until(self.count - 1);
+        self.buckets
+    }
 }
 
 #[cfg(test)]

@@ -515,7 +515,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// that changed it, within `range` (see [`HistoryRange`]), with the
     /// balance before the first change returned. Posted balances only:
     /// holds do not appear. The provided body scans the account's postings
-    /// ([`history::scan`]); every backend answers it so today.
+    /// ([`history::scan`]); the SQL stores read the pair's range of
+    /// `postings_account_asset_idx` and the log store the pair's history in
+    /// memory instead.
     async fn balance_history(
         &self,
         book: &BookName,

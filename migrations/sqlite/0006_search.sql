@@ -1,6 +1,5 @@
 -- Transaction search and the pending holds list (as
--- migrations/0007_search.sql on Postgres, whose GIN index on the metadata
--- SQLite has no counterpart of): the same B-tree indexes, and
+-- migrations/0007_search.sql on Postgres): the same B-tree indexes, and
 -- `transaction_metadata`, one row per top-level string, integer or boolean
 -- value of each transaction's metadata (key up to 128 bytes, value text up
 -- to 256: what a search may ask for), filled by a trigger as transactions

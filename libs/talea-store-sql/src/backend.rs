@@ -189,13 +189,6 @@ pub struct Dialect {
     /// `$1` book, `$2` seqs (list) → the transaction columns and
     /// `hold_status` of those seqs that are transactions, by seq.
     pub transactions_at: &'static str,
-    /// `$1` book, `$2` after seq, `$3` last seq, `$4` limit, `$5` and `$6`
-    /// a metadata match spelt as [`metadata_params`](Self::metadata_params)
-    /// says → `seq`: transactions in `($2, $3]` whose metadata may match
-    /// (a superset is fine: the predicate decides), by seq, at most `$4`.
-    pub search_metadata: &'static str,
-    /// How `search_metadata` takes a match.
-    pub metadata_params: crate::search::MetadataParams,
     /// A balance history's opening and changes (`crate::history::PG` and
     /// `crate::history::SQLITE` document them).
     pub history: (&'static str, &'static str),

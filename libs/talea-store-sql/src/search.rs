@@ -4,7 +4,8 @@
 //! the index of the filter's driver, each a range scan in seq order that
 //! stops at the page's need:
 //!
-//! - metadata: the dialect's own statement ([`Dialect::search_metadata`]);
+//! - metadata: `transaction_metadata` (a trigger fills it on both
+//!   databases) in (key, value, seq) order;
 //! - account: `postings_account_idx` and `hold_postings_account_seq_idx`;
 //! - status pending or expired: `holds_status_seq_idx`; voided: that and
 //!   `transactions_voided_idx` (the voids themselves);
@@ -14,9 +15,9 @@
 //! seq within a book), by two probes of `events_book_committed_at_idx`.
 
 use talea_core::{BookName, Commit, Timestamp, TxStatus};
+use talea_store::StoreError;
 use talea_store::search::{Collector, Driver, TxFilter, TxSearchPage, merge_candidates};
 use talea_store::stored::seq_param;
-use talea_store::{MetadataMatch, StoreError};
 
 use crate::backend::{Conn, Param, SqlBackend};
 use crate::decode::{self, fetch};
@@ -41,36 +42,14 @@ pub const BY_HOLD_POSTING: &str = "SELECT DISTINCT seq FROM hold_postings \
 /// Holds whose status is now `$5`.
 pub const BY_HOLD_STATUS: &str = "SELECT seq FROM holds \
      WHERE book = $1 AND status = $5 AND seq > $2 AND seq <= $3 ORDER BY seq LIMIT $4";
+/// Transactions whose metadata has key `$5` with value `$6`, from
+/// `transaction_metadata` (filled by a trigger on each store).
+pub const BY_METADATA: &str = "SELECT seq FROM transaction_metadata \
+     WHERE book = $1 AND key = $5 AND value = $6 AND seq > $2 AND seq <= $3 \
+     ORDER BY seq LIMIT $4";
 /// Voids.
 pub const BY_VOID: &str = "SELECT seq FROM transactions \
      WHERE book = $1 AND status = 'voided' AND seq > $2 AND seq <= $3 ORDER BY seq LIMIT $4";
-
-/// How the two parameters of [`Dialect::search_metadata`](crate::Dialect::search_metadata)
-/// spell a metadata match.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MetadataParams {
-    /// `$5` and `$6` are one-key JSON objects for containment (`@>`): the
-    /// string, then the integer or boolean the value spells (the string
-    /// again when it spells neither).
-    Containments,
-    /// `$5` is the key, `$6` the value's text (a side table of top-level
-    /// keys).
-    KeyValue,
-}
-
-impl MetadataParams {
-    fn of(self, m: &MetadataMatch) -> [String; 2] {
-        match self {
-            Self::Containments => {
-                let mut docs = m.containments().into_iter();
-                let first = docs.next().unwrap_or_default();
-                let second = docs.next().unwrap_or_else(|| first.clone());
-                [first, second]
-            }
-            Self::KeyValue => [m.key.clone(), m.value.clone()],
-        }
-    }
-}
 
 /// See `Store::search_transactions`.
 pub async fn search_transactions<B: SqlBackend>(
@@ -84,10 +63,7 @@ pub async fn search_transactions<B: SqlBackend>(
         return Ok(TxSearchPage::default());
     };
     let driver = filter.driver();
-    let metadata = filter
-        .metadata
-        .as_ref()
-        .map(|m| B::SQL.metadata_params.of(m));
+    let metadata = filter.metadata.as_ref();
     let account = filter.account.as_ref().map(|a| a.as_str());
     let mut c = Collector::new(filter, after, limit);
     while let Some((from, max)) = c.next_read() {
@@ -98,9 +74,12 @@ pub async fn search_transactions<B: SqlBackend>(
             Param::Int(i64::from(max)),
         ];
         let lists = match (driver, &metadata) {
-            (Driver::Metadata, Some([a, b])) => {
-                let params = with(&range, &[Param::Text(Some(a)), Param::Text(Some(b))]);
-                vec![seqs::<B>(conn, B::SQL.search_metadata, &params).await?]
+            (Driver::Metadata, Some(m)) => {
+                let params = with(
+                    &range,
+                    &[Param::Text(Some(&m.key)), Param::Text(Some(&m.value))],
+                );
+                vec![seqs::<B>(conn, BY_METADATA, &params).await?]
             }
             (Driver::Account, _) => {
                 let params = with(&range, &[Param::Text(account)]);

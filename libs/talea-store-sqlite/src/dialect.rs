@@ -8,7 +8,6 @@ use talea_store::StoreError;
 use talea_store_sql::rows::{
     Advance, BalanceRow, HoldEnd, HoldRow, PostingRow, Rows, TransactionRow,
 };
-use talea_store_sql::search::MetadataParams;
 use talea_store_sql::{Dialect, Head, Tx, account_columns, transaction_columns};
 
 use crate::error::store_error;
@@ -275,17 +274,8 @@ pub(crate) const SQL: Dialect = Dialect {
            LEFT JOIN holds h ON h.book = t.book AND h.seq = t.seq \
            WHERE t.book = ?1 AND t.seq IN (SELECT value FROM json_each(?2)) ORDER BY t.seq"
     ),
-    // `transaction_metadata`, which a trigger fills with each
-    // transaction's top-level string, integer and boolean values.
-    search_metadata: SEARCH_METADATA,
-    metadata_params: MetadataParams::KeyValue,
     history: talea_store_sql::history::SQLITE,
 };
-
-/// See `Dialect::search_metadata`.
-const SEARCH_METADATA: &str = "SELECT seq FROM transaction_metadata \
-     WHERE book = ?1 AND key = ?5 AND value = ?6 AND seq > ?2 AND seq <= ?3 \
-     ORDER BY seq LIMIT ?4";
 
 /// How every write transaction starts: with SQLite's write lock taken at
 /// once. A deferred `BEGIN` would read under a snapshot and could then fail
@@ -674,7 +664,7 @@ mod tests {
             (search::BY_HOLD_POSTING, 5, "hold_postings_account_seq_idx"),
             (search::BY_HOLD_STATUS, 5, "-"),
             (search::BY_VOID, 4, "-"),
-            (SEARCH_METADATA, 6, "-"),
+            (search::BY_METADATA, 6, "-"),
             (SQL.transactions_at, 2, "-"),
             (search::PENDING_HOLDS, 2, "-"),
             (history::SQLITE.0, 4, "postings_account_asset_idx"),

@@ -40,29 +40,6 @@ impl MetadataMatch {
             _ => false,
         }
     }
-
-    /// The one-key JSON objects whose containment (`@>`) finds every
-    /// metadata this match accepts: the string, and the integer or boolean
-    /// the value spells when it spells one.
-    pub fn containments(&self) -> Vec<String> {
-        let mut values = vec![serde_json::Value::String(self.value.clone())];
-        if let Ok(i) = self.value.parse::<i64>()
-            && i.to_string() == self.value
-        {
-            values.push(serde_json::Value::from(i));
-        }
-        if let Ok(b) = self.value.parse::<bool>() {
-            values.push(serde_json::Value::Bool(b));
-        }
-        values
-            .into_iter()
-            .map(|v| {
-                let mut object = serde_json::Map::new();
-                object.insert(self.key.clone(), v);
-                serde_json::Value::Object(object).to_string()
-            })
-            .collect()
-    }
 }
 
 /// What a transaction search keeps: every filter given must hold.
@@ -279,20 +256,6 @@ mod tests {
         assert!(!m("missing", "x").matches(Some(meta)));
         assert!(!m("order_id", "A-1").matches(None));
         assert!(!m("order_id", "A-1").matches(Some("not json")));
-    }
-
-    #[test]
-    fn containments_cover_every_accepted_spelling() {
-        assert_eq!(m("k", "x").containments(), vec![r#"{"k":"x"}"#]);
-        assert_eq!(
-            m("k", "7").containments(),
-            vec![r#"{"k":"7"}"#, r#"{"k":7}"#]
-        );
-        assert_eq!(m("k", "07").containments(), vec![r#"{"k":"07"}"#]);
-        assert_eq!(
-            m("k", "false").containments(),
-            vec![r#"{"k":"false"}"#, r#"{"k":false}"#]
-        );
     }
 
     /// A commit at `seq` (only its seq and metadata matter here).

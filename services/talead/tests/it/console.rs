@@ -98,27 +98,32 @@ impl Browser {
     }
 
     /// Sizes the window so that the page itself (what a screenshot shows)
-    /// is `width` x `height`: the window's frame is added.
-    async fn viewport(&self, width: u32, height: u32) {
-        let frame = self
-            .client
-            .execute(
-                "return [window.outerWidth - window.innerWidth, \
-                 window.outerHeight - window.innerHeight];",
-                vec![],
-            )
-            .await
-            .expect("measures the frame");
-        let extra = |i: usize| {
-            frame[i]
-                .as_u64()
-                .and_then(|n| u32::try_from(n).ok())
-                .unwrap_or(0)
-        };
-        self.client
-            .set_window_size(width + extra(0), height + extra(1))
-            .await
-            .expect("resizes");
+    /// is `width` x `height`: the window's frame is added, measured and
+    /// corrected until the page has the size (Chromium may keep a window
+    /// wider than asked); returns the page's size.
+    async fn viewport(&self, width: u32, height: u32) -> (i64, i64) {
+        let (mut outer_w, mut outer_h) = (i64::from(width), i64::from(height));
+        let mut inner = (0, 0);
+        for _ in 0..4 {
+            let w = u32::try_from(outer_w.max(1)).unwrap_or(width);
+            let h = u32::try_from(outer_h.max(1)).unwrap_or(height);
+            self.client.set_window_size(w, h).await.expect("resizes");
+            let size = self
+                .client
+                .execute("return [window.innerWidth, window.innerHeight];", vec![])
+                .await
+                .expect("measures");
+            inner = (
+                size[0].as_i64().unwrap_or_default(),
+                size[1].as_i64().unwrap_or_default(),
+            );
+            if inner == (i64::from(width), i64::from(height)) {
+                break;
+            }
+            outer_w += i64::from(width) - inner.0;
+            outer_h += i64::from(height) - inner.1;
+        }
+        inner
     }
 
     async fn go(&self, url: &str) {
@@ -422,7 +427,7 @@ async fn the_console_shows_what_the_api_answers() {
     // On a phone-sized screen (an artifact to look at, not in the docs).
     b.viewport(390, 844).await;
     b.shot("phone-trial-balance").await;
-    b.viewport(1280, 800).await;
+    assert_eq!(b.viewport(1280, 800).await, (1280, 800));
 
     // Accounts under a prefix, with totals over every match.
     b.route("#/books/demo/accounts?prefix=customers%3A").await;
@@ -608,7 +613,7 @@ async fn the_live_tail_resumes_across_ticket_expiries_without_a_gap() {
 
 /// A token scoped to `other` lists only `other`, and a page of `demo`
 /// shows the API's 403 as a message; the console is off by default on
-/// Postgres.
+/// Postgres and on for the embedded default.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scoped_token_sees_only_its_books() {
     let f = Fixture::new(&[]).await;
@@ -637,6 +642,22 @@ async fn a_scoped_token_sees_only_its_books() {
     assert_eq!(r.status(), 404);
     drop(plain);
     f.finish().await;
+
+    // With no store URL (the embedded default), it is on by default.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let embedded = start_with(dir.path(), &[("TALEA_API_TOKEN", "embedded-token")]);
+    let r = reqwest::get(format!("{}/console/", embedded.api))
+        .await
+        .expect("answered");
+    assert_eq!(r.status(), 200);
+    let csp = r
+        .headers()
+        .get("content-security-policy")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    assert!(r.text().await.expect("body").contains("app.js"));
 }
 
 /// The pending holds page lists holds soonest expiry first, those without

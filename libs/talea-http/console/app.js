@@ -1043,6 +1043,13 @@ async function merkleRoot(book, size) {
 
 // ---------------------------------------------------------------- start
 
+// Counts what the Content-Security-Policy refused (none is expected: the
+// console runs no inline script or style); the tests read the count.
+document.addEventListener("securitypolicyviolation", () => {
+  const seen = Number(document.body.dataset.cspViolations || 0);
+  document.body.dataset.cspViolations = String(seen + 1);
+});
+
 document.addEventListener("DOMContentLoaded", () => {
   document.getElementById("sign-out").addEventListener("click", () => {
     sessionStorage.removeItem(TOKEN_KEY);

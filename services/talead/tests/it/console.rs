@@ -528,6 +528,23 @@ async fn the_console_shows_what_the_api_answers() {
             "{route}: {code}"
         );
     }
+    // Nothing the console did was refused by its Content-Security-Policy.
+    let body = b.wait_for("body").await;
+    let violations = body.attr("data-csp-violations").await.expect("attr");
+    assert_eq!(violations, None, "CSP violations");
+    // And the policy is in force: an inline script is refused, not run.
+    b.client
+        .execute(
+            "const s = document.createElement('script'); \
+             s.textContent = 'document.body.dataset.inlineRan = 1'; \
+             document.head.append(s);",
+            vec![],
+        )
+        .await
+        .expect("runs");
+    b.wait_for("body[data-csp-violations='1']").await;
+    let ran = body.attr("data-inline-ran").await.expect("attr");
+    assert_eq!(ran, None, "an inline script ran");
     b.close().await;
     f.finish().await;
 }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
-use talea_testkit::process::free_port;
+use talea_testkit::process::{Service, TALEAD_LISTENING, free_port};
 use talea_testkit::tokens::{Token, tokens_toml};
 
 use super::{Initialised, Server, get_json, initialised, start_with};
@@ -625,6 +625,60 @@ async fn the_live_tail_resumes_across_ticket_expiries_without_a_gap() {
     let expected: Vec<u64> = (first + 1..=last).rev().collect();
     assert_eq!(shown, expected, "newest first, each once, no gap");
     b.close().await;
+    f.finish().await;
+}
+
+/// The tail goes on without a gap or a repeat across a talead killed and
+/// restarted on the same port: the browser reconnects by itself with
+/// `Last-Event-ID` (same ticket key) while a second talead takes commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_tail_resumes_after_a_talead_restart_without_a_gap() {
+    const KEY: &str = "console-test-ticket-key-0123456789abcdef";
+    let f = Fixture::new(&[]).await;
+    let port = free_port().expect("a free port");
+    let spawn = || {
+        let mut cmd = super::talead(f.init.dir.path());
+        cmd.arg("serve")
+            .env("TALEA_BIND", format!("127.0.0.1:{port}"))
+            .env("TALEA_CONSOLE", "on")
+            .env("TALEA_STREAM_TICKET_KEY", KEY);
+        Service::spawn(cmd, TALEAD_LISTENING).expect("talead printed its address")
+    };
+    let followed = spawn();
+    let first = f.deposit("first", "1").await["seq"].as_u64().expect("seq");
+    let b = Browser::start("restart").await;
+    b.sign_in(&followed.url, &f.init.token).await;
+    b.page("books", "ready").await;
+    b.route("#/books/demo/tail").await;
+    b.wait_for("#tail-status[data-state='open']").await;
+    let seen = f.deposit("before", "0.1").await["seq"]
+        .as_u64()
+        .expect("seq");
+    b.wait_for(&format!("#tail li[data-seq='{seen}']")).await;
+
+    // The talead the page follows dies; the other one takes commits.
+    drop(followed);
+    for i in 0..5 {
+        f.deposit(&format!("down-{i}"), "0.01").await;
+    }
+    let followed = spawn();
+    let mut last = 0;
+    for i in 0..3 {
+        last = f.deposit(&format!("up-{i}"), "0.01").await["seq"]
+            .as_u64()
+            .expect("seq");
+    }
+    b.wait_for(&format!("#tail li[data-seq='{last}']")).await;
+    let shown: Vec<u64> = b
+        .all_attrs("#tail li", "data-seq")
+        .await
+        .iter()
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    let expected: Vec<u64> = (first + 1..=last).rev().collect();
+    assert_eq!(shown, expected, "newest first, each once, no gap");
+    b.close().await;
+    drop(followed);
     f.finish().await;
 }
 

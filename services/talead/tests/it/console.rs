@@ -587,6 +587,36 @@ async fn the_live_tail_shows_a_commit_within_a_second_and_the_checkpoint_verifie
     );
     assert!(text.contains("signature is valid"), "{text}");
     b.shot("checkpoint").await;
+
+    // A checkpoint whose signature was changed on its way is NOT verified,
+    // and the page says which check failed.
+    b.client
+        .execute(
+            "const real = window.fetch; \
+             window.fetch = async (url, init) => { \
+               const r = await real(url, init); \
+               if (!String(url).endsWith('/checkpoint')) return r; \
+               const cp = await r.json(); \
+               cp.signature = (cp.signature[0] === '0' ? '1' : '0') + cp.signature.slice(1); \
+               return new Response(JSON.stringify(cp), {status: 200}); };",
+            vec![],
+        )
+        .await
+        .expect("runs");
+    b.route("#/books/demo/trial-balance").await;
+    b.route("#/books/demo/checkpoint").await;
+    b.page("checkpoint", "ready").await;
+    b.wait_for("#verify").await.click().await.expect("clicks");
+    let verdict = b.wait_for("#verify-result[data-verdict]").await;
+    let text = verdict.text().await.expect("text");
+    assert_eq!(
+        verdict.attr("data-verdict").await.expect("attr").as_deref(),
+        Some("failed"),
+        "{text}"
+    );
+    assert!(text.contains("Checkpoint NOT verified"), "{text}");
+    assert!(text.contains("signature is NOT valid"), "{text}");
+    b.shot("checkpoint-tampered").await;
     b.close().await;
     f.finish().await;
 }

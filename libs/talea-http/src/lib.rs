@@ -195,6 +195,10 @@ impl Routes {
 /// rate limited (a balancer's probes must not be refused as a client's
 /// would), and a 405 is answered before authentication.
 ///
+/// With [`AppState::with_console`], `/console` serves the operator
+/// console's static files beside `/livez`, outside admission and
+/// authentication.
+///
 /// Serve it with `into_make_service_with_connect_info::<SocketAddr>()` so
 /// that requests without a usable token are rate limited by peer address.
 pub fn router(state: AppState) -> Router {

@@ -335,6 +335,50 @@ pub struct TransactionList {
     pub next_after_seq: Option<u64>,
 }
 
+/// `GET /v1/books/{book}/transactions` with filters: which transactions
+/// and which page. Every filter given must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransactionSearch {
+    /// Transactions with a leg (posted or held) on this account.
+    pub account: Option<String>,
+    /// RFC 3339: committed at or after it.
+    pub from: Option<String>,
+    /// RFC 3339: committed before it.
+    pub to: Option<String>,
+    /// `posted`, `pending`, `voided` or `expired`: the status a read of the
+    /// transaction reports now.
+    pub status: Option<String>,
+    /// Exact match on one top-level metadata key (`metadata.<key>=<value>`
+    /// on the wire): a string equal to the value, or an integer or boolean
+    /// whose JSON text equals it. At most one entry.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+    /// Strictly after this seq (the previous page's `next_after_seq`).
+    pub after_seq: Option<u64>,
+    /// 1..=1000, default 100.
+    pub limit: Option<u32>,
+}
+
+impl TransactionSearch {
+    /// Whether no filter is given (a plain page of the book's log).
+    pub fn is_unfiltered(&self) -> bool {
+        self.account.is_none()
+            && self.from.is_none()
+            && self.to.is_none()
+            && self.status.is_none()
+            && self.metadata.is_empty()
+    }
+}
+
+/// `GET /v1/books/{book}/holds`: the book's pending holds, soonest
+/// `expires_at` first, those without an expiry last (by seq).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HoldList {
+    /// Each exactly as `GET /v1/transactions/{tx_id}` answers it.
+    pub holds: Vec<TransactionDto>,
+}
+
 /// `GET …/balances`.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

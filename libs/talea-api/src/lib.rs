@@ -125,6 +125,20 @@ pub trait LedgerApi: Send + Sync {
     /// One transaction by id (any book).
     async fn transaction(&self, tx_id: &str) -> Result<TransactionDto, ApiError>;
 
+    /// A page of a book's transactions that pass the search's filters, in
+    /// seq order. `next_after_seq` is set when more may follow: after a
+    /// full page, or where the search stopped after examining its limit of
+    /// candidates (a page may then hold fewer than `limit`, even none).
+    async fn search_transactions(
+        &self,
+        book: &str,
+        query: TransactionSearch,
+    ) -> Result<TransactionList, ApiError>;
+
+    /// The book's pending holds, soonest `expires_at` first, at most
+    /// `limit` (1..=1000, default 100).
+    async fn pending_holds(&self, book: &str, limit: Option<u32>) -> Result<HoldList, ApiError>;
+
     /// An account's balances now or as of a commit time.
     async fn balances(
         &self,

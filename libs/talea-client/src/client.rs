@@ -13,9 +13,10 @@ use talea_api::{
     AccountDto, AccountList, ApiError, AssetDto, AssetList, AssetRequest, BalanceHistoryDto,
     BalanceHistoryQuery, BalancesDto, BatchRequest, BatchResponse, BookBalancesDto,
     BookBalancesQuery, BookList, Checkpoint, ConsistencyProof, Created, ErrorBody, ErrorCode,
-    EventList, HealthDto, InclusionProof, KeyList, LedgerApi, LiabilityProof, LiabilityRequest,
-    LiabilitySnapshot, NamePage, OpenAccountRequest, PostTransactionRequest, PostingList, SeqPage,
-    SettleRequest, TransactionDto, TransactionList, TrialBalanceDto, VoidRequest,
+    EventList, HealthDto, HoldList, InclusionProof, KeyList, LedgerApi, LiabilityProof,
+    LiabilityRequest, LiabilitySnapshot, NamePage, OpenAccountRequest, PostTransactionRequest,
+    PostingList, SeqPage, SettleRequest, TransactionDto, TransactionList, TransactionSearch,
+    TrialBalanceDto, VoidRequest,
 };
 
 use crate::path;
@@ -518,6 +519,41 @@ impl LedgerApi for TaleaClient {
             return Err(ApiError::not_found("transaction not found"));
         }
         self.get(&["v1", "transactions", tx_id], &[]).await
+    }
+
+    async fn search_transactions(
+        &self,
+        book: &str,
+        query: TransactionSearch,
+    ) -> Result<TransactionList, ApiError> {
+        path::check_book_account(book, None)?;
+        let metadata: Vec<(String, String)> = query
+            .metadata
+            .into_iter()
+            .map(|(k, v)| (format!("metadata.{k}"), v))
+            .collect();
+        let mut q: Vec<(&str, String)> = [
+            ("account", query.account),
+            ("from", query.from),
+            ("to", query.to),
+            ("status", query.status),
+            ("after_seq", query.after_seq.map(|n| n.to_string())),
+            ("limit", query.limit.map(|n| n.to_string())),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect();
+        q.extend(metadata.iter().map(|(k, v)| (k.as_str(), v.clone())));
+        self.get(&["v1", "books", book, "transactions"], &q).await
+    }
+
+    async fn pending_holds(&self, book: &str, limit: Option<u32>) -> Result<HoldList, ApiError> {
+        path::check_book_account(book, None)?;
+        let q: Vec<(&str, String)> = limit
+            .map(|n| ("limit", n.to_string()))
+            .into_iter()
+            .collect();
+        self.get(&["v1", "books", book, "holds"], &q).await
     }
 
     async fn balances(

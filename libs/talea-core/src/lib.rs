@@ -39,6 +39,14 @@ pub mod limits {
     pub const PAGE_LIMIT_DEFAULT: u32 = 100;
     /// Most buckets a downsampled balance history is split into (`points`).
     pub const HISTORY_POINTS_MAX: u32 = 1000;
+    /// Longest metadata key a transaction search matches on
+    /// (`metadata.<key>=`), in bytes.
+    pub const SEARCH_METADATA_KEY_BYTES_MAX: usize = 128;
+    /// Longest metadata value a transaction search matches, in bytes.
+    pub const SEARCH_METADATA_VALUE_BYTES_MAX: usize = 256;
+    /// Candidates one transaction search examines before it answers with
+    /// what matched so far and the seq it reached (`next_after_seq`).
+    pub const SEARCH_SCAN_MAX: u32 = 10_000;
     /// Longest asset display name, in bytes.
     pub const ASSET_NAME_BYTES_MAX: usize = 256;
     /// Furthest a hold's `expires_at` may lie ahead of the request, in seconds (90 days).

@@ -11,9 +11,9 @@ use serde::{Deserialize, Serialize};
 use talea_api::{
     AccountDto, AccountList, ApiError, AssetDto, AssetList, AssetRequest, BalanceHistoryDto,
     BalanceHistoryQuery, BalancesDto, BatchItemResult, BatchRequest, BatchResponse,
-    BookBalancesDto, BookBalancesQuery, BookList, EventList, HealthDto, LedgerApi, NamePage,
-    OpenAccountRequest, PostTransactionRequest, PostingList, SeqPage, SettleRequest,
-    TransactionDto, TransactionList, TrialBalanceDto, VoidRequest,
+    BookBalancesDto, BookBalancesQuery, BookList, EventList, HealthDto, HoldList, LedgerApi,
+    NamePage, OpenAccountRequest, PostTransactionRequest, PostingList, SeqPage, SettleRequest,
+    TransactionDto, TransactionList, TransactionSearch, TrialBalanceDto, VoidRequest,
 };
 use talea_auth::{Books, Principal};
 use utoipa::{IntoParams, ToSchema};
@@ -106,6 +106,7 @@ pub(crate) fn v1(role: Role) -> OpenApiRouter<AppState> {
         .routes(routes!(balance_history))
         .routes(routes!(list_postings))
         .routes(routes!(list_transactions))
+        .routes(routes!(pending_holds))
         .routes(routes!(trial_balance))
         .routes(routes!(list_events))
         .routes(routes!(get_transaction))
@@ -629,21 +630,86 @@ async fn void_hold(
     commit_answer(&p, &state.ledger.void(&book, &tx_id, request).await?)
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct SearchParams {
+    /// Only transactions with a leg (posted or held) on this account (404 if it does not exist).
+    #[param(pattern = r"^[A-Za-z0-9][A-Za-z0-9:._-]{0,127}$")]
+    account: Option<String>,
+    /// RFC 3339: only transactions committed at or after it.
+    #[param(format = DateTime)]
+    from: Option<String>,
+    /// RFC 3339: only transactions committed before it.
+    #[param(format = DateTime)]
+    to: Option<String>,
+    /// Only transactions whose status (as a read of them reports it now) is this one.
+    #[param(pattern = "^(posted|pending|voided|expired)$")]
+    status: Option<String>,
+}
+
+/// The prefix of a metadata filter's query parameter (`metadata.<key>=<value>`).
+const METADATA_PARAM: &str = "metadata.";
+
 #[utoipa::path(get, path = "/v1/books/{book}/transactions", tag = "transactions", operation_id = "listTransactions",
     summary = "A page of the book's transactions in seq order.",
-    params(BookParam, SeqQuery),
+    description = "With any of `account`, `from`, `to`, `status` or one `metadata.<key>=<value>` \
+(exact match on a top-level metadata key: a string equal to the value, or an integer or boolean \
+whose JSON text equals it; key at most 128 bytes, value at most 256), only the transactions that \
+pass every filter. A search examines at most 10,000 candidates per request: `next_after_seq` is \
+then set even when the page holds fewer than `limit` (even none); continue from it.",
+    params(BookParam, SeqQuery, SearchParams),
     responses((status = 200, description = "OK.", body = TransactionList), ReadErrors))]
 async fn list_transactions(
     State(state): State<AppState>,
     Auth(p): Auth,
     Path(book): Path<String>,
     Query(q): Query<SeqQuery>,
+    Query(search): Query<SearchParams>,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Result {
+    p.check_read(&book)?;
+    let query = TransactionSearch {
+        account: search.account,
+        from: search.from,
+        to: search.to,
+        status: search.status,
+        metadata: pairs
+            .into_iter()
+            .filter_map(|(k, v)| k.strip_prefix(METADATA_PARAM).map(|k| (k.to_owned(), v)))
+            .collect(),
+        after_seq: q.after_seq,
+        limit: q.limit,
+    };
+    ok_for(
+        &p,
+        Carrier::List("transactions"),
+        &state.ledger.search_transactions(&book, query).await?,
+    )
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct HoldsQuery {
+    /// How many holds.
+    #[param(minimum = 1, maximum = 1000, default = 100)]
+    limit: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/v1/books/{book}/holds", tag = "transactions", operation_id = "listPendingHolds",
+    summary = "The book's pending holds, soonest expires_at first, those without an expiry last (by seq).",
+    params(BookParam, HoldsQuery),
+    responses((status = 200, description = "OK.", body = HoldList), ReadErrors))]
+async fn pending_holds(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path(book): Path<String>,
+    Query(q): Query<HoldsQuery>,
 ) -> Result {
     p.check_read(&book)?;
     ok_for(
         &p,
-        Carrier::List("transactions"),
-        &state.ledger.transactions(&book, q.into()).await?,
+        Carrier::List("holds"),
+        &state.ledger.pending_holds(&book, q.limit).await?,
     )
 }
 

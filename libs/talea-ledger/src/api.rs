@@ -8,9 +8,10 @@ use talea_api::{
     AccountDto, AccountList, ApiError, AssetDto, AssetList, AssetRequest, BalanceBucketDto,
     BalanceChangeDto, BalanceHistoryDto, BalanceHistoryQuery, BalancesDto, BookBalancesDto,
     BookBalancesQuery, BookDto, BookList, Checkpoint, ConsistencyProof, Created, EventList,
-    InclusionProof, KeyList, LedgerApi, NamePage, OpenAccountRequest, PostTransactionRequest,
-    PostingList, SeqPage, SettleRequest, TotalsDto, TransactionDto, TransactionList,
-    TrialBalanceDto, TrialRowDto, VoidRequest, format_timestamp,
+    HoldList, InclusionProof, KeyList, LedgerApi, NamePage, OpenAccountRequest,
+    PostTransactionRequest, PostingList, SeqPage, SettleRequest, TotalsDto, TransactionDto,
+    TransactionList, TransactionSearch, TrialBalanceDto, TrialRowDto, VoidRequest,
+    format_timestamp,
 };
 use talea_core::{
     AccountKind, AccountName, Amount, Asset, AssetCode, Draft, EventKind, NewAccount, Scale,
@@ -294,6 +295,25 @@ impl LedgerApi for LedgerService {
         self.find_transaction(tx_id, None).await
     }
 
+    async fn search_transactions(
+        &self,
+        book: &str,
+        query: TransactionSearch,
+    ) -> Result<TransactionList, ApiError> {
+        if query.is_unfiltered() {
+            let page = SeqPage {
+                after_seq: query.after_seq,
+                limit: query.limit,
+            };
+            return self.transactions(book, page).await;
+        }
+        self.search(book, query).await
+    }
+
+    async fn pending_holds(&self, book: &str, limit: Option<u32>) -> Result<HoldList, ApiError> {
+        self.holds(book, limit).await
+    }
+
     async fn balances(
         &self,
         book: &str,
@@ -390,24 +410,7 @@ impl LedgerApi for LedgerService {
     ) -> Result<BalanceHistoryDto, ApiError> {
         let book = convert::book(book)?;
         let name = convert::account_path(account)?;
-        let from = query
-            .from
-            .as_deref()
-            .map(|t| convert::timestamp(t, "from"))
-            .transpose()?;
-        let to = query
-            .to
-            .as_deref()
-            .map(|t| convert::timestamp(t, "to"))
-            .transpose()?;
-        if let (Some(f), Some(t)) = (from, to)
-            && f > t
-        {
-            return Err(ApiError::invalid(
-                "from",
-                "from must not be after to (time range backwards)",
-            ));
-        }
+        let (from, to) = convert::time_range(query.from.as_deref(), query.to.as_deref())?;
         let points = match query.points {
             None => None,
             Some(n) if (1..=limits::HISTORY_POINTS_MAX).contains(&n) => Some(n),

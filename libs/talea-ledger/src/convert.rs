@@ -396,6 +396,25 @@ pub(crate) fn codes<'a>(it: impl IntoIterator<Item = &'a AssetCode>) -> BTreeSet
     it.into_iter().cloned().collect()
 }
 
+/// A `[from, to)` range of RFC 3339 instants, either end open; 400 naming
+/// the field for a bad instant, and `from` for a range backwards.
+pub(crate) fn time_range(
+    from: Option<&str>,
+    to: Option<&str>,
+) -> Result<(Option<Timestamp>, Option<Timestamp>), ApiError> {
+    let from = from.map(|t| timestamp(t, "from")).transpose()?;
+    let to = to.map(|t| timestamp(t, "to")).transpose()?;
+    if let (Some(f), Some(t)) = (from, to)
+        && f > t
+    {
+        return Err(ApiError::invalid(
+            "from",
+            "from must not be after to (time range backwards)",
+        ));
+    }
+    Ok((from, to))
+}
+
 pub(crate) fn check_limit(limit: Option<u32>) -> Result<u32, ApiError> {
     match limit {
         None => Ok(limits::PAGE_LIMIT_DEFAULT),

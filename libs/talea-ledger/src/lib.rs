@@ -20,6 +20,7 @@ mod config;
 mod convert;
 mod liabilities;
 mod proofs;
+mod search;
 mod service;
 mod snapshot;
 

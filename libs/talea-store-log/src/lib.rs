@@ -101,6 +101,7 @@ pub mod fuzzing;
 mod index;
 mod liabilities;
 mod read;
+mod search;
 mod sidecar;
 mod state;
 #[doc(hidden)]
@@ -120,7 +121,8 @@ use talea_core::{
 };
 use talea_store::{
     AccountPosting, Backend, Balance, BalanceCut, BookBatch, BookInfo, DueHold, Expiry, Notice,
-    NoticeBus, Opened, Outcome, PrefixBalances, Registered, Store, StoreError, TrialRow,
+    NoticeBus, Opened, Outcome, PrefixBalances, Registered, Store, StoreError, TrialRow, TxFilter,
+    TxSearchPage,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -556,6 +558,20 @@ impl Store for LogStore {
         limit: u32,
     ) -> Result<Vec<Commit>, StoreError> {
         read::transactions(&self.inner.shared, book, after_seq, limit)
+    }
+
+    async fn search_transactions(
+        &self,
+        book: &BookName,
+        filter: &TxFilter,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<TxSearchPage, StoreError> {
+        search::search_transactions(&self.inner.shared, book, filter, after_seq, limit)
+    }
+
+    async fn pending_holds(&self, book: &BookName, limit: u32) -> Result<Vec<Commit>, StoreError> {
+        search::pending_holds(&self.inner.shared, book, limit)
     }
 
     async fn transaction(

@@ -28,7 +28,7 @@ fn corrupt(what: String) -> StoreError {
 }
 
 /// Reads the transaction at `entry` of `book`, checking it is the one the index named.
-fn transaction_at(
+pub(crate) fn transaction_at(
     shared: &Shared,
     book: &BookName,
     entry: EntryRef,

@@ -8,6 +8,7 @@ use sqlx::postgres::PgPool;
 use sqlx::{PgConnection, Row as _};
 use talea_store::StoreError;
 use talea_store_sql::rows::{Advance, PostingRow, Rows, TransactionRow, new_seq_param};
+use talea_store_sql::search::MetadataParams;
 use talea_store_sql::{Dialect, Head, Tx, account_columns, transaction_columns};
 
 use crate::codec;
@@ -188,6 +189,20 @@ pub(crate) const SQL: Dialect = Dialect {
          JOIN accounts a ON a.book = hp.book AND a.name = hp.account \
          WHERE h.book = $1 AND h.status = 'pending' \
            AND (h.expires_at IS NULL OR h.expires_at > now())",
+    transactions_at: concat!(
+        "SELECT ",
+        transaction_columns!(),
+        ", h.status AS hold_status FROM transactions t \
+           LEFT JOIN holds h ON h.book = t.book AND h.seq = t.seq \
+           WHERE t.book = $1 AND t.seq = ANY($2::bigint[]) ORDER BY t.seq"
+    ),
+    // Containment on the metadata as jsonb: `transactions_metadata_idx`
+    // (GIN, jsonb_path_ops) finds the rows, sorted by seq after.
+    search_metadata: "SELECT seq FROM transactions \
+         WHERE book = $1 AND seq > $2 AND seq <= $3 AND metadata IS NOT NULL \
+           AND ((metadata::jsonb) @> $5::jsonb OR (metadata::jsonb) @> $6::jsonb) \
+         ORDER BY seq LIMIT $4",
+    metadata_params: MetadataParams::Containments,
 };
 
 /// Locks the counter rows of `books` in one statement, in the database's

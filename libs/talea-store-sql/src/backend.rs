@@ -186,6 +186,16 @@ pub struct Dialect {
     /// in one snapshot: the book's balance rows (amount NULL), then every
     /// leg of its live holds as in `balances_now` (debits and credits NULL).
     pub trial_balance_now: &'static str,
+    /// `$1` book, `$2` seqs (list) → the transaction columns and
+    /// `hold_status` of those seqs that are transactions, by seq.
+    pub transactions_at: &'static str,
+    /// `$1` book, `$2` after seq, `$3` last seq, `$4` limit, `$5` and `$6`
+    /// a metadata match spelt as [`metadata_params`](Self::metadata_params)
+    /// says → `seq`: transactions in `($2, $3]` whose metadata may match
+    /// (a superset is fine: the predicate decides), by seq, at most `$4`.
+    pub search_metadata: &'static str,
+    /// How `search_metadata` takes a match.
+    pub metadata_params: crate::search::MetadataParams,
 }
 
 /// A book's state under its write lock.

@@ -14,6 +14,7 @@
 //! - [`error`]: what a database failure means ([`Class`]).
 //! - `decode`: rows back into domain values.
 //! - [`scales`]: the asset-scale cache.
+//! - [`search`]: transaction search and the pending holds list.
 
 pub mod backend;
 pub mod chain;
@@ -23,6 +24,7 @@ pub mod liabilities;
 pub mod read;
 pub mod rows;
 pub mod scales;
+pub mod search;
 pub mod write;
 
 pub use backend::{Columns, Conn, Dialect, Head, Param, Row, SqlBackend, Tx};
@@ -191,6 +193,29 @@ macro_rules! impl_store {
             ) -> Result<Vec<::talea_core::Commit>, ::talea_store::StoreError> {
                 let mut conn = $crate::SqlBackend::reader(self).await?;
                 $crate::read::transactions::<Self>(&mut conn, book, after_seq, limit).await
+            }
+
+            async fn search_transactions(
+                &self,
+                book: &::talea_core::BookName,
+                filter: &::talea_store::TxFilter,
+                after_seq: u64,
+                limit: u32,
+            ) -> Result<::talea_store::TxSearchPage, ::talea_store::StoreError> {
+                let mut conn = $crate::SqlBackend::reader(self).await?;
+                $crate::search::search_transactions::<Self>(
+                    &mut conn, book, filter, after_seq, limit,
+                )
+                .await
+            }
+
+            async fn pending_holds(
+                &self,
+                book: &::talea_core::BookName,
+                limit: u32,
+            ) -> Result<Vec<::talea_core::Commit>, ::talea_store::StoreError> {
+                let mut conn = $crate::SqlBackend::reader(self).await?;
+                $crate::search::pending_holds::<Self>(&mut conn, book, limit).await
             }
 
             async fn transaction(

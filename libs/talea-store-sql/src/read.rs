@@ -624,7 +624,10 @@ pub async fn transactions<B: SqlBackend>(
 
 /// A hold's current status (`hold_status`, from its `holds` row) in place
 /// of the status it was committed with; other transactions keep theirs.
-fn current_status<B: SqlBackend>(commit: &mut Commit, row: &Row<B>) -> Result<(), StoreError> {
+pub(crate) fn current_status<B: SqlBackend>(
+    commit: &mut Commit,
+    row: &Row<B>,
+) -> Result<(), StoreError> {
     if let Some(status) = decode::opt_status::<B>(row, "hold_status")? {
         commit.status = status;
     }

@@ -8,6 +8,7 @@ use talea_store::StoreError;
 use talea_store_sql::rows::{
     Advance, BalanceRow, HoldEnd, HoldRow, PostingRow, Rows, TransactionRow,
 };
+use talea_store_sql::search::MetadataParams;
 use talea_store_sql::{Dialect, Head, Tx, account_columns, transaction_columns};
 
 use crate::error::store_error;
@@ -267,7 +268,23 @@ pub(crate) const SQL: Dialect = Dialect {
         now_micros!(),
         ")"
     ),
+    transactions_at: concat!(
+        "SELECT ",
+        transaction_columns!(),
+        ", h.status AS hold_status FROM transactions t \
+           LEFT JOIN holds h ON h.book = t.book AND h.seq = t.seq \
+           WHERE t.book = ?1 AND t.seq IN (SELECT value FROM json_each(?2)) ORDER BY t.seq"
+    ),
+    // `transaction_metadata`, which a trigger fills with each
+    // transaction's top-level string, integer and boolean values.
+    search_metadata: SEARCH_METADATA,
+    metadata_params: MetadataParams::KeyValue,
 };
+
+/// See `Dialect::search_metadata`.
+const SEARCH_METADATA: &str = "SELECT seq FROM transaction_metadata \
+     WHERE book = ?1 AND key = ?5 AND value = ?6 AND seq > ?2 AND seq <= ?3 \
+     ORDER BY seq LIMIT ?4";
 
 /// How every write transaction starts: with SQLite's write lock taken at
 /// once. A deferred `BEGIN` would read under a snapshot and could then fail
@@ -623,6 +640,7 @@ mod tests {
     /// in the book's size.
     #[tokio::test]
     async fn book_wide_reads_never_scan_the_log() {
+        use talea_store_sql::search;
         let dir = tempfile::tempdir().expect("temporary directory");
         let store = crate::SqliteStore::open(&dir.path().join("plans.db"))
             .await
@@ -648,6 +666,16 @@ mod tests {
                 "hold_postings_account_asset_idx",
             ),
             (talea_store_sql::read::TRIAL_HELD_AS_OF, 2, "-"),
+            (search::FIRST_AT, 2, "-"),
+            (search::LAST_BEFORE, 2, "-"),
+            (search::BY_RANGE, 4, "-"),
+            (search::BY_POSTING, 5, "postings_account_idx"),
+            (search::BY_HOLD_POSTING, 5, "hold_postings_account_seq_idx"),
+            (search::BY_HOLD_STATUS, 5, "-"),
+            (search::BY_VOID, 4, "-"),
+            (SEARCH_METADATA, 6, "-"),
+            (SQL.transactions_at, 2, "-"),
+            (search::PENDING_HOLDS, 2, "-"),
         ] {
             let steps = plan(&mut conn, sql, binds).await;
             for step in &steps {

@@ -17,12 +17,14 @@ pub mod history;
 pub mod liabilities;
 pub mod plan;
 pub mod prefix;
+pub mod search;
 pub mod stored;
 
 pub use feed::{EventStream, Notice, NoticeBus, subscribe};
 pub use history::{BalanceChange, BalanceHistory, Bucket, HistoryRange};
 pub use liabilities::LiabilitySnapshot;
 pub use prefix::{KindTotal, PrefixBalances};
+pub use search::{Driver, MetadataMatch, TxFilter, TxSearchPage};
 
 /// Which backend a store is, reported in `X-Talea-Backend`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -541,6 +543,27 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         after_seq: u64,
         limit: u32,
     ) -> Result<Vec<Commit>, StoreError>;
+
+    /// The book's transactions that pass `filter` (see [`TxFilter`]), with
+    /// seq above `after_seq`, in seq order, at most `limit`: the shared
+    /// [`search::Collector`] over candidates from the index of the filter's
+    /// [`Driver`] (each backend documents its indexes and their cost), so
+    /// a call examines at most
+    /// [`SEARCH_SCAN_MAX`](talea_core::limits::SEARCH_SCAN_MAX)
+    /// candidates and says where it stopped when it stopped early.
+    async fn search_transactions(
+        &self,
+        book: &BookName,
+        filter: &TxFilter,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<TxSearchPage, StoreError>;
+
+    /// The book's pending holds with their legs, soonest `expires_at`
+    /// first (then by seq), those without an expiry after them by seq, at
+    /// most `limit`. A hold past its expiry whose `hold_expired` event is
+    /// not yet appended is still pending here (first in line).
+    async fn pending_holds(&self, book: &BookName, limit: u32) -> Result<Vec<Commit>, StoreError>;
 
     /// One transaction by id: in whatever book it is, or with `books` only
     /// if it is in one of them (what a token limited to those books may

@@ -992,3 +992,102 @@ async fn history_lists_changes_and_buckets() {
     assert!(refused.stderr.contains("invalid_request"), "{refused:#?}");
     finish(server, db).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn txs_searches_and_holds_lists_soonest_first() {
+    let (server, db) = seeded().await;
+    let base = server.base.as_str();
+    for (idem, order) in [("a", "A-17"), ("b", "B-2"), ("c", "A-17")] {
+        let metadata = format!(r#"{{"order_id":"{order}"}}"#);
+        let post = [
+            "post",
+            "--book",
+            "demo",
+            "--idem",
+            idem,
+            "--debit",
+            "hot-wallet:BTC:1",
+            "--credit",
+            "customers:alice:BTC:1",
+            "--metadata",
+            &metadata,
+        ];
+        talea(base, &post).await.ok();
+    }
+    let hold = |idem: &'static str| {
+        [
+            "--json",
+            "hold",
+            "--book",
+            "demo",
+            "--idem",
+            idem,
+            "--debit",
+            "customers:alice:BTC:0.1",
+            "--credit",
+            "hot-wallet:BTC:0.1",
+        ]
+    };
+    let open_ended = talea(base, &hold("h-open")).await.ok().json();
+    let soon = (chrono::Utc::now() + chrono::Duration::hours(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let mut timed = hold("h-soon").to_vec();
+    timed.extend(["--expires-at", soon.as_str()]);
+    let timed = talea(base, &timed).await.ok().json();
+
+    let found = talea(
+        base,
+        &["--json", "txs", "--book", "demo", "--meta", "order_id=A-17"],
+    )
+    .await
+    .ok()
+    .json();
+    let keys: Vec<&str> = found["transactions"]
+        .as_array()
+        .expect("transactions")
+        .iter()
+        .filter_map(|t| t["idempotency_key"].as_str())
+        .collect();
+    assert_eq!(keys, vec!["a", "c"], "{found}");
+    let table = talea(
+        base,
+        &[
+            "txs", "--book", "demo", "--status", "pending", "--limit", "1",
+        ],
+    )
+    .await
+    .ok();
+    assert!(table.stdout.contains("pending"), "{table:#?}");
+    assert!(table.stdout.contains("h-open"), "{table:#?}");
+    assert!(
+        table.stderr.contains("more may follow: --after-seq"),
+        "{table:#?}"
+    );
+
+    let holds = talea(base, &["holds", "--book", "demo"]).await.ok();
+    let rows: Vec<&str> = holds
+        .stdout
+        .lines()
+        .filter(|l| l.contains("customers:alice"))
+        .collect();
+    assert_eq!(rows.len(), 2, "{holds:#?}");
+    assert!(
+        rows[0].contains(timed["tx_id"].as_str().expect("id")),
+        "{holds:#?}"
+    );
+    assert!(rows[1].starts_with("never"), "{holds:#?}");
+    assert!(
+        rows[1].contains(open_ended["tx_id"].as_str().expect("id")),
+        "{holds:#?}"
+    );
+
+    // A usage error (exit 1) and a refusal by the server (exit 2).
+    for (bad, code) in [
+        (&["txs", "--book", "demo", "--meta", "novalue"][..], 1),
+        (&["txs", "--book", "demo", "--status", "settled"][..], 2),
+    ] {
+        let refused = talea(base, bad).await;
+        assert_eq!(refused.code, code, "{refused:#?}");
+    }
+    finish(server, db).await;
+}

@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 use talea_api::{
     ApiError, AssetDto, AssetRequest, BalanceHistoryQuery, BookBalancesQuery, LedgerApi, NamePage,
     OpenAccountRequest, PostTransactionRequest, PostingDto, SeqPage, SettleRequest, TransactionDto,
-    VoidRequest,
+    TransactionSearch, VoidRequest,
 };
 use talea_testkit::TestDb;
 
@@ -1951,6 +1951,244 @@ async fn balance_history(p: &Probe) {
     );
 }
 
+async fn transaction_search(p: &Probe) {
+    let api = p.api();
+    setup(api, "demo").await;
+    let with_meta = |mut r: PostTransactionRequest, meta: Value| {
+        r.metadata = Some(object(meta));
+        r
+    };
+    let in_hours = |h: i64| {
+        (chrono::Utc::now() + chrono::Duration::hours(h))
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    let t1 = post(
+        api,
+        "demo",
+        with_meta(
+            transfer("a", "hot-wallet", "customers:alice", "10"),
+            json!({"order_id": "A-17", "attempt": 2}),
+        ),
+    )
+    .await;
+    let t2 = post(
+        api,
+        "demo",
+        with_meta(
+            transfer("b", "hot-wallet", "customers:bob", "5"),
+            json!({"order_id": "B-1"}),
+        ),
+    )
+    .await;
+    let mut later = transfer("h-later", "customers:alice", "hot-wallet", "1");
+    later.pending = true;
+    later.expires_at = Some(in_hours(2));
+    let later = post(api, "demo", later).await;
+    let mut soon = transfer("h-soon", "customers:bob", "hot-wallet", "1");
+    soon.pending = true;
+    soon.expires_at = Some(in_hours(1));
+    let soon = post(api, "demo", soon).await;
+    let mut open_ended = transfer("h-open", "customers:bob", "hot-wallet", "1");
+    open_ended.pending = true;
+    let open_ended = post(api, "demo", open_ended).await;
+    let t3 = post(
+        api,
+        "demo",
+        with_meta(
+            transfer("c", "customers:alice", "hot-wallet", "2"),
+            json!({"order_id": "A-17"}),
+        ),
+    )
+    .await;
+
+    let search = |q: TransactionSearch| api.search_transactions("demo", q);
+    let seqs = |l: &talea_api::TransactionList| -> Vec<u64> {
+        l.transactions.iter().map(|t| t.seq).collect()
+    };
+    let alice = TransactionSearch {
+        account: Some("customers:alice".to_owned()),
+        ..TransactionSearch::default()
+    };
+    let found = search(alice.clone()).await.expect("searches");
+    assert_eq!(seqs(&found), vec![t1.seq, later.seq, t3.seq]);
+    assert_eq!(found.next_after_seq, None);
+    assert_eq!(
+        found.transactions[0],
+        api.transaction(&t1.tx_id).await.expect("reads")
+    );
+    let first = search(TransactionSearch {
+        limit: Some(2),
+        ..alice.clone()
+    })
+    .await
+    .expect("searches");
+    assert_eq!(
+        (seqs(&first), first.next_after_seq),
+        (vec![t1.seq, later.seq], Some(later.seq))
+    );
+    let rest = search(TransactionSearch {
+        after_seq: first.next_after_seq,
+        ..alice.clone()
+    })
+    .await
+    .expect("searches");
+    assert_eq!(seqs(&rest), vec![t3.seq]);
+
+    let order = |v: &str| TransactionSearch {
+        metadata: [("order_id".to_owned(), v.to_owned())].into(),
+        ..TransactionSearch::default()
+    };
+    let by_order = search(order("A-17")).await.expect("searches");
+    assert_eq!(seqs(&by_order), vec![t1.seq, t3.seq]);
+    let attempt = TransactionSearch {
+        metadata: [("attempt".to_owned(), "2".to_owned())].into(),
+        ..TransactionSearch::default()
+    };
+    assert_eq!(
+        seqs(&search(attempt).await.expect("searches")),
+        vec![t1.seq]
+    );
+    let pending = TransactionSearch {
+        status: Some("pending".to_owned()),
+        ..TransactionSearch::default()
+    };
+    assert_eq!(
+        seqs(&search(pending).await.expect("searches")),
+        vec![later.seq, soon.seq, open_ended.seq]
+    );
+    let ranged = TransactionSearch {
+        from: Some(t2.committed_at.clone()),
+        to: Some(t3.committed_at.clone()),
+        account: Some("customers:bob".to_owned()),
+        ..TransactionSearch::default()
+    };
+    assert_eq!(
+        seqs(&search(ranged).await.expect("searches")),
+        vec![t2.seq, soon.seq, open_ended.seq]
+    );
+    let plain = search(TransactionSearch::default()).await.expect("pages");
+    assert_eq!(plain.transactions.len(), 6);
+
+    let holds = api.pending_holds("demo", None).await.expect("holds");
+    let ids: Vec<&str> = holds.holds.iter().map(|h| h.tx_id.as_str()).collect();
+    assert_eq!(
+        ids,
+        vec![
+            soon.tx_id.as_str(),
+            later.tx_id.as_str(),
+            open_ended.tx_id.as_str()
+        ]
+    );
+    assert_eq!(
+        holds.holds[0],
+        api.transaction(&soon.tx_id).await.expect("reads")
+    );
+    let one = api.pending_holds("demo", Some(1)).await.expect("holds");
+    assert_eq!(one.holds.len(), 1);
+
+    // Refusals, in the order the checks run.
+    let bad = |f: fn(&mut TransactionSearch)| {
+        let mut q = TransactionSearch::default();
+        f(&mut q);
+        q
+    };
+    assert_invalid(
+        &p.refused(
+            "a time range backwards",
+            search(bad(|q| {
+                q.from = Some("2100-01-01T00:00:00Z".to_owned());
+                q.to = Some("2000-01-01T00:00:00Z".to_owned());
+            }))
+            .await,
+        ),
+        "from",
+    );
+    assert_invalid(
+        &p.refused(
+            "a bad time",
+            search(bad(|q| q.to = Some("yesterday".to_owned()))).await,
+        ),
+        "to",
+    );
+    assert_invalid(
+        &p.refused(
+            "an unknown status",
+            search(bad(|q| q.status = Some("settled".to_owned()))).await,
+        ),
+        "status",
+    );
+    assert_invalid(
+        &p.refused(
+            "two metadata filters",
+            search(bad(|q| {
+                q.metadata = [
+                    ("a".to_owned(), "1".to_owned()),
+                    ("b".to_owned(), "2".to_owned()),
+                ]
+                .into();
+            }))
+            .await,
+        ),
+        "metadata",
+    );
+    assert_invalid(
+        &p.refused(
+            "a metadata key past its limit",
+            search(bad(|q| {
+                q.metadata = [("k".repeat(129), "v".to_owned())].into()
+            }))
+            .await,
+        ),
+        "metadata",
+    );
+    assert_invalid(
+        &p.refused(
+            "a metadata value past its limit",
+            search(bad(|q| {
+                q.metadata = [("order_id".to_owned(), "v".repeat(257))].into()
+            }))
+            .await,
+        ),
+        "metadata.order_id",
+    );
+    assert_invalid(
+        &p.refused(
+            "a page too large",
+            search(bad(|q| {
+                q.status = Some("posted".to_owned());
+                q.limit = Some(1001);
+            }))
+            .await,
+        ),
+        "limit",
+    );
+    assert_code(
+        &p.refused(
+            "an unknown account",
+            search(bad(|q| q.account = Some("nobody".to_owned()))).await,
+        ),
+        "not_found",
+    );
+    assert_code(
+        &p.refused(
+            "an unknown book",
+            api.search_transactions("nobook", order("A-17")).await,
+        ),
+        "not_found",
+    );
+    assert_code(
+        &p.refused(
+            "an unknown book's holds",
+            api.pending_holds("nobook", None).await,
+        ),
+        "not_found",
+    );
+    assert_invalid(
+        &p.refused("holds limit", api.pending_holds("demo", Some(0)).await),
+        "limit",
+    );
+}
+
 macro_rules! scenarios {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
@@ -1998,4 +2236,5 @@ scenarios!(
     bulk,
     prefix_balances,
     balance_history,
+    transaction_search,
 );

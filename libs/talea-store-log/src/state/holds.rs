@@ -197,6 +197,14 @@ impl Book {
             .filter_map(|(seq, id)| self.holds.get(id).map(|h| (*seq, h)))
     }
 
+    /// The book's holds with seq above `after`, in seq order.
+    pub fn holds_after(&self, after: u64) -> impl Iterator<Item = (u64, &HoldEntry)> + '_ {
+        let start = self.hold_order.partition_point(|(seq, _)| *seq <= after);
+        self.hold_order[start..]
+            .iter()
+            .filter_map(|(seq, id)| self.holds.get(id).map(|h| (*seq, h)))
+    }
+
     /// Pending holds whose `expires_at` is at or before `until`, earliest
     /// first (by expiry, then seq).
     pub fn due(&self, until: Timestamp) -> impl Iterator<Item = (Timestamp, &HoldEntry)> + '_ {

@@ -12,7 +12,7 @@
 //! "the stores behave identically" is what this module checks.
 //!
 //! The cases live by topic in this folder's modules (`registry`,
-//! `idempotency`, `concurrency`, `holds`, `chain`, `rules`, `reads`, `balances`, `prefix`, `history`, `multi_book`,
+//! `idempotency`, `concurrency`, `holds`, `chain`, `rules`, `reads`, `balances`, `prefix`, `history`, `search`, `multi_book`,
 //! `streams`), their shared helpers in `support`; this file holds the one
 //! list of cases and the macro that runs each on every backend.
 
@@ -28,6 +28,7 @@ mod prefix;
 mod reads;
 mod registry;
 mod rules;
+mod search;
 mod streams;
 mod support;
 
@@ -43,6 +44,7 @@ pub use prefix::*;
 pub use reads::*;
 pub use registry::*;
 pub use rules::*;
+pub use search::*;
 pub use streams::*;
 
 use std::future::Future;
@@ -145,6 +147,7 @@ cases!($
     prefix_balances_match_total_and_page,
     prefix_balances_filter_and_edges,
     balance_history_changes_and_pages,
+    search_filters_match_the_predicate,
 );
 
 /// Runs every case in order, each on a store from `make_store`.

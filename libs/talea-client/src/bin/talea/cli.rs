@@ -80,6 +80,11 @@ pub(crate) enum Command {
     TrialBalance(TrialBalanceArgs),
     /// One transaction by id.
     Tx(TxArgs),
+    /// Search a book's transactions by account, time range, status and a
+    /// metadata key (every filter given must hold); a page in seq order.
+    Txs(TxsArgs),
+    /// A book's pending holds, soonest expiry first.
+    Holds(HoldsArgs),
     /// A page of a book's event log.
     Log(LogArgs),
     /// List assets, or register one with `assets add`.
@@ -468,6 +473,56 @@ pub(crate) struct HistoryArgs {
     #[arg(long)]
     pub after_seq: Option<u64>,
     /// Page size of the changes (1..=1000, default 100).
+    #[arg(long)]
+    pub limit: Option<u32>,
+}
+
+/// `talea txs`.
+#[derive(Debug, Args)]
+pub(crate) struct TxsArgs {
+    /// The book.
+    #[arg(long)]
+    pub book: String,
+    /// Only transactions with a leg (posted or held) on this account.
+    #[arg(long)]
+    pub account: Option<String>,
+    /// RFC 3339: only transactions committed at or after it.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// RFC 3339: only transactions committed before it.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Only this status: posted, pending, voided or expired.
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Exact match on a top-level metadata key, as KEY=VALUE (once).
+    #[arg(long, value_name = "KEY=VALUE", value_parser = parse_meta)]
+    pub meta: Option<(String, String)>,
+    /// Transactions strictly after this seq (the previous page's cursor).
+    #[arg(long)]
+    pub after_seq: Option<u64>,
+    /// Page size (1..=1000, default 100).
+    #[arg(long)]
+    pub limit: Option<u32>,
+}
+
+/// `KEY=VALUE` of `--meta`.
+fn parse_meta(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!(
+            "expected KEY=VALUE (for example order_id=A-17), got {text:?}"
+        )),
+    }
+}
+
+/// `talea holds`.
+#[derive(Debug, Args)]
+pub(crate) struct HoldsArgs {
+    /// The book.
+    #[arg(long)]
+    pub book: String,
+    /// How many (1..=1000, default 100).
     #[arg(long)]
     pub limit: Option<u32>,
 }

@@ -25,7 +25,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use talea_api::{
     ApiError, AssetRequest, BalanceHistoryQuery, BookBalancesQuery, LedgerApi, NamePage,
-    OpenAccountRequest, PostTransactionRequest, PostingDto, SeqPage, SettleRequest, VoidRequest,
+    OpenAccountRequest, PostTransactionRequest, PostingDto, SeqPage, SettleRequest,
+    TransactionSearch, VoidRequest,
 };
 use talea_client::{RetryNotice, RetryPolicy, StreamItem, TaleaClient};
 
@@ -397,6 +398,27 @@ async fn execute(
         Command::Tx(args) => {
             let tx = client.transaction(&args.tx_id).await?;
             Rendered::new(&tx, render::transaction(&tx))
+        }
+        Command::Txs(args) => {
+            let query = TransactionSearch {
+                account: args.account,
+                from: args.from,
+                to: args.to,
+                status: args.status,
+                metadata: args.meta.into_iter().collect(),
+                after_seq: args.after_seq,
+                limit: args.limit,
+            };
+            let list = client.search_transactions(&args.book, query).await?;
+            let out = Rendered::new(&list, render::transactions(&list.transactions));
+            match list.next_after_seq {
+                Some(next) => out.note(format!("more may follow: --after-seq {next}")),
+                None => out,
+            }
+        }
+        Command::Holds(args) => {
+            let list = client.pending_holds(&args.book, args.limit).await?;
+            Rendered::new(&list, render::holds(&list.holds))
         }
         Command::Log(args) => {
             let page = SeqPage {

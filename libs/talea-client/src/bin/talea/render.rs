@@ -342,6 +342,62 @@ pub(crate) fn transaction_line(data: &Value) -> String {
     )
 }
 
+/// Transactions, one row each: seq, commit time, status and legs.
+pub(crate) fn transactions(list: &[TransactionDto]) -> String {
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|tx| {
+            vec![
+                tx.seq.to_string(),
+                tx.committed_at.clone(),
+                tx.status.clone(),
+                tx.idempotency_key.clone(),
+                tx_legs(tx),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            Col("SEQ", true),
+            Col("COMMITTED_AT", false),
+            Col("STATUS", false),
+            Col("KEY", false),
+            Col("LEGS", false),
+        ],
+        &rows,
+    )
+}
+
+/// Pending holds, one row each: expiry (or "never"), seq, id and legs.
+pub(crate) fn holds(list: &[TransactionDto]) -> String {
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|tx| {
+            vec![
+                tx.expires_at.clone().unwrap_or_else(|| "never".to_owned()),
+                tx.seq.to_string(),
+                tx.tx_id.clone(),
+                tx_legs(tx),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            Col("EXPIRES_AT", false),
+            Col("SEQ", true),
+            Col("TX_ID", false),
+            Col("LEGS", false),
+        ],
+        &rows,
+    )
+}
+
+fn tx_legs(tx: &TransactionDto) -> String {
+    serde_json::to_value(&tx.postings)
+        .map(|v| legs(&v))
+        .unwrap_or_default()
+}
+
 pub(crate) fn events(list: &EventList) -> String {
     let rows: Vec<Vec<String>> = list
         .events

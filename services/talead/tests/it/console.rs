@@ -30,7 +30,9 @@ const SCOPED_TOKEN: &str = "console-test-scoped-token-0123456789";
 /// A chromedriver (in a process group of its own, with the Chromium it
 /// starts) and its WebDriver session on a fresh profile.
 struct Browser {
-    driver: Child,
+    /// Taken (and its group killed) when the browser is dropped, so a
+    /// failing test leaves no chromedriver or Chromium behind either.
+    driver: Option<Child>,
     client: Client,
     _profile: tempfile::TempDir,
     /// The test's name, prefixing its screenshots.
@@ -88,7 +90,7 @@ impl Browser {
             .await
             .expect("a WebDriver session in headless Chromium");
         let browser = Self {
-            driver,
+            driver: Some(driver),
             client,
             _profile: profile,
             test,
@@ -235,11 +237,19 @@ impl Browser {
         }
     }
 
-    /// Ends the session (Chromium quits), then chromedriver's process group.
+    /// Ends the session (Chromium quits), then chromedriver's process group
+    /// (on drop).
     async fn close(self) {
-        let Browser { driver, client, .. } = self;
-        let _ = tokio::time::timeout(Duration::from_secs(10), client.close()).await;
-        kill_group(driver);
+        let session = self.client.clone().close();
+        let _ = tokio::time::timeout(Duration::from_secs(10), session).await;
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if let Some(driver) = self.driver.take() {
+            kill_group(driver);
+        }
     }
 }
 

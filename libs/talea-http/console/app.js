@@ -11,7 +11,7 @@ const TOKEN_KEY = "talea.console.token";
 const SVG_NS = "http://www.w3.org/2000/svg";
 /** Events kept on the live tail's page. */
 const TAIL_EVENTS_MAX = 500;
-/** Transactions read after a hold when looking for what ended it. */
+/** Seqs searched after a hold when looking for what ended it. */
 const ENDING_SCAN_MAX = 10000;
 /** Events read to recompute a checkpoint's Merkle root in the page. */
 const ROOT_CHECK_EVENTS_MAX = 100000;
@@ -725,7 +725,7 @@ async function holdEnding(p, section, tx) {
       out.replaceChildren(...(found
         ? [found.status === "voided" ? "Voided by " : "Settled by ", txLink(found.tx_id),
           ` (seq ${found.seq}).`]
-        : [`No settle or void of this transaction in the ${ENDING_SCAN_MAX} transactions after it.`]));
+        : [`No settle or void of this transaction in the ${ENDING_SCAN_MAX} events after it.`]));
     } catch (e) {
       if (p.live) section.append(errorBox(e, "Looking for the settle or void"));
     }
@@ -738,15 +738,19 @@ async function holdEnding(p, section, tx) {
   }
 }
 
-/** The transaction after `tx` in its book whose `pending_tx_id` is `tx` (bounded scan). */
+/**
+ * The transaction after `tx` in its book whose `pending_tx_id` is `tx`:
+ * a search of the book's transactions after it with the hold's own status
+ * (a settle reads `posted` as a settled hold does, a void `voided`),
+ * bounded to the ENDING_SCAN_MAX seqs after the hold.
+ */
 async function findEnding(tx) {
   let after = tx.seq;
-  let read = 0;
-  while (read < ENDING_SCAN_MAX) {
-    const page = await api(apiPath(["books", tx.book, "transactions"], {after_seq: after, limit: 1000}));
+  while (after < tx.seq + ENDING_SCAN_MAX) {
+    const page = await api(apiPath(["books", tx.book, "transactions"],
+      {after_seq: after, limit: 1000, status: tx.status}));
     const hit = page.transactions.find((t) => t.pending_tx_id === tx.tx_id);
     if (hit) return hit;
-    read += page.transactions.length;
     if (page.next_after_seq === null || page.next_after_seq === undefined) return null;
     after = page.next_after_seq;
   }

@@ -784,9 +784,17 @@ async fn pending_holds_are_listed_soonest_expiry_first() {
     let middle = f.hold("middle", "1", in_hours(2)).await;
     let settled = f.hold("settled", "1", in_hours(1)).await;
     let settled_id = settled["tx_id"].as_str().expect("tx_id");
+    let settle = f
+        .post(
+            &format!("/v1/books/demo/transactions/{settled_id}/post"),
+            json!({"idempotency_key": "settle"}),
+        )
+        .await;
+    let voided = f.hold("voided", "1", None).await;
+    let voided_id = voided["tx_id"].as_str().expect("tx_id");
     f.post(
-        &format!("/v1/books/demo/transactions/{settled_id}/post"),
-        json!({"idempotency_key": "settle"}),
+        &format!("/v1/books/demo/transactions/{voided_id}/void"),
+        json!({"idempotency_key": "void"}),
     )
     .await;
     let id = |tx: &Value| tx["tx_id"].as_str().unwrap_or_default().to_owned();
@@ -806,11 +814,23 @@ async fn pending_holds_are_listed_soonest_expiry_first() {
     assert_eq!(b.all_attrs("#holds tbody tr", "data-tx-id").await, expected);
     b.shot("holds").await;
 
-    // A settled hold's page links to its settle.
+    // A settled hold's page links to its settle, found by the page.
     b.route(&format!("#/transactions/{settled_id}")).await;
     b.page("transaction", "ready").await;
+    let settle_id = settle["tx_id"].as_str().expect("tx_id");
+    b.wait_for(&format!("#tx-ending a[href='#/transactions/{settle_id}']"))
+        .await;
     let ending = b.text("#tx-ending").await;
     assert!(ending.contains("Settled by"), "{ending}");
+    // The settle links back to the hold it ends; a voided hold to its void.
+    b.route(&format!("#/transactions/{settle_id}")).await;
+    b.page("transaction", "ready").await;
+    b.wait_for(&format!("#tx-ends a[href='#/transactions/{settled_id}']"))
+        .await;
+    b.route(&format!("#/transactions/{voided_id}")).await;
+    b.page("transaction", "ready").await;
+    let ending = b.text("#tx-ending").await;
+    assert!(ending.contains("Voided by"), "{ending}");
     b.close().await;
     f.finish().await;
 }

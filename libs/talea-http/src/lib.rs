@@ -4,6 +4,7 @@
 //! Handlers stay thin: they decide scope, parse the body and call
 //! `LedgerApi`; every refusal is an `ApiError` mapped in `error.rs`.
 
+mod console;
 mod error;
 mod extract;
 mod hide;
@@ -94,6 +95,7 @@ pub struct StateFields {
     stream: Option<talea_stream::Hub>,
     tickets: Arc<Tickets>,
     cors_origins: Arc<[HeaderValue]>,
+    console: bool,
 }
 
 impl std::ops::Deref for AppState {
@@ -119,6 +121,7 @@ impl AppState {
             stream: None,
             tickets: Arc::new(config.stream_tickets.clone()),
             cors_origins: config.cors_origins.clone().into(),
+            console: false,
         };
         Self {
             inner: Arc::new(state),
@@ -128,6 +131,13 @@ impl AppState {
     /// Serves `GET /v1/books/{book}/stream` from `hub` too.
     pub fn with_stream(mut self, hub: talea_stream::Hub) -> Self {
         Arc::make_mut(&mut self.inner).stream = Some(hub);
+        self
+    }
+
+    /// Serves the read-only operator console at `/console` too
+    /// (`TALEA_CONSOLE`, `docs/console.md`).
+    pub fn with_console(mut self, on: bool) -> Self {
+        Arc::make_mut(&mut self.inner).console = on;
         self
     }
 
@@ -185,6 +195,10 @@ impl Routes {
 /// rate limited (a balancer's probes must not be refused as a client's
 /// would), and a 405 is answered before authentication.
 ///
+/// With [`AppState::with_console`], `/console` serves the operator
+/// console's static files beside `/livez`, outside admission and
+/// authentication.
+///
 /// Serve it with `into_make_service_with_connect_info::<SocketAddr>()` so
 /// that requests without a usable token are rate limited by peer address.
 pub fn router(state: AppState) -> Router {
@@ -218,6 +232,11 @@ pub fn router(state: AppState) -> Router {
             app: state.clone(),
             hub,
         }));
+    }
+    if state.console {
+        // Static files holding no secret: outside admission and
+        // authentication, like `/livez` (the API calls they make are not).
+        outer = outer.merge(console::routes());
     }
     let cors = ticket::cors(&state.cors_origins);
     let app = outer

@@ -221,6 +221,37 @@ impl BrowserArgs {
     }
 }
 
+/// `on` or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    /// Turned on.
+    On,
+    /// Turned off.
+    Off,
+}
+
+/// The read-only operator console (`docs/console.md`).
+#[derive(Debug, Clone, Args)]
+pub struct ConsoleArgs {
+    /// Serve the read-only operator console at /console: `on` or `off`
+    /// [default: on for the embedded default store (no TALEA_DB_URL), off
+    /// otherwise].
+    #[arg(long, env = "TALEA_CONSOLE", value_enum)]
+    pub console: Option<Switch>,
+}
+
+impl ConsoleArgs {
+    /// Whether to serve the console; unset, only for the embedded default
+    /// (`embedded_default`: `talead serve` with no store URL), the one-machine
+    /// trial where an operator has nothing else to look with.
+    pub fn enabled(&self, embedded_default: bool) -> bool {
+        match self.console {
+            Some(switch) => switch == Switch::On,
+            None => embedded_default,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -231,6 +262,20 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         listen: ListenArgs<8080>,
+        #[command(flatten)]
+        console: ConsoleArgs,
+    }
+
+    #[test]
+    fn the_console_is_on_by_default_only_for_the_embedded_default() {
+        let cli = Cli::try_parse_from(["t"]).expect("defaults");
+        assert!(cli.console.enabled(true));
+        assert!(!cli.console.enabled(false));
+        let cli = Cli::try_parse_from(["t", "--console", "on"]).expect("on");
+        assert!(cli.console.enabled(false));
+        let cli = Cli::try_parse_from(["t", "--console", "off"]).expect("off");
+        assert!(!cli.console.enabled(true));
+        assert!(Cli::try_parse_from(["t", "--console", "yes"]).is_err());
     }
 
     #[test]

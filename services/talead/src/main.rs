@@ -23,7 +23,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use talea_auth::Secret;
 use talea_http::service;
-use talea_http::settings::{AuthArgs, BrowserArgs, ListenArgs, MetricsArgs, SseArgs};
+use talea_http::settings::{AuthArgs, BrowserArgs, ConsoleArgs, ListenArgs, MetricsArgs, SseArgs};
 use talea_telemetry::LogArgs;
 
 /// The talea ledger daemon.
@@ -124,6 +124,8 @@ pub(crate) struct ServeArgs {
     pub env_file: PathBuf,
     #[command(flatten)]
     pub browser: BrowserArgs,
+    #[command(flatten)]
+    pub console: ConsoleArgs,
     /// Life of a stream ticket, in seconds (1..=60).
     #[arg(long, env = "TALEA_STREAM_TICKET_TTL_S", default_value_t = talea_auth::TICKET_TTL_S_DEFAULT)]
     pub stream_ticket_ttl_s: u64,

@@ -38,6 +38,12 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
              and are accepted by this process only"
         );
     }
+    // On by default only for the embedded default: `talead serve` with no URL.
+    let console = args.console.enabled(
+        args.db_url
+            .as_ref()
+            .is_none_or(|url| url.expose().trim().is_empty()),
+    );
     let notary = args.keys.notary()?;
     tracing::info!(store = %url.describe(), "opening the store");
     let store = crate::store::open(&url, args.db_pool, Schema::RequireMigrated).await?;
@@ -78,7 +84,11 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
             cors_origins: browser.cors_origins,
         },
     )
-    .with_stream(hub.clone());
+    .with_stream(hub.clone())
+    .with_console(console);
+    if console {
+        tracing::info!("serving the read-only console at /console");
+    }
     serve(&args, ledger, state, hub).await
 }
 

@@ -9,6 +9,7 @@ use talea_testkit::TestDb;
 use talea_testkit::process::{Service, TALEAD_LISTENING, TALEAD_METRICS, talea_command};
 
 mod bootstrap;
+mod console;
 mod embedded;
 mod faults;
 mod probing;

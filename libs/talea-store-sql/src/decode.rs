@@ -79,16 +79,6 @@ pub(crate) fn seq<B: SqlBackend>(row: &Row<B>, column: &str) -> Result<u64, Stor
     stored::seq(required::<B, _>(<B::Db as Columns>::int, row, column)?)
 }
 
-/// A seq column that may be NULL (an aggregate over no rows).
-pub(crate) fn opt_seq<B: SqlBackend>(
-    row: &Row<B>,
-    column: &str,
-) -> Result<Option<u64>, StoreError> {
-    nullable::<B, _>(<B::Db as Columns>::int, row, column)?
-        .map(stored::seq)
-        .transpose()
-}
-
 /// An amount column (decimal text of minor units).
 pub(crate) fn amount<B: SqlBackend>(row: &Row<B>, column: &str) -> Result<Amount, StoreError> {
     stored::amount(&text::<B>(row, column)?)

@@ -202,6 +202,10 @@ pub(crate) const SQL: Dialect = Dialect {
          LEFT JOIN balances b ON b.book = bk.book AND b.account = a.name \
          WHERE bk.book = ?1 AND bk.last_seq > 0 \
          ORDER BY a.name, b.asset",
+    // `+hp.account`: without it SQLite walks the prefix's range of
+    // `hold_postings_account_asset_idx` once per pending hold (5 s on a
+    // book of 1,000,000 events with 10,000 pending holds); with it, each
+    // hold's legs by primary key.
     prefix_balances: concat!(
         "SELECT a.name, a.kind, b.asset, b.balance, NULL AS amount \
          FROM accounts a LEFT JOIN balances b ON b.book = a.book AND b.account = a.name \
@@ -214,7 +218,7 @@ pub(crate) const SQL: Dialect = Dialect {
          WHERE h.book = ?1 AND h.status = 'pending' \
            AND (h.expires_at IS NULL OR h.expires_at > ",
         now_micros!(),
-        ") AND hp.account >= ?2 AND hp.account < ?3 \
+        ") AND +hp.account >= ?2 AND +hp.account < ?3 \
          ORDER BY 1"
     ),
     trial_balance_as_of: TRIAL_BALANCE_AS_OF,
@@ -689,6 +693,8 @@ mod tests {
                     // pending index.
                     ["SEARCH", "hp" | "hold_postings", ..] => {
                         step.ends_with("(book=?)")
+                            // A range of accounts, walked once per hold.
+                            || step.contains("account>?")
                             || (postings_index.starts_with("hold_")
                                 && !step.contains(postings_index))
                     }

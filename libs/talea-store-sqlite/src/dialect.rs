@@ -246,13 +246,17 @@ pub(crate) const SQL: Dialect = Dialect {
     hold_postings_of: "SELECT seq, account, asset, amount, balance_after FROM hold_postings \
          WHERE book = ?1 AND seq IN (SELECT value FROM json_each(?2)) ORDER BY seq, leg",
     accounts_and_held: ACCOUNTS_AND_HELD,
+    // The account's hold legs first (`hold_postings_account_seq_idx`), then
+    // each one's hold by primary key: O(the account's holds), not O(the
+    // book's pending holds) as when walking `holds_pending_idx` (41 ms a read
+    // with 10,000 pending holds).
     balances_now: concat!(
         "SELECT asset, balance, NULL AS amount FROM balances WHERE book = ?1 AND account = ?2 \
          UNION ALL \
          SELECT hp.asset, NULL, hp.amount \
-         FROM holds h INDEXED BY holds_pending_idx \
-         CROSS JOIN hold_postings hp ON hp.book = h.book AND hp.seq = h.seq \
-         WHERE h.book = ?1 AND h.status = 'pending' \
+         FROM hold_postings hp INDEXED BY hold_postings_account_seq_idx \
+         CROSS JOIN holds h ON h.book = hp.book AND h.seq = hp.seq \
+         WHERE hp.book = ?1 AND h.status = 'pending' \
            AND (h.expires_at IS NULL OR h.expires_at > ",
         now_micros!(),
         ") AND hp.account = ?2"

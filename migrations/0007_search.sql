@@ -24,22 +24,30 @@ CREATE TABLE transaction_metadata (
     CONSTRAINT transaction_metadata_pkey PRIMARY KEY (book, key, value, seq)
 );
 
+-- The rows one transaction's metadata gives: its top-level strings,
+-- integers and booleans as text, key and value within the search limits.
+CREATE FUNCTION talea_metadata_values(metadata text)
+RETURNS TABLE (key text, value text) LANGUAGE sql IMMUTABLE AS $$
+    SELECT e.key, v.text
+    FROM jsonb_each(metadata::jsonb) AS e
+    CROSS JOIN LATERAL (SELECT CASE jsonb_typeof(e.value)
+                                   WHEN 'string' THEN e.value #>> '{}'
+                                   ELSE e.value::text END AS text) AS v
+    WHERE (jsonb_typeof(e.value) IN ('string', 'boolean')
+           OR (jsonb_typeof(e.value) = 'number' AND e.value::text ~ '^-?[0-9]+$'))
+      AND octet_length(e.key) <= 128
+      AND octet_length(v.text) <= 256
+$$;
+
 -- Filled once per write statement from the rows it inserted (a statement
 -- trigger with a transition table: one set-based insert per commit).
 CREATE FUNCTION talea_index_metadata() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO transaction_metadata (book, key, value, seq)
-    SELECT n.book, e.key, v.text, n.seq
+    SELECT n.book, m.key, m.value, n.seq
     FROM new_rows AS n
-    CROSS JOIN LATERAL jsonb_each(n.metadata::jsonb) AS e
-    CROSS JOIN LATERAL (SELECT CASE jsonb_typeof(e.value)
-                                   WHEN 'string' THEN e.value #>> '{}'
-                                   ELSE e.value::text END AS text) AS v
+    CROSS JOIN LATERAL talea_metadata_values(n.metadata) AS m
     WHERE n.metadata IS NOT NULL
-      AND (jsonb_typeof(e.value) IN ('string', 'boolean')
-           OR (jsonb_typeof(e.value) = 'number' AND e.value::text ~ '^-?[0-9]+$'))
-      AND octet_length(e.key) <= 128
-      AND octet_length(v.text) <= 256
     ON CONFLICT DO NOTHING;
     RETURN NULL;
 END
@@ -50,15 +58,8 @@ CREATE TRIGGER transactions_metadata_index AFTER INSERT ON transactions
     FOR EACH STATEMENT EXECUTE FUNCTION talea_index_metadata();
 
 INSERT INTO transaction_metadata (book, key, value, seq)
-SELECT t.book, e.key, v.text, t.seq
+SELECT t.book, m.key, m.value, t.seq
 FROM transactions AS t
-CROSS JOIN LATERAL jsonb_each(t.metadata::jsonb) AS e
-CROSS JOIN LATERAL (SELECT CASE jsonb_typeof(e.value)
-                               WHEN 'string' THEN e.value #>> '{}'
-                               ELSE e.value::text END AS text) AS v
+CROSS JOIN LATERAL talea_metadata_values(t.metadata) AS m
 WHERE t.metadata IS NOT NULL
-  AND (jsonb_typeof(e.value) IN ('string', 'boolean')
-       OR (jsonb_typeof(e.value) = 'number' AND e.value::text ~ '^-?[0-9]+$'))
-  AND octet_length(e.key) <= 128
-  AND octet_length(v.text) <= 256
 ON CONFLICT DO NOTHING;

@@ -278,18 +278,8 @@ impl LedgerApi for LedgerService {
         } else {
             None
         };
-        let scales = self
-            .scales(codes(
-                commits
-                    .iter()
-                    .flat_map(|c| c.postings.iter().map(|p| &p.asset)),
-            ))
-            .await?;
         Ok(TransactionList {
-            transactions: commits
-                .iter()
-                .map(|c| convert::transaction_dto(c, &scales))
-                .collect(),
+            transactions: self.dtos(&commits).await?,
             next_after_seq,
         })
     }

@@ -124,7 +124,11 @@ impl LedgerService {
         })
     }
 
-    async fn dtos(&self, commits: &[Commit]) -> Result<Vec<talea_api::TransactionDto>, ApiError> {
+    /// Commits as the wire answers them, with their assets' scales.
+    pub(crate) async fn dtos(
+        &self,
+        commits: &[Commit],
+    ) -> Result<Vec<talea_api::TransactionDto>, ApiError> {
         let scales = self
             .scales(codes(
                 commits

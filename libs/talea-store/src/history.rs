@@ -1,13 +1,8 @@
-//! The balance history of one account in one asset: the changes a store
-//! reads from the account's postings, and the shared downsampling of them
+//! The balance history of one account in one asset: what a store reads
+//! (`Store::balance_history`), and the shared downsampling of the changes
 //! into equal time buckets.
 
-use talea_core::{AccountName, Amount, AssetCode, BookName, Timestamp};
-
-use crate::{Store, StoreError};
-
-/// The most postings read per page while scanning an account's postings.
-pub const HISTORY_SCAN_PAGE_MAX: u32 = 1000;
+use talea_core::{Amount, Timestamp};
 
 /// The account's storage balance in one asset right after one committed
 /// event that changed it.
@@ -46,60 +41,6 @@ pub struct BalanceHistory {
     pub changes: Vec<BalanceChange>,
     /// Whether further changes in the range follow the last one returned.
     pub more: bool,
-}
-
-/// Reads the history by scanning the account's postings through
-/// [`Store::account_postings`], page by page: O(the account's postings up
-/// to `to` or the end of the page), in every asset. A backend may answer
-/// the same thing with a narrower read.
-pub async fn scan<S: Store + ?Sized>(
-    store: &S,
-    book: &BookName,
-    account: &AccountName,
-    asset: &AssetCode,
-    range: HistoryRange,
-) -> Result<BalanceHistory, StoreError> {
-    let HistoryRange {
-        from,
-        to,
-        after_seq,
-        limit,
-    } = range;
-    let mut out = BalanceHistory::default();
-    let mut cursor = 0;
-    loop {
-        let page = store
-            .account_postings(book, account, cursor, HISTORY_SCAN_PAGE_MAX)
-            .await?;
-        let Some(last) = page.last() else {
-            return Ok(out);
-        };
-        cursor = last.seq;
-        for p in page.iter().filter(|p| &p.asset == asset) {
-            if to.is_some_and(|to| p.committed_at >= to) {
-                return Ok(out);
-            }
-            let before = from.is_some_and(|from| p.committed_at < from) || p.seq <= after_seq;
-            if before {
-                out.opening = p.balance_after;
-                continue;
-            }
-            // Postings of one event come together: keep the balance after its last leg.
-            if let Some(prev) = out.changes.last_mut().filter(|c| c.seq == p.seq) {
-                prev.balance = p.balance_after;
-                continue;
-            }
-            if out.changes.len() >= usize::try_from(limit).unwrap_or(usize::MAX) {
-                out.more = true;
-                return Ok(out);
-            }
-            out.changes.push(BalanceChange {
-                seq: p.seq,
-                committed_at: p.committed_at,
-                balance: p.balance_after,
-            });
-        }
-    }
 }
 
 /// One equal time bucket of a downsampled history.

@@ -514,19 +514,16 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// The account's storage balance in `asset` after each committed event
     /// that changed it, within `range` (see [`HistoryRange`]), with the
     /// balance before the first change returned. Posted balances only:
-    /// holds do not appear. The provided body scans the account's postings
-    /// ([`history::scan`]); the SQL stores read the pair's range of
-    /// `postings_account_asset_idx` and the log store the pair's history in
-    /// memory instead.
+    /// holds do not appear. The SQL stores read the pair's range of
+    /// `postings_account_asset_idx`, the log store the pair's history in
+    /// memory: O(the changes returned).
     async fn balance_history(
         &self,
         book: &BookName,
         account: &AccountName,
         asset: &AssetCode,
         range: HistoryRange,
-    ) -> Result<BalanceHistory, StoreError> {
-        history::scan(self, book, account, asset, range).await
-    }
+    ) -> Result<BalanceHistory, StoreError>;
 
     /// Totals per account and asset over commits at or before `as_of` (or
     /// all), with what live holds reserved at that instant (as in

@@ -26,7 +26,7 @@ pub(crate) const SQL: Dialect = Dialect {
          FROM cut, balances b \
          CROSS JOIN LATERAL ( \
            SELECT balance_after FROM postings \
-           WHERE book = b.book AND account = b.account AND asset = b.asset AND seq <= cut.seq \
+           WHERE book = $1 AND account = b.account AND asset = b.asset AND seq <= cut.seq \
            ORDER BY seq DESC, leg DESC LIMIT 1 \
          ) p \
          WHERE b.book = $1 AND b.account = $2 ORDER BY b.asset",
@@ -35,20 +35,20 @@ pub(crate) const SQL: Dialect = Dialect {
          FROM books bk \
          LEFT JOIN LATERAL ( \
            SELECT name, kind FROM accounts \
-           WHERE book = bk.book AND ($2::text[] IS NULL OR name = ANY($2::text[])) \
+           WHERE book = $1 AND ($2::text[] IS NULL OR name = ANY($2::text[])) \
            ORDER BY name LIMIT $3 \
          ) a ON true \
-         LEFT JOIN balances b ON b.book = bk.book AND b.account = a.name \
+         LEFT JOIN balances b ON b.book = $1 AND b.account = a.name \
          WHERE bk.book = $1 AND bk.last_seq > 0 \
          ORDER BY a.name, b.asset",
     prefix_balances: "SELECT a.name, a.kind, b.asset, b.balance::text AS balance, \
            NULL::text AS amount \
-         FROM accounts a LEFT JOIN balances b ON b.book = a.book AND b.account = a.name \
+         FROM accounts a LEFT JOIN balances b ON b.book = $1 AND b.account = a.name \
          WHERE a.book = $1 AND a.name >= $2 AND a.name < $3 \
          UNION ALL \
          SELECT hp.account, a.kind, hp.asset, NULL, hp.amount::text \
-         FROM holds h JOIN hold_postings hp ON hp.book = h.book AND hp.seq = h.seq \
-         JOIN accounts a ON a.book = hp.book AND a.name = hp.account \
+         FROM holds h JOIN hold_postings hp ON hp.book = $1 AND hp.seq = h.seq \
+         JOIN accounts a ON a.book = $1 AND a.name = hp.account \
          WHERE h.book = $1 AND h.status = 'pending' \
            AND (h.expires_at IS NULL OR h.expires_at > now()) \
            AND hp.account >= $2 AND hp.account < $3 \
@@ -62,10 +62,10 @@ pub(crate) const SQL: Dialect = Dialect {
          SELECT b.account, a.kind, b.asset, p.debits_after::text AS debits, \
                 p.balance_after::text AS balance \
          FROM cut, balances b \
-         JOIN accounts a ON a.book = b.book AND a.name = b.account \
+         JOIN accounts a ON a.book = $1 AND a.name = b.account \
          CROSS JOIN LATERAL ( \
            SELECT debits_after, balance_after FROM postings \
-           WHERE book = b.book AND account = b.account AND asset = b.asset AND seq <= cut.seq \
+           WHERE book = $1 AND account = b.account AND asset = b.asset AND seq <= cut.seq \
            ORDER BY seq DESC, leg DESC LIMIT 1 \
          ) p \
          WHERE b.book = $1 ORDER BY b.account, b.asset",
@@ -78,7 +78,7 @@ pub(crate) const SQL: Dialect = Dialect {
          ) \
          SELECT p.seq, t.tx_id, t.committed_at, p.asset, p.amount::text AS amount, \
                 p.balance_after::text AS balance_after \
-         FROM postings p JOIN transactions t ON t.book = p.book AND t.seq = p.seq \
+         FROM postings p JOIN transactions t ON t.book = $1 AND t.seq = p.seq \
          WHERE p.book = $1 AND p.account = $2 AND p.seq > $3 \
            AND p.seq <= (SELECT max(seq) FROM page) \
          ORDER BY p.seq, p.leg",
@@ -175,28 +175,38 @@ pub(crate) const SQL: Dialect = Dialect {
          WHERE book = $1 AND account = $2 \
          UNION ALL \
          SELECT hp.asset, NULL, hp.amount::text \
-         FROM holds h JOIN hold_postings hp ON hp.book = h.book AND hp.seq = h.seq \
+         FROM holds h JOIN hold_postings hp ON hp.book = $1 AND hp.seq = h.seq \
          WHERE h.book = $1 AND h.status = 'pending' \
            AND (h.expires_at IS NULL OR h.expires_at > now()) AND hp.account = $2",
     trial_balance_now: "SELECT b.account, a.kind, b.asset, b.debits::text AS debits, \
            b.credits::text AS credits, NULL::text AS amount \
-         FROM balances b JOIN accounts a ON a.book = b.book AND a.name = b.account \
+         FROM balances b JOIN accounts a ON a.book = $1 AND a.name = b.account \
          WHERE b.book = $1 \
          UNION ALL \
          SELECT hp.account, a.kind, hp.asset, NULL, NULL, hp.amount::text \
-         FROM holds h JOIN hold_postings hp ON hp.book = h.book AND hp.seq = h.seq \
-         JOIN accounts a ON a.book = hp.book AND a.name = hp.account \
+         FROM holds h JOIN hold_postings hp ON hp.book = $1 AND hp.seq = h.seq \
+         JOIN accounts a ON a.book = $1 AND a.name = hp.account \
          WHERE h.book = $1 AND h.status = 'pending' \
            AND (h.expires_at IS NULL OR h.expires_at > now())",
     transactions_at: concat!(
         "SELECT ",
         transaction_columns!(),
         ", h.status AS hold_status FROM transactions t \
-           LEFT JOIN holds h ON h.book = t.book AND h.seq = t.seq \
+           LEFT JOIN holds h ON h.book = $1 AND h.seq = t.seq \
            WHERE t.book = $1 AND t.seq = ANY($2::bigint[]) ORDER BY t.seq"
     ),
     history: talea_store_sql::history::PG,
 };
+
+/// The counter rows of books, locked in name order, with the clock (see [`lock_books`]).
+pub(crate) const LOCK_BOOKS: &str = "SELECT book, last_seq, open_holds, chain_seq, chain_hash, \
+       greatest(date_trunc('microseconds', clock_timestamp()), last_committed_at) AS now \
+     FROM books WHERE book = ANY($1) ORDER BY book FOR UPDATE";
+
+/// Creates the counter rows of new books, in name order.
+pub(crate) const CREATE_BOOKS: &str = "INSERT INTO books (book) \
+     SELECT b FROM unnest($1::text[]) AS b ORDER BY b COLLATE \"C\" \
+     ON CONFLICT ON CONSTRAINT books_pkey DO NOTHING";
 
 /// Locks the counter rows of `books` in one statement, in the database's
 /// order of book names, and reads the clock for each.
@@ -213,15 +223,11 @@ async fn lock_books(
     conn: &mut PgConnection,
     books: &[&str],
 ) -> Result<HashMap<String, Head>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT book, last_seq, open_holds, chain_seq, chain_hash, \
-           greatest(date_trunc('microseconds', clock_timestamp()), last_committed_at) AS now \
-         FROM books WHERE book = ANY($1) ORDER BY book FOR UPDATE",
-    )
-    .bind(books)
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(store_error)?;
+    let rows = sqlx::query(LOCK_BOOKS)
+        .bind(books)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(store_error)?;
     let mut heads = HashMap::with_capacity(rows.len());
     for row in &rows {
         let last_seq: i64 = row.try_get("last_seq").map_err(store_error)?;
@@ -263,14 +269,11 @@ pub(crate) async fn begin_with_book_locks(
         // leaves no empty book behind.
         tx.rollback().await.map_err(store_error)?;
         tx = pool.begin().await.map_err(store_error)?;
-        sqlx::query(
-            "INSERT INTO books (book) SELECT b FROM unnest($1::text[]) AS b ORDER BY b COLLATE \"C\" \
-             ON CONFLICT ON CONSTRAINT books_pkey DO NOTHING",
-        )
-        .bind(books)
-        .execute(&mut *tx)
-        .await
-        .map_err(store_error)?;
+        sqlx::query(CREATE_BOOKS)
+            .bind(books)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
         heads = lock_books(&mut tx, books).await?;
     }
     Ok((tx, heads))
@@ -312,7 +315,7 @@ fn encode_error(error: StoreError) -> sqlx::Error {
 
 /// Moves the counters and notifies once per book (the careful path, and
 /// account opening).
-const ADVANCE_BOOKS: &str = "WITH bump AS ( \
+pub(crate) const ADVANCE_BOOKS: &str = "WITH bump AS ( \
        UPDATE books SET last_seq = u.last_seq, last_committed_at = u.at, \
          open_holds = books.open_holds + u.open_holds, chain_seq = u.last_seq, \
          chain_hash = u.chain_hash \
@@ -394,14 +397,14 @@ macro_rules! bump_books {
 
 /// Writes drafts and closes the commit: each book's counter, commit time
 /// and one notification.
-const WRITE_BATCH: &str = concat!(
+pub(crate) const WRITE_BATCH: &str = concat!(
     write_drafts!(),
     bump_books!(),
     " SELECT pg_notify('talea_events', p) FROM unnest($30::text[]) AS p"
 );
 
 /// Writes drafts only (the careful path closes the commit with `ADVANCE_BOOKS`).
-const WRITE_DRAFTS: &str = concat!(write_drafts!(), " SELECT 1");
+pub(crate) const WRITE_DRAFTS: &str = concat!(write_drafts!(), " SELECT 1");
 
 /// The CTEs of the rows only holds, settles and voids have, their
 /// parameters numbered from `$n`: their events and transactions, the
@@ -463,12 +466,12 @@ const HOLDS_CTES: &str = ", hold_event AS ( \
 /// [`WRITE_DRAFTS`] and [`WRITE_BATCH`] with the rows of holds, settles
 /// and voids too, in the same statement; each answers how many holds it
 /// ended, which must be all it was asked to.
-struct WithHolds {
-    drafts: String,
-    batch: String,
+pub(crate) struct WithHolds {
+    pub(crate) drafts: String,
+    pub(crate) batch: String,
 }
 
-static WITH_HOLDS: LazyLock<WithHolds> = LazyLock::new(|| WithHolds {
+pub(crate) static WITH_HOLDS: LazyLock<WithHolds> = LazyLock::new(|| WithHolds {
     drafts: format!(
         "{}{} SELECT count(*) AS ended FROM ended",
         write_drafts!(),

@@ -17,11 +17,13 @@
 //! Only runtime-checked queries are used (no `query!` macros), so building
 //! needs no database.
 
+mod citus;
 mod codec;
 mod dialect;
 mod error;
 mod listen;
 mod relay;
+pub mod statements;
 mod young;
 
 use std::collections::HashMap;
@@ -42,11 +44,18 @@ use talea_store::{Backend, Notice, Rejection, StoreError};
 use talea_store_sql::rows::{Advance, Rows};
 use talea_store_sql::{Class, Dialect, Head, Param, ScaleCache, SqlBackend, Tx};
 
+pub use crate::citus::{ANCHOR, Distribution};
 use crate::error::{MIGRATE_HINT, classify, store_error};
 pub use crate::relay::{Backlog, CommitListener, PROBE_TIMEOUT_MS, RELAY_LOCK_KEY, RelayLease};
 
 /// The channel commit notifications go to; the payload is `<book>:<last seq>`.
 pub const NOTIFY_CHANNEL: &str = "talea_events";
+
+/// The applied migrations, as `check_migrated` reads them.
+pub(crate) const MIGRATIONS: &str = "SELECT version, success, checksum FROM _sqlx_migrations";
+
+/// A round trip that touches no table (`ping`).
+pub(crate) const PING: &str = "SELECT 1";
 
 /// The schema migrations, embedded at build time (see `build.rs`).
 static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
@@ -148,10 +157,7 @@ impl PgStore {
     /// an older binary keeps running during a rolling upgrade.
     pub async fn check_migrated(&self) -> Result<(), StoreError> {
         let applied: Vec<(i64, bool, Vec<u8>)> =
-            match sqlx::query_as("SELECT version, success, checksum FROM _sqlx_migrations")
-                .fetch_all(&self.pool)
-                .await
-            {
+            match sqlx::query_as(MIGRATIONS).fetch_all(&self.pool).await {
                 Ok(rows) => rows,
                 Err(e) if classify(&e) == Class::NotMigrated => {
                     return Err(StoreError::NotMigrated(format!(
@@ -304,7 +310,7 @@ impl SqlBackend for PgStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
+        sqlx::query(PING)
             .execute(&self.pool)
             .await
             .map(drop)

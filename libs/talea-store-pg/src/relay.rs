@@ -41,7 +41,7 @@ impl RelayLease {
         let mut conn = PgConnection::connect_with(&options)
             .await
             .map_err(store_error)?;
-        let held: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        let held: bool = sqlx::query_scalar(LEASE)
             .bind(RELAY_LOCK_KEY)
             .fetch_one(&mut conn)
             .await
@@ -78,18 +78,36 @@ pub struct Backlog {
     pub last_seq: u64,
 }
 
+/// Takes the relay's lease (a session advisory lock).
+pub(crate) const LEASE: &str = "SELECT pg_try_advisory_lock($1)";
+
+/// Sends the LISTEN check's own notification.
+pub(crate) const PROBE: &str = "SELECT pg_notify($1, $2)";
+
+/// Every book ahead of the relay (a sweep of every book, by design).
+pub(crate) const RELAY_BACKLOG: &str = "SELECT b.book, COALESCE(r.published_seq, 0) AS published, \
+       b.last_seq \
+     FROM books b LEFT JOIN relay_positions r ON r.book = b.book \
+     WHERE b.last_seq > COALESCE(r.published_seq, 0) \
+     ORDER BY b.book";
+
+/// One book's published position.
+pub(crate) const RELAY_POSITION: &str = "SELECT published_seq FROM relay_positions WHERE book = $1";
+
+/// Several books' published positions, never moved backwards.
+pub(crate) const RECORD_PUBLISHED: &str = "INSERT INTO relay_positions (book, published_seq) \
+     SELECT * FROM unnest($1::text[], $2::bigint[]) \
+     ON CONFLICT ON CONSTRAINT relay_positions_pkey DO UPDATE \
+       SET published_seq = GREATEST(relay_positions.published_seq, EXCLUDED.published_seq), \
+           updated_at = now()";
+
 impl PgStore {
     /// Every book whose log is ahead of the relay's published position.
     pub async fn relay_backlog(&self) -> Result<Vec<Backlog>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT b.book, COALESCE(r.published_seq, 0) AS published, b.last_seq
-               FROM books b LEFT JOIN relay_positions r ON r.book = b.book
-              WHERE b.last_seq > COALESCE(r.published_seq, 0)
-              ORDER BY b.book",
-        )
-        .fetch_all(self.pool())
-        .await
-        .map_err(store_error)?;
+        let rows = sqlx::query(RELAY_BACKLOG)
+            .fetch_all(self.pool())
+            .await
+            .map_err(store_error)?;
         rows.iter()
             .map(|row| {
                 let book: String = row.try_get("book").map_err(store_error)?;
@@ -107,12 +125,11 @@ impl PgStore {
 
     /// The relay's published position of `book` (0 when nothing was published).
     pub async fn relay_position(&self, book: &BookName) -> Result<u64, StoreError> {
-        let seq: Option<i64> =
-            sqlx::query_scalar("SELECT published_seq FROM relay_positions WHERE book = $1")
-                .bind(book.as_str())
-                .fetch_optional(self.pool())
-                .await
-                .map_err(store_error)?;
+        let seq: Option<i64> = sqlx::query_scalar(RELAY_POSITION)
+            .bind(book.as_str())
+            .fetch_optional(self.pool())
+            .await
+            .map_err(store_error)?;
         Ok(seq.and_then(|s| u64::try_from(s).ok()).unwrap_or(0))
     }
 
@@ -130,18 +147,12 @@ impl PgStore {
                     .map_err(|_| StoreError::Other(format!("seq {seq} does not fit bigint")))
             })
             .collect::<Result<Vec<i64>, _>>()?;
-        sqlx::query(
-            "INSERT INTO relay_positions (book, published_seq)
-             SELECT * FROM unnest($1::text[], $2::bigint[])
-             ON CONFLICT ON CONSTRAINT relay_positions_pkey DO UPDATE
-               SET published_seq = GREATEST(relay_positions.published_seq, EXCLUDED.published_seq),
-                   updated_at = now()",
-        )
-        .bind(&books)
-        .bind(&seqs)
-        .execute(self.pool())
-        .await
-        .map_err(store_error)?;
+        sqlx::query(RECORD_PUBLISHED)
+            .bind(&books)
+            .bind(&seqs)
+            .execute(self.pool())
+            .await
+            .map_err(store_error)?;
         Ok(())
     }
 }
@@ -166,7 +177,7 @@ impl CommitListener {
             .await
             .map_err(store_error)?;
         let nonce = uuid::Uuid::new_v4().to_string();
-        sqlx::query("SELECT pg_notify($1, $2)")
+        sqlx::query(PROBE)
             .bind(PROBE_CHANNEL)
             .bind(&nonce)
             .execute(store.pool())

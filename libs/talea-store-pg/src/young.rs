@@ -25,7 +25,7 @@ use talea_store_sql::rows::Advance;
 pub const THRESHOLDS: [u64; 3] = [1_000, 10_000, 100_000];
 
 /// The tables whose plans depend on a book's size.
-const ANALYZE: &str = "ANALYZE events, transactions, postings, balances, accounts, holds, \
+pub(crate) const ANALYZE: &str = "ANALYZE events, transactions, postings, balances, accounts, holds, \
                        hold_postings";
 
 /// How many of [`THRESHOLDS`] this process has analyzed for (shared by

@@ -27,7 +27,7 @@ use crate::rows::new_seq_param;
 const CATCH_UP_PAGE: u32 = 1_000;
 
 /// Sets `hash` of event `seq` of `book` (catching up only).
-const SET_EVENT_HASH: &str = "UPDATE events SET hash = $3 WHERE book = $1 AND seq = $2";
+pub(crate) const SET_EVENT_HASH: &str = "UPDATE events SET hash = $3 WHERE book = $1 AND seq = $2";
 
 /// The chain position a counter row holds: the hash of event `chain_seq`
 /// (genesis at 0), refused if the row is inconsistent.
@@ -151,14 +151,17 @@ pub async fn catch_up<B: SqlBackend>(
 }
 
 /// Records a caught-up chain on the counter row (when no commit follows).
-const SET_BOOK_CHAIN: &str = "UPDATE books SET chain_seq = $2, chain_hash = $3 WHERE book = $1";
+pub(crate) const SET_BOOK_CHAIN: &str =
+    "UPDATE books SET chain_seq = $2, chain_hash = $3 WHERE book = $1";
+
+/// The statement of [`upgrade`].
+pub(crate) const BEHIND: &str = "SELECT book FROM books WHERE chain_seq < last_seq ORDER BY book";
 
 /// Computes the chain of every book written before it existed, each under
 /// its lock; returns how many books it caught up. Safe to run at any time,
 /// on any number of instances: a book is caught up once, by whichever
 /// writer locks it first.
 pub async fn upgrade<B: SqlBackend>(store: &B) -> Result<usize, StoreError> {
-    const BEHIND: &str = "SELECT book FROM books WHERE chain_seq < last_seq ORDER BY book";
     let rows = {
         let mut conn = store.reader().await?;
         crate::decode::fetch::<B>(&mut conn, BEHIND, &[]).await?
@@ -192,6 +195,10 @@ pub async fn upgrade<B: SqlBackend>(store: &B) -> Result<usize, StoreError> {
     Ok(done)
 }
 
+/// The statement of [`event_hashes`].
+pub(crate) const EVENT_HASHES: &str = "SELECT seq, hash FROM events WHERE book = $1 AND seq > $2 \
+                   ORDER BY seq LIMIT $3";
+
 /// The chain hashes of `book`'s events after `after_seq`; see
 /// `Store::event_hashes`.
 pub async fn event_hashes<B: SqlBackend>(
@@ -200,15 +207,13 @@ pub async fn event_hashes<B: SqlBackend>(
     after_seq: u64,
     limit: u32,
 ) -> Result<Vec<Option<Hash>>, StoreError> {
-    const SQL: &str = "SELECT seq, hash FROM events WHERE book = $1 AND seq > $2 \
-                       ORDER BY seq LIMIT $3";
     let mut conn = store.reader().await?;
     let params = [
         Param::Text(Some(book.as_str())),
         Param::Int(talea_store::stored::seq_param(after_seq)),
         Param::Int(i64::from(limit)),
     ];
-    let rows = crate::decode::fetch::<B>(&mut conn, SQL, &params).await?;
+    let rows = crate::decode::fetch::<B>(&mut conn, EVENT_HASHES, &params).await?;
     let mut expected = after_seq;
     let mut hashes = Vec::with_capacity(rows.len());
     for row in &rows {
@@ -224,16 +229,18 @@ pub async fn event_hashes<B: SqlBackend>(
     Ok(hashes)
 }
 
+/// The statement of [`save_checkpoint`].
+pub(crate) const SAVE_CHECKPOINT: &str = "INSERT INTO checkpoints \
+                     (book, tree_size, root_hash, taken_at, key_id, signature) \
+                   VALUES ($1, $2, $3, $4, $5, $6) \
+                   ON CONFLICT (book, tree_size) DO NOTHING RETURNING tree_size";
+
 /// Keeps `checkpoint` unless one of its size is kept; see
 /// `Store::save_checkpoint`.
 pub async fn save_checkpoint<B: SqlBackend>(
     store: &B,
     checkpoint: &Checkpoint,
 ) -> Result<bool, StoreError> {
-    const SQL: &str = "INSERT INTO checkpoints \
-                         (book, tree_size, root_hash, taken_at, key_id, signature) \
-                       VALUES ($1, $2, $3, $4, $5, $6) \
-                       ON CONFLICT (book, tree_size) DO NOTHING RETURNING tree_size";
     let mut conn = store.writer().await?;
     let params = [
         Param::Text(Some(checkpoint.book.as_str())),
@@ -243,20 +250,26 @@ pub async fn save_checkpoint<B: SqlBackend>(
         Param::Text(Some(&checkpoint.key_id)),
         Param::Bytes(&checkpoint.signature),
     ];
-    let rows = crate::decode::fetch::<B>(&mut conn, SQL, &params).await?;
+    let rows = crate::decode::fetch::<B>(&mut conn, SAVE_CHECKPOINT, &params).await?;
     Ok(!rows.is_empty())
 }
+
+/// The statement of [`latest_checkpoint`].
+pub(crate) const LATEST_CHECKPOINT: &str = "SELECT tree_size, root_hash, taken_at, key_id, signature FROM checkpoints \
+                   WHERE book = $1 ORDER BY tree_size DESC LIMIT 1";
 
 /// The kept checkpoint of `book` with the largest tree size.
 pub async fn latest_checkpoint<B: SqlBackend>(
     store: &B,
     book: &BookName,
 ) -> Result<Option<Checkpoint>, StoreError> {
-    const SQL: &str = "SELECT tree_size, root_hash, taken_at, key_id, signature FROM checkpoints \
-                       WHERE book = $1 ORDER BY tree_size DESC LIMIT 1";
     let mut conn = store.reader().await?;
-    let rows =
-        crate::decode::fetch::<B>(&mut conn, SQL, &[Param::Text(Some(book.as_str()))]).await?;
+    let rows = crate::decode::fetch::<B>(
+        &mut conn,
+        LATEST_CHECKPOINT,
+        &[Param::Text(Some(book.as_str()))],
+    )
+    .await?;
     let Some(row) = rows.first() else {
         return Ok(None);
     };

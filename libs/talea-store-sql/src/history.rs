@@ -35,7 +35,7 @@ macro_rules! changes {
         concat!(
             "SELECT p.seq, e.committed_at, CAST(p.balance_after AS TEXT) AS balance_after FROM ",
             $postings,
-            " JOIN events e ON e.book = p.book AND e.seq = p.seq \
+            " JOIN events e ON e.book = $1 AND e.seq = p.seq \
              WHERE p.book = $1 AND p.account = $2 AND p.asset = $3 AND p.seq > $4 AND p.seq <= $5 \
              ORDER BY p.seq, p.leg LIMIT $6"
         )

@@ -11,16 +11,18 @@ use crate::decode;
 use crate::error::corrupt;
 use crate::rows::new_seq_param;
 
+/// The statement of [`save_liability_snapshot`].
+pub(crate) const SAVE_LIABILITY_SNAPSHOT: &str = "INSERT INTO liability_snapshots \
+                     (book, snapshot_id, asset, prefix, seq, salt, root, total, taken_at, \
+                      key_id, signature, balances) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+                   ON CONFLICT (book, snapshot_id) DO NOTHING RETURNING seq";
+
 /// Keeps `snapshot`; see `Store::save_liability_snapshot`.
 pub async fn save_liability_snapshot<B: SqlBackend>(
     store: &B,
     snapshot: &LiabilitySnapshot,
 ) -> Result<(), StoreError> {
-    const SQL: &str = "INSERT INTO liability_snapshots \
-                         (book, snapshot_id, asset, prefix, seq, salt, root, total, taken_at, \
-                          key_id, signature, balances) \
-                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-                       ON CONFLICT (book, snapshot_id) DO NOTHING RETURNING seq";
     let total = snapshot.total.to_string();
     let balances = balances_text(&snapshot.balances);
     let params = [
@@ -38,7 +40,7 @@ pub async fn save_liability_snapshot<B: SqlBackend>(
         Param::Text(Some(&balances)),
     ];
     let mut conn = store.writer().await?;
-    let rows = decode::fetch::<B>(&mut conn, SQL, &params).await?;
+    let rows = decode::fetch::<B>(&mut conn, SAVE_LIABILITY_SNAPSHOT, &params).await?;
     match rows.is_empty() {
         true => Err(StoreError::Other(format!(
             "book {}: liability snapshot {} is kept already",
@@ -48,18 +50,20 @@ pub async fn save_liability_snapshot<B: SqlBackend>(
     }
 }
 
+/// The statement of [`liability_snapshot`].
+pub(crate) const LIABILITY_SNAPSHOT: &str = "SELECT asset, prefix, seq, salt, root, total, taken_at, key_id, \
+                     signature, balances \
+                   FROM liability_snapshots WHERE book = $1 AND snapshot_id = $2";
+
 /// The kept snapshot `id` of `book`; see `Store::liability_snapshot`.
 pub async fn liability_snapshot<B: SqlBackend>(
     store: &B,
     book: &BookName,
     id: &str,
 ) -> Result<Option<LiabilitySnapshot>, StoreError> {
-    const SQL: &str = "SELECT asset, prefix, seq, salt, root, total, taken_at, key_id, \
-                         signature, balances \
-                       FROM liability_snapshots WHERE book = $1 AND snapshot_id = $2";
     let mut conn = store.reader().await?;
     let params = [Param::Text(Some(book.as_str())), Param::Text(Some(id))];
-    let rows = decode::fetch::<B>(&mut conn, SQL, &params).await?;
+    let rows = decode::fetch::<B>(&mut conn, LIABILITY_SNAPSHOT, &params).await?;
     let Some(row) = rows.first() else {
         return Ok(None);
     };

@@ -27,6 +27,7 @@ pub mod read;
 pub mod rows;
 pub mod scales;
 pub mod search;
+pub mod statements;
 pub mod write;
 
 pub use backend::{Columns, Conn, Dialect, Head, Param, Row, SqlBackend, Tx};

@@ -48,7 +48,8 @@ macro_rules! transaction_columns {
 }
 
 /// The columns of an asset row.
-const ASSET: &str = "SELECT code, CAST(scale AS BIGINT) AS scale, name FROM assets WHERE code = $1";
+pub(crate) const ASSET: &str =
+    "SELECT code, CAST(scale AS BIGINT) AS scale, name FROM assets WHERE code = $1";
 
 /// One asset by code.
 pub async fn asset<B: SqlBackend>(
@@ -59,19 +60,24 @@ pub async fn asset<B: SqlBackend>(
     rows.first().map(decode::asset::<B>).transpose()
 }
 
+/// The statement of [`assets`].
+pub(crate) const ASSETS: &str =
+    "SELECT code, CAST(scale AS BIGINT) AS scale, name FROM assets ORDER BY code";
+
 /// Every asset, by code (bytewise: the column's collation is).
 pub async fn assets<B: SqlBackend>(conn: &mut Conn<B>) -> Result<Vec<Asset>, StoreError> {
-    const SQL: &str = "SELECT code, CAST(scale AS BIGINT) AS scale, name FROM assets ORDER BY code";
-    let rows = fetch::<B>(conn, SQL, &[]).await?;
+    let rows = fetch::<B>(conn, ASSETS, &[]).await?;
     rows.iter().map(decode::asset::<B>).collect()
 }
+
+/// The statement of [`books`].
+pub(crate) const BOOKS: &str = "SELECT book, last_seq FROM books WHERE last_seq > 0 ORDER BY book";
 
 /// Books with at least one event, by name.
 pub async fn books<B: SqlBackend>(conn: &mut Conn<B>) -> Result<Vec<BookInfo>, StoreError> {
     // A counter row can exist at 0 (a book whose every draft was rejected, or
     // one that an older version created eagerly); such a book has no events.
-    const SQL: &str = "SELECT book, last_seq FROM books WHERE last_seq > 0 ORDER BY book";
-    let rows = fetch::<B>(conn, SQL, &[]).await?;
+    let rows = fetch::<B>(conn, BOOKS, &[]).await?;
     rows.iter()
         .map(|row| {
             Ok(BookInfo {
@@ -82,14 +88,16 @@ pub async fn books<B: SqlBackend>(conn: &mut Conn<B>) -> Result<Vec<BookInfo>, S
         .collect()
 }
 
+/// The statement of [`head`].
+pub(crate) const HEAD: &str = "SELECT last_seq, last_committed_at FROM books WHERE book = $1";
+
 /// A book's counter row: last seq and last commit time (`(0, None)`
 /// without one).
 pub async fn head<B: SqlBackend>(
     conn: &mut Conn<B>,
     book: &BookName,
 ) -> Result<(u64, Option<Timestamp>), StoreError> {
-    const SQL: &str = "SELECT last_seq, last_committed_at FROM books WHERE book = $1";
-    let rows = fetch::<B>(conn, SQL, &[Param::Text(Some(book.as_str()))]).await?;
+    let rows = fetch::<B>(conn, HEAD, &[Param::Text(Some(book.as_str()))]).await?;
     match rows.first() {
         None => Ok((0, None)),
         Some(row) => Ok((
@@ -108,26 +116,35 @@ pub async fn last_seq<B: SqlBackend>(
     Ok((seq > 0).then_some(seq))
 }
 
+/// The statement of [`account`].
+pub(crate) const ACCOUNT: &str = concat!(
+    "SELECT ",
+    account_columns!(),
+    " FROM accounts a WHERE a.book = $1 AND a.name = $2"
+);
+
 /// One account by name.
 pub async fn account<B: SqlBackend>(
     conn: &mut Conn<B>,
     book: &BookName,
     name: &AccountName,
 ) -> Result<Option<Account>, StoreError> {
-    const SQL: &str = concat!(
-        "SELECT ",
-        account_columns!(),
-        " FROM accounts a WHERE a.book = $1 AND a.name = $2"
-    );
     let params = [
         Param::Text(Some(book.as_str())),
         Param::Text(Some(name.as_str())),
     ];
-    let rows = fetch::<B>(conn, SQL, &params).await?;
+    let rows = fetch::<B>(conn, ACCOUNT, &params).await?;
     rows.first()
         .map(|row| decode::account::<B>(book, row))
         .transpose()
 }
+
+/// The statement of [`accounts`].
+pub(crate) const ACCOUNTS: &str = concat!(
+    "SELECT ",
+    account_columns!(),
+    " FROM accounts a WHERE a.book = $1 AND a.name > $2 ORDER BY a.name LIMIT $3"
+);
 
 /// Accounts by name strictly after `after`.
 pub async fn accounts<B: SqlBackend>(
@@ -139,17 +156,12 @@ pub async fn accounts<B: SqlBackend>(
     // No `after` is "after the empty string", which sorts before every name
     // (bytewise collation), so the bound stays an index range condition in
     // both cases instead of an `IS NULL OR` that a plan cannot use.
-    const SQL: &str = concat!(
-        "SELECT ",
-        account_columns!(),
-        " FROM accounts a WHERE a.book = $1 AND a.name > $2 ORDER BY a.name LIMIT $3"
-    );
     let params = [
         Param::Text(Some(book.as_str())),
         Param::Text(Some(after.map_or("", AccountName::as_str))),
         Param::Int(i64::from(limit)),
     ];
-    let rows = fetch::<B>(conn, SQL, &params).await?;
+    let rows = fetch::<B>(conn, ACCOUNTS, &params).await?;
     rows.iter()
         .map(|row| decode::account::<B>(book, row))
         .collect()
@@ -242,7 +254,7 @@ macro_rules! cut_at {
 /// the primary key's seq range).
 pub const HELD_AS_OF: &str = concat!(
     "SELECT hp.asset, NULL AS balance, CAST(hp.amount AS TEXT) AS amount \
-     FROM hold_postings hp JOIN holds h ON h.book = hp.book AND h.seq = hp.seq \
+     FROM hold_postings hp JOIN holds h ON h.book = $1 AND h.seq = hp.seq \
      WHERE hp.book = $1 AND hp.account = $2 AND +hp.seq <= ",
     cut_at!("$3"),
     " AND (h.ended_seq IS NULL OR h.ended_seq > ",
@@ -255,8 +267,8 @@ pub const HELD_AS_OF: &str = concat!(
 /// history of holds up to the cut).
 pub const TRIAL_HELD_AS_OF: &str = concat!(
     "SELECT hp.account, a.kind, hp.asset, CAST(hp.amount AS TEXT) AS amount \
-     FROM hold_postings hp JOIN holds h ON h.book = hp.book AND h.seq = hp.seq \
-     JOIN accounts a ON a.book = hp.book AND a.name = hp.account \
+     FROM hold_postings hp JOIN holds h ON h.book = $1 AND h.seq = hp.seq \
+     JOIN accounts a ON a.book = $1 AND a.name = hp.account \
      WHERE hp.book = $1 AND hp.seq <= ",
     cut_at!("$2"),
     " AND (h.ended_seq IS NULL OR h.ended_seq > ",
@@ -267,8 +279,8 @@ pub const TRIAL_HELD_AS_OF: &str = concat!(
 /// The legs of the holds of book `$1` live at a balance cut: committed at
 /// or before seq `$2`, not ended at or before it, not expired at its commit
 /// time `$3`. Exact whatever was committed since: the seqs decide.
-const CUT_HELD: &str = "SELECT hp.account, hp.asset, CAST(hp.amount AS TEXT) AS amount \
-     FROM hold_postings hp JOIN holds h ON h.book = hp.book AND h.seq = hp.seq \
+pub(crate) const CUT_HELD: &str = "SELECT hp.account, hp.asset, CAST(hp.amount AS TEXT) AS amount \
+     FROM hold_postings hp JOIN holds h ON h.book = $1 AND h.seq = hp.seq \
      WHERE hp.book = $1 AND hp.seq <= $2 \
        AND (h.ended_seq IS NULL OR h.ended_seq > $2) \
        AND (h.expires_at IS NULL OR h.expires_at > $3)";
@@ -591,6 +603,15 @@ pub(crate) async fn attach_postings<B: SqlBackend>(
     Ok(())
 }
 
+/// The statement of [`transactions`].
+pub(crate) const TRANSACTIONS: &str = concat!(
+    "SELECT ",
+    transaction_columns!(),
+    ", h.status AS hold_status FROM transactions t \
+      LEFT JOIN holds h ON h.book = $1 AND h.seq = t.seq \
+      WHERE t.book = $1 AND t.seq > $2 ORDER BY t.seq LIMIT $3"
+);
+
 /// Transactions of a book after a seq, with their postings.
 pub async fn transactions<B: SqlBackend>(
     conn: &mut Conn<B>,
@@ -598,19 +619,12 @@ pub async fn transactions<B: SqlBackend>(
     after_seq: u64,
     limit: u32,
 ) -> Result<Vec<Commit>, StoreError> {
-    const SQL: &str = concat!(
-        "SELECT ",
-        transaction_columns!(),
-        ", h.status AS hold_status FROM transactions t \
-          LEFT JOIN holds h ON h.book = t.book AND h.seq = t.seq \
-          WHERE t.book = $1 AND t.seq > $2 ORDER BY t.seq LIMIT $3"
-    );
     let params = [
         Param::Text(Some(book.as_str())),
         Param::Int(seq_param(after_seq)),
         Param::Int(i64::from(limit)),
     ];
-    let rows = fetch::<B>(conn, SQL, &params).await?;
+    let rows = fetch::<B>(conn, TRANSACTIONS, &params).await?;
     let mut commits = rows
         .iter()
         .map(|row| decode::commit_head::<B>(book, row))
@@ -743,6 +757,18 @@ pub async fn transaction<B: SqlBackend>(
     Ok(commit)
 }
 
+/// The statement of [`events`].
+pub(crate) const EVENTS: &str = concat!(
+    "SELECT e.seq, e.type, e.committed_at, e.hash AS event_hash, ",
+    account_columns!(),
+    ", ",
+    transaction_columns!(),
+    " FROM events e \
+      LEFT JOIN accounts a ON a.book = $1 AND a.seq = e.seq \
+      LEFT JOIN transactions t ON t.book = $1 AND t.seq = e.seq \
+      WHERE e.book = $1 AND e.seq > $2 ORDER BY e.seq LIMIT $3"
+);
+
 /// Events of a book after a seq: the log joined with what each entry recorded.
 pub async fn events<B: SqlBackend>(
     conn: &mut Conn<B>,
@@ -750,22 +776,12 @@ pub async fn events<B: SqlBackend>(
     after_seq: u64,
     limit: u32,
 ) -> Result<Vec<Event>, StoreError> {
-    const SQL: &str = concat!(
-        "SELECT e.seq, e.type, e.committed_at, e.hash AS event_hash, ",
-        account_columns!(),
-        ", ",
-        transaction_columns!(),
-        " FROM events e \
-          LEFT JOIN accounts a ON a.book = e.book AND a.seq = e.seq \
-          LEFT JOIN transactions t ON t.book = e.book AND t.seq = e.seq \
-          WHERE e.book = $1 AND e.seq > $2 ORDER BY e.seq LIMIT $3"
-    );
     let params = [
         Param::Text(Some(book.as_str())),
         Param::Int(seq_param(after_seq)),
         Param::Int(i64::from(limit)),
     ];
-    let rows = fetch::<B>(conn, SQL, &params).await?;
+    let rows = fetch::<B>(conn, EVENTS, &params).await?;
 
     /// An event decoded except for its postings.
     enum Entry {
@@ -836,6 +852,15 @@ pub async fn events<B: SqlBackend>(
         .collect()
 }
 
+/// The statement of [`expired_holds`].
+pub(crate) const EXPIRED_HOLDS: &str = concat!(
+    "SELECT h.ended_seq, ",
+    transaction_columns!(),
+    " FROM holds h JOIN transactions t ON t.book = $1 AND t.seq = h.seq \
+      WHERE h.book = $1 AND h.ended_seq >= $2 AND h.ended_seq <= $3 \
+        AND h.status = 'expired'"
+);
+
 /// The holds that the expiry events at `seqs` (ascending) of `book` ended,
 /// by event seq, each with its legs and status `Expired`: one statement
 /// over the seq range (plus one for the legs), none without expiries.
@@ -844,13 +869,6 @@ async fn expired_holds<B: SqlBackend>(
     book: &BookName,
     seqs: &[u64],
 ) -> Result<HashMap<u64, Commit>, StoreError> {
-    const SQL: &str = concat!(
-        "SELECT h.ended_seq, ",
-        transaction_columns!(),
-        " FROM holds h JOIN transactions t ON t.book = h.book AND t.seq = h.seq \
-          WHERE h.book = $1 AND h.ended_seq >= $2 AND h.ended_seq <= $3 \
-            AND h.status = 'expired'"
-    );
     let (Some(&first), Some(&last)) = (seqs.first(), seqs.last()) else {
         return Ok(HashMap::new());
     };
@@ -859,7 +877,7 @@ async fn expired_holds<B: SqlBackend>(
         Param::Int(seq_param(first)),
         Param::Int(seq_param(last)),
     ];
-    let rows = fetch::<B>(conn, SQL, &params).await?;
+    let rows = fetch::<B>(conn, EXPIRED_HOLDS, &params).await?;
     let mut ended = Vec::with_capacity(rows.len());
     let mut holds = Vec::with_capacity(rows.len());
     for row in &rows {

@@ -216,7 +216,7 @@ pub const PENDING_HOLDS: &str = concat!(
     "SELECT ",
     crate::transaction_columns!(),
     ", h.status AS hold_status FROM holds h \
-          JOIN transactions t ON t.book = h.book AND t.seq = h.seq \
+          JOIN transactions t ON t.book = $1 AND t.seq = h.seq \
           WHERE h.book = $1 AND h.status = 'pending' \
           ORDER BY h.expires_at NULLS LAST, h.seq LIMIT $2"
 );

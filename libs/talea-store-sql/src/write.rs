@@ -163,7 +163,7 @@ async fn begin_chained<B: SqlBackend>(
 
 /// The `events` row of an account opening: `$1` book, `$2` seq, `$3` time,
 /// `$4` chain hash.
-const INSERT_ACCOUNT_EVENT: &str = "INSERT INTO events (book, seq, type, committed_at, hash) \
+pub(crate) const INSERT_ACCOUNT_EVENT: &str = "INSERT INTO events (book, seq, type, committed_at, hash) \
                                     VALUES ($1, $2, 'account_opened', $3, $4)";
 
 /// Whether a failed write may be retried draft by draft: the database
@@ -628,14 +628,23 @@ pub fn not_pending(book: &str, hold: uuid::Uuid) -> sqlx::Error {
 
 /// The `events` row of an expiry: `$1` book, `$2` seq, `$3` time, `$4`
 /// chain hash.
-const INSERT_TRANSACTION_EVENT: &str = "INSERT INTO events (book, seq, type, committed_at, hash) \
+pub(crate) const INSERT_TRANSACTION_EVENT: &str = "INSERT INTO events (book, seq, type, committed_at, hash) \
                                         VALUES ($1, $2, 'transaction', $3, $4)";
 
 /// Ends a pending hold: `$1` book, `$2` its seq, `$3` status, `$4` the
 /// ending event's seq, `$5` the settle or void (NULL for an expiry); a row
 /// back only if it was pending.
-const END_HOLD: &str = "UPDATE holds SET status = $3, ended_seq = $4, ended_tx_id = $5 \
+pub(crate) const END_HOLD: &str = "UPDATE holds SET status = $3, ended_seq = $4, ended_tx_id = $5 \
                         WHERE book = $1 AND seq = $2 AND status = 'pending' RETURNING seq";
+
+/// The book's due holds, as transactions, by seq ([`expire_holds`]).
+pub(crate) const DUE_IN_BOOK: &str = concat!(
+    "SELECT ",
+    crate::transaction_columns!(),
+    " FROM holds h JOIN transactions t ON t.book = $1 AND t.seq = h.seq \
+      WHERE h.book = $1 AND h.status = 'pending' AND h.expires_at IS NOT NULL \
+        AND h.expires_at <= $2 ORDER BY h.seq"
+);
 
 /// Ends every hold of `book` still pending whose `expires_at` is at or
 /// before the commit time taken under the book's lock; see
@@ -644,14 +653,6 @@ pub async fn expire_holds<B: SqlBackend>(
     store: &B,
     book: &BookName,
 ) -> Result<Vec<Expiry>, StoreError> {
-    /// The book's due holds, as transactions, by seq.
-    const DUE_IN_BOOK: &str = concat!(
-        "SELECT ",
-        crate::transaction_columns!(),
-        " FROM holds h JOIN transactions t ON t.book = h.book AND t.seq = h.seq \
-          WHERE h.book = $1 AND h.status = 'pending' AND h.expires_at IS NOT NULL \
-            AND h.expires_at <= $2 ORDER BY h.seq"
-    );
     let (mut tx, head) = begin_chained(store, book).await?;
     if head.open_holds == 0 {
         tx.rollback().await.map_err(store_error::<B>)?;
@@ -729,6 +730,11 @@ pub async fn expire_holds<B: SqlBackend>(
     Ok(expiries)
 }
 
+/// The statement of [`due_holds`].
+pub(crate) const DUE_HOLDS: &str = "SELECT book, expires_at FROM holds \
+                   WHERE status = 'pending' AND expires_at IS NOT NULL AND expires_at <= $1 \
+                   ORDER BY expires_at LIMIT $2";
+
 /// Up to `limit` pending holds due at or before `until`, earliest first;
 /// see `Store::due_holds`. Reads the expirer's partial index.
 pub async fn due_holds<B: SqlBackend>(
@@ -736,12 +742,9 @@ pub async fn due_holds<B: SqlBackend>(
     until: Timestamp,
     limit: u32,
 ) -> Result<Vec<DueHold>, StoreError> {
-    const SQL: &str = "SELECT book, expires_at FROM holds \
-                       WHERE status = 'pending' AND expires_at IS NOT NULL AND expires_at <= $1 \
-                       ORDER BY expires_at LIMIT $2";
     let mut conn = store.reader().await?;
     let params = [Param::Time(until), Param::Int(i64::from(limit))];
-    let rows = fetch::<B>(&mut conn, SQL, &params).await?;
+    let rows = fetch::<B>(&mut conn, DUE_HOLDS, &params).await?;
     rows.iter()
         .map(|row| {
             Ok(DueHold {

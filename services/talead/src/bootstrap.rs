@@ -45,7 +45,7 @@ use sha2::{Digest, Sha256};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection};
 use talea_auth::Secret;
-use talea_store_pg::PgStore;
+use talea_store_pg::{ANCHOR, Distribution, PgStore};
 use tokio::time::Instant;
 use url::{Position, Url};
 
@@ -221,6 +221,42 @@ const ROLE_SETTINGS: [(&str, &str); 2] = [
 
 /// Migrates as the application role, so the schema is its own, then seeds
 /// the database when the gate `found` no application data in it.
+/// Distributes a migrated database by book where it is a Citus coordinator
+/// (`PgStore::distribute`; nothing on plain Postgres), saying what it did.
+pub(crate) async fn distribute(store: &PgStore) -> anyhow::Result<()> {
+    match store
+        .distribute()
+        .await
+        .context("distributing the tables by book (Citus)")?
+    {
+        Distribution::NotCitus => {}
+        Distribution::Distributed {
+            version,
+            workers,
+            distributed,
+            referenced,
+            unchanged,
+        } => {
+            println!(
+                "Citus {version}, {workers} workers: distributed by book (colocated with \
+                 {ANCHOR}): {}; reference tables: {}; already in place: {}",
+                list(&distributed),
+                list(&referenced),
+                list(&unchanged)
+            );
+        }
+    }
+    Ok(())
+}
+
+fn list(tables: &[String]) -> String {
+    if tables.is_empty() {
+        "none".to_owned()
+    } else {
+        tables.join(", ")
+    }
+}
+
 async fn migrate_and_seed(
     app_url: &str,
     target: &Target,
@@ -232,6 +268,7 @@ async fn migrate_and_seed(
         .context("cannot connect as the application role (TALEA_DB_URL)")?;
     store.migrate().await.context("migrating the database")?;
     println!("database {} migrated", target.database);
+    distribute(&store).await?;
     match found {
         None if seed_file.exists() => {
             let applied = seed::apply_to_store(Arc::new(store), seed_file).await?;

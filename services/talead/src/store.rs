@@ -109,7 +109,10 @@ pub(crate) async fn open(
                 .await
                 .context("cannot connect to the database")?;
             match schema {
-                Schema::Migrate => store.migrate().await.context("migrating the database")?,
+                Schema::Migrate => {
+                    store.migrate().await.context("migrating the database")?;
+                    crate::bootstrap::distribute(&store).await?;
+                }
                 Schema::RequireMigrated => {
                     store.check_migrated().await.map_err(anyhow::Error::msg)?;
                 }

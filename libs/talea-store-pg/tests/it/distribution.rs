@@ -31,6 +31,16 @@ async fn every_key_and_reference_stays_within_one_book() {
     .map(|r| (r.get("name"), r.get("has_book")))
     .collect();
     assert!(tables.iter().any(|(t, _)| t == "events"), "{tables:?}");
+    let book_tables: Vec<&str> = tables
+        .iter()
+        .filter(|(_, has_book)| *has_book)
+        .map(|(t, _)| t.as_str())
+        .collect();
+    assert_eq!(
+        book_tables,
+        crate::routing::BOOK_TABLES,
+        "the routing test's book tables are the catalog's"
+    );
     for (table, has_book) in &tables {
         assert!(
             *has_book || REFERENCE_TABLES.contains(&table.as_str()),
@@ -97,4 +107,40 @@ async fn every_key_and_reference_stays_within_one_book() {
     }
     pool.close().await;
     db.drop_database().await.expect("drops");
+}
+
+/// On plain Postgres (no `citus` extension), `distribute` (which `talead
+/// bootstrap` and `talead init` call after migrating) changes nothing and
+/// says so; the schema it would distribute stays as the test above reads it.
+#[tokio::test]
+async fn distribute_is_a_no_op_without_citus() {
+    let (store, db) = crate::migrated_store().await;
+    let before = schema_objects(&store).await;
+    assert_eq!(
+        store.distribute().await.expect("distribute"),
+        talea_store_pg::Distribution::NotCitus
+    );
+    assert_eq!(
+        store.distribute().await.expect("distribute again"),
+        talea_store_pg::Distribution::NotCitus
+    );
+    assert_eq!(schema_objects(&store).await, before);
+    store.pool().close().await;
+    db.drop_database().await.expect("drops");
+}
+
+/// Every relation, trigger and function of the schema, by name and kind.
+async fn schema_objects(store: &talea_store_pg::PgStore) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT kind || ' ' || name FROM ( \
+           SELECT c.relkind::text AS kind, c.relname::text AS name FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' \
+           UNION ALL SELECT 'trigger', tgname::text FROM pg_trigger WHERE NOT tgisinternal \
+           UNION ALL SELECT 'function', p.proname::text FROM pg_proc p \
+             JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'public' \
+         ) o ORDER BY 1",
+    )
+    .fetch_all(store.pool())
+    .await
+    .expect("schema objects")
 }

@@ -11,6 +11,7 @@ mod holds;
 #[path = "../../../talea-store-sqlite/tests/it/holds_cases.rs"]
 mod holds_cases;
 mod postgres;
+mod routing;
 
 use talea_store_pg::PgStore;
 use talea_testkit::TestDb;

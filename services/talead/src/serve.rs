@@ -44,9 +44,26 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .as_ref()
             .is_none_or(|url| url.expose().trim().is_empty()),
     );
+    if args.replica_wait_ms >= args.request_timeout_ms {
+        bail!(
+            "TALEA_REPLICA_WAIT_MS ({}) must be below TALEA_REQUEST_TIMEOUT_MS ({}): \
+             a read waiting for its min_seq would be cut off by the deadline first",
+            args.replica_wait_ms,
+            args.request_timeout_ms
+        );
+    }
     let notary = args.keys.notary()?;
     tracing::info!(store = %url.describe(), "opening the store");
-    let store = crate::store::open(&url, args.db_pool, Schema::RequireMigrated).await?;
+    let (store, primary) = match &args.replica_url {
+        None => (
+            crate::store::open(&url, args.db_pool, Schema::RequireMigrated).await?,
+            None,
+        ),
+        Some(replica) => {
+            let stores = crate::replica::open(&args, &url, replica.expose()).await?;
+            (stores.replica, Some(stores.primary))
+        }
+    };
 
     let ledger = LedgerService::with_notary(
         store,
@@ -60,6 +77,13 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         // TALEA_CHECKPOINT_EVERY (the first checkpoint of a size is kept).
         ledger.spawn_expirer();
         ledger.spawn_checkpointer(args.checkpoint_every);
+    }
+    if let Some(primary) = &primary {
+        talea_http::spawn_lag_sampler(
+            Arc::clone(primary),
+            Arc::clone(ledger.store()),
+            ledger.metrics().clone(),
+        );
     }
     if args.audit_every_s > 0 {
         ledger.spawn_auditor(std::time::Duration::from_secs(args.audit_every_s));
@@ -82,10 +106,15 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
             rate_limit,
             stream_tickets: browser.tickets,
             cors_origins: browser.cors_origins,
+            replica_wait_ms: args.replica_wait_ms,
         },
     )
     .with_stream(hub.clone())
     .with_console(console);
+    let state = match primary {
+        Some(primary) => state.with_primary(primary),
+        None => state,
+    };
     if console {
         tracing::info!("serving the read-only console at /console");
     }

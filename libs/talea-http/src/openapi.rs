@@ -31,12 +31,12 @@ const ERRORS: &[(u16, &str, &str)] = &[
     (404, "NotFound", "Unknown book, account or transaction (a transaction outside the token's scope answers the same)."),
     (405, "MethodNotAllowed", "The route exists but not for this method (a read instance answers the POST routes 405, with `Allow`)."),
     (408, "Timeout", "The request outlived `TALEA_REQUEST_TIMEOUT_MS`; a post may have committed: retry with the same idempotency key."),
-    (409, "Conflict", "Another definition under the same name, or an idempotency key used for another request (`tx_id` of the original), or a read's `min_seq` beyond the book's head (`min_seq_ahead`)."),
+    (409, "Conflict", "Another definition under the same name, or an idempotency key used for another request (`tx_id` of the original)."),
     (413, "PayloadTooLarge", "The body is over 1 MiB."),
     (422, "Unprocessable", "The transaction is well formed but cannot be applied."),
     (429, "TooManyRequests", "The book's write queue is full (`overloaded`), or the token's rate limit or stream cap is spent (`rate_limited`); retry after `Retry-After`."),
     (500, "Internal", "A bug or corrupt data; the body carries no internals."),
-    (503, "Unavailable", "The in-flight (or stream) limit is reached (`overloaded`), or storage or the token-scope service cannot be reached (`unavailable`), or a replica has not applied a read's `min_seq` within `TALEA_REPLICA_WAIT_MS` (`replica_behind`); retry after `Retry-After`."),
+    (503, "Unavailable", "The in-flight (or stream) limit is reached (`overloaded`), or storage or the token-scope service cannot be reached (`unavailable`); retry after `Retry-After`."),
 ];
 
 /// The catalogue's codes answered with `status`, in catalogue order.

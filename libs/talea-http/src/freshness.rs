@@ -49,29 +49,38 @@ pub const REPLICA_LAG_POLL_MS: u64 = 1_000;
 /// Where reads wait for their `min_seq`, and how long.
 #[derive(Clone)]
 pub(crate) struct Freshness {
-    /// The primary, asked for a book's head when the store read from (a
-    /// replica) has not reached `min_seq`; `None`: the ledger's own store is
-    /// the primary.
-    pub(crate) primary: Option<Arc<dyn Store>>,
+    /// Who knows a book's head, asked when the store read from has not
+    /// reached `min_seq`.
+    pub(crate) primary: Primary,
     /// `TALEA_REPLICA_WAIT_MS`.
     pub(crate) wait: Duration,
 }
 
-impl std::fmt::Debug for Freshness {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Freshness")
-            .field("primary", &self.primary.is_some())
-            .field("wait", &self.wait)
-            .finish()
-    }
+/// Where a book's head on the primary is read.
+#[derive(Clone, Default)]
+pub(crate) enum Primary {
+    /// The ledger's own store is the primary (or an embedded store).
+    #[default]
+    Own,
+    /// A replica's primary (`TALEA_DB_URL` beside `TALEA_REPLICA_URL`).
+    Store(Arc<dyn Store>),
+    /// Unknown: the store is a standby and no primary is configured. A
+    /// `min_seq` beyond the standby's head is waited for, never refused
+    /// (a lag cannot be told from a seq never written).
+    Unknown,
 }
 
-impl Default for Freshness {
-    fn default() -> Self {
-        Self {
-            primary: None,
-            wait: Duration::from_millis(REPLICA_WAIT_MS_DEFAULT),
-        }
+impl std::fmt::Debug for Freshness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let primary = match self.primary {
+            Primary::Own => "own",
+            Primary::Store(_) => "store",
+            Primary::Unknown => "unknown",
+        };
+        f.debug_struct("Freshness")
+            .field("primary", &primary)
+            .field("wait", &self.wait)
+            .finish()
     }
 }
 
@@ -224,7 +233,7 @@ async fn wait_for(
     }
     // Has any write committed `min_seq`? If not, waiting cannot help.
     let primary_head = match &state.freshness.primary {
-        Some(primary) => match primary.last_seq(book).await {
+        Primary::Store(primary) => match primary.last_seq(book).await {
             Ok(seq) => seq.unwrap_or(0),
             Err(_) => {
                 return Err(ApiError::unavailable(
@@ -232,7 +241,8 @@ async fn wait_for(
                 ));
             }
         },
-        None => state.ledger.head(book).await?,
+        Primary::Own => state.ledger.head(book).await?,
+        Primary::Unknown => min_seq,
     };
     if primary_head < min_seq {
         waits.with_label_values(&["ahead"]).inc();

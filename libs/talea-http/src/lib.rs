@@ -133,7 +133,7 @@ impl AppState {
             cors_origins: config.cors_origins.clone().into(),
             console: false,
             freshness: freshness::Freshness {
-                primary: None,
+                primary: freshness::Primary::Own,
                 wait: Duration::from_millis(config.replica_wait_ms),
             },
         };
@@ -159,7 +159,15 @@ impl AppState {
     /// whose `min_seq` the replica has not applied asks `primary` for the
     /// book's head (`409 min_seq_ahead` beyond it) before it waits.
     pub fn with_primary(mut self, primary: Arc<dyn talea_store::Store>) -> Self {
-        Arc::make_mut(&mut self.inner).freshness.primary = Some(primary);
+        Arc::make_mut(&mut self.inner).freshness.primary = freshness::Primary::Store(primary);
+        self
+    }
+
+    /// The ledger's store is a standby whose primary is not configured: a
+    /// read whose `min_seq` is beyond the standby's head waits for it (up to
+    /// `TALEA_REPLICA_WAIT_MS`), as no `409 min_seq_ahead` can be decided.
+    pub fn with_unknown_primary(mut self) -> Self {
+        Arc::make_mut(&mut self.inner).freshness.primary = freshness::Primary::Unknown;
         self
     }
 

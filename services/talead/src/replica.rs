@@ -73,3 +73,20 @@ pub(crate) async fn open(
         primary,
     })
 }
+
+/// Whether `url` names a Postgres standby (in recovery); false for any
+/// other store or when the server cannot say.
+pub(crate) async fn is_standby(url: &StoreUrl) -> bool {
+    use sqlx::Connection as _;
+    let StoreUrl::Postgres(url) = url else {
+        return false;
+    };
+    let Ok(mut conn) = sqlx::PgConnection::connect(url).await else {
+        return false;
+    };
+    let answer = sqlx::query_scalar::<_, bool>("SELECT pg_is_in_recovery()")
+        .fetch_one(&mut conn)
+        .await;
+    let _ = conn.close().await;
+    answer.unwrap_or(false)
+}

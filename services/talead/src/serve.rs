@@ -113,6 +113,14 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     .with_console(console);
     let state = match primary {
         Some(primary) => state.with_primary(primary),
+        None if args.role == talea_http::Role::Read && crate::replica::is_standby(&url).await => {
+            tracing::warn!(
+                "TALEA_DB_URL names a standby: reads with min_seq cannot tell a lag from a seq \
+                 never written, so they wait for it; set TALEA_DB_URL to the primary and \
+                 TALEA_REPLICA_URL to this standby to answer 409 min_seq_ahead at once"
+            );
+            state.with_unknown_primary()
+        }
         None => state,
     };
     if console {

@@ -125,10 +125,11 @@ fn paths() -> (Value, Value) {
     let schemas = api["components"]["schemas"].take();
     let mut paths = api["paths"].take();
     for (path, item) in paths.as_object_mut().into_iter().flatten() {
-        if path.starts_with("/v1/books/{book}/") && !path.ends_with("/stream") {
-            if let Some(get) = item.get_mut("get").and_then(Value::as_object_mut) {
-                book_read(get);
-            }
+        if path.starts_with("/v1/books/{book}/")
+            && !path.ends_with("/stream")
+            && let Some(get) = item.get_mut("get").and_then(Value::as_object_mut)
+        {
+            book_read(get);
         }
     }
     let items = paths

@@ -79,7 +79,9 @@ writer=$LT_BIND
 token=$LT_TOKEN
 lt_start_talead read-primary "" TALEA_ROLE=read "TALEA_API_TOKEN=$token"
 read_primary=$LT_BIND
-lt_start_talead read-standby "" TALEA_ROLE=read "TALEA_API_TOKEN=$token" "TALEA_REPLICA_URL=$standby_url"
+metrics=127.0.0.1:$(svc_free_port)
+lt_start_talead read-standby "" TALEA_ROLE=read "TALEA_API_TOKEN=$token" "TALEA_REPLICA_URL=$standby_url" \
+    "TALEA_METRICS_BIND=$metrics"
 read_standby=$LT_BIND
 
 path=/v1/books/hot/accounts/hot:a
@@ -98,6 +100,9 @@ phase one_read_instance_primary "$secs" "$conns" --read "$path" --read-url "http
 phase two_read_instances_primary_standby "$secs" "$conns" --read "$path" --read-url "http://$read_primary,http://$read_standby"
 phase standby_read_after_write "$secs" "$conns" --read "$path" --read-url "http://$read_standby" --after-write
 phase standby_read_after_write_min_seq "$secs" "$conns" --read "$path" --read-url "http://$read_standby" --after-write --min-seq
+# How the standby instance's reads with min_seq ended (warm-up included).
+curl -s "http://$metrics/metrics" | grep '^talea_replica_waits_total' >"$LT_WORK/waits.txt" || true
+sed 's/^/  /' "$LT_WORK/waits.txt"
 
 out=$results/replicas-$stamp.json
 python3 - "$LT_WORK" "$out" "$secs" "$conns" <<'PY'
@@ -106,13 +111,19 @@ work, out, secs, conns = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.arg
 names = ["one_read_instance_primary", "two_read_instances_primary_standby",
          "standby_read_after_write", "standby_read_after_write_min_seq"]
 phases = {n: json.load(open(os.path.join(work, n + ".json"))) for n in names}
+waits = {}
+for line in open(os.path.join(work, "waits.txt")):
+    label, value = line.split()
+    waits[label.split('"')[1]] = int(float(value))
 doc = {"what": "read replicas: read throughput and read-your-writes latency (loadtest/run-replicas.sh)",
        "seconds_each": secs, "connections": conns, "cores": os.cpu_count(),
-       "machine": platform.platform(), "phases": phases}
+       "machine": platform.platform(), "phases": phases,
+       "standby_min_seq_reads_by_result": waits}
 json.dump(doc, open(out, "w"), indent=2)
 print("\nphase                                   req/s    p50 ms   p99 ms  generator cores")
 for n in names:
     s = phases[n]
     print("%-38s %7.0f %8.2f %8.2f %8.2f" % (n, s["requests_per_s"], s["latency_ms"]["p50"], s["latency_ms"]["p99"], s["generator_cores"]))
-print("\nwrote", out)
+print("\nstandby reads with min_seq, by result:", waits)
+print("wrote", out)
 PY

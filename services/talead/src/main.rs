@@ -93,7 +93,8 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "TALEA_REPLICA_URL", hide_env_values = true)]
     pub replica_url: Option<Secret>,
     /// How long a read waits for its `min_seq` before 503 `replica_behind`,
-    /// in milliseconds (1..=60000, below `TALEA_REQUEST_TIMEOUT_MS`).
+    /// in milliseconds (1..=60000; shortened to 4/5 of
+    /// `TALEA_REQUEST_TIMEOUT_MS` when not below it).
     #[arg(long, env = "TALEA_REPLICA_WAIT_MS", default_value_t = talea_http::REPLICA_WAIT_MS_DEFAULT,
           value_parser = clap::value_parser!(u64).range(1..=talea_http::REPLICA_WAIT_MS_MAX))]
     pub replica_wait_ms: u64,

@@ -44,14 +44,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .as_ref()
             .is_none_or(|url| url.expose().trim().is_empty()),
     );
-    if args.replica_wait_ms >= args.request_timeout_ms {
-        bail!(
-            "TALEA_REPLICA_WAIT_MS ({}) must be below TALEA_REQUEST_TIMEOUT_MS ({}): \
-             a read waiting for its min_seq would be cut off by the deadline first",
-            args.replica_wait_ms,
-            args.request_timeout_ms
-        );
-    }
+    let replica_wait_ms = replica_wait_ms(&args);
     let notary = args.keys.notary()?;
     tracing::info!(store = %url.describe(), "opening the store");
     let (store, primary) = match &args.replica_url {
@@ -106,7 +99,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
             rate_limit,
             stream_tickets: browser.tickets,
             cors_origins: browser.cors_origins,
-            replica_wait_ms: args.replica_wait_ms,
+            replica_wait_ms,
         },
     )
     .with_stream(hub.clone())
@@ -205,6 +198,25 @@ fn first_run_token(env_file: &std::path::Path) -> anyhow::Result<Secret> {
         env_file.display()
     );
     Ok(Secret::new(token))
+}
+
+/// `TALEA_REPLICA_WAIT_MS`, kept below the request deadline: a wait as
+/// long as `TALEA_REQUEST_TIMEOUT_MS` would be cut off by a 408 before its
+/// 503 `replica_behind`, so it is shortened to four fifths of the deadline
+/// (with a warning) rather than refusing a short deadline set alone.
+fn replica_wait_ms(args: &ServeArgs) -> u64 {
+    if args.replica_wait_ms < args.request_timeout_ms {
+        return args.replica_wait_ms;
+    }
+    let wait = (args.request_timeout_ms.saturating_mul(4) / 5).max(1);
+    tracing::warn!(
+        replica_wait_ms = args.replica_wait_ms,
+        request_timeout_ms = args.request_timeout_ms,
+        effective_ms = wait,
+        "TALEA_REPLICA_WAIT_MS is not below TALEA_REQUEST_TIMEOUT_MS: reads wait for their \
+         min_seq {wait} ms at most"
+    );
+    wait
 }
 
 fn rate_limit(args: &ServeArgs) -> anyhow::Result<Option<RateLimit>> {

@@ -147,6 +147,14 @@ catalogue! {
         message: String,
     } => "conflict", [409], retry: false,
         "Re-registering an asset or re-opening an account with another definition.";
+    #[error("min_seq {min_seq} is beyond the book's head ({head}): no write has committed it")]
+    MinSeqAhead {
+        /// The `min_seq` asked for.
+        min_seq: u64,
+        /// The book's head on the primary (0 for a book with no event).
+        head: u64,
+    } => "min_seq_ahead", [409], retry: false,
+        "A read's `min_seq` is beyond the book's head on the primary (`head`): it names no committed write.";
     #[error("request body is larger than 1 MiB")]
     PayloadTooLarge => "payload_too_large", [413], retry: false, "The body is over 1 MiB.";
     #[error("debits and credits differ")]
@@ -226,6 +234,14 @@ catalogue! {
         /// What is unavailable (never internals).
         message: String,
     } => "unavailable", [503], retry: true, "Storage or the scope service cannot be reached.";
+    #[error("the replica has applied seq {seq} of the book, not yet min_seq {min_seq}; retry later")]
+    ReplicaBehind {
+        /// The `min_seq` asked for.
+        min_seq: u64,
+        /// The book's head on the replica when the wait ended.
+        seq: u64,
+    } => "replica_behind", [503], retry: true,
+        "The replica did not apply the read's `min_seq` within `TALEA_REPLICA_WAIT_MS` (`seq`: what it had).";
     #[error("internal error")]
     Internal => "internal", [500], retry: false,
         "A bug or corrupt data; the body never carries internals.";
@@ -300,7 +316,7 @@ impl ApiError {
             Self::Overloaded { retry_after_s, .. } | Self::RateLimited { retry_after_s } => {
                 Some(*retry_after_s)
             }
-            Self::Unavailable { .. } => Some(1),
+            Self::Unavailable { .. } | Self::ReplicaBehind { .. } => Some(1),
             _ => None,
         }
     }
@@ -487,6 +503,11 @@ mod tests {
             },
             ApiError::RateLimited { retry_after_s: 3 },
             ApiError::unavailable("m"),
+            ApiError::MinSeqAhead {
+                min_seq: 9,
+                head: 7,
+            },
+            ApiError::ReplicaBehind { min_seq: 9, seq: 7 },
             ApiError::Internal,
         ];
         let mut seen: Vec<ErrorCode> = vec![ErrorCode::InvalidRequest, ErrorCode::Forbidden];

@@ -1,7 +1,8 @@
 //! `TaleaClient`: `LedgerApi` over HTTP, with the retry policy of `retry.rs`.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -64,7 +65,17 @@ struct Inner {
     authorization: Option<HeaderValue>,
     policy: RetryPolicy,
     observer: Option<Observer>,
+    /// Per book, the last seq this client wrote (`None`: read your writes
+    /// turned off); sent as `Talea-Min-Seq` on the book's reads.
+    written: Option<Mutex<HashMap<String, u64>>>,
 }
+
+/// The request header naming the seq a read must reflect (`docs/api.md`).
+const MIN_SEQ_HEADER: &str = "talea-min-seq";
+
+/// The most books a client remembers its last write of; past it, the
+/// memory starts afresh (reads then wait for nothing until the next write).
+pub const WRITTEN_BOOKS_MAX: usize = 10_000;
 
 impl fmt::Debug for TaleaClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -83,6 +94,7 @@ pub struct TaleaClientBuilder {
     token: Option<String>,
     policy: RetryPolicy,
     observer: Option<Observer>,
+    read_your_writes: bool,
 }
 
 impl fmt::Debug for TaleaClientBuilder {
@@ -111,6 +123,14 @@ impl TaleaClientBuilder {
     /// Calls `observer` before each wait between attempts, for logs or metrics.
     pub fn on_retry(mut self, observer: impl Fn(&RetryNotice) + Send + Sync + 'static) -> Self {
         self.observer = Some(Arc::new(observer));
+        self
+    }
+
+    /// Whether reads of a book carry `Talea-Min-Seq` with the last seq this
+    /// client wrote to it (default: yes), so a read served by a replica
+    /// reflects the client's own writes (`docs/sdk.md`, "Read your writes").
+    pub fn read_your_writes(mut self, on: bool) -> Self {
+        self.read_your_writes = on;
         self
     }
 
@@ -150,6 +170,7 @@ impl TaleaClientBuilder {
                 authorization,
                 policy: self.policy,
                 observer: self.observer,
+                written: self.read_your_writes.then(Mutex::default),
             }),
         })
     }
@@ -175,6 +196,7 @@ impl TaleaClient {
             token: None,
             policy: RetryPolicy::default(),
             observer: None,
+            read_your_writes: true,
         }
     }
 
@@ -205,6 +227,29 @@ impl TaleaClient {
         self.inner.authorization.as_ref()
     }
 
+    /// The last seq this client wrote to `book`, if it remembers one.
+    pub fn last_written_seq(&self, book: &str) -> Option<u64> {
+        let written = self.inner.written.as_ref()?;
+        written
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(book)
+            .copied()
+    }
+
+    /// Remembers that this client's write to `book` committed `seq`.
+    fn wrote(&self, book: &str, seq: u64) {
+        let Some(written) = &self.inner.written else {
+            return;
+        };
+        let mut written = written.lock().unwrap_or_else(PoisonError::into_inner);
+        if written.len() >= WRITTEN_BOOKS_MAX && !written.contains_key(book) {
+            written.clear();
+        }
+        let last = written.entry(book.to_owned()).or_default();
+        *last = (*last).max(seq);
+    }
+
     fn url(&self, segments: &[&str], query: &[(&str, String)]) -> Url {
         path::url(&self.inner.base, segments, query)
     }
@@ -216,21 +261,31 @@ impl TaleaClient {
         method: Method,
         url: Url,
         body: Option<Vec<u8>>,
+        min_seq: Option<u64>,
     ) -> Result<Answer, ApiError> {
         let write = method != Method::GET;
         retry::run(
             &self.inner.policy,
             self.inner.observer.as_ref(),
             write,
-            || self.attempt(method.clone(), url.clone(), body.clone()),
+            || self.attempt(method.clone(), url.clone(), body.clone(), min_seq),
         )
         .await
     }
 
-    async fn attempt(&self, method: Method, url: Url, body: Option<Vec<u8>>) -> Attempt<Answer> {
+    async fn attempt(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<Vec<u8>>,
+        min_seq: Option<u64>,
+    ) -> Attempt<Answer> {
         let mut request = self.inner.http.request(method, url);
         if let Some(auth) = &self.inner.authorization {
             request = request.header(AUTHORIZATION, auth.clone());
+        }
+        if let Some(seq) = min_seq {
+            request = request.header(MIN_SEQ_HEADER, seq);
         }
         if let Some(body) = body {
             request = request
@@ -270,8 +325,14 @@ impl TaleaClient {
         segments: &[&str],
         query: &[(&str, String)],
     ) -> Result<T, ApiError> {
+        // A book's read (`/v1/books/{book}/…`) waits for this client's
+        // last write to it.
+        let min_seq = match segments {
+            ["v1", "books", book, _, ..] => self.last_written_seq(book),
+            _ => None,
+        };
         let answer = self
-            .call(Method::GET, self.url(segments, query), None)
+            .call(Method::GET, self.url(segments, query), None, min_seq)
             .await?;
         decode(&answer.body)
     }
@@ -285,7 +346,7 @@ impl TaleaClient {
         // bug on this side, reported as the ledger reports its own bugs.
         let bytes = serde_json::to_vec(body).map_err(|_| ApiError::Internal)?;
         let answer = self
-            .call(Method::POST, self.url(segments, &[]), Some(bytes))
+            .call(Method::POST, self.url(segments, &[]), Some(bytes), None)
             .await?;
         Ok((answer.status, decode(&answer.body)?))
     }
@@ -390,9 +451,10 @@ impl LedgerApi for TaleaClient {
         request: OpenAccountRequest,
     ) -> Result<Created<AccountDto>, ApiError> {
         path::check_book_account(book, None)?;
-        let (status, value) = self
+        let (status, value): (u16, AccountDto) = self
             .post(&["v1", "books", book, "accounts"], &request)
             .await?;
+        self.wrote(book, value.seq);
         Ok(Created {
             value,
             created: status == 201,
@@ -429,6 +491,7 @@ impl LedgerApi for TaleaClient {
         // The status is the contract's signal (201 new, 200 replay); the body
         // says the same, and the status wins should they ever disagree.
         tx.deduplicated = Some(status != 201);
+        self.wrote(book, tx.seq);
         Ok(tx)
     }
 
@@ -455,7 +518,7 @@ impl LedgerApi for TaleaClient {
         if answer.results.len() != count {
             return Err(ApiError::Internal);
         }
-        Ok(answer
+        let results: Vec<Result<TransactionDto, ApiError>> = answer
             .results
             .into_iter()
             .map(|item| match item.status {
@@ -470,7 +533,11 @@ impl LedgerApi for TaleaClient {
                     Err(_) => ApiError::Internal,
                 }),
             })
-            .collect())
+            .collect();
+        if let Some(seq) = results.iter().flatten().map(|tx| tx.seq).max() {
+            self.wrote(book, seq);
+        }
+        Ok(results)
     }
 
     async fn settle(
@@ -487,6 +554,7 @@ impl LedgerApi for TaleaClient {
         let route = ["v1", "books", book, "transactions", tx_id, "post"];
         let (status, mut tx): (u16, TransactionDto) = self.post(&route, &request).await?;
         tx.deduplicated = Some(status != 201);
+        self.wrote(book, tx.seq);
         Ok(tx)
     }
 
@@ -504,6 +572,7 @@ impl LedgerApi for TaleaClient {
         let route = ["v1", "books", book, "transactions", tx_id, "void"];
         let (status, mut tx): (u16, TransactionDto) = self.post(&route, &request).await?;
         tx.deduplicated = Some(status != 201);
+        self.wrote(book, tx.seq);
         Ok(tx)
     }
 

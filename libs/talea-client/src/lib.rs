@@ -18,7 +18,7 @@ mod path;
 mod retry;
 mod stream;
 
-pub use client::{BuildError, TaleaClient, TaleaClientBuilder};
+pub use client::{BuildError, TaleaClient, TaleaClientBuilder, WRITTEN_BOOKS_MAX};
 pub use retry::{RetryNotice, RetryPolicy, RetryReason};
 pub use stream::{SSE_LINE_BYTES_MAX, StreamEvent, StreamItem};
 /// The wire types and the trait, re-exported so one dependency is enough.

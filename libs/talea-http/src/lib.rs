@@ -7,6 +7,7 @@
 mod console;
 mod error;
 mod extract;
+mod freshness;
 mod hide;
 mod liabilities;
 mod middleware;
@@ -36,6 +37,10 @@ use utoipa_axum::routes;
 
 pub use error::{ErrorCode, HttpError};
 pub use extract::parse_json;
+pub use freshness::{
+    MIN_SEQ_HEADER, REPLICA_LAG_BOOKS_MAX, REPLICA_WAIT_MS_DEFAULT, REPLICA_WAIT_MS_MAX,
+    SEQ_HEADER, spawn_lag_sampler,
+};
 pub use ratelimit::RateLimit;
 pub use role::Role;
 pub use stream::{FULL_RETRY_AFTER_S, MetricsObserver, RECHECK_DEFAULT_S, token_cap_retry_after_s};
@@ -58,6 +63,9 @@ pub struct HttpConfig {
     /// Origins allowed to call the ticket and stream routes from a browser
     /// (`TALEA_CORS_ORIGINS`); empty: no CORS headers at all.
     pub cors_origins: Vec<HeaderValue>,
+    /// How long a read waits for its `min_seq` before 503 `replica_behind`
+    /// (`TALEA_REPLICA_WAIT_MS`).
+    pub replica_wait_ms: u64,
 }
 
 impl Default for HttpConfig {
@@ -69,6 +77,7 @@ impl Default for HttpConfig {
             rate_limit: None,
             stream_tickets: Tickets::process_local(),
             cors_origins: Vec::new(),
+            replica_wait_ms: REPLICA_WAIT_MS_DEFAULT,
         }
     }
 }
@@ -96,6 +105,7 @@ pub struct StateFields {
     tickets: Arc<Tickets>,
     cors_origins: Arc<[HeaderValue]>,
     console: bool,
+    freshness: freshness::Freshness,
 }
 
 impl std::ops::Deref for AppState {
@@ -122,6 +132,10 @@ impl AppState {
             tickets: Arc::new(config.stream_tickets.clone()),
             cors_origins: config.cors_origins.clone().into(),
             console: false,
+            freshness: freshness::Freshness {
+                primary: freshness::Primary::Own,
+                wait: Duration::from_millis(config.replica_wait_ms),
+            },
         };
         Self {
             inner: Arc::new(state),
@@ -138,6 +152,22 @@ impl AppState {
     /// (`TALEA_CONSOLE`, `docs/console.md`).
     pub fn with_console(mut self, on: bool) -> Self {
         Arc::make_mut(&mut self.inner).console = on;
+        self
+    }
+
+    /// Reads come from a replica of `primary` (`TALEA_REPLICA_URL`): a read
+    /// whose `min_seq` the replica has not applied asks `primary` for the
+    /// book's head (`409 min_seq_ahead` beyond it) before it waits.
+    pub fn with_primary(mut self, primary: Arc<dyn talea_store::Store>) -> Self {
+        Arc::make_mut(&mut self.inner).freshness.primary = freshness::Primary::Store(primary);
+        self
+    }
+
+    /// The ledger's store is a standby whose primary is not configured: a
+    /// read whose `min_seq` is beyond the standby's head waits for it (up to
+    /// `TALEA_REPLICA_WAIT_MS`), as no `409 min_seq_ahead` can be decided.
+    pub fn with_unknown_primary(mut self) -> Self {
+        Arc::make_mut(&mut self.inner).freshness.primary = freshness::Primary::Unknown;
         self
     }
 
@@ -207,10 +237,17 @@ pub fn router(state: AppState) -> Router {
     if let Some(limit) = state.rate_limit {
         v1 = ratelimit::apply(v1, limit, state.ledger.metrics().clone());
     }
-    let v1 = v1.route_layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        middleware::authenticate,
-    ));
+    // Inside authentication: a read waits for its `min_seq` only once its
+    // token is known.
+    let v1 = v1
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            freshness::freshness,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::authenticate,
+        ));
     let api = Router::from(routes.public)
         .merge(v1)
         .fallback(routes::not_found)

@@ -124,6 +124,14 @@ fn paths() -> (Value, Value) {
     let mut api = serde_json::to_value(api).unwrap_or(Value::Null);
     let schemas = api["components"]["schemas"].take();
     let mut paths = api["paths"].take();
+    for (path, item) in paths.as_object_mut().into_iter().flatten() {
+        if path.starts_with("/v1/books/{book}/")
+            && !path.ends_with("/stream")
+            && let Some(get) = item.get_mut("get").and_then(Value::as_object_mut)
+        {
+            book_read(get);
+        }
+    }
     let items = paths
         .as_object_mut()
         .into_iter()
@@ -143,6 +151,37 @@ fn paths() -> (Value, Value) {
         }
     }
     (paths, schemas)
+}
+
+/// What every book read takes and answers beside its own parameters
+/// (`crate::freshness`): `min_seq` and `Talea-Min-Seq`, `409
+/// min_seq_ahead`, and `Talea-Seq` on its success.
+fn book_read(get: &mut Map<String, Value>) {
+    let parameters = get.entry("parameters").or_insert_with(|| json!([]));
+    if let Some(list) = parameters.as_array_mut() {
+        list.push(json!({"$ref": "#/components/parameters/min_seq"}));
+        list.push(json!({"$ref": "#/components/parameters/Talea-Min-Seq"}));
+    }
+    let Some(responses) = get.get_mut("responses").and_then(Value::as_object_mut) else {
+        return;
+    };
+    responses
+        .entry("409")
+        .or_insert_with(|| json!({"$ref": "#/components/responses/Conflict"}));
+    for (status, response) in responses.iter_mut() {
+        if !status.starts_with('2') {
+            continue;
+        }
+        if let Some(response) = response.as_object_mut() {
+            let headers = response.entry("headers").or_insert_with(|| json!({}));
+            if let Some(headers) = headers.as_object_mut() {
+                headers.insert(
+                    "Talea-Seq".to_owned(),
+                    json!({"$ref": "#/components/headers/Talea-Seq"}),
+                );
+            }
+        }
+    }
 }
 
 /// `components`: the wire types' schemas, the error body, headers, error
@@ -192,6 +231,27 @@ fn components(mut schemas: Value) -> Value {
                 "required": true,
                 "schema": {"type": "integer", "minimum": 1},
             },
+            "Talea-Seq": {
+                "description": "The book's head when the read began: the answer reflects every event up to this seq (perhaps later ones too, never fewer).",
+                "required": true,
+                "schema": {"type": "integer", "minimum": 0},
+            },
+        },
+        "parameters": {
+            "min_seq": {
+                "name": "min_seq",
+                "in": "query",
+                "required": false,
+                "description": "Answer only once the store serving the read has applied this seq of the book (read your writes): at once if it has, `409 min_seq_ahead` if the primary has not committed it, else after waiting up to `TALEA_REPLICA_WAIT_MS`, then `503 replica_behind`.",
+                "schema": {"type": "integer", "minimum": 1, "maximum": i64::MAX},
+            },
+            "Talea-Min-Seq": {
+                "name": "Talea-Min-Seq",
+                "in": "header",
+                "required": false,
+                "description": "`min_seq` as a header (the SDK sends it); with both, the larger applies.",
+                "schema": {"type": "integer", "minimum": 1, "maximum": i64::MAX},
+            },
         },
         "responses": responses,
         "securitySchemes": {
@@ -236,6 +296,9 @@ fn error_schema() -> Value {
             "status": {"type": "string", "enum": ["posted", "voided", "expired"], "description": "How the hold ended (`hold_not_pending`; `tx_id` is then the settle or void that ended it, absent for an expiry)."},
             "held": {"type": "string", "description": "What the hold holds on the account, asset and side (`exceeds_hold`)."},
             "requested": {"type": "string", "description": "What the settle asked to post there (`exceeds_hold`)."},
+            "min_seq": {"type": "integer", "minimum": 1, "description": "The read's `min_seq` (`min_seq_ahead`, `replica_behind`)."},
+            "head": {"type": "integer", "minimum": 0, "description": "The book's head on the primary (`min_seq_ahead`)."},
+            "seq": {"type": "integer", "minimum": 0, "description": "What the replica had applied when the wait ran out (`replica_behind`)."},
         },
     })
 }

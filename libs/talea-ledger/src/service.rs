@@ -154,6 +154,15 @@ impl LedgerService {
         self.inner.store.ping().await.map_err(|e| store_error(&e))
     }
 
+    /// The book's head in this ledger's store: its last seq, 0 for a book
+    /// with no event (read-your-writes, `talea-http`'s `freshness`).
+    pub async fn head(&self, book: &BookName) -> Result<u64, ApiError> {
+        match self.inner.store.last_seq(book).await {
+            Ok(seq) => Ok(seq.unwrap_or(0)),
+            Err(e) => Err(store_error(&e)),
+        }
+    }
+
     /// Refreshes gauges sampled at scrape time (pool usage).
     pub fn refresh_gauges(&self) {
         if let Some(stats) = self.inner.store.pool_stats() {

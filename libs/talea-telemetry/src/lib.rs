@@ -137,6 +137,10 @@ pub struct Metrics {
     pub audits_total: IntCounterVec,
     /// Books whose last background audit found a mismatch.
     pub audit_mismatched_books: IntGauge,
+    /// Per book, how many seqs a read instance's replica is behind the primary.
+    pub replica_lag_seq: IntGaugeVec,
+    /// Reads with a `min_seq`, by how they ended.
+    pub replica_waits_total: IntCounterVec,
 }
 
 /// Authentication of API requests: decisions by outcome, and the token-scope
@@ -312,6 +316,16 @@ impl Metrics {
         )
         .unwrap_or_else(|e| unreachable_metric(&e));
         register(&registry, db_pool_connections.clone());
+        let replica_lag_seq = IntGaugeVec::new(
+            Opts::new(
+                "talea_replica_lag_seq",
+                "Per book, seqs committed on the primary and not yet applied by this read \
+                 instance's replica (TALEA_REPLICA_URL), sampled at scrape time.",
+            ),
+            &["book"],
+        )
+        .unwrap_or_else(|e| unreachable_metric(&e));
+        register(&registry, replica_lag_seq.clone());
         Self {
             commits_total: counter("talea_commits_total", "Transactions committed."),
             deduplicated_total: counter(
@@ -369,6 +383,13 @@ impl Metrics {
             audit_mismatched_books: gauge(
                 "talea_audit_mismatched_books",
                 "Books whose last background audit found a mismatch.",
+            ),
+            replica_lag_seq,
+            replica_waits_total: counter_vec(
+                "talea_replica_waits_total",
+                "Reads with a min_seq, by result: fresh (answered at once), waited \
+                 (answered after waiting), behind (503 replica_behind), ahead (409 min_seq_ahead).",
+                &["result"],
             ),
             registry,
         }

@@ -15,6 +15,13 @@
 //! percentiles, failures by status, and this process's own CPU over the
 //! measured window, so a report can say how much of the machine the load
 //! generator itself used.
+//!
+//! With `--read PATH` the clients read instead (`GET PATH`, `committed`
+//! then counts 200 answers), spread over `--read-url` (comma separated;
+//! default `--url`) by client number. With `--after-write` too, each read
+//! follows a single post on `--url` and only the read is timed; with
+//! `--min-seq` that read carries `Talea-Min-Seq: <the post's seq>` (read
+//! your writes through a replica: `loadtest/run-replicas.sh`).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -77,6 +84,18 @@ struct Args {
     /// Write the summary here too.
     #[arg(long)]
     summary: Option<std::path::PathBuf>,
+    /// Read `GET PATH` instead of posting (`/v1/books/hot/accounts/hot:a`).
+    #[arg(long)]
+    read: Option<String>,
+    /// Where reads go, comma separated, spread by client (default `--url`).
+    #[arg(long, value_delimiter = ',')]
+    read_url: Vec<String>,
+    /// Each read follows a single post on `--url` (only the read is timed).
+    #[arg(long, requires = "read")]
+    after_write: bool,
+    /// Reads after a write carry `Talea-Min-Seq` with the post's seq.
+    #[arg(long, requires = "after_write")]
+    min_seq: bool,
 }
 
 /// Refuses a setting outside its limit, by name, before anything is sent.
@@ -118,6 +137,11 @@ fn main() -> anyhow::Result<()> {
 struct Target {
     authority: String,
     addr: String,
+    /// `(authority, address)` of each read URL.
+    read_addrs: Vec<String>,
+    read: Option<String>,
+    after_write: bool,
+    min_seq: bool,
     token: String,
     single_path: String,
     batch_path: String,
@@ -147,8 +171,29 @@ impl Target {
                 .map_or(0, |d| d.as_nanos());
             format!("pl{nanos}")
         });
+        let mut read_addrs = Vec::new();
+        for url in &args.read_url {
+            read_addrs.push(
+                url.strip_prefix("http://")
+                    .context("--read-url must start with http:// (no TLS here)")?
+                    .trim_end_matches('/')
+                    .to_owned(),
+            );
+        }
+        if read_addrs.is_empty() {
+            read_addrs.push(authority.clone());
+        }
+        if let Some(path) = &args.read
+            && !path.starts_with('/')
+        {
+            bail!("--read must be a path starting with /");
+        }
         Ok(Self {
             addr: authority.clone(),
+            read_addrs,
+            read: args.read.clone(),
+            after_write: args.after_write,
+            min_seq: args.min_seq,
             authority,
             token: format!("Bearer {}", args.token),
             single_path: format!("/v1/books/{book}/transactions"),
@@ -260,6 +305,74 @@ impl Tally {
         }
         self.latencies_us.extend(other.latencies_us);
     }
+}
+
+#[derive(Deserialize)]
+struct Committed {
+    seq: u64,
+}
+
+/// One reading client: reads back to back until `end` (each after a post
+/// with `--after-write`), counting the reads that finish between `from`
+/// and `end`.
+async fn reader(
+    target: std::sync::Arc<Target>,
+    id: usize,
+    path: String,
+    from: Instant,
+    end: Instant,
+) -> anyhow::Result<Tally> {
+    let mut tally = Tally::default();
+    let read_addr = &target.read_addrs[id % target.read_addrs.len()];
+    let mut reads = connect(read_addr).await?;
+    let mut writes = match target.after_write {
+        true => Some(connect(&target.addr).await?),
+        false => None,
+    };
+    let mut n = 0;
+    while Instant::now() < end {
+        let mut min_seq = None;
+        if let Some(writes) = &mut writes {
+            let req = target.next(id, &mut n)?;
+            let (status, body) = send(writes, req).await?;
+            if status != StatusCode::CREATED {
+                bail!("client {id}: a post answered {status}");
+            }
+            let committed: Committed =
+                serde_json::from_slice(&body).context("a post answer without seq")?;
+            min_seq = target.min_seq.then_some(committed.seq);
+        }
+        let mut req = Request::builder()
+            .method(Method::GET)
+            .uri(&path)
+            .header(hyper::header::HOST, read_addr)
+            .header(hyper::header::AUTHORIZATION, &target.token);
+        if let Some(seq) = min_seq {
+            req = req.header("talea-min-seq", seq);
+        }
+        let req = req.body(Full::new(Bytes::new()))?;
+        let started = Instant::now();
+        let answer = send(&mut reads, req).await;
+        let done = Instant::now();
+        let counted = started >= from && done <= end;
+        let status = match answer {
+            Ok((status, _)) => status,
+            Err(e) => bail!("client {id}: a read failed: {e:#}"),
+        };
+        if !counted {
+            continue;
+        }
+        tally.requests += 1;
+        tally
+            .latencies_us
+            .push(u32::try_from(done.duration_since(started).as_micros()).unwrap_or(u32::MAX));
+        if status == StatusCode::OK {
+            tally.committed += 1;
+        } else {
+            *tally.failures.entry(status.as_u16()).or_default() += 1;
+        }
+    }
+    Ok(tally)
 }
 
 /// One client: posts back to back until `end`, counting what finishes
@@ -401,7 +514,10 @@ async fn run(args: &Args) -> anyhow::Result<serde_json::Value> {
     let from = start + Duration::from_secs(args.warmup);
     let end = from + Duration::from_secs(args.seconds);
     let clients: Vec<_> = (0..args.connections)
-        .map(|id| tokio::spawn(client(target.clone(), id, from, end)))
+        .map(|id| match &target.read {
+            Some(path) => tokio::spawn(reader(target.clone(), id, path.clone(), from, end)),
+            None => tokio::spawn(client(target.clone(), id, from, end)),
+        })
         .collect();
     tokio::time::sleep_until(from.into()).await;
     let cpu_from = cpu_seconds()?;
@@ -416,6 +532,13 @@ async fn run(args: &Args) -> anyhow::Result<serde_json::Value> {
     let cpu = cpu_to - cpu_from;
     Ok(serde_json::json!({
         "book": args.book,
+        "mode": match (&args.read, args.after_write, args.min_seq) {
+            (None, _, _) => "write",
+            (Some(_), false, _) => "read",
+            (Some(_), true, false) => "read_after_write",
+            (Some(_), true, true) => "read_after_write_min_seq",
+        },
+        "read_urls": args.read_url,
         "connections": args.connections,
         "batch": args.batch,
         "seconds": args.seconds,

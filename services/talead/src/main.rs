@@ -11,6 +11,7 @@ mod bootstrap;
 mod envfile;
 mod init;
 mod keys;
+mod replica;
 mod seed;
 mod serve;
 mod store;
@@ -86,6 +87,17 @@ pub(crate) struct ServeArgs {
     /// Most database connections.
     #[arg(long, env = "TALEA_DB_POOL", default_value_t = 10)]
     pub db_pool: u32,
+    /// A streaming standby of `TALEA_DB_URL` to serve reads from (`--role
+    /// read` only): reads go to it, with `TALEA_DB_POOL` connections; the
+    /// primary is asked only for a book's head (`docs/scaling.md`).
+    #[arg(long, env = "TALEA_REPLICA_URL", hide_env_values = true)]
+    pub replica_url: Option<Secret>,
+    /// How long a read waits for its `min_seq` before 503 `replica_behind`,
+    /// in milliseconds (1..=60000; shortened to 4/5 of
+    /// `TALEA_REQUEST_TIMEOUT_MS` when not below it).
+    #[arg(long, env = "TALEA_REPLICA_WAIT_MS", default_value_t = talea_http::REPLICA_WAIT_MS_DEFAULT,
+          value_parser = clap::value_parser!(u64).range(1..=talea_http::REPLICA_WAIT_MS_MAX))]
+    pub replica_wait_ms: u64,
     /// Requests in flight at once before 503 `overloaded`.
     #[arg(long, env = "TALEA_MAX_INFLIGHT", default_value_t = 256)]
     pub max_inflight: usize,

@@ -44,9 +44,19 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .as_ref()
             .is_none_or(|url| url.expose().trim().is_empty()),
     );
+    let replica_wait_ms = replica_wait_ms(&args);
     let notary = args.keys.notary()?;
     tracing::info!(store = %url.describe(), "opening the store");
-    let store = crate::store::open(&url, args.db_pool, Schema::RequireMigrated).await?;
+    let (store, primary) = match &args.replica_url {
+        None => (
+            crate::store::open(&url, args.db_pool, Schema::RequireMigrated).await?,
+            None,
+        ),
+        Some(replica) => {
+            let stores = crate::replica::open(&args, &url, replica.expose()).await?;
+            (stores.replica, Some(stores.primary))
+        }
+    };
 
     let ledger = LedgerService::with_notary(
         store,
@@ -60,6 +70,13 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         // TALEA_CHECKPOINT_EVERY (the first checkpoint of a size is kept).
         ledger.spawn_expirer();
         ledger.spawn_checkpointer(args.checkpoint_every);
+    }
+    if let Some(primary) = &primary {
+        talea_http::spawn_lag_sampler(
+            Arc::clone(primary),
+            Arc::clone(ledger.store()),
+            ledger.metrics().clone(),
+        );
     }
     if args.audit_every_s > 0 {
         ledger.spawn_auditor(std::time::Duration::from_secs(args.audit_every_s));
@@ -82,10 +99,23 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
             rate_limit,
             stream_tickets: browser.tickets,
             cors_origins: browser.cors_origins,
+            replica_wait_ms,
         },
     )
     .with_stream(hub.clone())
     .with_console(console);
+    let state = match primary {
+        Some(primary) => state.with_primary(primary),
+        None if args.role == talea_http::Role::Read && crate::replica::is_standby(&url).await => {
+            tracing::warn!(
+                "TALEA_DB_URL names a standby: reads with min_seq cannot tell a lag from a seq \
+                 never written, so they wait for it; set TALEA_DB_URL to the primary and \
+                 TALEA_REPLICA_URL to this standby to answer 409 min_seq_ahead at once"
+            );
+            state.with_unknown_primary()
+        }
+        None => state,
+    };
     if console {
         tracing::info!("serving the read-only console at /console");
     }
@@ -168,6 +198,25 @@ fn first_run_token(env_file: &std::path::Path) -> anyhow::Result<Secret> {
         env_file.display()
     );
     Ok(Secret::new(token))
+}
+
+/// `TALEA_REPLICA_WAIT_MS`, kept below the request deadline: a wait as
+/// long as `TALEA_REQUEST_TIMEOUT_MS` would be cut off by a 408 before its
+/// 503 `replica_behind`, so it is shortened to four fifths of the deadline
+/// (with a warning) rather than refusing a short deadline set alone.
+fn replica_wait_ms(args: &ServeArgs) -> u64 {
+    if args.replica_wait_ms < args.request_timeout_ms {
+        return args.replica_wait_ms;
+    }
+    let wait = (args.request_timeout_ms.saturating_mul(4) / 5).max(1);
+    tracing::warn!(
+        replica_wait_ms = args.replica_wait_ms,
+        request_timeout_ms = args.request_timeout_ms,
+        effective_ms = wait,
+        "TALEA_REPLICA_WAIT_MS is not below TALEA_REQUEST_TIMEOUT_MS: reads wait for their \
+         min_seq {wait} ms at most"
+    );
+    wait
 }
 
 fn rate_limit(args: &ServeArgs) -> anyhow::Result<Option<RateLimit>> {

@@ -455,3 +455,115 @@ async fn created_and_existing_follow_the_status() {
     );
     assert!(!client.register_asset(request).await.expect("200").created);
 }
+
+/// Reads of a book carry `Talea-Min-Seq` with the last seq this client
+/// wrote to it (and only that book's reads); a `503 replica_behind` is
+/// retried after its `Retry-After`; `read_your_writes(false)` sends none.
+#[tokio::test]
+async fn reads_carry_the_last_written_seq() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(TX_PATH))
+        .respond_with(ResponseTemplate::new(201).set_body_json(committed(false)))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/books/demo/events"))
+        .and(header("talea-min-seq", "42"))
+        .respond_with(
+            ResponseTemplate::new(503)
+                .set_body_json(json!({
+                    "error": "replica_behind", "message": "behind", "min_seq": 42, "seq": 41
+                }))
+                .insert_header("retry-after", "0"),
+        )
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path_regex_events())
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"events": [], "next_after_seq": null})),
+        )
+        .mount(&server)
+        .await;
+    let (client, notices) = client_with(&server, policy());
+    assert_eq!(client.last_written_seq("demo"), None);
+    client
+        .events("demo", SeqPage::default())
+        .await
+        .expect("a read before any write");
+    client
+        .post_transaction("demo", request())
+        .await
+        .expect("posts");
+    assert_eq!(client.last_written_seq("demo"), Some(42));
+    client
+        .events("demo", SeqPage::default())
+        .await
+        .expect("a read after the write, retried once");
+    client
+        .events("other", SeqPage::default())
+        .await
+        .expect("another book's read");
+    let min_seqs: Vec<(String, Option<String>)> = requests(&server)
+        .await
+        .into_iter()
+        .filter(|r| r.method.as_str() == "GET")
+        .map(|r| {
+            let seq = r
+                .headers
+                .get("talea-min-seq")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            (r.url.path().to_owned(), seq)
+        })
+        .collect();
+    assert_eq!(
+        min_seqs,
+        [
+            ("/v1/books/demo/events".to_owned(), None),
+            ("/v1/books/demo/events".to_owned(), Some("42".to_owned())),
+            ("/v1/books/demo/events".to_owned(), Some("42".to_owned())),
+            ("/v1/books/other/events".to_owned(), None),
+        ]
+    );
+    assert_eq!(notices.lock().expect("not poisoned").len(), 1);
+
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(TX_PATH))
+        .respond_with(ResponseTemplate::new(201).set_body_json(committed(false)))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"events": [], "next_after_seq": null})),
+        )
+        .mount(&server)
+        .await;
+    let client = TaleaClient::builder(server.uri())
+        .token("t0ken")
+        .read_your_writes(false)
+        .build()
+        .expect("client builds");
+    client
+        .post_transaction("demo", request())
+        .await
+        .expect("posts");
+    assert_eq!(client.last_written_seq("demo"), None);
+    client
+        .events("demo", SeqPage::default())
+        .await
+        .expect("a read");
+    let sent = requests(&server).await;
+    assert!(
+        sent.iter()
+            .all(|r| r.headers.get("talea-min-seq").is_none())
+    );
+}
+
+fn path_regex_events() -> wiremock::matchers::PathRegexMatcher {
+    wiremock::matchers::path_regex(r"^/v1/books/[a-z]+/events$")
+}

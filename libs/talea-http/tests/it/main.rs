@@ -6,6 +6,7 @@ mod batch;
 mod caps;
 mod contract;
 mod fields;
+mod freshness;
 mod harness;
 mod holds;
 mod instances;

@@ -116,6 +116,74 @@ impl PgCluster {
         Err(last_error.unwrap_or_else(|| anyhow!("PostgreSQL did not start")))
     }
 
+    /// A streaming standby of this cluster: `pg_basebackup -R -X stream`
+    /// into a new directory (which writes `standby.signal` and the
+    /// `primary_conninfo`), started on a free port as a hot standby.
+    /// initdb's defaults suffice on the primary: `wal_level=replica`,
+    /// `max_wal_senders=10`, and a `host replication all 127.0.0.1/32 trust`
+    /// line in `pg_hba.conf` from `--auth=trust`.
+    pub fn standby(&self) -> anyhow::Result<PgCluster> {
+        let basebackup = find_pg_bin("pg_basebackup")?;
+        let dir = tempfile::Builder::new()
+            .prefix("talea-pg-standby.")
+            .tempdir_in("/tmp")
+            .context("temporary directory")?;
+        std::fs::create_dir(dir.path().join("sock")).context("socket directory")?;
+        if let Some(user) = &self.user {
+            run_checked(
+                Command::new("chown").arg("-R").arg(user).arg(dir.path()),
+                "chown of the standby directory",
+            )?;
+        }
+        let mut standby = PgCluster {
+            dir,
+            pg_ctl: self.pg_ctl.clone(),
+            user: self.user.clone(),
+            port: 0,
+        };
+        let mut backup = standby.as_user(&basebackup);
+        backup
+            .args(["-h", "127.0.0.1", "-p"])
+            .arg(self.port.to_string())
+            .args(["-U", "postgres", "-D"])
+            .arg(standby.data())
+            .args(["-R", "-X", "stream", "-c", "fast"]);
+        run_checked(&mut backup, "pg_basebackup")?;
+        let mut last_error = None;
+        for _ in 0..3 {
+            standby.port = free_port()?;
+            match standby.pg_ctl_start() {
+                Ok(()) => return Ok(standby),
+                Err(e) => last_error = Some(e),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| anyhow!("the standby did not start")))
+    }
+
+    /// Async [`PgCluster::standby`], on the blocking pool.
+    pub async fn standby_async(self: &std::sync::Arc<Self>) -> anyhow::Result<PgCluster> {
+        let primary = std::sync::Arc::clone(self);
+        tokio::task::spawn_blocking(move || primary.standby())
+            .await
+            .context("the standby task")?
+    }
+
+    /// `pg_ctl promote -w`: a standby becomes a primary (it applies the WAL
+    /// it has, ends recovery and accepts writes).
+    pub fn promote(&self) -> anyhow::Result<()> {
+        let mut cmd = self.pg_ctl();
+        cmd.args(["-w", "-t", "60", "promote"]);
+        run_checked(&mut cmd, "pg_ctl promote").map_err(|e| e.context(self.log_tail()))
+    }
+
+    /// Async [`PgCluster::promote`], on the blocking pool.
+    pub async fn promote_async(self: &std::sync::Arc<Self>) -> anyhow::Result<()> {
+        let cluster = std::sync::Arc::clone(self);
+        tokio::task::spawn_blocking(move || cluster.promote())
+            .await
+            .context("the promote task")?
+    }
+
     /// Async [`PgCluster::start`], on the blocking pool.
     pub async fn start_async() -> anyhow::Result<PgCluster> {
         tokio::task::spawn_blocking(PgCluster::start)

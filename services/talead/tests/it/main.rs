@@ -14,6 +14,7 @@ mod embedded;
 mod faults;
 mod probing;
 mod proofs;
+mod replica;
 mod scope;
 mod scope_outage;
 mod settings_documented;

@@ -4,6 +4,13 @@
 //! HTTP SDK both implement [`LedgerApi`] with these types, so code written
 //! against the trait behaves the same over either.
 
+/// The request header a book read's `min_seq` travels in (`docs/api.md`,
+/// "Read your writes"); lowercase, as HTTP/2 and `HeaderName` spell it.
+pub const MIN_SEQ_HEADER: &str = "talea-min-seq";
+
+/// The answer header of a book read: the book's seq the answer reflects.
+pub const SEQ_HEADER: &str = "talea-seq";
+
 pub mod bus;
 mod dto;
 mod error;

@@ -70,9 +70,6 @@ struct Inner {
     written: Option<Mutex<HashMap<String, u64>>>,
 }
 
-/// The request header naming the seq a read must reflect (`docs/api.md`).
-const MIN_SEQ_HEADER: &str = "talea-min-seq";
-
 /// The most books a client remembers its last write of; past it, the
 /// memory starts afresh (reads then wait for nothing until the next write).
 pub const WRITTEN_BOOKS_MAX: usize = 10_000;
@@ -285,7 +282,7 @@ impl TaleaClient {
             request = request.header(AUTHORIZATION, auth.clone());
         }
         if let Some(seq) = min_seq {
-            request = request.header(MIN_SEQ_HEADER, seq);
+            request = request.header(talea_api::MIN_SEQ_HEADER, seq);
         }
         if let Some(body) = body {
             request = request

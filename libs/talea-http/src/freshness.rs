@@ -25,10 +25,10 @@ use crate::extract::Authn;
 use crate::{AppState, HttpError};
 
 /// The request header carrying a read's `min_seq` (the SDK sends it).
-pub const MIN_SEQ_HEADER: HeaderName = HeaderName::from_static("talea-min-seq");
+pub const MIN_SEQ_HEADER: HeaderName = HeaderName::from_static(talea_api::MIN_SEQ_HEADER);
 /// The answer header: every event of the book up to this seq is reflected
 /// in the answer (it may reflect later ones too, never fewer).
-pub const SEQ_HEADER: HeaderName = HeaderName::from_static("talea-seq");
+pub const SEQ_HEADER: HeaderName = HeaderName::from_static(talea_api::SEQ_HEADER);
 /// The query parameter carrying a read's `min_seq`.
 const MIN_SEQ_PARAM: &str = "min_seq";
 /// `TALEA_REPLICA_WAIT_MS`'s default: how long a read waits for its `min_seq`.
@@ -241,7 +241,7 @@ async fn wait_for(
                 ));
             }
         },
-        Primary::Own => state.ledger.head(book).await?,
+        Primary::Own => head,
         Primary::Unknown => min_seq,
     };
     if primary_head < min_seq {

@@ -297,6 +297,25 @@ struct Tally {
 }
 
 impl Tally {
+    /// Counts a request that finished in the measured window, its latency
+    /// from `started` to `done`, and whether it got `expected`.
+    fn record(
+        &mut self,
+        started: Instant,
+        done: Instant,
+        status: StatusCode,
+        expected: StatusCode,
+    ) {
+        self.requests += 1;
+        self.latencies_us
+            .push(u32::try_from(done.duration_since(started).as_micros()).unwrap_or(u32::MAX));
+        if status == expected {
+            self.committed += 1;
+        } else {
+            *self.failures.entry(status.as_u16()).or_default() += 1;
+        }
+    }
+
     fn merge(&mut self, other: Tally) {
         self.committed += other.committed;
         self.requests += other.requests;
@@ -359,17 +378,8 @@ async fn reader(
             Ok((status, _)) => status,
             Err(e) => bail!("client {id}: a read failed: {e:#}"),
         };
-        if !counted {
-            continue;
-        }
-        tally.requests += 1;
-        tally
-            .latencies_us
-            .push(u32::try_from(done.duration_since(started).as_micros()).unwrap_or(u32::MAX));
-        if status == StatusCode::OK {
-            tally.committed += 1;
-        } else {
-            *tally.failures.entry(status.as_u16()).or_default() += 1;
+        if counted {
+            tally.record(started, done, status, StatusCode::OK);
         }
     }
     Ok(tally)
@@ -415,18 +425,14 @@ async fn client(
         if !counted {
             continue;
         }
+        if target.batch == 1 {
+            tally.record(started, done, status, StatusCode::CREATED);
+            continue;
+        }
         tally.requests += 1;
         tally
             .latencies_us
             .push(u32::try_from(done.duration_since(started).as_micros()).unwrap_or(u32::MAX));
-        if target.batch == 1 {
-            if status == StatusCode::CREATED {
-                tally.committed += 1;
-            } else {
-                *tally.failures.entry(status.as_u16()).or_default() += 1;
-            }
-            continue;
-        }
         if status != StatusCode::OK {
             *tally.failures.entry(status.as_u16()).or_default() += target.batch as u64;
             continue;

@@ -48,8 +48,7 @@ pub(crate) async fn open(
     let replica = PgStore::connect(replica_url, args.db_pool)
         .await
         .context("cannot connect to the replica (TALEA_REPLICA_URL)")?;
-    let in_recovery: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
-        .fetch_one(replica.pool())
+    let in_recovery = in_recovery(replica.pool())
         .await
         .context("cannot ask the replica (TALEA_REPLICA_URL) whether it is a standby")?;
     if !in_recovery {
@@ -84,9 +83,14 @@ pub(crate) async fn is_standby(url: &StoreUrl) -> bool {
     let Ok(mut conn) = sqlx::PgConnection::connect(url).await else {
         return false;
     };
-    let answer = sqlx::query_scalar::<_, bool>("SELECT pg_is_in_recovery()")
-        .fetch_one(&mut conn)
-        .await;
+    let answer = in_recovery(&mut conn).await;
     let _ = conn.close().await;
     answer.unwrap_or(false)
+}
+
+/// Whether the server is in recovery (a standby).
+async fn in_recovery<'c>(conn: impl sqlx::PgExecutor<'c>) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT pg_is_in_recovery()")
+        .fetch_one(conn)
+        .await
 }
